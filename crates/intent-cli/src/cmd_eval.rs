@@ -1,0 +1,186 @@
+//! `intent eval` and `intent predict`.
+
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use intent_data::Dataset;
+use intent_eval::{evaluate_multi, evaluate_single, tune_oos_threshold, ClassMetric, OosPolicy, PredictionRow, QualityGate, Report};
+use intent_serve::Classifier;
+
+use crate::common::{check_known_labels, load_model, InputFlags};
+
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    /// Model folder.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Labeled evaluation data.
+    #[arg(long)]
+    pub data: PathBuf,
+    #[command(flatten)]
+    pub input: InputFlags,
+    /// Write report.json, report.md, errors.jsonl and SVG plots here.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// Out-of-scope label.
+    #[arg(long, default_value = "oos")]
+    pub oos_label: String,
+    /// Out-of-scope confidence threshold (default: the one tuned at training time, if any).
+    #[arg(long, conflicts_with = "tune_on")]
+    pub threshold: Option<f32>,
+    /// Tune the out-of-scope threshold on this labeled file (needs out-of-scope rows).
+    #[arg(long)]
+    pub tune_on: Option<PathBuf>,
+    #[command(flatten)]
+    pub gate: GateFlags,
+}
+
+/// Quality-gate flags.
+#[derive(Args, Debug, Clone)]
+pub struct GateFlags {
+    /// Apply the quality gate: exit 1 and name the failing classes when it fails.
+    #[arg(long)]
+    pub gate: bool,
+    /// Gate: minimum overall accuracy (micro-F1 for multi-label).
+    #[arg(long, default_value_t = 0.90)]
+    pub min_overall: f64,
+    /// Gate: minimum per-class score.
+    #[arg(long, default_value_t = 0.85)]
+    pub min_class: f64,
+    /// Gate: the per-class score.
+    #[arg(long, default_value = "f1", value_parser = ["f1", "recall", "precision"])]
+    pub class_metric: String,
+}
+
+impl GateFlags {
+    pub fn gate(&self) -> QualityGate {
+        let class_metric = match self.class_metric.as_str() {
+            "recall" => ClassMetric::Recall,
+            "precision" => ClassMetric::Precision,
+            _ => ClassMetric::F1,
+        };
+        QualityGate { min_overall: self.min_overall, min_per_class: self.min_class, class_metric }
+    }
+}
+
+/// Evaluates a model on data. `threshold`: the out-of-scope threshold to use (`None`: the
+/// model's own, if any).
+pub fn evaluate(model: &Classifier, data: &Dataset, threshold: Option<f32>, oos_label: &str) -> (Report, Vec<PredictionRow>) {
+    let texts = data.texts();
+    let scores = model.scores(&texts);
+    let labels = model.labels();
+    let config = model.config();
+    if config.multi_label {
+        let gold: Vec<Vec<String>> = data.examples.iter().map(|e| e.labels.clone()).collect();
+        let th = config.thresholds.clone().unwrap_or_else(|| vec![0.5; labels.len()]);
+        let (report, predicted) = evaluate_multi(&gold, &scores, labels, &th);
+        let rows = data
+            .examples
+            .iter()
+            .zip(predicted)
+            .zip(&scores)
+            .map(|((e, p), s)| PredictionRow {
+                text: e.text.clone(),
+                gold: e.labels.join("+"),
+                predicted: p.join("+"),
+                confidence: s.iter().copied().fold(0.0, f32::max),
+            })
+            .collect();
+        return (report, rows);
+    }
+    let threshold = threshold.or(config.oos.as_ref().map(|o| o.threshold));
+    let policy = OosPolicy { label: oos_label.to_string(), threshold };
+    let gold: Vec<&str> = data.examples.iter().map(|e| e.label().unwrap_or("")).collect();
+    let (report, preds) = evaluate_single(&gold, &scores, labels, Some(&policy));
+    let rows = data
+        .examples
+        .iter()
+        .zip(preds)
+        .map(|(e, (p, c))| PredictionRow { text: e.text.clone(), gold: e.labels.join("+"), predicted: p, confidence: c })
+        .collect();
+    (report, rows)
+}
+
+/// Adds `report` under `key` in the model folder's metrics.json (rewritten atomically).
+pub fn add_metrics(dir: &Path, key: &str, report: &Report) -> Result<()> {
+    let path = dir.join(intent_models::folder::METRICS_FILE);
+    let mut metrics: serde_json::Value = match std::fs::read_to_string(&path) {
+        Ok(t) => serde_json::from_str(&t).with_context(|| format!("{}: not valid JSON", path.display()))?,
+        Err(_) => serde_json::json!({}),
+    };
+    metrics[key] = serde_json::to_value(report)?;
+    intent_data::io::atomic_write(&path, serde_json::to_string_pretty(&metrics)?.as_bytes())?;
+    Ok(())
+}
+
+pub fn eval(a: EvalArgs) -> Result<ExitCode> {
+    let model = load_model(&a.model)?;
+    let data = a.input.load(&a.data)?;
+    check_known_labels(&data, model.labels(), &a.oos_label)?;
+    let threshold = match &a.tune_on {
+        Some(p) => {
+            let tune = a.input.load(p)?;
+            check_known_labels(&tune, model.labels(), &a.oos_label)?;
+            let gold: Vec<&str> = tune.data.examples.iter().map(|e| e.label().unwrap_or("")).collect();
+            let scores = model.scores(&tune.data.texts());
+            let (t, score) = tune_oos_threshold(&gold, &scores, model.labels(), &a.oos_label)
+                .with_context(|| format!("{}: no '{}' rows (or no in-scope rows) to tune a threshold on", p.display(), a.oos_label))?;
+            println!("threshold {t:.4} tuned on {} (balanced score {score:.4})", p.display());
+            Some(t)
+        }
+        None => a.threshold,
+    };
+    if let Some(t) = threshold {
+        if !(0.0..=1.0).contains(&t) {
+            anyhow::bail!("--threshold {t} is not in [0, 1]");
+        }
+    }
+    let (report, rows) = evaluate(&model, &data.data, threshold, &a.oos_label);
+    println!("{}: {}", a.data.display(), a.model.display());
+    print!("{}", intent_eval::report::summary(&report));
+    let gate = a.gate.gate.then(|| a.gate.gate().check(&report));
+    if let Some(dir) = &a.report {
+        intent_eval::report::write_report(dir, &report, &rows, gate.as_ref())?;
+        println!("report written to {}", dir.display());
+    }
+    match gate {
+        Some(g) => {
+            println!("{}", g.summary);
+            Ok(if g.passed { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
+        None => Ok(ExitCode::SUCCESS),
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct PredictArgs {
+    /// Model folder.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Alternatives to list per text.
+    #[arg(long, default_value_t = 3)]
+    pub top_k: usize,
+    /// Texts to classify; when none, one text per line is read from stdin.
+    pub texts: Vec<String>,
+}
+
+pub fn predict(a: PredictArgs) -> Result<ExitCode> {
+    let model = load_model(&a.model)?;
+    let texts: Vec<String> = if a.texts.is_empty() {
+        std::io::stdin().lock().lines().collect::<std::io::Result<Vec<_>>>().context("reading stdin")?
+    } else {
+        a.texts
+    };
+    let texts: Vec<&str> = texts.iter().map(String::as_str).filter(|t| !t.trim().is_empty()).collect();
+    for chunk in texts.chunks(256) {
+        for (t, p) in chunk.iter().zip(model.predict_batch(chunk, a.top_k)) {
+            let mut v = serde_json::to_value(&p)?;
+            v["text"] = serde_json::Value::String(t.to_string());
+            println!("{}", serde_json::to_string(&v)?);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

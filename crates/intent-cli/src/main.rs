@@ -1,0 +1,87 @@
+//! `intent`: the command-line tool. Thin: parsing, context for errors, and calls into the
+//! library crates.
+
+mod cmd_data;
+mod cmd_eval;
+mod cmd_train;
+mod common;
+mod embedded;
+mod pipeline;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Labeled utterances in; trained, evaluated, saved and queried intent classifiers out.
+#[derive(Parser, Debug)]
+#[command(name = "intent", version, about, long_about = None)]
+struct Cli {
+    /// More log output (-v: debug, -vv: trace). RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Only warnings and errors.
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Validate, inspect, import, augment, split and merge data.
+    #[command(subcommand)]
+    Data(cmd_data::DataCommand),
+    /// Train a model.
+    #[command(subcommand)]
+    Train(cmd_train::TrainCommand),
+    /// Evaluate a model on labeled data: summary, report folder, optional quality gate.
+    Eval(cmd_eval::EvalArgs),
+    /// Predict labels for texts (arguments, or one text per line on stdin).
+    Predict(cmd_eval::PredictArgs),
+    /// Augment → split → train → evaluate → gate → save a versioned model → sample predictions.
+    /// With no arguments, runs on the example data set embedded in the binary.
+    Pipeline(pipeline::PipelineArgs),
+}
+
+fn init_logging(verbose: u8, quiet: bool) {
+    use tracing_subscriber::EnvFilter;
+    let level = match (quiet, verbose) {
+        (true, _) => "warn",
+        (false, 0) => "info",
+        (false, 1) => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).without_time().with_writer(std::io::stderr).init();
+}
+
+fn tune_allocator() {
+    // Every tensor op allocates its output; glibc hands large freed blocks back to the kernel
+    // and the next op page-faults them in again. Raising the thresholds keeps them in the heap
+    // (measured in the burn primer: ~18% faster training steps).
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
+    }
+}
+
+fn main() -> ExitCode {
+    tune_allocator();
+    let cli = Cli::parse();
+    init_logging(cli.verbose, cli.quiet);
+    let result = match cli.command {
+        Command::Data(c) => cmd_data::run(c),
+        Command::Train(c) => cmd_train::run(c),
+        Command::Eval(a) => cmd_eval::eval(a),
+        Command::Predict(a) => cmd_eval::predict(a),
+        Command::Pipeline(a) => pipeline::run(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

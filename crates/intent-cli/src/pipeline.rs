@@ -1,0 +1,171 @@
+//! `intent pipeline`: augment → split → train → evaluate → gate → versioned model → samples.
+//!
+//! Augmentation is applied to the training part after the split, so that synthetic variants of
+//! a validation or test sentence never leak into training and inflate the scores.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use intent_data::augment::{augment, AugmentConfig};
+use intent_data::formats::outcomes::{outcomes_to_dataset, read_outcomes};
+use intent_data::split::{merge, stratified_split, ConflictPolicy, SplitConfig};
+use intent_data::validate::{validate_dataset, Severity};
+use intent_data::write_dataset;
+use intent_eval::{ClassMetric, QualityGate};
+
+use crate::cmd_train::MlpFlags;
+use crate::common::InputFlags;
+
+#[derive(Args, Debug)]
+pub struct PipelineArgs {
+    /// Labeled data (any supported format); default: the example intents embedded in the binary.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    #[command(flatten)]
+    pub input: InputFlags,
+    /// Outcome definitions for augmentation (file or folder); default with the embedded data:
+    /// the embedded outcome definitions.
+    #[arg(long)]
+    pub outcomes: Option<PathBuf>,
+    /// Model name: the version goes to <models-dir>/<name>/<version>/.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Root of the versioned models.
+    #[arg(long, default_value = "models")]
+    pub models_dir: PathBuf,
+    /// Model kind to train.
+    #[arg(long, default_value = "mlp", value_parser = ["mlp"])]
+    pub model: String,
+    /// Synthetic sentences per label, added to the training part.
+    #[arg(long, default_value_t = 20)]
+    pub augment_factor: usize,
+    /// Share of each label for training.
+    #[arg(long, default_value_t = 0.7)]
+    pub train_fraction: f64,
+    /// Share of each label for the test set.
+    #[arg(long, default_value_t = 0.15)]
+    pub test_fraction: f64,
+    /// Minimum validation examples per label.
+    #[arg(long, default_value_t = 2)]
+    pub min_val_per_label: usize,
+    /// Gate: minimum overall accuracy.
+    #[arg(long, default_value_t = 0.90)]
+    pub min_overall: f64,
+    /// Gate: minimum per-class F1.
+    #[arg(long, default_value_t = 0.85)]
+    pub min_class: f64,
+    /// Save the model even when the gate fails (the exit code still says it failed).
+    #[arg(long)]
+    pub no_gate: bool,
+    #[command(flatten)]
+    pub mlp: MlpFlags,
+}
+
+/// Next free version number under `dir` (1 for a new model).
+fn next_version(dir: &Path) -> u32 {
+    std::fs::read_dir(dir)
+        .map(|it| it.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok()).max().unwrap_or(0) + 1)
+        .unwrap_or(1)
+}
+
+pub fn run(a: PipelineArgs) -> Result<ExitCode> {
+    let (opts, device) = a.mlp.options()?;
+    let scratch = tempfile::tempdir().context("creating a temporary folder")?;
+    let (data_path, outcomes_path, default_name) = match &a.data {
+        Some(p) => (p.clone(), a.outcomes.clone(), p.file_stem().map_or("model".into(), |s| s.to_string_lossy().into_owned())),
+        None => {
+            crate::embedded::write_to(scratch.path()).context("writing the embedded example data")?;
+            println!("using the embedded example data set ({} intents)", crate::embedded::INTENTS.len());
+            (scratch.path().join("intents"), Some(a.outcomes.clone().unwrap_or(scratch.path().join("outcomes"))), "example".to_string())
+        }
+    };
+    let name = a.name.clone().unwrap_or(default_name);
+
+    // Load, add the outcome examples, validate.
+    let mut data = a.input.load(&data_path)?.data;
+    let outcomes = outcomes_path.as_deref().map(read_outcomes).transpose()?.unwrap_or_default();
+    if !outcomes.is_empty() {
+        let merged = merge(&[data, outcomes_to_dataset(&outcomes)], ConflictPolicy::KeepFirst);
+        for c in &merged.conflicts {
+            tracing::warn!("outcome example \"{}\" conflicts with the data ({:?} kept)", c.text, c.kept);
+        }
+        data = merged.data;
+    }
+    let findings = validate_dataset(&data, 5);
+    for f in &findings {
+        match f.severity {
+            Severity::Error => tracing::error!("{}", f.message),
+            Severity::Warning => tracing::warn!("{}", f.message),
+        }
+    }
+    if findings.iter().any(|f| f.severity == Severity::Error) {
+        anyhow::bail!("{}: the data has errors (see above); fix them or run `intent data validate`", data_path.display());
+    }
+    println!("data: {} examples, {} labels", data.len(), data.labels().len());
+
+    // Split, then augment the training part only.
+    let split = stratified_split(
+        &data,
+        SplitConfig { train_fraction: a.train_fraction, test_fraction: a.test_fraction, min_val_per_label: a.min_val_per_label, seed: opts.engine.seed },
+    )?;
+    let augmented = augment(&split.train, &outcomes, AugmentConfig { factor: a.augment_factor, seed: opts.engine.seed });
+    println!(
+        "split: train {} (+{} synthetic), val {}, test {}",
+        split.train.len(),
+        augmented.data.len() - split.train.len(),
+        split.val.len(),
+        split.test.len()
+    );
+
+    // Train into a candidate folder beside the versions.
+    let model_root = a.models_dir.join(&name);
+    std::fs::create_dir_all(&model_root).with_context(|| format!("creating {}", model_root.display()))?;
+    let candidate = model_root.join(format!(".candidate-{}", std::process::id()));
+    let summary = intent_train::train_mlp_to_dir(device, &augmented.data, Some(&split.val), &opts, &candidate)
+        .with_context(|| format!("training {name}"))?;
+    let cleanup = |e: anyhow::Error| {
+        let _ = std::fs::remove_dir_all(&candidate);
+        e
+    };
+    println!("trained: best epoch {} of {}, median {:.3} s/epoch", summary.best_epoch, summary.history.len(), summary.median_epoch_seconds);
+
+    // Evaluate on the test part (validation when there is no test part) and gate.
+    let (eval_name, eval_data) = if split.test.is_empty() { ("validation", &split.val) } else { ("test", &split.test) };
+    let model = crate::common::load_model(&candidate).map_err(cleanup)?;
+    let (report, rows) = crate::cmd_eval::evaluate(&model, eval_data, None, &opts.oos_label);
+    println!("{eval_name}:\n{}", intent_eval::report::summary(&report));
+    let gate = QualityGate { min_overall: a.min_overall, min_per_class: a.min_class, class_metric: ClassMetric::F1 }.check(&report);
+    println!("{}", gate.summary);
+    let write_extras = |dir: &Path| -> Result<()> {
+        intent_eval::report::write_report(&dir.join("report"), &report, &rows, Some(&gate))?;
+        crate::cmd_eval::add_metrics(dir, eval_name, &report)?;
+        let d = dir.join("data");
+        write_dataset(&d.join("train.jsonl"), &augmented.data)?;
+        write_dataset(&d.join("val.jsonl"), &split.val)?;
+        write_dataset(&d.join("test.jsonl"), &split.test)?;
+        Ok(())
+    };
+    write_extras(&candidate).map_err(cleanup)?;
+    if !gate.passed && !a.no_gate {
+        let rejected = model_root.join("last-rejected");
+        let _ = std::fs::remove_dir_all(&rejected);
+        std::fs::rename(&candidate, &rejected).map_err(|e| cleanup(e.into()))?;
+        println!("model not saved as a version; the candidate and its report are in {}", rejected.display());
+        return Ok(ExitCode::from(1));
+    }
+    let version = next_version(&model_root);
+    let target = model_root.join(version.to_string());
+    std::fs::rename(&candidate, &target).with_context(|| format!("moving the model to {}", target.display())).map_err(cleanup)?;
+    println!("saved {}", target.display());
+
+    // Sample predictions from the evaluation data.
+    let model = crate::common::load_model(&target)?;
+    println!("sample predictions:");
+    for e in eval_data.examples.iter().step_by((eval_data.len() / 6).max(1)).take(6) {
+        let p = model.predict(&e.text);
+        println!("  {:<50} → {} ({:.3}){}", format!("\"{}\"", e.text), p.label, p.confidence, if Some(p.label.as_str()) == e.label() { "" } else { "  ✗" });
+    }
+    Ok(if gate.passed { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}

@@ -1,0 +1,44 @@
+//! intent-data: the data layer of the intent toolkit.
+//!
+//! - [`record`]: [`Example`] and [`Dataset`], the in-memory form of labeled utterances;
+//! - [`formats`]: loaders and writers for intents files, outcome definitions, labeled JSONL,
+//!   multi-label JSON and interactions JSON, with format detection;
+//! - [`import`]: CLINC150, BANKING77, NLU++ and MovieLens importers;
+//! - [`validate`], [`stats`]: checks and statistics;
+//! - [`augment`], [`split`]: augmentation, stratified splits, merging;
+//! - [`text`]: tokenizer, vocabulary and sparse feature vectors.
+//!
+//! Every error names the file and line (or JSON path) and what was expected.
+
+pub mod augment;
+pub mod error;
+pub mod formats;
+pub mod import;
+pub mod io;
+pub mod record;
+pub mod split;
+pub mod stats;
+pub mod text;
+pub mod validate;
+
+pub use error::{DataError, Location, Result, Skipped};
+pub use formats::{detect_format, load_dataset, write_dataset, Format, LoadOptions, Loaded};
+pub use record::{normalize_text, Dataset, Example};
+
+use sha2::{Digest, Sha256};
+
+/// SHA-256 (hex) of a data set's content: texts and labels in order. Stored with models so a
+/// model can be traced to the exact data it was trained on.
+pub fn data_hash(data: &Dataset) -> String {
+    let mut h = Sha256::new();
+    for e in &data.examples {
+        h.update(e.text.as_bytes());
+        h.update([0u8]);
+        for l in &e.labels {
+            h.update(l.as_bytes());
+            h.update([1u8]);
+        }
+        h.update([2u8]);
+    }
+    hex::encode(h.finalize())
+}

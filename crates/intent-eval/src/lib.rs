@@ -1,0 +1,50 @@
+//! intent-eval: metrics, reports and the quality gate.
+//!
+//! - [`metrics`]: accuracy, per-class P/R/F1, averages, confusion matrix, top-k, ECE;
+//! - [`evaluate`]: single-label (with out-of-scope threshold) and multi-label reports, and
+//!   threshold tuning;
+//! - [`gate`]: the quality gate;
+//! - [`report`], [`plots`]: JSON / Markdown / errors file / SVG plots.
+
+pub mod evaluate;
+pub mod gate;
+pub mod metrics;
+pub mod plots;
+pub mod report;
+
+pub use evaluate::{evaluate_multi, evaluate_single, tune_oos_threshold, OosPolicy, PredictionRow, Report};
+pub use gate::{ClassMetric, GateResult, QualityGate};
+
+use std::path::PathBuf;
+
+/// Errors writing reports.
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    /// File system error.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Serialising the report failed.
+    #[error("report: {0}")]
+    Report(String),
+    /// Drawing a plot failed.
+    #[error("{}: plot: {message}", path.display())]
+    Plot {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+impl EvalError {
+    /// An I/O error on `path`.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        EvalError::Io { path: path.into(), source }
+    }
+}

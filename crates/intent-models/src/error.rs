@@ -1,0 +1,50 @@
+//! Error type of the models crate.
+
+use std::path::PathBuf;
+
+/// Errors loading, saving or running a model.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// File system error on a model file.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file of the model folder has the wrong content.
+    #[error("{}: {message}", path.display())]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong and what was expected.
+        message: String,
+    },
+    /// Bad hyperparameters.
+    #[error("invalid hyperparameter {name}: {message}")]
+    Hyperparameter {
+        /// Its name (as the CLI flag).
+        name: &'static str,
+        /// What was expected.
+        message: String,
+    },
+    /// An error from the data layer (vocabulary, …).
+    #[error(transparent)]
+    Data(#[from] intent_data::DataError),
+}
+
+impl ModelError {
+    /// An I/O error on `path`.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        ModelError::Io { path: path.into(), source }
+    }
+    /// An invalid-content error on `path`.
+    pub fn invalid(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
+        ModelError::Invalid { path: path.into(), message: message.into() }
+    }
+}
+
+/// Result alias of the models crate.
+pub type Result<T> = std::result::Result<T, ModelError>;

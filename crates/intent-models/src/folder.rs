@@ -1,0 +1,211 @@
+//! Model folders: a self-describing directory with `config.json` (architecture,
+//! hyperparameters, labels, preprocessing, data hash, versions), `model.safetensors`, the
+//! vocabulary and `metrics.json`. Folders are written to a temporary sibling and renamed into
+//! place, so a reader never sees a half-written model and a failed save loses nothing.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use intent_data::text::VectorizerConfig;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ModelError, Result};
+
+/// Name of the configuration file of a model folder.
+pub const CONFIG_FILE: &str = "config.json";
+/// Name of the weights file.
+pub const WEIGHTS_FILE: &str = "model.safetensors";
+/// Name of the vocabulary file (one term per line, in feature order).
+pub const VOCAB_FILE: &str = "vocab.txt";
+/// Name of the IDF file (TF-IDF features only).
+pub const IDF_FILE: &str = "idf.json";
+/// Name of the metrics file.
+pub const METRICS_FILE: &str = "metrics.json";
+/// Version of the folder layout written by this crate.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// How texts become model input.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Preprocessing {
+    /// Tokenizer name (`unicode-words`: lowercase, UAX #29 word boundaries).
+    pub tokenizer: String,
+    /// Vectorizer settings.
+    pub vectorizer: VectorizerConfig,
+    /// Vocabulary file inside the folder.
+    pub vocab_file: String,
+    /// Number of terms in the vocabulary.
+    pub vocab_size: usize,
+}
+
+/// Out-of-scope handling: below `threshold` confidence the prediction becomes `label`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OosConfig {
+    /// The out-of-scope label (`oos`).
+    pub label: String,
+    /// Confidence threshold, tuned on validation data.
+    pub threshold: f32,
+}
+
+/// Software versions recorded in a model folder.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Versions {
+    /// intent crate version.
+    pub intent: String,
+    /// burn version.
+    pub burn: String,
+}
+
+impl Default for Versions {
+    fn default() -> Self {
+        Versions { intent: env!("CARGO_PKG_VERSION").to_string(), burn: "0.21.0".to_string() }
+    }
+}
+
+/// The `config.json` of a model folder.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelConfig {
+    /// Model kind: `mlp` (later `svm`, `bert`, …).
+    pub kind: String,
+    /// Folder layout version.
+    pub format_version: u32,
+    /// Architecture (kind-specific; for `mlp` an [`crate::mlp::MlpArchitecture`]).
+    pub architecture: serde_json::Value,
+    /// Class labels, by output index.
+    pub labels: Vec<String>,
+    /// Multi-label (sigmoid outputs, per-label thresholds).
+    pub multi_label: bool,
+    /// Per-label decision thresholds (multi-label only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thresholds: Option<Vec<f32>>,
+    /// Out-of-scope threshold, when tuned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oos: Option<OosConfig>,
+    /// Text preprocessing.
+    pub preprocessing: Preprocessing,
+    /// Training hyperparameters and run facts (epochs, seed, device…).
+    pub training: serde_json::Value,
+    /// SHA-256 of the training data ([`intent_data::data_hash`]).
+    pub data_hash: String,
+    /// Software versions.
+    pub versions: Versions,
+    /// Creation time, Unix seconds.
+    pub created_unix: u64,
+}
+
+impl ModelConfig {
+    /// Reads and parses `<dir>/config.json`.
+    pub fn read(dir: &Path) -> Result<Self> {
+        let path = dir.join(CONFIG_FILE);
+        let text = fs::read_to_string(&path).map_err(|e| ModelError::io(&path, e))?;
+        serde_json::from_str(&text).map_err(|e| ModelError::invalid(&path, format!("line {}: {e}", e.line())))
+    }
+}
+
+/// Seconds since the Unix epoch.
+pub fn now_unix() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// Writes a JSON value to `dir/name`, pretty-printed.
+pub fn write_json<T: Serialize>(dir: &Path, name: &str, value: &T) -> Result<()> {
+    let path = dir.join(name);
+    let text = serde_json::to_string_pretty(value).map_err(|e| ModelError::invalid(&path, e.to_string()))?;
+    fs::write(&path, text).map_err(|e| ModelError::io(&path, e))
+}
+
+/// Writes a model folder atomically: `fill` writes every file into a fresh temporary folder next
+/// to `dir`; then the folder is renamed to `dir` (an existing `dir` is moved aside first and
+/// removed only once the new one is in place). On any error the temporary folder is removed and
+/// `dir` is left as it was.
+pub fn write_model_dir(dir: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    let parent = match dir.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    fs::create_dir_all(&parent).map_err(|e| ModelError::io(&parent, e))?;
+    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
+    let stamp = format!("{}-{}", std::process::id(), std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+    let tmp = parent.join(format!(".{name}.tmp-{stamp}"));
+    fs::create_dir(&tmp).map_err(|e| ModelError::io(&tmp, e))?;
+    let result = fill(&tmp).and_then(|()| {
+        if let Ok(f) = fs::File::open(&tmp) {
+            let _ = f.sync_all();
+        }
+        if dir.exists() {
+            let old = parent.join(format!(".{name}.old-{stamp}"));
+            fs::rename(dir, &old).map_err(|e| ModelError::io(dir, e))?;
+            if let Err(e) = fs::rename(&tmp, dir) {
+                let _ = fs::rename(&old, dir); // put the old model back
+                return Err(ModelError::io(dir, e));
+            }
+            let _ = fs::remove_dir_all(&old);
+            Ok(())
+        } else {
+            fs::rename(&tmp, dir).map_err(|e| ModelError::io(dir, e))
+        }
+    });
+    if result.is_err() {
+        let _ = fs::remove_dir_all(&tmp);
+    }
+    result
+}
+
+/// Writes the vocabulary (and IDF values) of a vectorizer into a model folder.
+pub fn write_vocab(dir: &Path, v: &intent_data::text::Vectorizer) -> Result<()> {
+    let path = dir.join(VOCAB_FILE);
+    let mut text = v.terms.join("\n");
+    text.push('\n');
+    fs::write(&path, text).map_err(|e| ModelError::io(&path, e))?;
+    if let Some(idf) = &v.idf {
+        write_json(dir, IDF_FILE, idf)?;
+    }
+    Ok(())
+}
+
+/// Reads the vectorizer of a model folder and checks it against `config.json`.
+pub fn read_vocab(dir: &Path, pre: &Preprocessing) -> Result<intent_data::text::Vectorizer> {
+    let path = dir.join(&pre.vocab_file);
+    let text = fs::read_to_string(&path).map_err(|e| ModelError::io(&path, e))?;
+    let terms: Vec<String> = text.lines().map(str::to_string).collect();
+    if terms.len() != pre.vocab_size {
+        return Err(ModelError::invalid(
+            &path,
+            format!("has {} terms but config.json says preprocessing.vocab_size = {}", terms.len(), pre.vocab_size),
+        ));
+    }
+    let idf = if pre.vectorizer.weighting == intent_data::text::Weighting::Tfidf {
+        let p = dir.join(IDF_FILE);
+        let t = fs::read_to_string(&p).map_err(|e| ModelError::io(&p, e))?;
+        let idf: Vec<f32> = serde_json::from_str(&t).map_err(|e| ModelError::invalid(&p, e.to_string()))?;
+        if idf.len() != terms.len() {
+            return Err(ModelError::invalid(&p, format!("has {} values for {} terms", idf.len(), terms.len())));
+        }
+        Some(idf)
+    } else {
+        None
+    };
+    Ok(intent_data::text::Vectorizer::from_parts(pre.vectorizer.clone(), terms, idf))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_dir_replaces_and_keeps_old_on_failure() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("m");
+        write_model_dir(&dir, |t| write_json(t, "a.json", &1)).unwrap();
+        assert_eq!(fs::read_to_string(dir.join("a.json")).unwrap(), "1");
+        let err = write_model_dir(&dir, |t| {
+            write_json(t, "a.json", &2)?;
+            Err(ModelError::invalid(t, "boom"))
+        });
+        assert!(err.is_err());
+        assert_eq!(fs::read_to_string(dir.join("a.json")).unwrap(), "1", "old model kept");
+        write_model_dir(&dir, |t| write_json(t, "b.json", &3)).unwrap();
+        assert!(!dir.join("a.json").exists() && dir.join("b.json").exists());
+        let leftovers: Vec<_> = fs::read_dir(root.path()).unwrap().collect();
+        assert_eq!(leftovers.len(), 1, "no temporary folders left");
+    }
+}

@@ -1,0 +1,18 @@
+//! intent-models: model definitions and model folders.
+//!
+//! - [`folder`]: the self-describing model folder (`config.json`, `model.safetensors`,
+//!   vocabulary, `metrics.json`), written atomically;
+//! - [`mlp`]: the bag-of-words MLP (burn), its architecture and inference wrapper.
+//!
+//! The inference backend is a type parameter; [`CpuBackend`] is the default.
+
+pub mod error;
+pub mod folder;
+pub mod mlp;
+
+pub use error::{ModelError, Result};
+pub use folder::{ModelConfig, OosConfig, Preprocessing, Versions};
+pub use mlp::{BowMlp, Mlp, MlpArchitecture};
+
+/// The default CPU backend for inference (pure Rust, multi-threaded, SIMD).
+pub type CpuBackend = burn::backend::Flex;

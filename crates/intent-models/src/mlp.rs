@@ -1,0 +1,186 @@
+//! Bag-of-words MLP: `input → [Linear → ReLU → Dropout] × hidden_layers → Linear`, over binary,
+//! count or TF-IDF vectors. Softmax head for single-label data, sigmoid with per-label
+//! thresholds for multi-label data.
+
+use std::path::Path;
+
+use burn::module::Module;
+use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig, Relu};
+use burn::prelude::*;
+use burn::store::{ModuleSnapshot, SafetensorsStore};
+use burn::tensor::activation::{sigmoid, softmax};
+use intent_data::text::{SparseVec, Vectorizer};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ModelError, Result};
+use crate::folder::{self, ModelConfig, WEIGHTS_FILE};
+
+/// Architecture of the MLP, stored under `architecture` in `config.json`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct MlpArchitecture {
+    /// Input features (vocabulary size).
+    pub input_dim: usize,
+    /// Units per hidden layer.
+    pub hidden_size: usize,
+    /// Number of hidden layers (0 = a linear model).
+    pub hidden_layers: usize,
+    /// Dropout after each hidden layer, during training.
+    pub dropout: f64,
+    /// Output units (labels).
+    pub num_classes: usize,
+}
+
+impl MlpArchitecture {
+    /// Checks the numbers once, so later code can rely on them.
+    pub fn validate(&self) -> Result<()> {
+        let check = |ok: bool, name: &'static str, message: String| if ok { Ok(()) } else { Err(ModelError::Hyperparameter { name, message }) };
+        check(self.input_dim > 0, "input_dim", "the vocabulary is empty".into())?;
+        check(self.hidden_size > 0, "--hidden-size", format!("{} must be at least 1", self.hidden_size))?;
+        check(self.hidden_layers <= 64, "--hidden-layers", format!("{} is more than 64", self.hidden_layers))?;
+        check((0.0..1.0).contains(&self.dropout), "--dropout", format!("{} is not in [0, 1)", self.dropout))?;
+        check(self.num_classes >= 1, "num_classes", "no label".into())
+    }
+
+    /// Creates a freshly initialised network (PyTorch's default Linear initialisation).
+    pub fn init<B: Backend>(&self, device: &B::Device) -> Mlp<B> {
+        let mut hidden = Vec::with_capacity(self.hidden_layers);
+        let mut d = self.input_dim;
+        for _ in 0..self.hidden_layers {
+            hidden.push(LinearConfig::new(d, self.hidden_size).init(device));
+            d = self.hidden_size;
+        }
+        Mlp {
+            hidden,
+            output: LinearConfig::new(d, self.num_classes).init(device),
+            dropout: DropoutConfig::new(self.dropout).init(),
+            relu: Relu::new(),
+        }
+    }
+}
+
+/// The network. Dropout is active only on an autodiff backend (training).
+#[derive(Module, Debug)]
+pub struct Mlp<B: Backend> {
+    /// Hidden layers.
+    pub hidden: Vec<Linear<B>>,
+    /// Output layer (logits).
+    pub output: Linear<B>,
+    dropout: Dropout,
+    relu: Relu,
+}
+
+impl<B: Backend> Mlp<B> {
+    /// `[batch, input_dim]` features → `[batch, num_classes]` logits.
+    pub fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
+        let mut x = x;
+        for layer in &self.hidden {
+            x = self.dropout.forward(self.relu.forward(layer.forward(x)));
+        }
+        self.output.forward(x)
+    }
+}
+
+/// Builds the `[rows, dim]` input tensor of sparse feature rows.
+pub fn features_tensor<B: Backend>(v: &Vectorizer, rows: &[&SparseVec], device: &B::Device) -> Tensor<B, 2> {
+    Tensor::from_data(TensorData::new(v.densify(rows), [rows.len(), v.dim()]), device)
+}
+
+/// A trained bag-of-words MLP with its vectorizer and configuration: what a model folder holds.
+#[derive(Debug)]
+pub struct BowMlp<B: Backend> {
+    /// The folder's `config.json`.
+    pub config: ModelConfig,
+    /// Parsed architecture.
+    pub architecture: MlpArchitecture,
+    /// Text → features.
+    pub vectorizer: Vectorizer,
+    /// The network.
+    pub network: Mlp<B>,
+    device: B::Device,
+}
+
+impl<B: Backend> BowMlp<B> {
+    /// Wraps a trained network.
+    pub fn new(config: ModelConfig, vectorizer: Vectorizer, network: Mlp<B>, device: B::Device) -> Result<Self> {
+        let architecture: MlpArchitecture = serde_json::from_value(config.architecture.clone())
+            .map_err(|e| ModelError::invalid(folder::CONFIG_FILE, format!("architecture: {e}")))?;
+        Ok(BowMlp { config, architecture, vectorizer, network, device })
+    }
+
+    /// Class scores of each text: softmax probabilities (single-label) or per-label sigmoid
+    /// probabilities (multi-label). Texts are processed in batches of 256.
+    pub fn scores(&self, texts: &[&str]) -> Vec<Vec<f32>> {
+        let mut out = Vec::with_capacity(texts.len());
+        let c = self.architecture.num_classes;
+        for chunk in texts.chunks(256) {
+            let rows: Vec<SparseVec> = chunk.iter().map(|t| self.vectorizer.transform(t)).collect();
+            let refs: Vec<&SparseVec> = rows.iter().collect();
+            let logits = self.network.forward(features_tensor::<B>(&self.vectorizer, &refs, &self.device));
+            let probs = if self.config.multi_label { sigmoid(logits) } else { softmax(logits, 1) };
+            let flat: Vec<f32> = probs.into_data().convert::<f32>().to_vec().expect("f32 after convert");
+            out.extend(flat.chunks(c).map(<[f32]>::to_vec));
+        }
+        out
+    }
+
+    /// Saves the model folder atomically: config.json, model.safetensors, vocab.txt (+ idf.json),
+    /// and `metrics` as metrics.json.
+    pub fn save(&self, dir: &Path, metrics: &serde_json::Value) -> Result<()> {
+        folder::write_model_dir(dir, |tmp| {
+            folder::write_json(tmp, folder::CONFIG_FILE, &self.config)?;
+            folder::write_vocab(tmp, &self.vectorizer)?;
+            folder::write_json(tmp, folder::METRICS_FILE, metrics)?;
+            let path = tmp.join(WEIGHTS_FILE);
+            let mut store = SafetensorsStore::from_file(&path).overwrite(true);
+            self.network.save_into(&mut store).map_err(|e| ModelError::invalid(&path, e.to_string()))
+        })
+    }
+
+    /// Loads a model folder, checking that config.json, the vocabulary and the weights agree and
+    /// saying exactly what differs when they do not.
+    pub fn load(dir: &Path, device: &B::Device) -> Result<Self> {
+        let config = ModelConfig::read(dir)?;
+        let cfg_path = dir.join(folder::CONFIG_FILE);
+        if config.kind != "mlp" {
+            return Err(ModelError::invalid(&cfg_path, format!("kind is '{}', not 'mlp'", config.kind)));
+        }
+        let architecture: MlpArchitecture = serde_json::from_value(config.architecture.clone())
+            .map_err(|e| ModelError::invalid(&cfg_path, format!("architecture: {e}")))?;
+        architecture.validate()?;
+        if config.labels.len() != architecture.num_classes {
+            return Err(ModelError::invalid(
+                &cfg_path,
+                format!("{} labels but architecture.num_classes = {}", config.labels.len(), architecture.num_classes),
+            ));
+        }
+        let vectorizer = folder::read_vocab(dir, &config.preprocessing)?;
+        if vectorizer.dim() != architecture.input_dim {
+            return Err(ModelError::invalid(
+                &cfg_path,
+                format!("vocabulary has {} terms but architecture.input_dim = {}", vectorizer.dim(), architecture.input_dim),
+            ));
+        }
+        let mut network = architecture.init::<B>(device);
+        let path = dir.join(WEIGHTS_FILE);
+        if !path.is_file() {
+            return Err(ModelError::io(&path, std::io::Error::new(std::io::ErrorKind::NotFound, "weights file missing")));
+        }
+        let mut store = SafetensorsStore::from_file(&path).allow_partial(true).validate(false);
+        let result = network.load_from(&mut store).map_err(|e| ModelError::invalid(&path, e.to_string()))?;
+        let mut problems: Vec<String> = result.errors.iter().map(|e| e.to_string()).collect();
+        if !result.missing.is_empty() {
+            let names: Vec<&str> = result.missing.iter().map(|(p, _)| p.as_str()).collect();
+            problems.push(format!("tensors missing from the file: {}", names.join(", ")));
+        }
+        if !result.unused.is_empty() {
+            problems.push(format!("tensors in the file that the architecture does not have: {}", result.unused.join(", ")));
+        }
+        if !problems.is_empty() {
+            return Err(ModelError::invalid(
+                &path,
+                format!("weights do not match config.json's architecture {architecture:?}: {}", problems.join("; ")),
+            ));
+        }
+        Ok(BowMlp { config, architecture, vectorizer, network, device: device.clone() })
+    }
+}

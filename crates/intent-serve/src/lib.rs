@@ -1,0 +1,117 @@
+//! intent-serve: inference over any model folder. [`Classifier::load`] reads the model kind from
+//! `config.json`; [`Classifier::predict`] and [`Classifier::predict_batch`] return labels with
+//! confidences and the top-k alternatives. (The HTTP server comes later.)
+
+use std::path::{Path, PathBuf};
+
+use intent_models::{BowMlp, CpuBackend, ModelConfig, ModelError};
+use serde::{Deserialize, Serialize};
+
+/// Errors of the inference library.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The folder holds a model kind this build cannot serve.
+    #[error("{}: model kind '{kind}' is not supported (supported: mlp)", path.display())]
+    UnsupportedKind {
+        /// The config file.
+        path: PathBuf,
+        /// The kind found.
+        kind: String,
+    },
+    /// Loading failed.
+    #[error(transparent)]
+    Model(#[from] ModelError),
+}
+
+/// A label with its score.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LabelScore {
+    /// The label.
+    pub label: String,
+    /// Its probability.
+    pub score: f32,
+}
+
+/// A prediction for one text.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Prediction {
+    /// The predicted label (the out-of-scope label when the confidence is under the model's
+    /// threshold).
+    pub label: String,
+    /// Probability of the top label.
+    pub confidence: f32,
+    /// The `k` most probable labels, best first.
+    pub top_k: Vec<LabelScore>,
+    /// Multi-label models: every label whose probability reaches its threshold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<Vec<String>>,
+}
+
+/// A loaded model of any supported kind.
+#[derive(Debug)]
+pub enum Classifier {
+    /// Bag-of-words MLP.
+    Mlp(BowMlp<CpuBackend>),
+}
+
+impl Classifier {
+    /// Loads a model folder, dispatching on `kind` in its `config.json`.
+    pub fn load(dir: &Path) -> Result<Self, ServeError> {
+        let config = ModelConfig::read(dir)?;
+        match config.kind.as_str() {
+            "mlp" => Ok(Classifier::Mlp(BowMlp::load(dir, &Default::default())?)),
+            other => Err(ServeError::UnsupportedKind { path: dir.join("config.json"), kind: other.to_string() }),
+        }
+    }
+
+    /// The model's `config.json`.
+    pub fn config(&self) -> &ModelConfig {
+        match self {
+            Classifier::Mlp(m) => &m.config,
+        }
+    }
+
+    /// Class labels, by output index.
+    pub fn labels(&self) -> &[String] {
+        &self.config().labels
+    }
+
+    /// Class probabilities of each text.
+    pub fn scores(&self, texts: &[&str]) -> Vec<Vec<f32>> {
+        match self {
+            Classifier::Mlp(m) => m.scores(texts),
+        }
+    }
+
+    /// Predicts one text with the 3 best labels.
+    pub fn predict(&self, text: &str) -> Prediction {
+        self.predict_batch(&[text], 3).remove(0)
+    }
+
+    /// Predicts several texts, each with its `top_k` best labels.
+    pub fn predict_batch(&self, texts: &[&str], top_k: usize) -> Vec<Prediction> {
+        let config = self.config();
+        let labels = &config.labels;
+        self.scores(texts)
+            .into_iter()
+            .map(|s| {
+                let mut order: Vec<usize> = (0..s.len()).collect();
+                order.sort_by(|&a, &b| s[b].total_cmp(&s[a]).then(a.cmp(&b)));
+                let best = order[0];
+                let top_k: Vec<LabelScore> =
+                    order.iter().take(top_k.max(1)).map(|&i| LabelScore { label: labels[i].clone(), score: s[i] }).collect();
+                let mut label = labels[best].clone();
+                if let Some(oos) = &config.oos {
+                    if s[best] < oos.threshold {
+                        label = oos.label.clone();
+                    }
+                }
+                let multi = config.multi_label.then(|| {
+                    let th = config.thresholds.clone().unwrap_or_else(|| vec![0.5; labels.len()]);
+                    (0..labels.len()).filter(|&i| s[i] >= th[i]).map(|i| labels[i].clone()).collect()
+                });
+                Prediction { label, confidence: s[best], top_k, labels: multi }
+            })
+            .collect()
+    }
+}

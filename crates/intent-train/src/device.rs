@@ -1,0 +1,71 @@
+//! `--device` parsing: which burn backend and device a run uses.
+
+use std::str::FromStr;
+
+use crate::TrainError;
+
+/// A compute device named on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceSpec {
+    /// The default CPU backend (flex: pure Rust, multi-threaded, SIMD). `cpu` or `flex`.
+    Cpu,
+    /// burn's ndarray CPU backend (cargo feature `ndarray`; with `openblas`, BLAS matmul).
+    Ndarray,
+    /// An NVIDIA GPU through burn's CUDA backend (cargo feature `cuda`). `cuda` or `cuda:N`.
+    Cuda(usize),
+}
+
+impl FromStr for DeviceSpec {
+    type Err = TrainError;
+    fn from_str(s: &str) -> Result<Self, TrainError> {
+        let bad = |m: String| TrainError::Device(m);
+        let (kind, index) = match s.split_once(':') {
+            Some((k, i)) => (k, Some(i.parse::<usize>().map_err(|_| bad(format!("'{s}': the index after ':' must be a number")))?)),
+            None => (s, None),
+        };
+        match (kind, index) {
+            ("cpu" | "flex", None) => Ok(DeviceSpec::Cpu),
+            ("ndarray", None) => Ok(DeviceSpec::Ndarray),
+            ("cuda", i) => Ok(DeviceSpec::Cuda(i.unwrap_or(0))),
+            _ => Err(bad(format!("unknown device '{s}': expected cpu, ndarray, cuda or cuda:N"))),
+        }
+    }
+}
+
+impl std::fmt::Display for DeviceSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DeviceSpec::Cpu => write!(f, "cpu"),
+            DeviceSpec::Ndarray => write!(f, "ndarray"),
+            DeviceSpec::Cuda(i) => write!(f, "cuda:{i}"),
+        }
+    }
+}
+
+/// True when CUDA device `index` can run a kernel. burn panics (in a device thread) when there
+/// is no driver, so the probe runs a tiny op under `catch_unwind` with the panic hook silenced.
+#[cfg(feature = "cuda")]
+pub fn cuda_usable(index: usize) -> bool {
+    use burn::backend::{cuda::CudaDevice, Cuda};
+    use burn::tensor::Tensor;
+    let dev = CudaDevice::new(index);
+    let prev = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let ok = std::panic::catch_unwind(|| Tensor::<Cuda, 1>::zeros([1], &dev).into_data()).is_ok();
+    std::panic::set_hook(prev);
+    ok
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_devices() {
+        assert_eq!("cpu".parse::<DeviceSpec>().unwrap(), DeviceSpec::Cpu);
+        assert_eq!("cuda:1".parse::<DeviceSpec>().unwrap(), DeviceSpec::Cuda(1));
+        assert_eq!("cuda".parse::<DeviceSpec>().unwrap(), DeviceSpec::Cuda(0));
+        assert!("gpu".parse::<DeviceSpec>().unwrap_err().to_string().contains("unknown device 'gpu'"));
+        assert!("cuda:x".parse::<DeviceSpec>().is_err());
+    }
+}

@@ -1,0 +1,52 @@
+//! intent-train: the training engine (burn 0.21, generic over `B: AutodiffBackend`) and the
+//! per-model training code.
+//!
+//! - [`engine`]: epochs, AdamW, schedule, early stopping, best checkpoint, progress;
+//! - [`mlp`]: the bag-of-words MLP;
+//! - [`device`]: `--device cpu|ndarray|cuda:N` → backend.
+
+pub mod device;
+pub mod engine;
+pub mod mlp;
+pub mod progress;
+pub mod schedule;
+
+pub use device::DeviceSpec;
+pub use engine::{EngineConfig, EpochLog};
+pub use mlp::{train_mlp, train_mlp_to_dir, MlpOptions, MlpRunSummary, TrainedMlp};
+pub use schedule::LrSchedule;
+
+/// Errors of training.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// A bad hyperparameter.
+    #[error("invalid {name}: {message}")]
+    Hyperparameter {
+        /// Flag name.
+        name: &'static str,
+        /// What was expected.
+        message: String,
+    },
+    /// The data cannot be trained on.
+    #[error("training data: {0}")]
+    Data(String),
+    /// The device cannot be used.
+    #[error("device: {0}")]
+    Device(String),
+    /// The loss became NaN or infinite.
+    #[error("training diverged at epoch {epoch}, step {step}: loss = {loss} (lower --lr?)")]
+    Diverged {
+        /// Epoch.
+        epoch: usize,
+        /// Global step.
+        step: usize,
+        /// The loss value.
+        loss: f64,
+    },
+    /// Model error (saving, architecture).
+    #[error(transparent)]
+    Model(#[from] intent_models::ModelError),
+    /// Data-layer error.
+    #[error(transparent)]
+    DataLayer(#[from] intent_data::DataError),
+}
