@@ -1,1 +1,30 @@
-fn main() {}
+//! `cargo xtask …`: project chores.
+//!
+//! - `cargo xtask bench [criterion args]`: the criterion benchmarks (release build);
+//! - `cargo xtask ci`: what CI runs (`.ci/run`).
+
+use std::process::{Command, ExitCode};
+
+fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let status = match args.first().map(String::as_str) {
+        Some("bench") => cargo().args(["bench", "-p", "intent", "--bench", "mlp", "--"]).args(&args[1..]).status(),
+        Some("ci") => Command::new("bash").arg(".ci/run").status(),
+        _ => {
+            eprintln!("usage: cargo xtask bench [criterion args] | cargo xtask ci");
+            return ExitCode::from(2);
+        }
+    };
+    match status {
+        Ok(s) if s.success() => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

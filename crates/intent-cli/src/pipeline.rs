@@ -42,10 +42,10 @@ pub struct PipelineArgs {
     #[arg(long, default_value_t = 20)]
     pub augment_factor: usize,
     /// Share of each label for training.
-    #[arg(long, default_value_t = 0.7)]
+    #[arg(long, default_value_t = 0.6)]
     pub train_fraction: f64,
     /// Share of each label for the test set.
-    #[arg(long, default_value_t = 0.15)]
+    #[arg(long, default_value_t = 0.2)]
     pub test_fraction: f64,
     /// Minimum validation examples per label.
     #[arg(long, default_value_t = 2)]

@@ -5,10 +5,11 @@
 use std::path::Path;
 
 use burn::module::Module;
-use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig, Relu};
+use burn::nn::{Linear, LinearConfig, Relu};
 use burn::prelude::*;
 use burn::store::{ModuleSnapshot, SafetensorsStore};
 use burn::tensor::activation::{sigmoid, softmax};
+use burn::tensor::IndexingUpdateOp;
 use intent_data::text::{SparseVec, Vectorizer};
 use serde::{Deserialize, Serialize};
 
@@ -49,40 +50,101 @@ impl MlpArchitecture {
             hidden.push(LinearConfig::new(d, self.hidden_size).init(device));
             d = self.hidden_size;
         }
-        Mlp {
-            hidden,
-            output: LinearConfig::new(d, self.num_classes).init(device),
-            dropout: DropoutConfig::new(self.dropout).init(),
-            relu: Relu::new(),
-        }
+        Mlp { hidden, output: LinearConfig::new(d, self.num_classes).init(device), relu: Relu::new() }
     }
 }
 
-/// The network. Dropout is active only on an autodiff backend (training).
+/// The network. The first layer reads sparse input (see [`SparseBatch`]); dropout masks are
+/// passed in by the trainer (see [`Mlp::forward`]).
 #[derive(Module, Debug)]
 pub struct Mlp<B: Backend> {
     /// Hidden layers.
     pub hidden: Vec<Linear<B>>,
     /// Output layer (logits).
     pub output: Linear<B>,
-    dropout: Dropout,
     relu: Relu,
 }
 
-impl<B: Backend> Mlp<B> {
-    /// `[batch, input_dim]` features → `[batch, num_classes]` logits.
-    pub fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
-        let mut x = x;
-        for layer in &self.hidden {
-            x = self.dropout.forward(self.relu.forward(layer.forward(x)));
+/// A batch of sparse feature rows in coordinate form: entry `i` is feature `cols[i]` of row
+/// `rows[i]` with value `values[i]` (all ones for binary features).
+#[derive(Debug, Clone)]
+pub struct SparseBatch<B: Backend> {
+    /// Row of each entry, `[nnz]`.
+    pub rows: Tensor<B, 1, Int>,
+    /// Feature of each entry, `[nnz]`.
+    pub cols: Tensor<B, 1, Int>,
+    /// Value of each entry, `[nnz, 1]`; `None` when every value is 1.
+    pub values: Option<Tensor<B, 2>>,
+    /// Number of rows.
+    pub batch: usize,
+    /// Number of entries.
+    pub nnz: usize,
+}
+
+impl<B: Backend> SparseBatch<B> {
+    /// Packs sparse rows for the device.
+    pub fn new(rows: &[&SparseVec], device: &B::Device) -> Self {
+        let nnz: usize = rows.iter().map(|r| r.indices.len()).sum();
+        let mut r_idx = Vec::with_capacity(nnz);
+        let mut c_idx = Vec::with_capacity(nnz);
+        let mut vals = Vec::with_capacity(nnz);
+        for (r, row) in rows.iter().enumerate() {
+            for (&c, &v) in row.indices.iter().zip(&row.values) {
+                r_idx.push(r as i64);
+                c_idx.push(c as i64);
+                vals.push(v);
+            }
         }
-        self.output.forward(x)
+        let binary = vals.iter().all(|&v| v == 1.0);
+        SparseBatch {
+            rows: Tensor::from_data(TensorData::new(r_idx, [nnz]), device),
+            cols: Tensor::from_data(TensorData::new(c_idx, [nnz]), device),
+            values: (!binary).then(|| Tensor::from_data(TensorData::new(vals, [nnz, 1]), device)),
+            batch: rows.len(),
+            nnz,
+        }
     }
 }
 
-/// Builds the `[rows, dim]` input tensor of sparse feature rows.
-pub fn features_tensor<B: Backend>(v: &Vectorizer, rows: &[&SparseVec], device: &B::Device) -> Tensor<B, 2> {
-    Tensor::from_data(TensorData::new(v.densify(rows), [rows.len(), v.dim()]), device)
+impl<B: Backend> Mlp<B> {
+    /// Sparse features → `[batch, num_classes]` logits. `masks`, when given, holds one dropout
+    /// mask per hidden layer (`[batch, hidden_size]`, already scaled by 1/(1-p)).
+    ///
+    /// The first layer is computed as a gather of the weight rows of the features present plus
+    /// a scatter-add into the batch rows: the same result as a dense `x·W` but proportional to
+    /// the number of non-zero features, not to the vocabulary size (PyTorch's anchor multiplies
+    /// the dense bag-of-words matrix).
+    pub fn forward(&self, x: SparseBatch<B>, masks: Option<&[Tensor<B, 2>]>) -> Tensor<B, 2> {
+        let first = self.hidden.first().unwrap_or(&self.output);
+        let weight = first.weight.val();
+        let [_, width] = weight.dims();
+        let device = weight.device();
+        let mut h = Tensor::<B, 2>::zeros([x.batch, width], &device);
+        if x.nnz > 0 {
+            let mut picked = weight.select(0, x.cols);
+            if let Some(v) = x.values {
+                picked = picked * v;
+            }
+            h = h.select_assign(0, x.rows, picked, IndexingUpdateOp::Add);
+        }
+        if let Some(b) = &first.bias {
+            h = h + b.val().unsqueeze::<2>();
+        }
+        if self.hidden.is_empty() {
+            return h;
+        }
+        let mut h = self.relu.forward(h);
+        if let Some(m) = masks {
+            h = h * m[0].clone();
+        }
+        for (i, layer) in self.hidden.iter().enumerate().skip(1) {
+            h = self.relu.forward(layer.forward(h));
+            if let Some(m) = masks {
+                h = h * m[i].clone();
+            }
+        }
+        self.output.forward(h)
+    }
 }
 
 /// A trained bag-of-words MLP with its vectorizer and configuration: what a model folder holds.
@@ -115,7 +177,7 @@ impl<B: Backend> BowMlp<B> {
         for chunk in texts.chunks(256) {
             let rows: Vec<SparseVec> = chunk.iter().map(|t| self.vectorizer.transform(t)).collect();
             let refs: Vec<&SparseVec> = rows.iter().collect();
-            let logits = self.network.forward(features_tensor::<B>(&self.vectorizer, &refs, &self.device));
+            let logits = self.network.forward(SparseBatch::new(&refs, &self.device), None);
             let probs = if self.config.multi_label { sigmoid(logits) } else { softmax(logits, 1) };
             let flat: Vec<f32> = probs.into_data().convert::<f32>().to_vec().expect("f32 after convert");
             out.extend(flat.chunks(c).map(<[f32]>::to_vec));

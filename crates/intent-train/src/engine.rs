@@ -14,6 +14,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use crate::optim::{AdamWParams, HostAdamW};
 use crate::progress::EpochBar;
 use crate::schedule::{lr_at, LrSchedule};
 use crate::TrainError;
@@ -132,12 +133,27 @@ where
     if n_train == 0 {
         return Err(TrainError::Data("no training example".into()));
     }
-    let mut optim = AdamWConfig::new()
-        .with_beta_1(config.betas.0 as f32)
-        .with_beta_2(config.betas.1 as f32)
-        .with_epsilon(config.epsilon as f32)
-        .with_weight_decay(config.weight_decay as f32)
-        .init::<B, M>();
+    // CPU backends: the fused host AdamW (same update, one pass); others: burn's AdamW on device.
+    let params = AdamWParams {
+        beta_1: config.betas.0 as f32,
+        beta_2: config.betas.1 as f32,
+        epsilon: config.epsilon as f32,
+        weight_decay: config.weight_decay as f32,
+    };
+    let device = model.devices().into_iter().next();
+    let on_cpu = device.as_ref().is_some_and(|d| {
+        let name = B::name(d);
+        name.contains("flex") || name.contains("ndarray")
+    });
+    let mut host_optim = on_cpu.then(|| HostAdamW::new(params));
+    let mut device_optim = (!on_cpu).then(|| {
+        AdamWConfig::new()
+            .with_beta_1(params.beta_1)
+            .with_beta_2(params.beta_2)
+            .with_epsilon(params.epsilon)
+            .with_weight_decay(params.weight_decay)
+            .init::<B, M>()
+    });
     let steps_per_epoch = n_train.div_ceil(config.batch_size);
     let total = steps_per_epoch * config.epochs;
     let warmup = (total as f64 * config.warmup_ratio).round() as usize;
@@ -162,7 +178,11 @@ where
                 return Err(TrainError::Diverged { epoch, step: global, loss: loss_value });
             }
             lr = lr_at(config.schedule, global, warmup, total, config.lr);
-            model = optim.step(lr, model, grads);
+            model = match (&mut host_optim, &mut device_optim) {
+                (Some(o), _) => o.step::<B, M>(lr, model, grads),
+                (None, Some(o)) => o.step(lr, model, grads),
+                (None, None) => unreachable!("one optimizer is always set"),
+            };
             global += 1;
             loss_sum += loss_value * batch.len() as f64;
             correct += ok;

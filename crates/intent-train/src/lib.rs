@@ -8,6 +8,7 @@
 pub mod device;
 pub mod engine;
 pub mod mlp;
+pub mod optim;
 pub mod progress;
 pub mod schedule;
 

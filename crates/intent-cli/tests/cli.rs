@@ -1,0 +1,90 @@
+//! End-to-end: the `intent` binary on the embedded data and on malformed inputs.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn intent(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_intent")).args(args).current_dir(cwd).env("RUST_LOG", "warn").output().expect("runs")
+}
+
+fn text(o: &Output) -> (String, String) {
+    (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+}
+
+/// A malformed input gives exit code 2 and a one-line `error:` naming `needle` (file:line), no panic.
+fn assert_clean_error(o: &Output, needle: &str) {
+    let (out, err) = text(o);
+    assert_eq!(o.status.code(), Some(2), "stdout: {out}\nstderr: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+    let line = err.lines().find(|l| l.starts_with("error:")).unwrap_or_else(|| panic!("no error line: {err}"));
+    assert!(line.contains(needle), "expected '{needle}' in: {line}");
+}
+
+#[test]
+fn pipeline_on_embedded_data_then_predict_and_eval() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = intent(&["pipeline", "--models-dir", "models"], dir.path());
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "pipeline failed\nstdout: {out}\nstderr: {err}");
+    assert!(out.contains("quality gate passed"), "{out}");
+    let version = dir.path().join("models/example/1");
+    for f in ["config.json", "model.safetensors", "vocab.txt", "metrics.json", "report/report.json", "report/confusion_matrix.svg", "data/test.jsonl"] {
+        assert!(version.join(f).is_file(), "{f} missing");
+    }
+    // A second run makes version 2.
+    let o = intent(&["pipeline", "--models-dir", "models", "--epochs", "2", "--no-gate"], dir.path());
+    assert!(dir.path().join("models/example/2/config.json").is_file(), "{:?}", text(&o));
+
+    let o = intent(&["predict", "--model", "models/example/1", "--top-k", "2", "where is my order", "hello there"], dir.path());
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    let lines: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["label"], "order_status");
+    assert_eq!(lines[1]["label"], "greeting");
+    assert_eq!(lines[0]["top_k"].as_array().unwrap().len(), 2);
+    assert!(lines[0]["confidence"].as_f64().unwrap() > 0.0);
+
+    let o = intent(&["eval", "--model", "models/example/1", "--data", "models/example/1/data/test.jsonl", "--report", "rep", "--gate", "--min-overall", "0.5", "--min-class", "0.0"], dir.path());
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}\n{err}");
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("rep/report.json")).unwrap()).unwrap();
+    for key in ["accuracy", "macro_f1", "weighted_f1", "per_class"] {
+        assert!(report.get(key).is_some(), "report.json lacks {key}");
+    }
+    // An impossible gate fails with exit 1 and names classes.
+    let o = intent(&["eval", "--model", "models/example/1", "--data", "models/example/1/data/test.jsonl", "--gate", "--min-overall", "1.01"], dir.path());
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).0.contains("quality gate FAILED"));
+}
+
+#[test]
+fn malformed_inputs_give_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    std::fs::write(p.join("trunc.json"), "{\"tag\": \"greet\",\n \"patterns\": [\"hi\",\n").unwrap();
+    std::fs::write(p.join("obj.jsonl"), "{\"text\": \"hi\", \"label\": \"a\"}\n\"just a string\"\n").unwrap();
+    std::fs::write(p.join("cols.csv"), "text,category\nhello,greet\nno label column\n").unwrap();
+    assert_clean_error(&intent(&["data", "stats", "trunc.json"], p), "trunc.json:3");
+    assert_clean_error(&intent(&["data", "stats", "obj.jsonl"], p), "obj.jsonl:2");
+    assert_clean_error(&intent(&["data", "stats", "cols.csv"], p), "cols.csv:3");
+    assert_clean_error(&intent(&["train", "mlp", "--train", "obj.jsonl", "--out", "m"], p), "obj.jsonl:2");
+    assert_clean_error(&intent(&["data", "stats", "missing.jsonl"], p), "missing.jsonl");
+    assert_clean_error(&intent(&["train", "mlp", "--train", "cols.csv", "--out", "m", "--device", "tpu"], p), "unknown device 'tpu'");
+
+    // --skip-invalid loads the rest.
+    let o = intent(&["data", "stats", "obj.jsonl", "--skip-invalid"], p);
+    assert!(o.status.success());
+
+    // Unknown label at evaluation.
+    let mut train = String::new();
+    for i in 0..20 {
+        train.push_str(&format!("{{\"text\": \"hello friend {i}\", \"label\": \"greet\"}}\n{{\"text\": \"bye for now {i}\", \"label\": \"bye\"}}\n"));
+    }
+    std::fs::write(p.join("train.jsonl"), train).unwrap();
+    std::fs::write(p.join("test.jsonl"), "{\"text\": \"hello\", \"label\": \"greet\"}\n{\"text\": \"thanks\", \"label\": \"thanks\"}\n").unwrap();
+    let o = intent(&["train", "mlp", "--train", "train.jsonl", "--out", "m", "--epochs", "2", "--hidden-size", "8"], p);
+    assert!(o.status.success(), "{:?}", text(&o));
+    assert_clean_error(&intent(&["eval", "--model", "m", "--data", "test.jsonl"], p), "test.jsonl:2: unknown label 'thanks'");
+    assert_clean_error(&intent(&["eval", "--model", "nope", "--data", "test.jsonl"], p), "nope");
+}
