@@ -42,7 +42,35 @@ impl MlpArchitecture {
         check(self.num_classes >= 1, "num_classes", "no label".into())
     }
 
-    /// Creates a freshly initialised network (PyTorch's default Linear initialisation).
+    /// Creates a network initialised from `seed` alone, as PyTorch initialises `nn.Linear`
+    /// (weights and biases uniform in ±1/√fan_in). The values come from a ChaCha generator on
+    /// the host, not from the backend's global generator, so the same seed gives the same
+    /// network whatever else runs in the process.
+    pub fn init_seeded<B: Backend>(&self, device: &B::Device, seed: u64) -> Mlp<B> {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let mut fill = |layer: &mut Linear<B>| {
+            let [fan_in, fan_out] = layer.weight.dims();
+            let bound = 1.0 / (fan_in as f32).sqrt();
+            let w: Vec<f32> = (0..fan_in * fan_out).map(|_| rng.random_range(-bound..bound)).collect();
+            let id = layer.weight.id;
+            layer.weight = burn::module::Param::initialized(id, Tensor::from_data(TensorData::new(w, [fan_in, fan_out]), device));
+            if let Some(bias) = &layer.bias {
+                let b: Vec<f32> = (0..fan_out).map(|_| rng.random_range(-bound..bound)).collect();
+                let id = bias.id;
+                layer.bias = Some(burn::module::Param::initialized(id, Tensor::from_data(TensorData::new(b, [fan_out]), device)));
+            }
+        };
+        let mut net = self.init::<B>(device);
+        for layer in &mut net.hidden {
+            fill(layer);
+        }
+        fill(&mut net.output);
+        net
+    }
+
+    /// Creates a network with burn's default initialisation (the backend's generator); used
+    /// when loading weights.
     pub fn init<B: Backend>(&self, device: &B::Device) -> Mlp<B> {
         let mut hidden = Vec::with_capacity(self.hidden_layers);
         let mut d = self.input_dim;
@@ -115,13 +143,37 @@ impl<B: Backend> Mlp<B> {
     /// the number of non-zero features, not to the vocabulary size (PyTorch's anchor multiplies
     /// the dense bag-of-words matrix).
     pub fn forward(&self, x: SparseBatch<B>, masks: Option<&[Tensor<B, 2>]>) -> Tensor<B, 2> {
-        let first = self.hidden.first().unwrap_or(&self.output);
-        let weight = first.weight.val();
-        let [_, width] = weight.dims();
-        let device = weight.device();
+        let picked = (x.nnz > 0).then(|| self.first_layer().weight.val().select(0, x.cols.clone()));
+        self.forward_picked(x, picked, masks)
+    }
+
+    /// The same network with the first layer's weight replaced (same parameter id).
+    pub fn with_first_weight(mut self, weight: Tensor<B, 2>) -> Self {
+        let first = match self.hidden.first_mut() {
+            Some(l) => l,
+            None => &mut self.output,
+        };
+        let id = first.weight.id;
+        first.weight = burn::module::Param::initialized(id, weight.require_grad());
+        self
+    }
+
+    /// The layer that reads the features (the first hidden layer, or the output layer of a
+    /// network without hidden layers).
+    pub fn first_layer(&self) -> &Linear<B> {
+        self.hidden.first().unwrap_or(&self.output)
+    }
+
+    /// Like [`Mlp::forward`], with the first layer's weight rows of the batch's features
+    /// already gathered (`picked`: `[nnz, width]`, row `i` for entry `i` of `x`). A trainer that
+    /// keeps the input weights outside the module (see intent-train's sparse input table)
+    /// passes them here.
+    pub fn forward_picked(&self, x: SparseBatch<B>, picked: Option<Tensor<B, 2>>, masks: Option<&[Tensor<B, 2>]>) -> Tensor<B, 2> {
+        let first = self.first_layer();
+        let [_, width] = first.weight.dims();
+        let device = first.weight.device();
         let mut h = Tensor::<B, 2>::zeros([x.batch, width], &device);
-        if x.nnz > 0 {
-            let mut picked = weight.select(0, x.cols);
+        if let Some(mut picked) = picked {
             if let Some(v) = x.values {
                 picked = picked * v;
             }

@@ -119,15 +119,35 @@ pub struct Fitted<M> {
     pub stopped_early: bool,
 }
 
-/// Trains `model` on `n_train` examples. `step(model, batch_indices)` returns the batch loss and
-/// the number of correct predictions in it; `validate(model)` returns a score (higher is better)
-/// or `None` when there is no validation data.
-pub fn fit<B, M, S, V>(mut model: M, n_train: usize, config: &EngineConfig, mut step: S, mut validate: V) -> Result<Fitted<M::InnerModule>, TrainError>
+/// What a model's training code supplies to [`fit`].
+pub trait TrainTask<B: AutodiffBackend, M: AutodiffModule<B>> {
+    /// Forward pass on the examples `batch` (indices into the training set): the batch loss and
+    /// the number of correct predictions in it.
+    fn step(&mut self, model: &M, batch: &[usize]) -> (Tensor<B, 1>, usize);
+    /// Called after the backward pass with the raw gradients and the step's learning rate,
+    /// before the optimizer updates the module (for state kept outside the module).
+    fn after_backward(&mut self, _grads: &B::Gradients, _lr: f64) {}
+    /// Called at the end of each epoch, before validation (to write such state back).
+    fn end_of_epoch(&mut self, model: M) -> M {
+        model
+    }
+    /// Validation score of the model (higher is better), or `None` without validation data.
+    fn validate(&mut self, model: &M::InnerModule) -> Option<f64>;
+}
+
+/// True for the CPU backends (flex, ndarray, with or without autodiff), where the host-side
+/// optimizer paths are faster than device tensor ops.
+pub fn is_cpu_backend<B: burn::tensor::backend::Backend>(device: &B::Device) -> bool {
+    let name = B::name(device);
+    name.contains("flex") || name.contains("ndarray")
+}
+
+/// Trains `model` on `n_train` examples with `task`; see [`TrainTask`].
+pub fn fit<B, M, T>(mut model: M, n_train: usize, config: &EngineConfig, task: &mut T) -> Result<Fitted<M::InnerModule>, TrainError>
 where
     B: AutodiffBackend,
     M: AutodiffModule<B>,
-    S: FnMut(&M, &[usize]) -> (Tensor<B, 1>, usize),
-    V: FnMut(&M::InnerModule) -> Option<f64>,
+    T: TrainTask<B, M>,
 {
     config.validate()?;
     if n_train == 0 {
@@ -140,11 +160,7 @@ where
         epsilon: config.epsilon as f32,
         weight_decay: config.weight_decay as f32,
     };
-    let device = model.devices().into_iter().next();
-    let on_cpu = device.as_ref().is_some_and(|d| {
-        let name = B::name(d);
-        name.contains("flex") || name.contains("ndarray")
-    });
+    let on_cpu = model.devices().first().is_some_and(is_cpu_backend::<B>);
     let mut host_optim = on_cpu.then(|| HostAdamW::new(params));
     let mut device_optim = (!on_cpu).then(|| {
         AdamWConfig::new()
@@ -171,13 +187,15 @@ where
         let start = Instant::now();
         let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
         for batch in order.chunks(config.batch_size) {
-            let (loss, ok) = step(&model, batch);
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            let (loss, ok) = task.step(&model, batch);
+            let raw = loss.backward();
             let loss_value: f64 = loss.into_scalar().elem::<f64>();
             if !loss_value.is_finite() {
                 return Err(TrainError::Diverged { epoch, step: global, loss: loss_value });
             }
             lr = lr_at(config.schedule, global, warmup, total, config.lr);
+            task.after_backward(&raw, lr);
+            let grads = GradientsParams::from_grads(raw, &model);
             model = match (&mut host_optim, &mut device_optim) {
                 (Some(o), _) => o.step::<B, M>(lr, model, grads),
                 (None, Some(o)) => o.step(lr, model, grads),
@@ -191,7 +209,8 @@ where
         }
         bar.finish();
         let seconds = start.elapsed().as_secs_f64();
-        let val_score = validate(&model.valid());
+        model = task.end_of_epoch(model);
+        let val_score = task.validate(&model.valid());
         let log = EpochLog { epoch, loss: loss_sum / seen as f64, train_accuracy: correct as f64 / seen as f64, val_score, seconds, lr };
         match val_score {
             Some(v) => tracing::info!(

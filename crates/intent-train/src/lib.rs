@@ -11,9 +11,10 @@ pub mod mlp;
 pub mod optim;
 pub mod progress;
 pub mod schedule;
+pub mod sparse;
 
 pub use device::DeviceSpec;
-pub use engine::{EngineConfig, EpochLog};
+pub use engine::{fit, EngineConfig, EpochLog, TrainTask};
 pub use mlp::{train_mlp, train_mlp_to_dir, MlpOptions, MlpRunSummary, TrainedMlp};
 pub use schedule::LrSchedule;
 

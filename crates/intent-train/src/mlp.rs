@@ -17,7 +17,9 @@ use rand_chacha::ChaCha8Rng;
 use intent_models::BowMlp;
 use serde::{Deserialize, Serialize};
 
-use crate::engine::{fit, EngineConfig, EpochLog};
+use crate::engine::{fit, EngineConfig, EpochLog, TrainTask};
+use crate::optim::AdamWParams;
+use crate::sparse::SparseInputTable;
 use crate::TrainError;
 
 /// Everything `intent train mlp` can set.
@@ -169,93 +171,36 @@ pub fn train_mlp<B: AutodiffBackend>(
         })
         .unwrap_or_default();
 
-    let ce = CrossEntropyLossConfig::new().init::<B>(device);
-    let bce = BinaryCrossEntropyLossConfig::new().with_logits(true).init::<B>(device);
-    // Dropout masks come from a seeded generator on the host: deterministic, and much cheaper
-    // than sampling a Bernoulli tensor per layer through the backend.
-    let mut mask_rng = ChaCha8Rng::seed_from_u64(opts.engine.seed ^ 0xd50f_0a7e);
-    let keep_scale = (1.0 / (1.0 - opts.dropout)) as f32;
-    let drop_below = (opts.dropout * u32::MAX as f64) as u32;
-    let mut mask_buf: Vec<u32> = Vec::new();
-    let mut make_masks = move |n: usize| -> Option<Vec<Tensor<B, 2>>> {
-        if opts.dropout <= 0.0 || arch.hidden_layers == 0 {
-            return None;
-        }
-        let size = n * arch.hidden_size;
-        mask_buf.resize(size, 0);
-        Some(
-            (0..arch.hidden_layers)
-                .map(|_| {
-                    mask_rng.fill_bytes(bytemuck_u8(&mut mask_buf));
-                    let m: Vec<f32> = mask_buf.iter().map(|&r| if r < drop_below { 0.0 } else { keep_scale }).collect();
-                    Tensor::<B, 2>::from_data(TensorData::new(m, [n, arch.hidden_size]), device)
-                })
-                .collect(),
-        )
+    let model = arch.init_seeded::<B>(device, opts.engine.seed);
+    // On CPU the input weight is trained as a host table with lazy AdamW rows (see `sparse`).
+    let table = crate::engine::is_cpu_backend::<B>(device).then(|| {
+        let e = &opts.engine;
+        let params = AdamWParams {
+            beta_1: e.betas.0 as f32,
+            beta_2: e.betas.1 as f32,
+            epsilon: e.epsilon as f32,
+            weight_decay: e.weight_decay as f32,
+        };
+        SparseInputTable::from_tensor(model.first_layer().weight.val().inner(), params)
+    });
+    let mut task = MlpTask::<B> {
+        rows: &rows,
+        targets: &targets,
+        val_known: &val_known,
+        k,
+        multi,
+        arch,
+        ce: CrossEntropyLossConfig::new().init::<B>(device),
+        bce: BinaryCrossEntropyLossConfig::new().with_logits(true).init::<B>(device),
+        // Dropout masks come from a seeded generator on the host: deterministic, and much
+        // cheaper than sampling a Bernoulli tensor per layer through the backend.
+        mask_rng: ChaCha8Rng::seed_from_u64(opts.engine.seed ^ 0xd50f_0a7e),
+        mask_buf: Vec::new(),
+        table,
+        pending: None,
+        device: device.clone(),
     };
-    let step = |model: &Mlp<B>, batch: &[usize]| {
-        let refs: Vec<&SparseVec> = batch.iter().map(|&i| &rows[i]).collect();
-        let masks = make_masks(batch.len());
-        let logits = model.forward(SparseBatch::new(&refs, device), masks.as_deref());
-        if multi {
-            let mut t = vec![0i64; batch.len() * k];
-            for (r, &i) in batch.iter().enumerate() {
-                for &c in &targets[i] {
-                    t[r * k + c] = 1;
-                }
-            }
-            let target = Tensor::<B, 2, Int>::from_data(TensorData::new(t.clone(), [batch.len(), k]), device);
-            let loss = bce.forward(logits.clone(), target);
-            let pred: Vec<bool> = logits.greater_elem(0.0).into_data().iter::<bool>().collect();
-            let correct = (0..batch.len()).filter(|&r| (0..k).all(|c| pred[r * k + c] == (t[r * k + c] == 1))).count();
-            (loss, correct)
-        } else {
-            let t: Vec<i64> = batch.iter().map(|&i| targets[i][0] as i64).collect();
-            let target = Tensor::<B, 1, Int>::from_data(TensorData::new(t.clone(), [batch.len()]), device);
-            let loss = ce.forward(logits.clone(), target);
-            let pred: Vec<i64> = logits.argmax(1).into_data().iter::<i64>().collect();
-            let correct = pred.iter().zip(&t).filter(|(p, t)| p == t).count();
-            (loss, correct)
-        }
-    };
-    let inner_device = device.clone();
-    let score_rows = |m: &Mlp<B::InnerBackend>, rows: &[&SparseVec]| -> Vec<f32> {
-        let mut out = Vec::with_capacity(rows.len() * k);
-        for chunk in rows.chunks(1024) {
-            let x = SparseBatch::<B::InnerBackend>::new(chunk, &inner_device);
-            out.extend(m.forward(x, None).into_data().iter::<f32>());
-        }
-        out
-    };
-    let validate = |m: &Mlp<B::InnerBackend>| -> Option<f64> {
-        if val_known.is_empty() {
-            return None;
-        }
-        let refs: Vec<&SparseVec> = val_known.iter().map(|(r, _)| r).collect();
-        let logits = score_rows(m, &refs);
-        if multi {
-            let (mut tp, mut fp, mut fneg) = (0usize, 0usize, 0usize);
-            for (r, (_, gold)) in val_known.iter().enumerate() {
-                for c in 0..k {
-                    match (logits[r * k + c] > 0.0, gold.contains(&c)) {
-                        (true, true) => tp += 1,
-                        (true, false) => fp += 1,
-                        (false, true) => fneg += 1,
-                        _ => {}
-                    }
-                }
-            }
-            Some(2.0 * tp as f64 / (2 * tp + fp + fneg).max(1) as f64)
-        } else {
-            let ok = val_known
-                .iter()
-                .enumerate()
-                .filter(|(r, (_, gold))| intent_eval::metrics::argmax(&logits[r * k..(r + 1) * k]).0 == gold[0])
-                .count();
-            Some(ok as f64 / val_known.len() as f64)
-        }
-    };
-    let fitted = fit::<B, Mlp<B>, _, _>(arch.init::<B>(device), train.len(), &opts.engine, step, validate)?;
+    let fitted = fit::<B, Mlp<B>, _>(model, train.len(), &opts.engine, &mut task)?;
 
     let config = ModelConfig {
         kind: "mlp".into(),
@@ -311,6 +256,148 @@ pub fn train_mlp<B: AutodiffBackend>(
         _ => None,
     };
     Ok(TrainedMlp { model, history: fitted.history, best_epoch: fitted.best_epoch, stopped_early: fitted.stopped_early, val_report })
+}
+
+/// The MLP's side of the training loop.
+struct MlpTask<'a, B: AutodiffBackend> {
+    rows: &'a [SparseVec],
+    targets: &'a [Vec<usize>],
+    val_known: &'a [(SparseVec, Vec<usize>)],
+    k: usize,
+    multi: bool,
+    arch: MlpArchitecture,
+    ce: burn::nn::loss::CrossEntropyLoss<B>,
+    bce: burn::nn::loss::BinaryCrossEntropyLoss<B>,
+    mask_rng: ChaCha8Rng,
+    mask_buf: Vec<u32>,
+    /// Host input weight (CPU backends), and the leaf tensor of the rows the current step uses.
+    table: Option<SparseInputTable>,
+    pending: Option<(Tensor<B, 2>, Vec<usize>)>,
+    device: B::Device,
+}
+
+impl<B: AutodiffBackend> MlpTask<'_, B> {
+    fn masks(&mut self, n: usize) -> Option<Vec<Tensor<B, 2>>> {
+        let p = self.arch.dropout;
+        if p <= 0.0 || self.arch.hidden_layers == 0 {
+            return None;
+        }
+        let keep_scale = (1.0 / (1.0 - p)) as f32;
+        let drop_below = (p * u32::MAX as f64) as u32;
+        let h = self.arch.hidden_size;
+        self.mask_buf.resize(n * h, 0);
+        let mut masks = Vec::with_capacity(self.arch.hidden_layers);
+        for _ in 0..self.arch.hidden_layers {
+            self.mask_rng.fill_bytes(bytemuck_u8(&mut self.mask_buf));
+            let m: Vec<f32> = self.mask_buf.iter().map(|&r| if r < drop_below { 0.0 } else { keep_scale }).collect();
+            masks.push(Tensor::<B, 2>::from_data(TensorData::new(m, [n, h]), &self.device));
+        }
+        Some(masks)
+    }
+
+    fn scores(&self, m: &Mlp<B::InnerBackend>, rows: &[&SparseVec]) -> Vec<f32> {
+        let mut out = Vec::with_capacity(rows.len() * self.k);
+        for chunk in rows.chunks(1024) {
+            let x = SparseBatch::<B::InnerBackend>::new(chunk, &self.device);
+            out.extend(m.forward(x, None).into_data().iter::<f32>());
+        }
+        out
+    }
+}
+
+impl<B: AutodiffBackend> TrainTask<B, Mlp<B>> for MlpTask<'_, B> {
+    fn step(&mut self, model: &Mlp<B>, batch: &[usize]) -> (Tensor<B, 1>, usize) {
+        let refs: Vec<&SparseVec> = batch.iter().map(|&i| &self.rows[i]).collect();
+        let masks = self.masks(batch.len());
+        let x = SparseBatch::new(&refs, &self.device);
+        let logits = match &self.table {
+            Some(table) => {
+                let cols: Vec<usize> = refs.iter().flat_map(|r| r.indices.iter().map(|&c| c as usize)).collect();
+                let picked = (!cols.is_empty()).then(|| {
+                    let data = TensorData::new(table.gather(&cols), [cols.len(), self.arch_width()]);
+                    Tensor::<B, 2>::from_data(data, &self.device).require_grad()
+                });
+                let logits = model.forward_picked(x, picked.clone(), masks.as_deref());
+                self.pending = picked.map(|p| (p, cols));
+                logits
+            }
+            None => model.forward(x, masks.as_deref()),
+        };
+        let k = self.k;
+        if self.multi {
+            let mut t = vec![0i64; batch.len() * k];
+            for (r, &i) in batch.iter().enumerate() {
+                for &c in &self.targets[i] {
+                    t[r * k + c] = 1;
+                }
+            }
+            let target = Tensor::<B, 2, Int>::from_data(TensorData::new(t.clone(), [batch.len(), k]), &self.device);
+            let loss = self.bce.forward(logits.clone(), target);
+            let pred: Vec<bool> = logits.greater_elem(0.0).into_data().iter::<bool>().collect();
+            let correct = (0..batch.len()).filter(|&r| (0..k).all(|c| pred[r * k + c] == (t[r * k + c] == 1))).count();
+            (loss, correct)
+        } else {
+            let t: Vec<i64> = batch.iter().map(|&i| self.targets[i][0] as i64).collect();
+            let target = Tensor::<B, 1, Int>::from_data(TensorData::new(t.clone(), [batch.len()]), &self.device);
+            let loss = self.ce.forward(logits.clone(), target);
+            let pred: Vec<i64> = logits.argmax(1).into_data().iter::<i64>().collect();
+            let correct = pred.iter().zip(&t).filter(|(p, t)| p == t).count();
+            (loss, correct)
+        }
+    }
+
+    fn after_backward(&mut self, grads: &B::Gradients, lr: f64) {
+        if let (Some(table), Some((picked, cols))) = (&mut self.table, self.pending.take()) {
+            if let Some(g) = picked.grad(grads) {
+                let g: Vec<f32> = g.into_data().convert::<f32>().into_vec().expect("f32 after convert");
+                table.apply(lr as f32, &cols, &g);
+            }
+        }
+    }
+
+    fn end_of_epoch(&mut self, model: Mlp<B>) -> Mlp<B> {
+        match &self.table {
+            Some(table) => model.with_first_weight(Tensor::from_inner(table.to_tensor(&self.device))),
+            None => model,
+        }
+    }
+
+    fn validate(&mut self, m: &Mlp<B::InnerBackend>) -> Option<f64> {
+        if self.val_known.is_empty() {
+            return None;
+        }
+        let k = self.k;
+        let refs: Vec<&SparseVec> = self.val_known.iter().map(|(r, _)| r).collect();
+        let logits = self.scores(m, &refs);
+        if self.multi {
+            let (mut tp, mut fp, mut fneg) = (0usize, 0usize, 0usize);
+            for (r, (_, gold)) in self.val_known.iter().enumerate() {
+                for c in 0..k {
+                    match (logits[r * k + c] > 0.0, gold.contains(&c)) {
+                        (true, true) => tp += 1,
+                        (true, false) => fp += 1,
+                        (false, true) => fneg += 1,
+                        _ => {}
+                    }
+                }
+            }
+            Some(2.0 * tp as f64 / (2 * tp + fp + fneg).max(1) as f64)
+        } else {
+            let ok = self
+                .val_known
+                .iter()
+                .enumerate()
+                .filter(|(r, (_, gold))| intent_eval::metrics::argmax(&logits[r * k..(r + 1) * k]).0 == gold[0])
+                .count();
+            Some(ok as f64 / self.val_known.len() as f64)
+        }
+    }
+}
+
+impl<B: AutodiffBackend> MlpTask<'_, B> {
+    fn arch_width(&self) -> usize {
+        if self.arch.hidden_layers == 0 { self.arch.num_classes } else { self.arch.hidden_size }
+    }
 }
 
 /// Summary of a run of [`train_mlp_to_dir`].

@@ -65,17 +65,26 @@ impl HostAdamW {
         let decay = 1.0 - lr * wd;
         let step = lr / bc1;
         let inv_bc2_sqrt = 1.0 / bc2_sqrt;
-        const CHUNK: usize = 1 << 14;
-        p.par_chunks_mut(CHUNK).zip(m.par_chunks_mut(CHUNK)).zip(v.par_chunks_mut(CHUNK)).zip(g.par_chunks(CHUNK)).for_each(
-            |(((p, m), v), g)| {
-                // Iterator form without index checks, so the loop vectorizes.
-                for (((p, m), v), &g) in p.iter_mut().zip(m.iter_mut()).zip(v.iter_mut()).zip(g) {
-                    *m = b1 * *m + (1.0 - b1) * g;
-                    *v = b2 * *v + (1.0 - b2) * g * g;
-                    *p = *p * decay - step * *m / (v.sqrt() * inv_bc2_sqrt + eps);
-                }
-            },
-        );
+        let kernel = |p: &mut [f32], m: &mut [f32], v: &mut [f32], g: &[f32]| {
+            // Iterator form without index checks, so the loop vectorizes.
+            for (((p, m), v), &g) in p.iter_mut().zip(m.iter_mut()).zip(v.iter_mut()).zip(g) {
+                *m = b1 * *m + (1.0 - b1) * g;
+                *v = b2 * *v + (1.0 - b2) * g * g;
+                *p = *p * decay - step * *m / (v.sqrt() * inv_bc2_sqrt + eps);
+            }
+        };
+        // Below a million values, waking the thread pool costs more than it saves.
+        const PARALLEL_FROM: usize = 1 << 20;
+        const CHUNK: usize = 1 << 16;
+        if p.len() < PARALLEL_FROM {
+            kernel(p, m, v, g);
+        } else {
+            p.par_chunks_mut(CHUNK)
+                .zip(m.par_chunks_mut(CHUNK))
+                .zip(v.par_chunks_mut(CHUNK))
+                .zip(g.par_chunks(CHUNK))
+                .for_each(|(((p, m), v), g)| kernel(p, m, v, g));
+        }
     }
 }
 
