@@ -22,6 +22,10 @@ struct Cli {
     /// Only warnings and errors.
     #[arg(short, long, global = true)]
     quiet: bool,
+    /// CPU threads for tensor work (default: 1 for MLP training, whose matrices are too small
+    /// to gain from a second thread on a small machine; all cores otherwise).
+    #[arg(long, global = true, env = "INTENT_THREADS")]
+    threads: Option<usize>,
     #[command(subcommand)]
     command: Command,
 }
@@ -67,9 +71,24 @@ fn tune_allocator() {
 }
 
 fn main() -> ExitCode {
+    intent_train::engine::flush_denormals();
     tune_allocator();
     let cli = Cli::parse();
     init_logging(cli.verbose, cli.quiet);
+    let mlp_training = matches!(cli.command, Command::Train(_) | Command::Pipeline(_));
+    let threads = cli.threads.or(mlp_training.then_some(1));
+    if threads == Some(0) {
+        eprintln!("error: --threads must be at least 1");
+        return ExitCode::from(2);
+    }
+    // The global pool is what burn's CPU backend and the optimizer use.
+    let mut pool = rayon::ThreadPoolBuilder::new().start_handler(|_| intent_train::engine::flush_denormals());
+    if let Some(n) = threads {
+        pool = pool.num_threads(n);
+    }
+    if let Err(e) = pool.build_global() {
+        tracing::warn!("could not configure the thread pool: {e}");
+    }
     let result = match cli.command {
         Command::Data(c) => cmd_data::run(c),
         Command::Train(c) => cmd_train::run(c),

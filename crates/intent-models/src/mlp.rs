@@ -54,11 +54,13 @@ impl MlpArchitecture {
             let bound = 1.0 / (fan_in as f32).sqrt();
             let w: Vec<f32> = (0..fan_in * fan_out).map(|_| rng.random_range(-bound..bound)).collect();
             let id = layer.weight.id;
-            layer.weight = burn::module::Param::initialized(id, Tensor::from_data(TensorData::new(w, [fan_in, fan_out]), device));
+            let w = Tensor::from_data(TensorData::new(w, [fan_in, fan_out]), device).require_grad();
+            layer.weight = burn::module::Param::initialized(id, w);
             if let Some(bias) = &layer.bias {
                 let b: Vec<f32> = (0..fan_out).map(|_| rng.random_range(-bound..bound)).collect();
                 let id = bias.id;
-                layer.bias = Some(burn::module::Param::initialized(id, Tensor::from_data(TensorData::new(b, [fan_out]), device)));
+                let b = Tensor::from_data(TensorData::new(b, [fan_out]), device).require_grad();
+                layer.bias = Some(burn::module::Param::initialized(id, b));
             }
         };
         let mut net = self.init::<B>(device);

@@ -142,7 +142,23 @@ pub fn is_cpu_backend<B: burn::tensor::backend::Backend>(device: &B::Device) -> 
     name.contains("flex") || name.contains("ndarray")
 }
 
-/// Trains `model` on `n_train` examples with `task`; see [`TrainTask`].
+/// Flushes denormal floats to zero on the calling thread (x86 MXCSR FTZ + DAZ bits; a no-op
+/// elsewhere). Optimizer moments of parameters whose gradient stays zero decay into the
+/// denormal range after a few hundred steps, and denormal arithmetic is tens of times slower:
+/// MLP epochs slowed down 3× from the 5th epoch on before this. PyTorch offers the same as
+/// `torch.set_flush_denormal(True)`.
+pub fn flush_denormals() {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: only sets the FTZ (bit 15) and DAZ (bit 6) flags of this thread's MXCSR.
+    #[allow(deprecated)]
+    unsafe {
+        use std::arch::x86_64::{_mm_getcsr, _mm_setcsr};
+        _mm_setcsr(_mm_getcsr() | 0x8040);
+    }
+}
+
+/// Trains `model` on `n_train` examples with `task`; see [`TrainTask`]. Denormals are flushed
+/// to zero on the calling thread and the threads of the current rayon pool.
 pub fn fit<B, M, T>(mut model: M, n_train: usize, config: &EngineConfig, task: &mut T) -> Result<Fitted<M::InnerModule>, TrainError>
 where
     B: AutodiffBackend,
@@ -150,6 +166,8 @@ where
     T: TrainTask<B, M>,
 {
     config.validate()?;
+    flush_denormals();
+    rayon::broadcast(|_| flush_denormals());
     if n_train == 0 {
         return Err(TrainError::Data("no training example".into()));
     }

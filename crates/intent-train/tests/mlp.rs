@@ -85,6 +85,29 @@ fn learns_separable_data_and_round_trips() {
 }
 
 #[test]
+fn every_parameter_is_trained() {
+    let train = synthetic(10, 0);
+    let mut opts = options();
+    opts.hidden_layers = 2;
+    opts.engine.epochs = 1;
+    let device = Default::default();
+    let trained = train_mlp::<Autodiff<Flex>>(&train, None, &opts, &device).unwrap();
+    let initial = trained.model.architecture.init_seeded::<Flex>(&device, opts.engine.seed);
+    let net = &trained.model.network;
+    let pairs = [
+        (net.hidden[0].weight.val(), initial.hidden[0].weight.val()),
+        (net.hidden[1].weight.val(), initial.hidden[1].weight.val()),
+        (net.output.weight.val(), initial.output.weight.val()),
+    ];
+    for (i, (after, before)) in pairs.into_iter().enumerate() {
+        let diff: f32 = (after - before).abs().max().into_scalar();
+        assert!(diff > 1e-4, "parameter {i} did not move");
+    }
+    let bias_diff: f32 = (net.output.bias.as_ref().unwrap().val() - initial.output.bias.as_ref().unwrap().val()).abs().max().into_scalar();
+    assert!(bias_diff > 1e-4, "output bias did not move");
+}
+
+#[test]
 fn mismatched_folders_say_what_differs() {
     let train = synthetic(10, 0);
     let mut opts = options();
