@@ -1,7 +1,8 @@
 //! Criterion benchmarks of the bag-of-words MLP on BANKING77: one training epoch with the
 //! playbook's settings (4×512, dropout 0.45, batch 64) and prediction latency (one query, a
 //! batch of 32). The data set is read from `$INTENT_DATASETS/banking77` (default
-//! `../shared/datasets`); without it the benchmarks are skipped with a message.
+//! `../shared/datasets`); without it the benchmarks are skipped with a message. Each training
+//! iteration includes fitting the vocabulary (a few milliseconds).
 
 use std::path::PathBuf;
 
@@ -31,6 +32,10 @@ fn options(epochs: usize) -> MlpOptions {
 }
 
 fn benches(c: &mut Criterion) {
+    // Like `intent train`, one thread unless RAYON_NUM_THREADS says otherwise (see README).
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        let _ = rayon::ThreadPoolBuilder::new().num_threads(1).build_global();
+    }
     let Some((train, test)) = banking77() else {
         eprintln!("BANKING77 not found (set INTENT_DATASETS to the shared datasets folder); skipping");
         return;

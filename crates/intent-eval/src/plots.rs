@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::metrics::ConfusionMatrix;
 
@@ -37,10 +38,17 @@ pub fn confusion_matrix_svg(path: &Path, cm: &ConfusionMatrix) -> Result<(), Str
         .margin(10)
         .x_label_area_size(170)
         .y_label_area_size(170)
-        .build_cartesian_2d(0..n as i32, 0..n as i32)
+        .build_cartesian_2d((0..n as i32).into_segmented(), (0..n as i32).into_segmented())
         .map_err(err)?;
-    let name_at = |v: &i32| names.get(*v as usize).cloned().unwrap_or_default();
-    let row_name = |v: &i32| names.get(n.saturating_sub(1 + *v as usize)).cloned().unwrap_or_default();
+    // Labels sit at the centre of each cell; rows are drawn top to bottom.
+    let name_at = |v: &SegmentValue<i32>| match v {
+        SegmentValue::CenterOf(i) => names.get(*i as usize).cloned().unwrap_or_default(),
+        _ => String::new(),
+    };
+    let row_name = |v: &SegmentValue<i32>| match v {
+        SegmentValue::CenterOf(i) if (*i as usize) < n => names[n - 1 - *i as usize].clone(),
+        _ => String::new(),
+    };
     chart
         .configure_mesh()
         .disable_mesh()
@@ -48,7 +56,9 @@ pub fn confusion_matrix_svg(path: &Path, cm: &ConfusionMatrix) -> Result<(), Str
         .y_labels(n)
         .x_label_formatter(&name_at)
         .y_label_formatter(&row_name)
-        .x_label_style(("sans-serif", 10).into_font().transform(FontTransform::Rotate90))
+        .x_label_style(
+            ("sans-serif", 10).into_font().transform(FontTransform::Rotate270).into_text_style(&root).pos(Pos::new(HPos::Right, VPos::Center)),
+        )
         .y_label_style(("sans-serif", 10))
         .x_desc("predicted")
         .y_desc("gold")
@@ -61,7 +71,8 @@ pub fn confusion_matrix_svg(path: &Path, cm: &ConfusionMatrix) -> Result<(), Str
             let v = cm.matrix[g][p] as f64 / total;
             let shade = (255.0 * (1.0 - v)) as u8;
             let y = (n - 1 - r) as i32;
-            cells.push(Rectangle::new([(c as i32, y), (c as i32 + 1, y + 1)], RGBColor(shade, shade, 255).filled()));
+            let corner = |x: i32, y: i32| (SegmentValue::Exact(x), SegmentValue::Exact(y));
+            cells.push(Rectangle::new([corner(c as i32, y), corner(c as i32 + 1, y + 1)], RGBColor(shade, shade, 255).filled()));
         }
     }
     chart.draw_series(cells).map_err(err)?;

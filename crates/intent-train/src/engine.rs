@@ -65,6 +65,16 @@ impl Default for EngineConfig {
 }
 
 impl EngineConfig {
+    /// The AdamW settings of this configuration.
+    pub fn adamw_params(&self) -> AdamWParams {
+        AdamWParams {
+            beta_1: self.betas.0 as f32,
+            beta_2: self.betas.1 as f32,
+            epsilon: self.epsilon as f32,
+            weight_decay: self.weight_decay as f32,
+        }
+    }
+
     /// Checks the numbers once.
     pub fn validate(&self) -> Result<(), TrainError> {
         let bad = |name: &'static str, message: String| Err(TrainError::Hyperparameter { name, message });
@@ -172,12 +182,7 @@ where
         return Err(TrainError::Data("no training example".into()));
     }
     // CPU backends: the fused host AdamW (same update, one pass); others: burn's AdamW on device.
-    let params = AdamWParams {
-        beta_1: config.betas.0 as f32,
-        beta_2: config.betas.1 as f32,
-        epsilon: config.epsilon as f32,
-        weight_decay: config.weight_decay as f32,
-    };
+    let params = config.adamw_params();
     let on_cpu = model.devices().first().is_some_and(is_cpu_backend::<B>);
     let mut host_optim = on_cpu.then(|| HostAdamW::new(params));
     let mut device_optim = (!on_cpu).then(|| {

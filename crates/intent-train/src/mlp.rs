@@ -18,7 +18,6 @@ use intent_models::BowMlp;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::{fit, EngineConfig, EpochLog, TrainTask};
-use crate::optim::AdamWParams;
 use crate::sparse::SparseInputTable;
 use crate::TrainError;
 
@@ -173,16 +172,8 @@ pub fn train_mlp<B: AutodiffBackend>(
 
     let model = arch.init_seeded::<B>(device, opts.engine.seed);
     // On CPU the input weight is trained as a host table with lazy AdamW rows (see `sparse`).
-    let table = crate::engine::is_cpu_backend::<B>(device).then(|| {
-        let e = &opts.engine;
-        let params = AdamWParams {
-            beta_1: e.betas.0 as f32,
-            beta_2: e.betas.1 as f32,
-            epsilon: e.epsilon as f32,
-            weight_decay: e.weight_decay as f32,
-        };
-        SparseInputTable::from_tensor(model.first_layer().weight.val().inner(), params)
-    });
+    let table = crate::engine::is_cpu_backend::<B>(device)
+        .then(|| SparseInputTable::from_tensor(model.first_layer().weight.val().inner(), opts.engine.adamw_params()));
     let mut task = MlpTask::<B> {
         rows: &rows,
         targets: &targets,
