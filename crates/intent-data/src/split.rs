@@ -33,7 +33,7 @@ pub struct Split {
     pub test: Dataset,
 }
 
-/// Splits per label (per label set for multi-label data), so that every label keeps its share in
+/// Splits per label (for multi-label data, per each example's rarest label), so that every label keeps its share in
 /// each part. Per label of n examples: test = round(n·test_fraction), val = max(min_val_per_label,
 /// round(n·(1 − train_fraction − test_fraction))), the rest train (at least one). Deterministic
 /// for a seed; the order inside each part follows the input.
@@ -48,9 +48,18 @@ pub fn stratified_split(data: &Dataset, config: SplitConfig) -> Result<Split> {
             message: format!("{test_fraction} must be in [0, 1) with train + test ≤ 1"),
         });
     }
+    // Single-label: one group per label. Multi-label: one group per example's rarest label
+    // (label sets are too many and too small to stratify on), "" for examples without a label.
+    let counts = data.label_counts();
+    let key = |labels: &[String]| -> String {
+        if !data.multi_label {
+            return labels.join("+");
+        }
+        labels.iter().min_by_key(|l| (counts[*l], (*l).clone())).cloned().unwrap_or_default()
+    };
     let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     for (i, e) in data.examples.iter().enumerate() {
-        groups.entry(e.labels.join("+")).or_default().push(i);
+        groups.entry(key(&e.labels)).or_default().push(i);
     }
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut part = vec![0u8; data.len()]; // 0 train, 1 val, 2 test
@@ -58,6 +67,10 @@ pub fn stratified_split(data: &Dataset, config: SplitConfig) -> Result<Split> {
         let n = idx.len();
         let n_test = (n as f64 * test_fraction).round() as usize;
         let n_val = ((n as f64 * (1.0 - train_fraction - test_fraction)).round() as usize).max(min_val_per_label);
+        if n_test + n_val >= n && data.multi_label {
+            tracing::warn!("label '{label}': {n} example(s) as rarest label, all kept for training");
+            continue;
+        }
         if n_test + n_val >= n {
             return Err(DataError::Dataset(format!(
                 "label '{label}' has {n} example(s): too few for {n_val} validation + {n_test} test + at least 1 training \
@@ -184,6 +197,27 @@ mod tests {
         let err = stratified_split(&data(), bad).unwrap_err().to_string();
         assert!(err.contains("label 'c' has 5 example(s)"), "{err}");
         assert!(stratified_split(&data(), SplitConfig { train_fraction: 1.5, ..cfg }).is_err());
+    }
+
+    #[test]
+    fn multi_label_split_stratifies_by_rarest_label() {
+        let mut v = Vec::new();
+        for i in 0..20 {
+            v.push(Example::multi(format!("card {i}"), vec!["card".into()]));
+            v.push(Example::multi(format!("card lost {i}"), vec!["card".into(), format!("rare{}", i % 10)]));
+        }
+        v.push(Example::multi("nothing", vec![]));
+        let data = Dataset { examples: v, multi_label: true };
+        let cfg = SplitConfig { train_fraction: 0.5, test_fraction: 0.0, min_val_per_label: 1, seed: 0 };
+        let s = stratified_split(&data, cfg).unwrap();
+        // Each rare label has 2 examples: one each side. "card"-only: 10 / 10. The lone
+        // unlabeled example is too few to split and stays in training.
+        assert_eq!(s.val.len(), 20);
+        assert_eq!(s.train.len(), 21);
+        for r in 0..10 {
+            let l = format!("rare{r}");
+            assert_eq!(s.val.examples.iter().filter(|e| e.labels.contains(&l)).count(), 1);
+        }
     }
 
     #[test]
