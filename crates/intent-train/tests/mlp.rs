@@ -134,6 +134,13 @@ fn mismatched_folders_say_what_differs() {
     let err = BowMlp::<Flex>::load(&out, &device).unwrap_err().to_string();
     assert!(err.contains("model.safetensors") && err.contains("hidden.0.weight") && err.contains("16"), "{err}");
 
+    // Thresholds that do not match the labels.
+    let mut cfg: serde_json::Value = serde_json::from_str(&cfg_text).unwrap();
+    cfg["thresholds"] = serde_json::json!([0.5]);
+    std::fs::write(out.join("config.json"), cfg.to_string()).unwrap();
+    let err = BowMlp::<Flex>::load(&out, &device).unwrap_err().to_string();
+    assert!(err.contains("1 thresholds for 4 labels"), "{err}");
+
     // Truncated weights file.
     std::fs::write(out.join("config.json"), &cfg_text).unwrap();
     let bytes = std::fs::read(out.join("model.safetensors")).unwrap();
