@@ -42,8 +42,8 @@ enum Command {
     Eval(cmd_eval::EvalArgs),
     /// Predict labels for texts (arguments, or one text per line on stdin).
     Predict(cmd_eval::PredictArgs),
-    /// Augment → split → train → evaluate → gate → save a versioned model → sample predictions.
-    /// With no arguments, runs on the example data set embedded in the binary.
+    /// Split → augment (training part) → train → evaluate → gate → save a versioned model →
+    /// sample predictions. With no arguments, runs on the example data set embedded in the binary.
     Pipeline(pipeline::PipelineArgs),
 }
 

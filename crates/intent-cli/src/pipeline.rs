@@ -1,4 +1,4 @@
-//! `intent pipeline`: augment → split → train → evaluate → gate → versioned model → samples.
+//! `intent pipeline`: split → augment → train → evaluate → gate → versioned model → samples.
 //!
 //! Augmentation is applied to the training part after the split, so that synthetic variants of
 //! a validation or test sentence never leak into training and inflate the scores.
