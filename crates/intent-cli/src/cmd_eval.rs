@@ -119,11 +119,11 @@ pub fn add_metrics(dir: &Path, key: &str, report: &Report) -> Result<()> {
 pub fn eval(a: EvalArgs) -> Result<ExitCode> {
     let model = load_model(&a.model)?;
     let data = a.input.load(&a.data)?;
-    check_known_labels(&data, model.labels(), &a.oos_label)?;
+    check_known_labels(&data, model.labels(), model.config().multi_label, &a.oos_label)?;
     let threshold = match &a.tune_on {
         Some(p) => {
             let tune = a.input.load(p)?;
-            check_known_labels(&tune, model.labels(), &a.oos_label)?;
+            check_known_labels(&tune, model.labels(), model.config().multi_label, &a.oos_label)?;
             let gold: Vec<&str> = tune.data.examples.iter().map(|e| e.label().unwrap_or("")).collect();
             let scores = model.scores(&tune.data.texts());
             let (t, score) = tune_oos_threshold(&gold, &scores, model.labels(), &a.oos_label)

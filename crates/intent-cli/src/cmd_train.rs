@@ -137,6 +137,10 @@ pub fn run(cmd: TrainCommand) -> Result<ExitCode> {
             let train = a.input.load(&a.train)?.data;
             let val = a.val.as_deref().map(|p| a.input.load(p)).transpose()?.map(|l| l.data);
             let test = a.test.as_deref().map(|p| a.input.load(p)).transpose()?;
+            if let Some(t) = &test {
+                // Checked before training, so a bad test file does not waste the run.
+                crate::common::check_known_labels(t, &train.labels(), train.multi_label, &opts.oos_label)?;
+            }
             let summary = intent_train::train_mlp_to_dir(device, &train, val.as_ref(), &opts, &a.out)
                 .with_context(|| format!("training into {}", a.out.display()))?;
             println!(
@@ -150,8 +154,6 @@ pub fn run(cmd: TrainCommand) -> Result<ExitCode> {
             }
             if let (Some(test), Some(path)) = (test, a.test.as_ref()) {
                 let model = crate::common::load_model(&a.out)?;
-                crate::common::check_known_labels(&test, model.labels(), &opts.oos_label)
-                    .with_context(|| format!("evaluating on {}", path.display()))?;
                 let (report, rows) = crate::cmd_eval::evaluate(&model, &test.data, None, &opts.oos_label);
                 println!("test ({}):\n{}", path.display(), intent_eval::report::summary(&report));
                 intent_eval::report::write_report(&a.out.join("report"), &report, &rows, None)?;

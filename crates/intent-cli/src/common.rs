@@ -47,8 +47,12 @@ pub fn report_skipped<T>(loaded: &Loaded<T>) {
 
 /// Checks that every label of `data` is known to the model (or is the out-of-scope label);
 /// the error names the first record with an unknown label.
-pub fn check_known_labels(loaded: &Loaded<Dataset>, model_labels: &[String], oos_label: &str) -> Result<()> {
+pub fn check_known_labels(loaded: &Loaded<Dataset>, model_labels: &[String], multi_label: bool, oos_label: &str) -> Result<()> {
     for (i, e) in loaded.data.examples.iter().enumerate() {
+        if !multi_label && e.labels.len() != 1 {
+            let at = loaded.locations.get(i).map_or_else(|| format!("record {}", i + 1), |l| l.to_string());
+            anyhow::bail!("{at}: the model is single-label but this record has {} labels", e.labels.len());
+        }
         if let Some(l) = e.labels.iter().find(|l| *l != oos_label && !model_labels.contains(l)) {
             let at = loaded.locations.get(i).map_or_else(|| format!("record {}", i + 1), |l| l.to_string());
             let sample: Vec<&str> = model_labels.iter().take(8).map(String::as_str).collect();

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use intent_data::augment::{augment, AugmentConfig};
+use intent_data::augment::{augment_avoiding, AugmentConfig};
 use intent_data::formats::outcomes::{outcomes_to_dataset, read_outcomes};
 use intent_data::split::{merge, stratified_split, ConflictPolicy, SplitConfig};
 use intent_data::validate::{validate_dataset, Severity};
@@ -110,7 +110,9 @@ pub fn run(a: PipelineArgs) -> Result<ExitCode> {
         &data,
         SplitConfig { train_fraction: a.train_fraction, test_fraction: a.test_fraction, min_val_per_label: a.min_val_per_label, seed: opts.engine.seed },
     )?;
-    let augmented = augment(&split.train, &outcomes, AugmentConfig { factor: a.augment_factor, seed: opts.engine.seed });
+    let held_out: Vec<&str> = split.val.texts().into_iter().chain(split.test.texts()).collect();
+    let augmented =
+        augment_avoiding(&split.train, &outcomes, AugmentConfig { factor: a.augment_factor, seed: opts.engine.seed }, &held_out);
     println!(
         "split: train {} (+{} synthetic), val {}, test {}",
         split.train.len(),

@@ -87,4 +87,11 @@ fn malformed_inputs_give_file_and_line() {
     assert!(o.status.success(), "{:?}", text(&o));
     assert_clean_error(&intent(&["eval", "--model", "m", "--data", "test.jsonl"], p), "test.jsonl:2: unknown label 'thanks'");
     assert_clean_error(&intent(&["eval", "--model", "nope", "--data", "test.jsonl"], p), "nope");
+    std::fs::write(p.join("nolabel.jsonl"), "{\"text\": \"hello\", \"labels\": []}\n").unwrap();
+    assert_clean_error(&intent(&["eval", "--model", "m", "--data", "nolabel.jsonl"], p), "nolabel.jsonl:1: the model is single-label");
+    // An output folder that is not a model is never replaced.
+    std::fs::create_dir(p.join("notes")).unwrap();
+    std::fs::write(p.join("notes/keep.txt"), "x").unwrap();
+    assert_clean_error(&intent(&["train", "mlp", "--train", "train.jsonl", "--out", "notes", "--epochs", "1"], p), "not a model folder");
+    assert!(p.join("notes/keep.txt").exists());
 }

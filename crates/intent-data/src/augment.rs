@@ -86,7 +86,14 @@ fn seed_for(seed: u64, key: &str) -> u64 {
 
 /// Makes `config.factor` new sentences per label (or per label set, for multi-label data).
 pub fn augment(data: &Dataset, outcomes: &[OutcomeDef], config: AugmentConfig) -> Augmented {
+    augment_avoiding(data, outcomes, config, &[])
+}
+
+/// Like [`augment`], and never produces a text equal (normalized) to one of `avoid` (e.g. the
+/// validation and test sentences, so that augmenting the training part cannot copy them).
+pub fn augment_avoiding(data: &Dataset, outcomes: &[OutcomeDef], config: AugmentConfig, avoid: &[&str]) -> Augmented {
     let mut seen: HashSet<String> = data.examples.iter().map(|e| normalize_text(&e.text)).collect();
+    seen.extend(avoid.iter().map(|t| normalize_text(t)));
     let mut groups: BTreeMap<String, Vec<&Example>> = BTreeMap::new();
     for e in &data.examples {
         groups.entry(e.labels.join("+")).or_default().push(e);
@@ -108,7 +115,7 @@ pub fn augment(data: &Dataset, outcomes: &[OutcomeDef], config: AugmentConfig) -
         let mut rng = ChaCha8Rng::seed_from_u64(seed_for(config.seed, key));
         let mut made = 0usize;
         let mut attempts = 0usize;
-        while made < config.factor && attempts < config.factor * 30 + 30 {
+        while made < config.factor && attempts < config.factor.saturating_mul(30).saturating_add(30) {
             attempts += 1;
             let mut ops = vec![Op::Synonym, Op::Swap, Op::Delete];
             if !templates.is_empty() {
@@ -203,6 +210,15 @@ mod tests {
         assert_eq!(a.added["cancel"], 5);
         let c = augment(&data(), &[], AugmentConfig { factor: 5, seed: 8 });
         assert_ne!(a.data, c.data, "another seed gives other sentences");
+    }
+
+    #[test]
+    fn avoided_texts_are_never_produced() {
+        let plain = augment(&data(), &[], AugmentConfig { factor: 30, seed: 3 });
+        let made: Vec<&str> = plain.data.examples[3..].iter().map(|e| e.text.as_str()).collect();
+        let again = augment_avoiding(&data(), &[], AugmentConfig { factor: 30, seed: 3 }, &made[..5]);
+        let norms: HashSet<String> = made[..5].iter().map(|t| normalize_text(t)).collect();
+        assert!(again.data.examples[3..].iter().all(|e| !norms.contains(&normalize_text(&e.text))));
     }
 
     #[test]

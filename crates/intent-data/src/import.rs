@@ -194,7 +194,7 @@ pub fn parse_folds(spec: &str) -> Result<Vec<usize>> {
         match part.split_once('-') {
             Some((a, b)) => {
                 let (a, b): (usize, usize) = (a.trim().parse().map_err(|_| bad())?, b.trim().parse().map_err(|_| bad())?);
-                if a > b {
+                if a > b || b - a > 10_000 {
                     return Err(bad());
                 }
                 out.extend(a..=b);

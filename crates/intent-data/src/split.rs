@@ -67,11 +67,11 @@ pub fn stratified_split(data: &Dataset, config: SplitConfig) -> Result<Split> {
         let n = idx.len();
         let n_test = (n as f64 * test_fraction).round() as usize;
         let n_val = ((n as f64 * (1.0 - train_fraction - test_fraction)).round() as usize).max(min_val_per_label);
-        if n_test + n_val >= n && data.multi_label {
+        if n_test.saturating_add(n_val) >= n && data.multi_label {
             tracing::warn!("label '{label}': {n} example(s) as rarest label, all kept for training");
             continue;
         }
-        if n_test + n_val >= n {
+        if n_test.saturating_add(n_val) >= n {
             return Err(DataError::Dataset(format!(
                 "label '{label}' has {n} example(s): too few for {n_val} validation + {n_test} test + at least 1 training \
                  (add examples, augment, or lower --min-val-per-label)"

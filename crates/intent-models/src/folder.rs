@@ -122,6 +122,16 @@ pub fn write_model_dir(dir: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Re
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
+    if dir.exists() {
+        let is_model = dir.join(CONFIG_FILE).is_file();
+        let is_empty_dir = dir.is_dir() && fs::read_dir(dir).map(|mut d| d.next().is_none()).unwrap_or(false);
+        if !is_model && !is_empty_dir {
+            return Err(ModelError::invalid(
+                dir,
+                "exists and is not a model folder (no config.json); refusing to replace it, choose another output path",
+            ));
+        }
+    }
     fs::create_dir_all(&parent).map_err(|e| ModelError::io(&parent, e))?;
     let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
     let stamp = format!("{}-{}", std::process::id(), std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
@@ -203,9 +213,16 @@ mod tests {
         });
         assert!(err.is_err());
         assert_eq!(fs::read_to_string(dir.join("a.json")).unwrap(), "1", "old model kept");
-        write_model_dir(&dir, |t| write_json(t, "b.json", &3)).unwrap();
-        assert!(!dir.join("a.json").exists() && dir.join("b.json").exists());
+        write_model_dir(&dir, |t| write_json(t, "config.json", &3)).unwrap();
+        assert!(!dir.join("a.json").exists() && dir.join("config.json").exists());
+        // A folder that is not a model is never replaced.
+        let data = root.path().join("data");
+        fs::create_dir(&data).unwrap();
+        fs::write(data.join("keep.txt"), "x").unwrap();
+        let err = write_model_dir(&data, |t| write_json(t, "config.json", &1)).unwrap_err().to_string();
+        assert!(err.contains("not a model folder"), "{err}");
+        assert!(data.join("keep.txt").exists());
         let leftovers: Vec<_> = fs::read_dir(root.path()).unwrap().collect();
-        assert_eq!(leftovers.len(), 1, "no temporary folders left");
+        assert_eq!(leftovers.len(), 2, "no temporary folders left (m and data only)");
     }
 }
