@@ -205,16 +205,21 @@ mod tests {
     fn atomic_dir_replaces_and_keeps_old_on_failure() {
         let root = tempfile::tempdir().unwrap();
         let dir = root.path().join("m");
-        write_model_dir(&dir, |t| write_json(t, "a.json", &1)).unwrap();
-        assert_eq!(fs::read_to_string(dir.join("a.json")).unwrap(), "1");
+        write_model_dir(&dir, |t| write_json(t, CONFIG_FILE, &1)).unwrap();
+        assert_eq!(fs::read_to_string(dir.join(CONFIG_FILE)).unwrap(), "1");
         let err = write_model_dir(&dir, |t| {
-            write_json(t, "a.json", &2)?;
+            write_json(t, CONFIG_FILE, &2)?;
             Err(ModelError::invalid(t, "boom"))
         });
         assert!(err.is_err());
-        assert_eq!(fs::read_to_string(dir.join("a.json")).unwrap(), "1", "old model kept");
-        write_model_dir(&dir, |t| write_json(t, "config.json", &3)).unwrap();
-        assert!(!dir.join("a.json").exists() && dir.join("config.json").exists());
+        assert_eq!(fs::read_to_string(dir.join(CONFIG_FILE)).unwrap(), "1", "old model kept");
+        write_model_dir(&dir, |t| {
+            write_json(t, CONFIG_FILE, &3)?;
+            write_json(t, "b.json", &3)
+        })
+        .unwrap();
+        assert_eq!(fs::read_to_string(dir.join(CONFIG_FILE)).unwrap(), "3");
+        assert!(dir.join("b.json").exists());
         // A folder that is not a model is never replaced.
         let data = root.path().join("data");
         fs::create_dir(&data).unwrap();
