@@ -12,7 +12,7 @@ use intent_data::{data_hash, Dataset};
 use intent_eval::{evaluate_multi, evaluate_single, tune_oos_threshold, OosPolicy, Report};
 use intent_models::folder::{now_unix, ModelConfig, OosConfig, Preprocessing, Versions, VOCAB_FILE};
 use intent_models::mlp::{Mlp, MlpArchitecture, SparseBatch};
-use rand::{RngCore, SeedableRng};
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use intent_models::BowMlp;
 use serde::{Deserialize, Serialize};
@@ -78,12 +78,6 @@ impl<B: Backend> TrainedMlp<B> {
             "history": self.history,
         })
     }
-}
-
-/// The bytes of a `u32` buffer (to fill it from an RNG in one call).
-fn bytemuck_u8(buf: &mut [u32]) -> &mut [u8] {
-    // SAFETY: u8 has no alignment requirement and every bit pattern is a valid u32.
-    unsafe { std::slice::from_raw_parts_mut(buf.as_mut_ptr().cast::<u8>(), buf.len() * 4) }
 }
 
 fn per_label_thresholds(gold: &[Vec<String>], scores: &[Vec<f32>], labels: &[String]) -> Vec<f32> {
@@ -279,7 +273,7 @@ impl<B: AutodiffBackend> MlpTask<'_, B> {
         self.mask_buf.resize(n * h, 0);
         let mut masks = Vec::with_capacity(self.arch.hidden_layers);
         for _ in 0..self.arch.hidden_layers {
-            self.mask_rng.fill_bytes(bytemuck_u8(&mut self.mask_buf));
+            self.mask_rng.fill(&mut self.mask_buf[..]);
             let m: Vec<f32> = self.mask_buf.iter().map(|&r| if r < drop_below { 0.0 } else { keep_scale }).collect();
             masks.push(Tensor::<B, 2>::from_data(TensorData::new(m, [n, h]), &self.device));
         }
@@ -305,7 +299,7 @@ impl<B: AutodiffBackend> TrainTask<B, Mlp<B>> for MlpTask<'_, B> {
             Some(table) => {
                 let cols: Vec<usize> = refs.iter().flat_map(|r| r.indices.iter().map(|&c| c as usize)).collect();
                 let picked = (!cols.is_empty()).then(|| {
-                    let data = TensorData::new(table.gather(&cols), [cols.len(), self.arch_width()]);
+                    let data = TensorData::new(table.gather(&cols), [cols.len(), table.width()]);
                     Tensor::<B, 2>::from_data(data, &self.device).require_grad()
                 });
                 let logits = model.forward_picked(x, picked.clone(), masks.as_deref());
@@ -385,11 +379,6 @@ impl<B: AutodiffBackend> TrainTask<B, Mlp<B>> for MlpTask<'_, B> {
     }
 }
 
-impl<B: AutodiffBackend> MlpTask<'_, B> {
-    fn arch_width(&self) -> usize {
-        if self.arch.hidden_layers == 0 { self.arch.num_classes } else { self.arch.hidden_size }
-    }
-}
 
 /// Summary of a run of [`train_mlp_to_dir`].
 #[derive(Debug, Clone, Serialize)]

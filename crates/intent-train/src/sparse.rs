@@ -35,6 +35,11 @@ impl SparseInputTable {
         SparseInputTable { width, values, m: vec![0.0; n], v: vec![0.0; n], params, time: 0 }
     }
 
+    /// Width of a row.
+    pub fn width(&self) -> usize {
+        self.width
+    }
+
     /// Rows `cols` (with repetition), row-major `[cols.len(), width]`.
     pub fn gather(&self, cols: &[usize]) -> Vec<f32> {
         let w = self.width;
