@@ -1,6 +1,7 @@
 //! `cargo xtask …`: project chores.
 //!
-//! - `cargo xtask bench [criterion args]`: the criterion benchmarks (release build);
+//! - `cargo xtask bench [criterion args]`: the criterion benchmarks, MLP and SVM (release
+//!   build); e.g. `cargo xtask bench svm` runs those whose name contains `svm`;
 //! - `cargo xtask ci`: what CI runs (`.ci/run`).
 
 use std::process::{Command, ExitCode};
@@ -12,7 +13,8 @@ fn cargo() -> Command {
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let status = match args.first().map(String::as_str) {
-        Some("bench") => cargo().args(["bench", "-p", "intent", "--bench", "mlp", "--"]).args(&args[1..]).status(),
+        // Every criterion bench of the facade package (mlp, svm); criterion args filter them.
+        Some("bench") => cargo().args(["bench", "-p", "intent", "--bench", "mlp", "--bench", "svm", "--"]).args(&args[1..]).status(),
         Some("ci") => Command::new("bash").arg(".ci/run").status(),
         _ => {
             eprintln!("usage: cargo xtask bench [criterion args] | cargo xtask ci");

@@ -5,8 +5,10 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
-use intent_data::text::{VectorizerConfig, Weighting};
-use intent_train::{DeviceSpec, EngineConfig, LrSchedule, MlpOptions};
+use intent_data::text::{Analyzer, TokenPattern, VectorizerConfig, Weighting};
+use intent_data::Dataset;
+use intent_models::svm::{ClassWeight, KernelChoice, SvmParams};
+use intent_train::{DeviceSpec, EngineConfig, LrSchedule, MlpOptions, SvmOptions};
 
 use crate::common::InputFlags;
 
@@ -14,6 +16,74 @@ use crate::common::InputFlags;
 pub enum TrainCommand {
     /// Bag-of-words MLP (softmax head, or sigmoid heads for multi-label data).
     Mlp(MlpArgs),
+    /// SVM on TF-IDF features: linear one-vs-rest (default, as scikit-learn's LinearSVC) or a
+    /// kernel SVC (--kernel rbf) for small data sets; calibrated confidences.
+    Svm(SvmArgs),
+}
+
+/// Text features (shared by the models; defaults depend on the model).
+#[derive(Args, Debug, Clone)]
+pub struct FeatureFlags {
+    /// Feature weighting [default: binary for mlp, tfidf for svm].
+    #[arg(long, value_parser = ["binary", "count", "tfidf"])]
+    pub features: Option<String>,
+    /// Word n-grams up to this length [default: 1 for mlp, 2 for svm].
+    #[arg(long)]
+    pub ngram_max: Option<usize>,
+    /// Character n-grams inside words (scikit-learn's char_wb) instead of word n-grams, e.g. 2-5.
+    #[arg(long, value_name = "MIN-MAX")]
+    pub char_ngrams: Option<String>,
+    /// Word pattern [default: unicode-words for mlp, sklearn (\w\w+) for svm].
+    #[arg(long, value_parser = ["unicode-words", "sklearn"])]
+    pub tokenizer: Option<String>,
+    /// Drop terms seen in fewer training texts.
+    #[arg(long, default_value_t = 1)]
+    pub min_count: usize,
+    /// Keep at most this many terms.
+    #[arg(long)]
+    pub max_vocab: Option<usize>,
+}
+
+impl FeatureFlags {
+    /// The vectorizer settings over `base` (the model's defaults).
+    pub fn vectorizer(&self, base: VectorizerConfig) -> Result<VectorizerConfig> {
+        let mut v = base;
+        if let Some(f) = &self.features {
+            v.weighting = f.parse()?;
+            v.sublinear_tf = v.weighting == Weighting::Tfidf;
+        }
+        if let Some(n) = self.ngram_max {
+            v.ngram_max = n;
+        }
+        if let Some(t) = &self.tokenizer {
+            v.tokenizer = if t == "sklearn" { TokenPattern::Sklearn } else { TokenPattern::UnicodeWords };
+        }
+        if let Some(range) = &self.char_ngrams {
+            let bad = || anyhow::anyhow!("--char-ngrams '{range}': expected MIN-MAX with 1 <= MIN <= MAX, e.g. 2-5");
+            let (a, b) = range.split_once('-').ok_or_else(bad)?;
+            let (a, b): (usize, usize) = (a.trim().parse().map_err(|_| bad())?, b.trim().parse().map_err(|_| bad())?);
+            if a == 0 || a > b {
+                return Err(bad());
+            }
+            v.analyzer = Analyzer::CharWb;
+            v.ngram_min = a;
+            v.ngram_max = b;
+        }
+        v.min_count = self.min_count;
+        v.max_size = self.max_vocab;
+        Ok(v)
+    }
+}
+
+/// Flags of every training run.
+#[derive(Args, Debug, Clone)]
+pub struct RunFlags {
+    /// Out-of-scope label (validation rows with it tune the confidence threshold).
+    #[arg(long, default_value = "oos")]
+    pub oos_label: String,
+    /// Seed of everything random (initialisation, shuffling, dropout, coordinate order).
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
 }
 
 /// Hyperparameters of the MLP and the engine (shared with `intent pipeline`).
@@ -52,24 +122,6 @@ pub struct MlpFlags {
     /// Train all epochs (no early stopping).
     #[arg(long)]
     pub no_early_stopping: bool,
-    /// Feature weighting.
-    #[arg(long, default_value = "binary", value_parser = ["binary", "count", "tfidf"])]
-    pub features: String,
-    /// Drop terms seen in fewer training texts.
-    #[arg(long, default_value_t = 1)]
-    pub min_count: usize,
-    /// Keep at most this many terms.
-    #[arg(long)]
-    pub max_vocab: Option<usize>,
-    /// Word n-grams up to this length.
-    #[arg(long, default_value_t = 1)]
-    pub ngram_max: usize,
-    /// Out-of-scope label (validation rows with it tune the confidence threshold).
-    #[arg(long, default_value = "oos")]
-    pub oos_label: String,
-    /// Seed of initialisation, shuffling and dropout.
-    #[arg(long, default_value_t = 42)]
-    pub seed: u64,
     /// Compute device: cpu, ndarray (feature `ndarray`), cuda or cuda:N (feature `cuda`).
     #[arg(long, default_value = "cpu")]
     pub device: String,
@@ -77,21 +129,14 @@ pub struct MlpFlags {
 
 impl MlpFlags {
     /// The checked options and device.
-    pub fn options(&self) -> Result<(MlpOptions, DeviceSpec)> {
+    pub fn options(&self, features: &FeatureFlags, run: &RunFlags) -> Result<(MlpOptions, DeviceSpec)> {
         let device: DeviceSpec = self.device.parse()?;
-        let weighting: Weighting = self.features.parse()?;
         let schedule: LrSchedule = self.lr_schedule.parse().map_err(anyhow::Error::msg)?;
         let opts = MlpOptions {
             hidden_size: self.hidden_size,
             hidden_layers: self.hidden_layers,
             dropout: self.dropout,
-            vectorizer: VectorizerConfig {
-                weighting,
-                ngram_max: self.ngram_max,
-                min_count: self.min_count,
-                max_size: self.max_vocab,
-                sublinear_tf: weighting == Weighting::Tfidf,
-            },
+            vectorizer: features.vectorizer(VectorizerConfig::default())?,
             engine: EngineConfig {
                 epochs: self.epochs,
                 batch_size: self.batch_size,
@@ -100,22 +145,83 @@ impl MlpFlags {
                 schedule,
                 warmup_ratio: self.warmup_ratio,
                 patience: (!self.no_early_stopping).then_some(self.patience),
-                seed: self.seed,
+                seed: run.seed,
                 ..EngineConfig::default()
             },
-            oos_label: self.oos_label.clone(),
+            oos_label: run.oos_label.clone(),
         };
         opts.engine.validate()?;
         Ok((opts, device))
     }
 }
 
+/// Hyperparameters of the SVMs (shared with `intent pipeline`).
+#[derive(Args, Debug, Clone)]
+pub struct SvmFlags {
+    /// Penalty C (> 0): larger fits the training data more closely.
+    #[arg(long = "c", default_value_t = 1.0, value_name = "C")]
+    pub c: f64,
+    /// Solver tolerance.
+    #[arg(long, default_value_t = 1e-4)]
+    pub tol: f64,
+    /// Maximum solver passes.
+    #[arg(long, default_value_t = 1000)]
+    pub max_iter: usize,
+    /// Class weights: none, or balanced (n / (k · n_class)).
+    #[arg(long, default_value = "none", value_parser = ["none", "balanced"])]
+    pub class_weight: String,
+    /// linear: one-vs-rest linear SVM on sparse features (any size); rbf or linear-ovo:
+    /// one-vs-one kernel SVC through smartcore (small data sets: refused when its estimated
+    /// training time exceeds a minute).
+    #[arg(long, default_value = "linear", value_parser = ["linear", "rbf", "linear-ovo"])]
+    pub kernel: String,
+    /// RBF γ: a positive number, or scale (1 / (n_features · Var(X)), as scikit-learn).
+    #[arg(long, default_value = "scale")]
+    pub gamma: String,
+    /// Share of the training data held out to calibrate confidences when there is no
+    /// validation set (0: no calibration).
+    #[arg(long, default_value_t = 0.1)]
+    pub calibration_holdout: f64,
+}
+
+impl SvmFlags {
+    /// The checked options.
+    pub fn options(&self, features: &FeatureFlags, run: &RunFlags) -> Result<SvmOptions> {
+        let gamma = match self.gamma.as_str() {
+            "scale" => None,
+            g => Some(g.parse::<f64>().map_err(|_| anyhow::anyhow!("--gamma '{g}': expected a positive number or 'scale'"))?),
+        };
+        let kernel = match self.kernel.as_str() {
+            "rbf" => KernelChoice::Rbf { gamma },
+            "linear-ovo" => KernelChoice::LinearOvo,
+            _ => KernelChoice::Linear,
+        };
+        let params = SvmParams {
+            c: self.c,
+            tol: self.tol,
+            max_iter: self.max_iter,
+            class_weight: if self.class_weight == "balanced" { ClassWeight::Balanced } else { ClassWeight::None },
+            kernel,
+            seed: run.seed,
+            ..SvmParams::default()
+        };
+        params.validate()?;
+        Ok(SvmOptions {
+            params,
+            vectorizer: features.vectorizer(VectorizerConfig::sklearn_tfidf())?,
+            oos_label: run.oos_label.clone(),
+            calibration_holdout: self.calibration_holdout,
+        })
+    }
+}
+
+/// Data flags of `intent train …`.
 #[derive(Args, Debug)]
-pub struct MlpArgs {
+pub struct DataFlags {
     /// Training data.
     #[arg(long)]
     pub train: PathBuf,
-    /// Validation data (early stopping, best checkpoint, out-of-scope threshold).
+    /// Validation data (early stopping, calibration, out-of-scope threshold).
     #[arg(long)]
     pub val: Option<PathBuf>,
     /// Test data: evaluated after training; the report goes into the model folder.
@@ -126,39 +232,94 @@ pub struct MlpArgs {
     pub out: PathBuf,
     #[command(flatten)]
     pub input: InputFlags,
+}
+
+#[derive(Args, Debug)]
+pub struct SvmArgs {
+    #[command(flatten)]
+    pub data: DataFlags,
+    #[command(flatten)]
+    pub svm: SvmFlags,
+    #[command(flatten)]
+    pub features: FeatureFlags,
+    #[command(flatten)]
+    pub run: RunFlags,
+}
+
+#[derive(Args, Debug)]
+pub struct MlpArgs {
+    #[command(flatten)]
+    pub data: DataFlags,
     #[command(flatten)]
     pub mlp: MlpFlags,
+    #[command(flatten)]
+    pub features: FeatureFlags,
+    #[command(flatten)]
+    pub run: RunFlags,
+}
+
+/// Loaded training, validation and test data; the test labels are checked against the training
+/// labels before any training, so a bad test file does not waste the run.
+struct Inputs {
+    train: Dataset,
+    val: Option<Dataset>,
+    test: Option<intent_data::Loaded<Dataset>>,
+}
+
+fn load_inputs(d: &DataFlags, oos_label: &str) -> Result<Inputs> {
+    let train = d.input.load(&d.train)?.data;
+    let val = d.val.as_deref().map(|p| d.input.load(p)).transpose()?.map(|l| l.data);
+    let test = d.test.as_deref().map(|p| d.input.load(p)).transpose()?;
+    if let Some(t) = &test {
+        crate::common::check_known_labels(t, &train.labels(), train.multi_label, oos_label)?;
+    }
+    Ok(Inputs { train, val, test })
+}
+
+/// Evaluates the saved model on the test data, writes `<out>/report/` and adds to metrics.json.
+fn test_report(d: &DataFlags, test: Option<intent_data::Loaded<Dataset>>, oos_label: &str) -> Result<()> {
+    if let (Some(test), Some(path)) = (test, d.test.as_ref()) {
+        let model = crate::common::load_model(&d.out)?;
+        let (report, rows) = crate::cmd_eval::evaluate(&model, &test.data, None, oos_label);
+        println!("test ({}):\n{}", path.display(), intent_eval::report::summary(&report));
+        intent_eval::report::write_report(&d.out.join("report"), &report, &rows, None)?;
+        crate::cmd_eval::add_metrics(&d.out, "test", &report)?;
+    }
+    Ok(())
 }
 
 pub fn run(cmd: TrainCommand) -> Result<ExitCode> {
     match cmd {
         TrainCommand::Mlp(a) => {
-            let (opts, device) = a.mlp.options()?;
-            let train = a.input.load(&a.train)?.data;
-            let val = a.val.as_deref().map(|p| a.input.load(p)).transpose()?.map(|l| l.data);
-            let test = a.test.as_deref().map(|p| a.input.load(p)).transpose()?;
-            if let Some(t) = &test {
-                // Checked before training, so a bad test file does not waste the run.
-                crate::common::check_known_labels(t, &train.labels(), train.multi_label, &opts.oos_label)?;
+            let (opts, device) = a.mlp.options(&a.features, &a.run)?;
+            let inputs = load_inputs(&a.data, &opts.oos_label)?;
+            let out = &a.data.out;
+            let summary = intent_train::train_mlp_to_dir(device, &inputs.train, inputs.val.as_ref(), &opts, out)
+                .with_context(|| format!("training into {}", out.display()))?;
+            println!("saved {} (best epoch {}, median {:.3} s/epoch)", out.display(), summary.best_epoch, summary.median_epoch_seconds);
+            if let Some(r) = &summary.val_report {
+                println!("validation:\n{}", intent_eval::report::summary(r));
             }
-            let summary = intent_train::train_mlp_to_dir(device, &train, val.as_ref(), &opts, &a.out)
-                .with_context(|| format!("training into {}", a.out.display()))?;
+            test_report(&a.data, inputs.test, &opts.oos_label)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        TrainCommand::Svm(a) => {
+            let opts = a.svm.options(&a.features, &a.run)?;
+            let inputs = load_inputs(&a.data, &opts.oos_label)?;
+            let out = &a.data.out;
+            let summary = intent_train::train_svm_to_dir(&inputs.train, inputs.val.as_ref(), &opts, out)
+                .with_context(|| format!("training into {}", out.display()))?;
             println!(
-                "saved {} (best epoch {}, median {:.3} s/epoch)",
-                a.out.display(),
-                summary.best_epoch,
-                summary.median_epoch_seconds
+                "saved {} (fit {:.3} s: features + solver; calibration on {} {:.3} s)",
+                out.display(),
+                summary.fit_seconds,
+                summary.calibrated_on,
+                summary.calibration_seconds
             );
             if let Some(r) = &summary.val_report {
                 println!("validation:\n{}", intent_eval::report::summary(r));
             }
-            if let (Some(test), Some(path)) = (test, a.test.as_ref()) {
-                let model = crate::common::load_model(&a.out)?;
-                let (report, rows) = crate::cmd_eval::evaluate(&model, &test.data, None, &opts.oos_label);
-                println!("test ({}):\n{}", path.display(), intent_eval::report::summary(&report));
-                intent_eval::report::write_report(&a.out.join("report"), &report, &rows, None)?;
-                crate::cmd_eval::add_metrics(&a.out, "test", &report)?;
-            }
+            test_report(&a.data, inputs.test, &opts.oos_label)?;
             Ok(ExitCode::SUCCESS)
         }
     }

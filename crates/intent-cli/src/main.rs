@@ -75,7 +75,11 @@ fn main() -> ExitCode {
     tune_allocator();
     let cli = Cli::parse();
     init_logging(cli.verbose, cli.quiet);
-    let mlp_training = matches!(cli.command, Command::Train(_) | Command::Pipeline(_));
+    let mlp_training = match &cli.command {
+        Command::Train(cmd_train::TrainCommand::Mlp(_)) => true,
+        Command::Pipeline(p) => p.model == "mlp",
+        _ => false,
+    };
     let threads = cli.threads.or(mlp_training.then_some(1));
     if threads == Some(0) {
         eprintln!("error: --threads must be at least 1");

@@ -15,7 +15,7 @@ use intent_data::validate::{validate_dataset, Severity};
 use intent_data::write_dataset;
 use intent_eval::{ClassMetric, QualityGate};
 
-use crate::cmd_train::MlpFlags;
+use crate::cmd_train::{FeatureFlags, MlpFlags, RunFlags, SvmFlags};
 use crate::common::InputFlags;
 
 #[derive(Args, Debug)]
@@ -35,8 +35,9 @@ pub struct PipelineArgs {
     /// Root of the versioned models.
     #[arg(long, default_value = "models")]
     pub models_dir: PathBuf,
-    /// Model kind to train.
-    #[arg(long, default_value = "mlp", value_parser = ["mlp"])]
+    /// Model kind to train: the bag-of-words MLP, or an SVM (see the SVM flags; --kernel rbf
+    /// for the kernel SVC).
+    #[arg(long, default_value = "mlp", value_parser = ["mlp", "svm"])]
     pub model: String,
     /// Synthetic sentences per label, added to the training part.
     #[arg(long, default_value_t = 20)]
@@ -60,7 +61,13 @@ pub struct PipelineArgs {
     #[arg(long)]
     pub no_gate: bool,
     #[command(flatten)]
+    pub run: RunFlags,
+    #[command(flatten)]
+    pub features: FeatureFlags,
+    #[command(flatten)]
     pub mlp: MlpFlags,
+    #[command(flatten)]
+    pub svm: SvmFlags,
 }
 
 /// Next free version number under `dir` (1 for a new model).
@@ -71,7 +78,10 @@ fn next_version(dir: &Path) -> u32 {
 }
 
 pub fn run(a: PipelineArgs) -> Result<ExitCode> {
-    let (opts, device) = a.mlp.options()?;
+    // Checked before any work, so a bad flag fails at once.
+    let (mlp_opts, device) = a.mlp.options(&a.features, &a.run)?;
+    let svm_opts = a.svm.options(&a.features, &a.run)?;
+    let (seed, oos_label) = (a.run.seed, a.run.oos_label.clone());
     let scratch = tempfile::tempdir().context("creating a temporary folder")?;
     let (data_path, outcomes_path, default_name) = match &a.data {
         Some(p) => (p.clone(), a.outcomes.clone(), p.file_stem().map_or("model".into(), |s| s.to_string_lossy().into_owned())),
@@ -108,11 +118,11 @@ pub fn run(a: PipelineArgs) -> Result<ExitCode> {
     // Split, then augment the training part only.
     let split = stratified_split(
         &data,
-        SplitConfig { train_fraction: a.train_fraction, test_fraction: a.test_fraction, min_val_per_label: a.min_val_per_label, seed: opts.engine.seed },
+        SplitConfig { train_fraction: a.train_fraction, test_fraction: a.test_fraction, min_val_per_label: a.min_val_per_label, seed },
     )?;
     let held_out: Vec<&str> = split.val.texts().into_iter().chain(split.test.texts()).collect();
     let augmented =
-        augment_avoiding(&split.train, &outcomes, AugmentConfig { factor: a.augment_factor, seed: opts.engine.seed }, &held_out);
+        augment_avoiding(&split.train, &outcomes, AugmentConfig { factor: a.augment_factor, seed }, &held_out);
     println!(
         "split: train {} (+{} synthetic), val {}, test {}",
         split.train.len(),
@@ -125,18 +135,24 @@ pub fn run(a: PipelineArgs) -> Result<ExitCode> {
     let model_root = a.models_dir.join(&name);
     std::fs::create_dir_all(&model_root).with_context(|| format!("creating {}", model_root.display()))?;
     let candidate = model_root.join(format!(".candidate-{}", std::process::id()));
-    let summary = intent_train::train_mlp_to_dir(device, &augmented.data, Some(&split.val), &opts, &candidate)
-        .with_context(|| format!("training {name}"))?;
+    if a.model == "svm" {
+        let s = intent_train::train_svm_to_dir(&augmented.data, Some(&split.val), &svm_opts, &candidate)
+            .with_context(|| format!("training {name}"))?;
+        println!("trained: SVM ({}), fit {:.3} s, calibrated on {}", a.svm.kernel, s.fit_seconds, s.calibrated_on);
+    } else {
+        let s = intent_train::train_mlp_to_dir(device, &augmented.data, Some(&split.val), &mlp_opts, &candidate)
+            .with_context(|| format!("training {name}"))?;
+        println!("trained: best epoch {} of {}, median {:.3} s/epoch", s.best_epoch, s.history.len(), s.median_epoch_seconds);
+    }
     let cleanup = |e: anyhow::Error| {
         let _ = std::fs::remove_dir_all(&candidate);
         e
     };
-    println!("trained: best epoch {} of {}, median {:.3} s/epoch", summary.best_epoch, summary.history.len(), summary.median_epoch_seconds);
 
     // Evaluate on the test part (validation when there is no test part) and gate.
     let (eval_name, eval_data) = if split.test.is_empty() { ("validation", &split.val) } else { ("test", &split.test) };
     let model = crate::common::load_model(&candidate).map_err(cleanup)?;
-    let (report, rows) = crate::cmd_eval::evaluate(&model, eval_data, None, &opts.oos_label);
+    let (report, rows) = crate::cmd_eval::evaluate(&model, eval_data, None, &oos_label);
     println!("{eval_name}:\n{}", intent_eval::report::summary(&report));
     let gate = QualityGate { min_overall: a.min_overall, min_per_class: a.min_class, class_metric: ClassMetric::F1 }.check(&report);
     println!("{}", gate.summary);

@@ -95,3 +95,41 @@ fn malformed_inputs_give_file_and_line() {
     assert_clean_error(&intent(&["train", "mlp", "--train", "train.jsonl", "--out", "notes", "--epochs", "1"], p), "not a model folder");
     assert!(p.join("notes/keep.txt").exists());
 }
+
+#[test]
+fn svm_kernel_pipeline_passes_the_gate_then_linear_train_eval_predict() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    let o = intent(&["pipeline", "--model", "svm", "--kernel", "rbf", "--models-dir", "models"], p);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "pipeline failed\nstdout: {out}\nstderr: {err}");
+    assert!(out.contains("quality gate passed"), "{out}");
+    let v1 = p.join("models/example/1");
+    let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(v1.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["kind"], "svm");
+    assert_eq!(config["architecture"]["kernel"]["type"], "rbf");
+
+    // The linear SVM on the pipeline's split, with a test report.
+    let data = |f: &str| v1.join("data").join(f).to_string_lossy().into_owned();
+    let o = intent(&["train", "svm", "--train", &data("train.jsonl"), "--val", &data("val.jsonl"), "--test", &data("test.jsonl"), "--out", "lin"], p);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}\n{err}");
+    assert!(out.contains("calibration on validation"), "{out}");
+    let o = intent(&["predict", "--model", "lin", "where is my order"], p);
+    let line: serde_json::Value = serde_json::from_str(text(&o).0.trim()).unwrap();
+    assert_eq!(line["label"], "order_status");
+    let c = line["confidence"].as_f64().unwrap();
+    assert!(c > 0.0 && c <= 1.0, "{line}");
+    let o = intent(&["eval", "--model", "lin", "--data", &data("test.jsonl"), "--report", "rep"], p);
+    assert!(o.status.success(), "{:?}", text(&o));
+    assert!(text(&o).0.contains("ECE"), "calibration error is reported");
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(p.join("rep/report.json")).unwrap()).unwrap();
+    assert!(report["accuracy"].as_f64().unwrap() > 0.9, "{}", report["accuracy"]);
+
+    // Bad flags name themselves.
+    let train = data("train.jsonl");
+    assert_clean_error(&intent(&["train", "svm", "--train", &train, "--out", "x", "--c", "0"], p), "--c");
+    assert_clean_error(&intent(&["train", "svm", "--train", &train, "--out", "x", "--char-ngrams", "5-2"], p), "--char-ngrams '5-2'");
+    assert_clean_error(&intent(&["train", "svm", "--train", &train, "--out", "x", "--kernel", "rbf", "--gamma", "wide"], p), "--gamma 'wide'");
+    assert!(!p.join("x").exists(), "no model folder after a refused run");
+}

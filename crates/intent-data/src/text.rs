@@ -14,10 +14,76 @@ pub fn tokenize(text: &str) -> Vec<String> {
     text.unicode_words().map(str::to_lowercase).collect()
 }
 
+/// scikit-learn's default token pattern `(?u)\b\w\w+\b`: runs of two or more word characters
+/// (so "I", "a" and the "s" of "where's" are dropped), lowercased first as sklearn does.
+pub fn tokenize_sklearn(text: &str) -> Vec<String> {
+    static PATTERN: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    let re = PATTERN.get_or_init(|| regex::Regex::new(r"\b\w\w+\b").expect("valid pattern"));
+    let lower = text.to_lowercase();
+    re.find_iter(&lower).map(|m| m.as_str().to_string()).collect()
+}
+
+/// Which words a text is split into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum TokenPattern {
+    /// [`tokenize`]: Unicode word boundaries, every word kept.
+    #[default]
+    UnicodeWords,
+    /// [`tokenize_sklearn`]: scikit-learn's `\b\w\w+\b`, words of two or more characters.
+    Sklearn,
+}
+
+impl TokenPattern {
+    /// Splits `text` into lowercase tokens.
+    pub fn tokenize(self, text: &str) -> Vec<String> {
+        match self {
+            TokenPattern::UnicodeWords => tokenize(text),
+            TokenPattern::Sklearn => tokenize_sklearn(text),
+        }
+    }
+}
+
+/// What the features are made of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Analyzer {
+    /// Word n-grams `ngram_min..=ngram_max`.
+    #[default]
+    Word,
+    /// Character n-grams inside word boundaries, padded with a space, as scikit-learn's
+    /// `analyzer="char_wb"`: robust to typos and inflections.
+    CharWb,
+}
+
+/// Character n-grams of each whitespace-separated word padded with one space on each side, as
+/// scikit-learn's `char_wb` analyzer (a word shorter than `n` gives itself once).
+pub fn char_wb_ngrams(text: &str, n_min: usize, n_max: usize) -> Vec<String> {
+    let lower = text.to_lowercase();
+    let mut out = Vec::new();
+    for word in lower.split_whitespace() {
+        let padded: Vec<char> = std::iter::once(' ').chain(word.chars()).chain(std::iter::once(' ')).collect();
+        for n in n_min.max(1)..=n_max {
+            if padded.len() <= n {
+                out.push(padded.iter().collect());
+                break;
+            }
+            out.extend(padded.windows(n).map(|w| w.iter().collect::<String>()));
+        }
+    }
+    out
+}
+
 /// Word n-grams `1..=n_max` of a token list (n-grams joined by a space).
 pub fn ngrams(tokens: &[String], n_max: usize) -> Vec<String> {
-    let mut out = tokens.to_vec();
-    for n in 2..=n_max.max(1) {
+    ngram_range(tokens, 1, n_max)
+}
+
+/// Word n-grams `n_min..=n_max` of a token list (n-grams joined by a space).
+pub fn ngram_range(tokens: &[String], n_min: usize, n_max: usize) -> Vec<String> {
+    let n_min = n_min.max(1);
+    let mut out = if n_min == 1 { tokens.to_vec() } else { Vec::new() };
+    for n in n_min.max(2)..=n_max.max(1) {
         out.extend(tokens.windows(n).map(|w| w.join(" ")));
     }
     out
@@ -62,11 +128,55 @@ pub struct VectorizerConfig {
     pub max_size: Option<usize>,
     /// Use `1 + ln(tf)` instead of `tf` (TF-IDF and count weighting).
     pub sublinear_tf: bool,
+    /// How words are found (word analyzer).
+    #[serde(default)]
+    pub tokenizer: TokenPattern,
+    /// Word or character n-grams.
+    #[serde(default)]
+    pub analyzer: Analyzer,
+    /// Smallest n-gram (1 for words; typically 2 or 3 for characters).
+    #[serde(default = "one")]
+    pub ngram_min: usize,
+}
+
+fn one() -> usize {
+    1
 }
 
 impl Default for VectorizerConfig {
     fn default() -> Self {
-        VectorizerConfig { weighting: Weighting::Binary, ngram_max: 1, min_count: 1, max_size: None, sublinear_tf: false }
+        VectorizerConfig {
+            weighting: Weighting::Binary,
+            ngram_max: 1,
+            min_count: 1,
+            max_size: None,
+            sublinear_tf: false,
+            tokenizer: TokenPattern::UnicodeWords,
+            analyzer: Analyzer::Word,
+            ngram_min: 1,
+        }
+    }
+}
+
+impl VectorizerConfig {
+    /// scikit-learn's `TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True)`: word 1–2 grams
+    /// with sklearn's token pattern, sublinear TF, smoothed IDF, L2 normalisation.
+    pub fn sklearn_tfidf() -> Self {
+        VectorizerConfig {
+            weighting: Weighting::Tfidf,
+            ngram_max: 2,
+            sublinear_tf: true,
+            tokenizer: TokenPattern::Sklearn,
+            ..Default::default()
+        }
+    }
+
+    /// The terms (features before weighting) of a text, with repeats.
+    pub fn terms(&self, text: &str) -> Vec<String> {
+        match self.analyzer {
+            Analyzer::Word => ngram_range(&self.tokenizer.tokenize(text), self.ngram_min, self.ngram_max),
+            Analyzer::CharWb => char_wb_ngrams(text, self.ngram_min, self.ngram_max),
+        }
     }
 }
 
@@ -95,12 +205,15 @@ impl Vectorizer {
     /// Builds the vocabulary from training texts. Terms are ordered by document frequency
     /// (descending), ties broken alphabetically, so the result does not depend on hash order.
     pub fn fit<S: AsRef<str>>(texts: &[S], config: VectorizerConfig) -> Result<Self> {
-        if config.ngram_max == 0 {
-            return Err(DataError::Option { name: "ngram_max", message: "must be at least 1".into() });
+        if config.ngram_max == 0 || config.ngram_min > config.ngram_max {
+            return Err(DataError::Option {
+                name: "ngram range",
+                message: format!("{}-{}: expected 1 <= min <= max", config.ngram_min, config.ngram_max),
+            });
         }
         let mut df: HashMap<String, usize> = HashMap::new();
         for t in texts {
-            let mut terms = ngrams(&tokenize(t.as_ref()), config.ngram_max);
+            let mut terms = config.terms(t.as_ref());
             terms.sort_unstable();
             terms.dedup();
             for term in terms {
@@ -143,7 +256,9 @@ impl Vectorizer {
 
     /// The sparse feature vector of a text. Unknown terms are ignored.
     pub fn transform(&self, text: &str) -> SparseVec {
-        let mut counts: Vec<(u32, f32)> = ngrams(&tokenize(text), self.config.ngram_max)
+        let mut counts: Vec<(u32, f32)> = self
+            .config
+            .terms(text)
             .iter()
             .filter_map(|t| self.index.get(t).map(|&i| (i, 1.0)))
             .collect();
@@ -196,6 +311,18 @@ mod tests {
     fn tokenizer_is_unicode_aware() {
         assert_eq!(tokenize("Where's my CARD? Où est-il, 2 days!"), vec!["where's", "my", "card", "où", "est", "il", "2", "days"]);
         assert_eq!(ngrams(&tokenize("a b c"), 2), vec!["a", "b", "c", "a b", "b c"]);
+    }
+
+    #[test]
+    fn sklearn_token_pattern_and_char_wb() {
+        // As `TfidfVectorizer().build_analyzer()` and `TfidfVectorizer(analyzer="char_wb",
+        // ngram_range=(2, 3)).build_analyzer()` give for these strings.
+        assert_eq!(tokenize_sklearn("Where's my CARD? I got 2 of them_now"), vec!["where", "my", "card", "got", "of", "them_now"]);
+        assert_eq!(char_wb_ngrams("Hi ab", 2, 3), vec![" h", "hi", "i ", " hi", "hi ", " a", "ab", "b ", " ab", "ab "]);
+        assert_eq!(char_wb_ngrams("a", 3, 5), vec![" a "]);
+        let cfg = VectorizerConfig { ngram_min: 2, ngram_max: 2, ..Default::default() };
+        assert_eq!(cfg.terms("a b c"), vec!["a b", "b c"]);
+        assert!(Vectorizer::fit(&["a"], VectorizerConfig { ngram_min: 3, ngram_max: 2, ..Default::default() }).is_err());
     }
 
     #[test]

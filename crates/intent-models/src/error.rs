@@ -30,6 +30,9 @@ pub enum ModelError {
         /// What was expected.
         message: String,
     },
+    /// Training could not proceed (data unsuitable for the model, solver failure).
+    #[error("{0}")]
+    Fit(String),
     /// An error from the data layer (vocabulary, …).
     #[error(transparent)]
     Data(#[from] intent_data::DataError),

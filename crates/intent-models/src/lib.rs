@@ -2,17 +2,22 @@
 //!
 //! - [`folder`]: the self-describing model folder (`config.json`, `model.safetensors`,
 //!   vocabulary, `metrics.json`), written atomically;
-//! - [`mlp`]: the bag-of-words MLP (burn), its architecture and inference wrapper.
+//! - [`mlp`]: the bag-of-words MLP (burn), its architecture and inference wrapper;
+//! - [`svm`]: linear SVM (dual coordinate descent on sparse rows) and kernel SVC (smartcore),
+//!   with calibrated probabilities.
 //!
 //! The inference backend is a type parameter; [`CpuBackend`] is the default.
 
 pub mod error;
 pub mod folder;
 pub mod mlp;
+pub mod svm;
+pub mod tensors;
 
 pub use error::{ModelError, Result};
 pub use folder::{ModelConfig, OosConfig, Preprocessing, Versions};
 pub use mlp::{BowMlp, Mlp, MlpArchitecture};
+pub use svm::{SvmModel, SvmParams};
 
 /// The default CPU backend for inference (pure Rust, multi-threaded, SIMD).
 pub type CpuBackend = burn::backend::Flex;

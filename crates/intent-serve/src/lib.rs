@@ -4,14 +4,14 @@
 
 use std::path::{Path, PathBuf};
 
-use intent_models::{BowMlp, CpuBackend, ModelConfig, ModelError};
+use intent_models::{BowMlp, CpuBackend, ModelConfig, ModelError, SvmModel};
 use serde::{Deserialize, Serialize};
 
 /// Errors of the inference library.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     /// The folder holds a model kind this build cannot serve.
-    #[error("{}: model kind '{kind}' is not supported (supported: mlp)", path.display())]
+    #[error("{}: model kind '{kind}' is not supported (supported: mlp, svm)", path.display())]
     UnsupportedKind {
         /// The config file.
         path: PathBuf,
@@ -52,6 +52,8 @@ pub struct Prediction {
 pub enum Classifier {
     /// Bag-of-words MLP.
     Mlp(BowMlp<CpuBackend>),
+    /// Linear SVM or kernel SVC with calibrated probabilities.
+    Svm(SvmModel),
 }
 
 impl Classifier {
@@ -60,6 +62,7 @@ impl Classifier {
         let config = ModelConfig::read(dir)?;
         match config.kind.as_str() {
             "mlp" => Ok(Classifier::Mlp(BowMlp::load(dir, &Default::default())?)),
+            "svm" => Ok(Classifier::Svm(SvmModel::load(dir)?)),
             other => Err(ServeError::UnsupportedKind { path: dir.join("config.json"), kind: other.to_string() }),
         }
     }
@@ -68,6 +71,7 @@ impl Classifier {
     pub fn config(&self) -> &ModelConfig {
         match self {
             Classifier::Mlp(m) => &m.config,
+            Classifier::Svm(m) => &m.config,
         }
     }
 
@@ -80,6 +84,7 @@ impl Classifier {
     pub fn scores(&self, texts: &[&str]) -> Vec<Vec<f32>> {
         match self {
             Classifier::Mlp(m) => m.scores(texts),
+            Classifier::Svm(m) => m.scores(texts),
         }
     }
 

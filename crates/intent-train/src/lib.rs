@@ -3,6 +3,7 @@
 //!
 //! - [`engine`]: epochs, AdamW, schedule, early stopping, best checkpoint, progress;
 //! - [`mlp`]: the bag-of-words MLP;
+//! - [`svm`]: linear SVM and kernel SVC (no burn: solvers on the host), calibration;
 //! - [`device`]: `--device cpu|ndarray|cuda:N` → backend.
 
 pub mod device;
@@ -12,11 +13,13 @@ pub mod optim;
 pub mod progress;
 pub mod schedule;
 pub mod sparse;
+pub mod svm;
 
 pub use device::DeviceSpec;
 pub use engine::{fit, EngineConfig, EpochLog, TrainTask};
 pub use mlp::{train_mlp, train_mlp_to_dir, MlpOptions, MlpRunSummary, TrainedMlp};
 pub use schedule::LrSchedule;
+pub use svm::{train_svm, train_svm_to_dir, SvmOptions, SvmRunSummary, TrainedSvm};
 
 /// Errors of training.
 #[derive(Debug, thiserror::Error)]

@@ -80,7 +80,7 @@ impl<B: Backend> TrainedMlp<B> {
     }
 }
 
-fn per_label_thresholds(gold: &[Vec<String>], scores: &[Vec<f32>], labels: &[String]) -> Vec<f32> {
+pub(crate) fn per_label_thresholds(gold: &[Vec<String>], scores: &[Vec<f32>], labels: &[String]) -> Vec<f32> {
     // Per label, the threshold in 0.05..0.95 that maximises that label's F1 on validation data;
     // 0.5 for labels without a positive validation example.
     (0..labels.len())

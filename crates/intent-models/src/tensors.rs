@@ -1,0 +1,88 @@
+//! Reading and writing plain host arrays as `model.safetensors` (through the `safetensors`
+//! crate), for models that are not burn modules (the SVMs). Reads check each tensor's dtype and
+//! shape and name the tensor and file in errors.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use safetensors::tensor::{Dtype, TensorView};
+use safetensors::SafeTensors;
+
+use crate::error::{ModelError, Result};
+
+/// A named host array to write.
+pub enum HostTensor {
+    /// 32-bit floats.
+    F32(Vec<f32>, Vec<usize>),
+    /// 64-bit integers (indices, offsets).
+    I64(Vec<i64>, Vec<usize>),
+}
+
+/// Writes named arrays to a safetensors file.
+pub fn write(path: &Path, tensors: Vec<(&str, HostTensor)>) -> Result<()> {
+    let bytes: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = tensors
+        .into_iter()
+        .map(|(name, t)| match t {
+            HostTensor::F32(v, shape) => (name.to_string(), Dtype::F32, shape, v.iter().flat_map(|x| x.to_le_bytes()).collect()),
+            HostTensor::I64(v, shape) => (name.to_string(), Dtype::I64, shape, v.iter().flat_map(|x| x.to_le_bytes()).collect()),
+        })
+        .collect();
+    let views: Vec<(String, TensorView<'_>)> = bytes
+        .iter()
+        .map(|(n, d, s, b)| TensorView::new(*d, s.clone(), b).map(|v| (n.clone(), v)))
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| ModelError::invalid(path, e.to_string()))?;
+    let data = safetensors::serialize(views, None::<HashMap<String, String>>).map_err(|e| ModelError::invalid(path, e.to_string()))?;
+    std::fs::write(path, data).map_err(|e| ModelError::io(path, e))
+}
+
+/// A safetensors file read into memory.
+pub struct TensorFile {
+    path: std::path::PathBuf,
+    bytes: Vec<u8>,
+}
+
+impl TensorFile {
+    /// Reads the file.
+    pub fn open(path: &Path) -> Result<Self> {
+        let bytes = std::fs::read(path).map_err(|e| ModelError::io(path, e))?;
+        SafeTensors::deserialize(&bytes).map_err(|e| ModelError::invalid(path, format!("not a safetensors file: {e}")))?;
+        Ok(TensorFile { path: path.to_path_buf(), bytes })
+    }
+
+    fn view(&self, name: &str, dtype: Dtype, shape: &[usize]) -> Result<TensorView<'_>> {
+        let st = SafeTensors::deserialize(&self.bytes).map_err(|e| ModelError::invalid(&self.path, e.to_string()))?;
+        let t = st.tensor(name).map_err(|_| ModelError::invalid(&self.path, format!("tensor '{name}' is missing")))?;
+        if t.dtype() != dtype {
+            return Err(ModelError::invalid(&self.path, format!("tensor '{name}' has dtype {:?}, expected {dtype:?}", t.dtype())));
+        }
+        if t.shape() != shape {
+            return Err(ModelError::invalid(&self.path, format!("tensor '{name}' has shape {:?}, expected {shape:?}", t.shape())));
+        }
+        Ok(t)
+    }
+
+    /// The shape of a tensor.
+    pub fn shape(&self, name: &str) -> Result<Vec<usize>> {
+        let st = SafeTensors::deserialize(&self.bytes).map_err(|e| ModelError::invalid(&self.path, e.to_string()))?;
+        let t = st.tensor(name).map_err(|_| ModelError::invalid(&self.path, format!("tensor '{name}' is missing")))?;
+        Ok(t.shape().to_vec())
+    }
+
+    /// An `f32` tensor of the given shape.
+    pub fn f32(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+        let t = self.view(name, Dtype::F32, shape)?;
+        Ok(t.data().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes"))).collect())
+    }
+
+    /// An `i64` tensor of the given shape.
+    pub fn i64(&self, name: &str, shape: &[usize]) -> Result<Vec<i64>> {
+        let t = self.view(name, Dtype::I64, shape)?;
+        Ok(t.data().chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes"))).collect())
+    }
+
+    /// The file path (for error messages).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}

@@ -1,0 +1,143 @@
+//! SVMs end to end through the library: separable data is learned perfectly (linear and RBF),
+//! training is deterministic for a seed, save → load gives identical decisions, confidences are
+//! calibrated probabilities, multi-label data works one-vs-rest, and bad hyperparameters or
+//! unsuitable data are refused with messages naming the problem.
+
+use intent_data::{Dataset, Example};
+use intent_models::svm::{ClassWeight, KernelChoice, SvmModel, SvmParams};
+use intent_train::{train_svm, SvmOptions};
+
+/// Four labels with their own keywords plus shared filler words; `n` examples per label.
+fn synthetic(n: usize, offset: usize) -> Dataset {
+    let keywords = [
+        ["card", "debit", "plastic", "chip"],
+        ["transfer", "send", "wire", "payee"],
+        ["refund", "return", "money", "back"],
+        ["password", "login", "reset", "locked"],
+    ];
+    let fillers = ["please", "my", "the", "need", "help", "with", "now", "today", "can", "you"];
+    let mut v = Vec::new();
+    for (label, words) in keywords.iter().enumerate() {
+        for i in 0..n {
+            let j = i + offset;
+            let text = format!(
+                "{} {} {} {} {}",
+                fillers[j % fillers.len()],
+                words[j % 4],
+                fillers[(j * 7 + 3) % fillers.len()],
+                words[(j / 4 + 1) % 4],
+                fillers[(j * 3 + 1) % fillers.len()]
+            );
+            v.push(Example::new(text, format!("label_{label}")));
+        }
+    }
+    Dataset::new(v)
+}
+
+fn opts(kernel: KernelChoice) -> SvmOptions {
+    SvmOptions { params: SvmParams { kernel, ..SvmParams::default() }, ..SvmOptions::default() }
+}
+
+fn accuracy(model: &SvmModel, data: &Dataset) -> f64 {
+    let scores = model.scores(&data.texts());
+    let ok = scores
+        .iter()
+        .zip(&data.examples)
+        .filter(|(s, e)| {
+            let best = (0..s.len()).max_by(|&a, &b| s[a].total_cmp(&s[b])).unwrap();
+            Some(model.config.labels[best].as_str()) == e.label()
+        })
+        .count();
+    ok as f64 / data.len() as f64
+}
+
+#[test]
+fn separable_data_reaches_100_percent_and_round_trips() {
+    let train = synthetic(30, 0);
+    let val = synthetic(8, 100);
+    let dir = tempfile::tempdir().unwrap();
+    for kernel in [KernelChoice::Linear, KernelChoice::Rbf { gamma: None }, KernelChoice::LinearOvo] {
+        let trained = train_svm(&train, Some(&val), &opts(kernel)).unwrap();
+        assert_eq!(accuracy(&trained.model, &train), 1.0, "{kernel:?} on train");
+        assert_eq!(accuracy(&trained.model, &val), 1.0, "{kernel:?} on held-out data");
+        assert_eq!(trained.calibrated_on, "validation");
+        // Probabilities: each row sums to 1.
+        for s in trained.model.scores(&["my card please", "reset my login"]) {
+            assert!((s.iter().sum::<f32>() - 1.0).abs() < 1e-5, "{s:?}");
+        }
+        let out = dir.path().join(format!("{kernel:?}").replace(|c: char| !c.is_alphanumeric(), "_"));
+        trained.model.save(&out, &trained.metrics_json()).unwrap();
+        let loaded = SvmModel::load(&out).unwrap();
+        let texts: Vec<&str> = val.texts().into_iter().chain(["zzz unknown words", ""]).collect();
+        assert_eq!(loaded.decision_function(&texts), trained.model.decision_function(&texts), "{kernel:?}");
+        assert_eq!(loaded.scores(&texts), trained.model.scores(&texts));
+        assert_eq!(loaded.config.oos, trained.model.config.oos);
+        let metrics: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
+        assert!(metrics["fit_seconds"].as_f64().is_some() && metrics["calibration"]["fitted_on"] == "validation");
+    }
+}
+
+#[test]
+fn same_seed_same_model_and_holdout_calibration() {
+    let train = synthetic(30, 0);
+    let a = train_svm(&train, None, &opts(KernelChoice::Linear)).unwrap();
+    let b = train_svm(&train, None, &opts(KernelChoice::Linear)).unwrap();
+    assert_eq!(a.model.body, b.model.body);
+    assert_eq!(a.model.calibration, b.model.calibration);
+    assert_eq!(a.calibrated_on, "holdout");
+    // Without validation data and with calibration switched off, the temperature stays 1.
+    let none = SvmOptions { calibration_holdout: 0.0, ..opts(KernelChoice::Linear) };
+    let c = train_svm(&train, None, &none).unwrap();
+    assert_eq!(c.calibrated_on, "none");
+    assert_eq!(serde_json::to_value(c.model.calibration).unwrap(), serde_json::json!({"method": "temperature", "temperature": 1.0}));
+    // Balanced class weights train too (equal class sizes: the same weights as none).
+    let balanced = SvmOptions { params: SvmParams { class_weight: ClassWeight::Balanced, ..SvmParams::default() }, ..none };
+    assert_eq!(train_svm(&train, None, &balanced).unwrap().model.body, c.model.body);
+}
+
+#[test]
+fn multi_label_one_vs_rest_with_platt_scaling() {
+    let mut ex = Vec::new();
+    for i in 0..20 {
+        ex.push(Example { labels: vec!["card".into()], ..Example::new(format!("card problem {i}"), "card") });
+        ex.push(Example { labels: vec!["refund".into()], ..Example::new(format!("refund please {i}"), "refund") });
+        ex.push(Example { labels: vec!["card".into(), "refund".into()], ..Example::new(format!("card refund both {i}"), "card") });
+    }
+    let mut train = Dataset::new(ex);
+    train.multi_label = true;
+    let trained = train_svm(&train, Some(&train.clone()), &opts(KernelChoice::Linear)).unwrap();
+    assert!(matches!(trained.model.calibration, intent_models::svm::Calibration::Platt { .. }));
+    let s = trained.model.scores(&["card refund both 99"]);
+    let th = trained.model.config.thresholds.clone().unwrap();
+    assert!(s[0].iter().zip(&th).all(|(p, t)| p >= t), "both labels predicted: {s:?} vs {th:?}");
+    // The kernel SVC is single-label and says so.
+    let err = train_svm(&train, None, &opts(KernelChoice::Rbf { gamma: None })).unwrap_err().to_string();
+    assert!(err.contains("single-label"), "{err}");
+}
+
+#[test]
+fn bad_hyperparameters_and_unsuitable_data_are_refused() {
+    let train = synthetic(10, 0);
+    for (params, flag) in [
+        (SvmParams { c: 0.0, ..SvmParams::default() }, "--c"),
+        (SvmParams { c: -1.0, ..SvmParams::default() }, "--c"),
+        (SvmParams { c: f64::NAN, ..SvmParams::default() }, "--c"),
+        (SvmParams { tol: 0.0, ..SvmParams::default() }, "--tol"),
+        (SvmParams { max_iter: 0, ..SvmParams::default() }, "--max-iter"),
+        (SvmParams { kernel: KernelChoice::Rbf { gamma: Some(-2.0) }, ..SvmParams::default() }, "--gamma"),
+    ] {
+        let err = train_svm(&train, None, &SvmOptions { params, ..SvmOptions::default() }).unwrap_err().to_string();
+        assert!(err.contains(flag), "expected {flag} in: {err}");
+    }
+    // Texts with no token of two word characters: scikit-learn's pattern finds nothing.
+    let empty = Dataset::new(vec![Example::new("a ?", "x"), Example::new("b !", "y")]);
+    let err = train_svm(&empty, None, &SvmOptions::default()).unwrap_err().to_string();
+    assert!(err.contains("empty vocabulary"), "{err}");
+    // One label only.
+    let one = Dataset::new(vec![Example::new("hello there", "x"), Example::new("hi there", "x")]);
+    assert!(train_svm(&one, None, &SvmOptions::default()).unwrap_err().to_string().contains("at least two"));
+    // The kernel SVC refuses sizes it would take too long on, and says why.
+    let big = synthetic(1000, 0);
+    let err = train_svm(&big, None, &opts(KernelChoice::Rbf { gamma: None })).unwrap_err().to_string();
+    assert!(err.contains("pair") && err.contains("--kernel linear"), "{err}");
+}
