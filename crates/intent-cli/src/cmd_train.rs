@@ -31,7 +31,7 @@ pub struct FeatureFlags {
     #[arg(long)]
     pub ngram_max: Option<usize>,
     /// Character n-grams inside words (scikit-learn's char_wb) instead of word n-grams, e.g. 2-5.
-    #[arg(long, value_name = "MIN-MAX")]
+    #[arg(long, value_name = "MIN-MAX", conflicts_with_all = ["ngram_max", "tokenizer"])]
     pub char_ngrams: Option<String>,
     /// Word pattern [default: unicode-words for mlp, sklearn (\w\w+) for svm].
     #[arg(long, value_parser = ["unicode-words", "sklearn"])]
@@ -238,11 +238,11 @@ pub struct DataFlags {
 pub struct SvmArgs {
     #[command(flatten)]
     pub data: DataFlags,
-    #[command(flatten)]
+    #[command(flatten, next_help_heading = "SVM")]
     pub svm: SvmFlags,
-    #[command(flatten)]
+    #[command(flatten, next_help_heading = "Features")]
     pub features: FeatureFlags,
-    #[command(flatten)]
+    #[command(flatten, next_help_heading = "Run")]
     pub run: RunFlags,
 }
 
@@ -250,11 +250,11 @@ pub struct SvmArgs {
 pub struct MlpArgs {
     #[command(flatten)]
     pub data: DataFlags,
-    #[command(flatten)]
+    #[command(flatten, next_help_heading = "MLP and engine")]
     pub mlp: MlpFlags,
-    #[command(flatten)]
+    #[command(flatten, next_help_heading = "Features")]
     pub features: FeatureFlags,
-    #[command(flatten)]
+    #[command(flatten, next_help_heading = "Run")]
     pub run: RunFlags,
 }
 

@@ -60,13 +60,13 @@ pub struct PipelineArgs {
     /// Save the model even when the gate fails (the exit code still says it failed).
     #[arg(long)]
     pub no_gate: bool,
-    #[command(flatten)]
+    #[command(flatten, next_help_heading = "Run")]
     pub run: RunFlags,
-    #[command(flatten)]
+    #[command(flatten, next_help_heading = "Features")]
     pub features: FeatureFlags,
-    #[command(flatten)]
+    #[command(flatten, next_help_heading = "MLP and engine (--model mlp)")]
     pub mlp: MlpFlags,
-    #[command(flatten)]
+    #[command(flatten, next_help_heading = "SVM (--model svm)")]
     pub svm: SvmFlags,
 }
 
@@ -78,9 +78,17 @@ fn next_version(dir: &Path) -> u32 {
 }
 
 pub fn run(a: PipelineArgs) -> Result<ExitCode> {
-    // Checked before any work, so a bad flag fails at once.
-    let (mlp_opts, device) = a.mlp.options(&a.features, &a.run)?;
-    let svm_opts = a.svm.options(&a.features, &a.run)?;
+    // The chosen model's flags are checked before any work, so a bad flag fails at once.
+    enum Plan {
+        Mlp(intent_train::MlpOptions, intent_train::DeviceSpec),
+        Svm(intent_train::SvmOptions),
+    }
+    let plan = if a.model == "svm" {
+        Plan::Svm(a.svm.options(&a.features, &a.run)?)
+    } else {
+        let (o, d) = a.mlp.options(&a.features, &a.run)?;
+        Plan::Mlp(o, d)
+    };
     let (seed, oos_label) = (a.run.seed, a.run.oos_label.clone());
     let scratch = tempfile::tempdir().context("creating a temporary folder")?;
     let (data_path, outcomes_path, default_name) = match &a.data {
@@ -135,14 +143,17 @@ pub fn run(a: PipelineArgs) -> Result<ExitCode> {
     let model_root = a.models_dir.join(&name);
     std::fs::create_dir_all(&model_root).with_context(|| format!("creating {}", model_root.display()))?;
     let candidate = model_root.join(format!(".candidate-{}", std::process::id()));
-    if a.model == "svm" {
-        let s = intent_train::train_svm_to_dir(&augmented.data, Some(&split.val), &svm_opts, &candidate)
-            .with_context(|| format!("training {name}"))?;
-        println!("trained: SVM ({}), fit {:.3} s, calibrated on {}", a.svm.kernel, s.fit_seconds, s.calibrated_on);
-    } else {
-        let s = intent_train::train_mlp_to_dir(device, &augmented.data, Some(&split.val), &mlp_opts, &candidate)
-            .with_context(|| format!("training {name}"))?;
-        println!("trained: best epoch {} of {}, median {:.3} s/epoch", s.best_epoch, s.history.len(), s.median_epoch_seconds);
+    match plan {
+        Plan::Svm(opts) => {
+            let s = intent_train::train_svm_to_dir(&augmented.data, Some(&split.val), &opts, &candidate)
+                .with_context(|| format!("training {name}"))?;
+            println!("trained: SVM ({}), fit {:.3} s, calibrated on {}", a.svm.kernel, s.fit_seconds, s.calibrated_on);
+        }
+        Plan::Mlp(opts, device) => {
+            let s = intent_train::train_mlp_to_dir(device, &augmented.data, Some(&split.val), &opts, &candidate)
+                .with_context(|| format!("training {name}"))?;
+            println!("trained: best epoch {} of {}, median {:.3} s/epoch", s.best_epoch, s.history.len(), s.median_epoch_seconds);
+        }
     }
     let cleanup = |e: anyhow::Error| {
         let _ = std::fs::remove_dir_all(&candidate);

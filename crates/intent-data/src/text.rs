@@ -16,9 +16,12 @@ pub fn tokenize(text: &str) -> Vec<String> {
 
 /// scikit-learn's default token pattern `(?u)\b\w\w+\b`: runs of two or more word characters
 /// (so "I", "a" and the "s" of "where's" are dropped), lowercased first as sklearn does.
+/// Python's `\w` is letters, numbers and `_` (`str.isalnum()`), without the combining marks
+/// that Rust's `\w` adds, so the class is spelled out: `[\p{L}\p{N}_]{2,}` finds the same
+/// maximal runs.
 pub fn tokenize_sklearn(text: &str) -> Vec<String> {
     static PATTERN: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
-    let re = PATTERN.get_or_init(|| regex::Regex::new(r"\b\w\w+\b").expect("valid pattern"));
+    let re = PATTERN.get_or_init(|| regex::Regex::new(r"[\p{L}\p{N}_]{2,}").expect("valid pattern"));
     let lower = text.to_lowercase();
     re.find_iter(&lower).map(|m| m.as_str().to_string()).collect()
 }
@@ -318,6 +321,9 @@ mod tests {
         // As `TfidfVectorizer().build_analyzer()` and `TfidfVectorizer(analyzer="char_wb",
         // ngram_range=(2, 3)).build_analyzer()` give for these strings.
         assert_eq!(tokenize_sklearn("Where's my CARD? I got 2 of them_now"), vec!["where", "my", "card", "got", "of", "them_now"]);
+        // A combining accent (NFD) is not a word character in Python: "cafe\u{301}" → "cafe";
+        // a superscript digit is: "x²" is one token.
+        assert_eq!(tokenize_sklearn("cafe\u{301} x\u{b2}"), vec!["cafe", "x\u{b2}"]);
         assert_eq!(char_wb_ngrams("Hi ab", 2, 3), vec![" h", "hi", "i ", " hi", "hi ", " a", "ab", "b ", " ab", "ab "]);
         assert_eq!(char_wb_ngrams("a", 3, 5), vec![" a "]);
         let cfg = VectorizerConfig { ngram_min: 2, ngram_max: 2, ..Default::default() };

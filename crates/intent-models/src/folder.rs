@@ -101,6 +101,34 @@ impl ModelConfig {
     }
 }
 
+impl ModelConfig {
+    /// Checks what every model kind relies on: at least two labels, unique; one threshold per
+    /// label (multi-label), thresholds in [0, 1]. `path` is the config file, for the message.
+    pub fn check_labels(&self, path: &Path) -> Result<()> {
+        if self.labels.len() < 2 {
+            return Err(ModelError::invalid(path, format!("{} label(s): a classifier has at least two", self.labels.len())));
+        }
+        let mut seen = std::collections::HashSet::new();
+        if let Some(dup) = self.labels.iter().find(|l| !seen.insert(l.as_str())) {
+            return Err(ModelError::invalid(path, format!("label '{dup}' appears twice in labels")));
+        }
+        if let Some(th) = &self.thresholds {
+            if th.len() != self.labels.len() {
+                return Err(ModelError::invalid(path, format!("{} thresholds for {} labels", th.len(), self.labels.len())));
+            }
+            if let Some(t) = th.iter().find(|t| !(0.0..=1.0).contains(*t)) {
+                return Err(ModelError::invalid(path, format!("threshold {t} is not in [0, 1]")));
+            }
+        }
+        if let Some(oos) = &self.oos {
+            if !(0.0..=1.0).contains(&oos.threshold) {
+                return Err(ModelError::invalid(path, format!("oos.threshold {} is not in [0, 1]", oos.threshold)));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Seconds since the Unix epoch.
 pub fn now_unix() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())

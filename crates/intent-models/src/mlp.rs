@@ -269,19 +269,7 @@ impl<B: Backend> BowMlp<B> {
                 format!("{} labels but architecture.num_classes = {}", config.labels.len(), architecture.num_classes),
             ));
         }
-        if let Some(th) = &config.thresholds {
-            if th.len() != config.labels.len() {
-                return Err(ModelError::invalid(
-                    &cfg_path,
-                    format!("{} thresholds for {} labels", th.len(), config.labels.len()),
-                ));
-            }
-        }
-        if let Some(oos) = &config.oos {
-            if !(0.0..=1.0).contains(&oos.threshold) {
-                return Err(ModelError::invalid(&cfg_path, format!("oos.threshold {} is not in [0, 1]", oos.threshold)));
-            }
-        }
+        config.check_labels(&cfg_path)?;
         let vectorizer = folder::read_vocab(dir, &config.preprocessing)?;
         if vectorizer.dim() != architecture.input_dim {
             return Err(ModelError::invalid(

@@ -215,9 +215,9 @@ pub fn train_svm(train: &Dataset, val: Option<&Dataset>, opts: &SvmOptions) -> R
         }
         None => (None, "none"),
     };
-    let (calibration, calibration_nll) = match fitted_calibration {
-        Some((c, before, after)) => (c, Some((before, after))),
-        None => (Calibration::Temperature { temperature: 1.0 }, None),
+    let (calibration, calibration_nll, calibrated_on) = match fitted_calibration {
+        Some((c, before, after)) => (c, Some((before, after)), calibrated_on),
+        None => (Calibration::Temperature { temperature: 1.0 }, None, "none"),
     };
     let calibration_seconds = start.elapsed().as_secs_f64();
     match calibration {

@@ -141,3 +141,52 @@ fn bad_hyperparameters_and_unsuitable_data_are_refused() {
     let err = train_svm(&big, None, &opts(KernelChoice::Rbf { gamma: None })).unwrap_err().to_string();
     assert!(err.contains("pair") && err.contains("--kernel linear"), "{err}");
 }
+
+#[test]
+fn tampered_model_folders_are_refused_with_the_field_named() {
+    let train = synthetic(10, 0);
+    let dir = tempfile::tempdir().unwrap();
+    let trained = train_svm(&train, Some(&synthetic(4, 50)), &opts(KernelChoice::Linear)).unwrap();
+    // The temperature is fitted strictly inside its search range, and confidences stay below 1.
+    let t = serde_json::to_value(trained.model.calibration).unwrap()["temperature"].as_f64().unwrap();
+    assert!(t > 2e-3 && t < 500.0, "T = {t}");
+    assert!(trained.model.scores(&["my card please"])[0].iter().all(|&p| p < 1.0));
+    let good = dir.path().join("good");
+    trained.model.save(&good, &serde_json::json!({})).unwrap();
+    let edit = |name: &str, f: &dyn Fn(&mut serde_json::Value)| {
+        let d = dir.path().join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        for e in std::fs::read_dir(&good).unwrap() {
+            let e = e.unwrap();
+            std::fs::copy(e.path(), d.join(e.file_name())).unwrap();
+        }
+        let mut c: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(d.join("config.json")).unwrap()).unwrap();
+        f(&mut c);
+        std::fs::write(d.join("config.json"), c.to_string()).unwrap();
+        SvmModel::load(&d).unwrap_err().to_string()
+    };
+    let e = edit("t0", &|c| c["architecture"]["calibration"]["temperature"] = serde_json::json!(0.0));
+    assert!(e.contains("temperature") && e.contains("config.json"), "{e}");
+    let e = edit("th", &|c| c["thresholds"] = serde_json::json!([0.5]));
+    assert!(e.contains("1 thresholds for 4 labels"), "{e}");
+    let e = edit("labels", &|c| c["labels"] = serde_json::json!(["a", "b", "c"]));
+    assert!(e.contains("4 classes") || e.contains("3 labels"), "{e}");
+    let e = edit("kind", &|c| c["architecture"]["type"] = serde_json::json!("tree"));
+    assert!(e.contains("architecture.type 'tree'"), "{e}");
+    // Weights of the wrong shape: the tensor is named.
+    let d = dir.path().join("shape");
+    std::fs::create_dir_all(&d).unwrap();
+    for e in std::fs::read_dir(&good).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), d.join(e.file_name())).unwrap();
+    }
+    intent_models::tensors::write(&d.join("model.safetensors"), vec![("coef", intent_models::tensors::HostTensor::F32(vec![0.0; 4], vec![4, 1]))]).unwrap();
+    let e = SvmModel::load(&d).unwrap_err().to_string();
+    assert!(e.contains("tensor 'coef' has shape [4, 1]"), "{e}");
+    std::fs::write(d.join("model.safetensors"), b"not a tensor file").unwrap();
+    assert!(SvmModel::load(&d).unwrap_err().to_string().contains("not a safetensors file"));
+    // The kernel SVC has no class weights and says so.
+    let p = SvmParams { kernel: KernelChoice::Rbf { gamma: None }, class_weight: ClassWeight::Balanced, ..SvmParams::default() };
+    let e = train_svm(&train, None, &SvmOptions { params: p, ..SvmOptions::default() }).unwrap_err().to_string();
+    assert!(e.contains("no class weights"), "{e}");
+}

@@ -2,7 +2,10 @@
 //!
 //! - Single-label: a softmax over the per-class decision values divided by a temperature `T`
 //!   fitted on held-out data by minimising the negative log-likelihood (temperature scaling,
-//!   Guo et al. 2017). It keeps the argmax, so accuracy is unchanged.
+//!   Guo et al. 2017). It keeps the argmax, so accuracy is unchanged. The targets are smoothed
+//!   as in Platt's method (the gold class gets `1 − ε`, `ε = 1/(n + 2)`, the rest share `ε`), so
+//!   held-out data without a single error still gives a finite temperature instead of driving
+//!   it to zero and every confidence to 1.
 //! - Multi-label: Platt scaling, `p = σ(a·f + b)`, one `(a, b)` shared by all labels, fitted by
 //!   Newton's method on the binary cross-entropy (Platt 1999; Lin, Lin & Weng 2007).
 //!
@@ -56,25 +59,38 @@ fn softmax(f: &[f32], t: f64) -> Vec<f32> {
 
 /// Mean negative log-likelihood of the gold classes under `softmax(f / t)`.
 pub fn temperature_nll(decisions: &[Vec<f32>], gold: &[usize], t: f64) -> f64 {
+    smoothed_nll(decisions, gold, t, 0.0)
+}
+
+/// Mean cross-entropy under `softmax(f / t)` with targets `1 − eps` on the gold class and
+/// `eps / (k − 1)` on each other class.
+fn smoothed_nll(decisions: &[Vec<f32>], gold: &[usize], t: f64, eps: f64) -> f64 {
     let total: f64 = decisions
         .iter()
         .zip(gold)
         .map(|(f, &g)| {
             let max = f.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
             let lse = f.iter().map(|&v| ((f64::from(v) - max) / t).exp()).sum::<f64>().ln();
-            lse - (f64::from(f[g]) - max) / t
+            let logp = |c: usize| (f64::from(f[c]) - max) / t - lse;
+            let others = if f.len() > 1 && eps > 0.0 {
+                eps / (f.len() - 1) as f64 * (0..f.len()).filter(|&c| c != g).map(|c| -logp(c)).sum::<f64>()
+            } else {
+                0.0
+            };
+            -(1.0 - eps) * logp(g) + others
         })
         .sum();
     total / decisions.len().max(1) as f64
 }
 
-/// Fits the temperature minimising the NLL of `gold` (golden-section search on `ln T` over
-/// `[1e-3, 1e3]`; the NLL is unimodal in `T` for a fixed argmax). `None` without data.
+/// Fits the temperature minimising the smoothed NLL of `gold` (golden-section search on `ln T`
+/// over `[1e-3, 1e3]`; the loss is unimodal in `T` for a fixed argmax). `None` without data.
 pub fn fit_temperature(decisions: &[Vec<f32>], gold: &[usize]) -> Option<f64> {
     if decisions.is_empty() {
         return None;
     }
-    let f = |log_t: f64| temperature_nll(decisions, gold, log_t.exp());
+    let eps = 1.0 / (decisions.len() as f64 + 2.0);
+    let f = |log_t: f64| smoothed_nll(decisions, gold, log_t.exp(), eps);
     let (mut lo, mut hi) = ((1e-3f64).ln(), (1e3f64).ln());
     let r = (5f64.sqrt() - 1.0) / 2.0;
     let (mut x1, mut x2) = (hi - r * (hi - lo), lo + r * (hi - lo));
@@ -165,11 +181,17 @@ mod tests {
         let d = vec![vec![4.0, 0.0], vec![4.0, 0.0], vec![4.0, 0.0], vec![4.0, 0.0]];
         let gold = [0, 0, 0, 1];
         let t = fit_temperature(&d, &gold).unwrap();
-        // Optimum: softmax gives p = 3/4 for class 0, so 4 / T = ln 3.
-        assert!((t - 4.0 / 3f64.ln()).abs() < 1e-6, "T = {t}");
+        // Smoothed targets (ε = 1/6): class 0 gets (3·5/6 + 1/6)/4 = 2/3 on average, so the
+        // optimum gives p = 2/3 for class 0: 4 / T = ln 2.
+        assert!((t - 4.0 / 2f64.ln()).abs() < 1e-6, "T = {t}");
         let p = Calibration::Temperature { temperature: t }.apply(&[4.0, 0.0]);
-        assert!((p[0] - 0.75).abs() < 1e-5 && (p[0] + p[1] - 1.0).abs() < 1e-6);
+        assert!((p[0] - 2.0 / 3.0).abs() < 1e-5 && (p[0] + p[1] - 1.0).abs() < 1e-6);
         assert!(fit_temperature(&[], &[]).is_none());
+        // No error at all: still a finite temperature, confidences below 1.
+        let t = fit_temperature(&d[..3], &gold[..3]).unwrap();
+        assert!(t > 0.5 && t < 10.0, "T = {t}");
+        let p = Calibration::Temperature { temperature: t }.apply(&[4.0, 0.0]);
+        assert!((p[0] - 0.8).abs() < 1e-5, "ε = 1/5 → p = 0.8: {p:?}");
     }
 
     #[test]

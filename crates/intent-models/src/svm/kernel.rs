@@ -195,7 +195,9 @@ struct SvcParts {
 fn fit_pair(rows: &[SparseVec], idx: &[usize], positive: &[bool], kernel: Kernel, s: &KernelSettings) -> Result<(Vec<(usize, f64)>, f64)> {
     let pair_rows: Vec<&SparseVec> = idx.iter().map(|&i| &rows[i]).collect();
     let (z, r) = gram_factor(&pair_rows)?;
-    let flat: Vec<f64> = z.iter().flat_map(|row| if row.is_empty() { vec![0.0] } else { row.clone() }).collect();
+    // Rows exactly as handed to smartcore (a pair without any feature gets one zero column).
+    let z: Vec<Vec<f64>> = z.into_iter().map(|row| if row.is_empty() { vec![0.0; r] } else { row }).collect();
+    let flat: Vec<f64> = z.concat();
     let x = DenseMatrix::new(idx.len(), r, flat, false).map_err(|e| ModelError::Fit(e.to_string()))?;
     let y: Vec<i32> = positive.iter().map(|&p| i32::from(p)).collect();
     let smart_kernel = match kernel {
@@ -212,10 +214,9 @@ fn fit_pair(rows: &[SparseVec], idx: &[usize], positive: &[bool], kernel: Kernel
     let by_row: HashMap<Vec<u64>, usize> = z.iter().enumerate().rev().map(|(i, v)| (key(v), idx[i])).collect();
     let mut terms = Vec::new();
     for (inst, &coef) in parts.instances.unwrap_or_default().iter().zip(parts.w.as_deref().unwrap_or_default()) {
-        let row = by_row.get(&key(inst)).ok_or_else(|| ModelError::Hyperparameter {
-            name: "kernel",
-            message: "smartcore returned a support vector that is not a training row".into(),
-        })?;
+        let row = by_row
+            .get(&key(inst))
+            .ok_or_else(|| ModelError::Fit("smartcore returned a support vector that is not a training row".into()))?;
         if coef != 0.0 {
             terms.push((*row, coef));
         }

@@ -71,7 +71,8 @@ impl LinearWeights {
 }
 
 /// Balanced class weights `n / (k · n_c)` (scikit-learn's `compute_class_weight("balanced")`);
-/// for multi-label data, per label `n / (2 · n_c)`.
+/// for multi-label data, per label `n / (2 · n_c)` (the negatives' weight is
+/// [`negative_weights`]), as `OneVsRestClassifier(LinearSVC(class_weight="balanced"))`.
 pub fn class_weights(targets: &[Vec<usize>], k: usize, multi_label: bool, mode: ClassWeight) -> Vec<f64> {
     match mode {
         ClassWeight::None => vec![1.0; k],
@@ -85,10 +86,25 @@ pub fn class_weights(targets: &[Vec<usize>], k: usize, multi_label: bool, mode: 
     }
 }
 
+/// Weights of each label's negative rows in multi-label one-vs-rest: `n / (2 · (n − n_c))` when
+/// balanced, else 1. (Single-label one-vs-rest follows LIBLINEAR: negatives weigh 1.)
+pub fn negative_weights(targets: &[Vec<usize>], k: usize, mode: ClassWeight) -> Vec<f64> {
+    match mode {
+        ClassWeight::None => vec![1.0; k],
+        ClassWeight::Balanced => {
+            let mut counts = vec![0usize; k];
+            targets.iter().flatten().for_each(|&c| counts[c] += 1);
+            let n = targets.len();
+            counts.iter().map(|&c| if c == n { 1.0 } else { n as f64 / (2.0 * (n - c) as f64) }).collect()
+        }
+    }
+}
+
 /// Fits one-vs-rest (or one binary problem for two single-label classes). `targets[i]` holds
 /// the class indices of row `i` (one for single-label data).
 pub fn fit(x: &Csr, targets: &[Vec<usize>], k: usize, multi_label: bool, params: &SvmParams) -> (LinearWeights, FitInfo) {
     let weights = class_weights(targets, k, multi_label, params.class_weight);
+    let neg = if multi_label { negative_weights(targets, k, params.class_weight) } else { vec![1.0; k] };
     let settings = |c: usize| DcdSettings { tol: params.tol, max_iter: params.max_iter, seed: params.seed.wrapping_add(c as u64) };
     let scale = params.intercept_scaling;
     let dim = x.n_cols;
@@ -112,7 +128,7 @@ pub fn fit(x: &Csr, targets: &[Vec<usize>], k: usize, multi_label: bool, params:
             .into_par_iter()
             .map(|c| {
                 let y: Vec<bool> = targets.iter().map(|t| t.contains(&c)).collect();
-                solve(x, &y, params.c * weights[c], params.c, scale, &settings(c))
+                solve(x, &y, params.c * weights[c], params.c * neg[c], scale, &settings(c))
             })
             .collect();
         for (c, s) in solutions.iter().enumerate() {
@@ -147,6 +163,36 @@ mod tests {
         let w = class_weights(&t, 3, false, ClassWeight::Balanced);
         assert!((w[0] - 2.0 / 3.0).abs() < 1e-12 && (w[1] - 2.0).abs() < 1e-12 && (w[2] - 1.0).abs() < 1e-12);
         assert_eq!(class_weights(&t, 3, false, ClassWeight::None), vec![1.0; 3]);
+    }
+
+    #[test]
+    fn balanced_weights_match_sklearn_two_and_three_classes() {
+        // scikit-learn 1.9.1, LinearSVC(C=0.5, class_weight="balanced", tol=1e-12, max_iter=10**6)
+        // on X = [[1,0,2],[0,1,1],[2,1,0],[0,0,1],[1,2,0],[3,0,1],[0,2,2]]:
+        // y = [1,0,0,0,0,1,0] → coef_ [[0.33032188, -0.63942173, 0.41616728]], intercept_ [-0.49787255];
+        // y = [0,1,1,2,1,0,1] → coef_ [[0.34055681, -0.61700527, 0.39668924],
+        //   [-0.11503325, 0.82854975, -0.3605983], [-0.57480315, -0.64566934, -0.1417323]],
+        //   intercept_ [-0.61339353, -0.08965289, 0.43307089].
+        let rows: Vec<SparseVec> = [[1.0f32, 0.0, 2.0], [0.0, 1.0, 1.0], [2.0, 1.0, 0.0], [0.0, 0.0, 1.0], [1.0, 2.0, 0.0], [3.0, 0.0, 1.0], [0.0, 2.0, 2.0]]
+            .iter()
+            .map(|r| {
+                let nz: Vec<usize> = (0..3).filter(|&j| r[j] != 0.0).collect();
+                SparseVec { indices: nz.iter().map(|&j| j as u32).collect(), values: nz.iter().map(|&j| r[j]).collect() }
+            })
+            .collect();
+        let x = Csr::from_rows(&rows.iter().collect::<Vec<_>>(), 3);
+        let params = SvmParams { c: 0.5, tol: 1e-12, max_iter: 1_000_000, class_weight: ClassWeight::Balanced, ..SvmParams::default() };
+        let close = |got: &[f32], want: &[f32]| got.iter().zip(want).all(|(a, b)| (a - b).abs() < 1e-5);
+        let t2: Vec<Vec<usize>> = [1, 0, 0, 0, 0, 1, 0].iter().map(|&c| vec![c]).collect();
+        let (w, _) = fit(&x, &t2, 2, false, &params);
+        let coef = w.coef();
+        assert!(close(&coef[3..], &[0.33032188, -0.63942173, 0.41616728]), "{coef:?}");
+        assert!(close(&w.intercept[1..], &[-0.49787255]), "{:?}", w.intercept);
+        let t3: Vec<Vec<usize>> = [0, 1, 1, 2, 1, 0, 1].iter().map(|&c| vec![c]).collect();
+        let (w, _) = fit(&x, &t3, 3, false, &params);
+        let want = [0.34055681, -0.61700527, 0.39668924, -0.11503325, 0.82854975, -0.3605983, -0.57480315, -0.64566934, -0.1417323];
+        assert!(close(&w.coef(), &want), "{:?}", w.coef());
+        assert!(close(&w.intercept, &[-0.61339353, -0.08965289, 0.43307089]), "{:?}", w.intercept);
     }
 
     #[test]

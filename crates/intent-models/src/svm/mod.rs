@@ -59,9 +59,10 @@ pub enum KernelChoice {
 pub struct SvmParams {
     /// Penalty `C` (> 0): larger fits the training data more closely.
     pub c: f64,
-    /// Stopping tolerance (LIBLINEAR's `eps`; scikit-learn's default 1e-4).
+    /// Stopping tolerance (LIBLINEAR's `eps`, scikit-learn's `LinearSVC` default 1e-4; for the
+    /// kernel SVC, smartcore's gradient tolerance).
     pub tol: f64,
-    /// Maximum passes of the solver (linear) or LaSVM epochs (kernel).
+    /// Maximum passes of the linear solver (the kernel SVC makes smartcore's two LaSVM passes).
     pub max_iter: usize,
     /// Class weights.
     pub class_weight: ClassWeight,
@@ -211,6 +212,21 @@ impl SvmModel {
         }
         let arch: SvmArchitecture = serde_json::from_value(config.architecture.clone())
             .map_err(|e| ModelError::invalid(&cfg_path, format!("architecture: {e}")))?;
+        config.check_labels(&cfg_path)?;
+        match arch.calibration {
+            Calibration::Temperature { temperature: t } if !(t.is_finite() && t > 0.0) => {
+                return Err(ModelError::invalid(&cfg_path, format!("architecture.calibration.temperature {t}: expected a positive number")))
+            }
+            Calibration::Platt { a, b } if !(a.is_finite() && b.is_finite()) => {
+                return Err(ModelError::invalid(&cfg_path, format!("architecture.calibration: a = {a}, b = {b}: expected finite numbers")))
+            }
+            _ => {}
+        }
+        if let Some(Kernel::Rbf { gamma }) = arch.kernel {
+            if !(gamma.is_finite() && gamma > 0.0) {
+                return Err(ModelError::invalid(&cfg_path, format!("architecture.kernel.gamma {gamma}: expected a positive number")));
+            }
+        }
         let vectorizer = read_vocab(dir, &config.preprocessing)?;
         if arch.num_features != vectorizer.dim() || arch.num_classes != config.labels.len() {
             return Err(ModelError::invalid(
@@ -264,6 +280,11 @@ pub fn fit_body(rows: &[SparseVec], targets: &[Vec<usize>], k: usize, multi_labe
     };
     if multi_label {
         return Err(ModelError::Fit("the kernel SVC is single-label; use --kernel linear (one-vs-rest) for multi-label data".into()));
+    }
+    if params.class_weight != ClassWeight::None {
+        return Err(ModelError::Fit(
+            "the kernel SVC (smartcore) has no class weights; use --kernel linear for --class-weight balanced".into(),
+        ));
     }
     let target: Vec<usize> = targets.iter().map(|t| t[0]).collect();
     let (estimate, largest) = kernel::estimated_seconds(&target, k);
@@ -343,8 +364,15 @@ fn read_kernel(file: &TensorFile, kernel: Kernel, k: usize, dim: usize) -> Resul
     if !monotone(&sv_ptr, nnz) || !monotone(&pair_ptr, m) {
         return Err(ModelError::invalid(file.path(), "sv_indptr / pair_indptr are not non-decreasing offsets starting at 0"));
     }
-    if sv_idx.iter().any(|&i| i < 0 || i as usize >= dim) || pair_sv.iter().any(|&i| i < 0 || i as usize >= n_sv) {
-        return Err(ModelError::invalid(file.path(), format!("an index is out of range ({dim} features, {n_sv} support vectors)")));
+    if let Some(i) = sv_idx.iter().find(|&&i| i < 0 || i as usize >= dim) {
+        return Err(ModelError::invalid(file.path(), format!("tensor 'sv_indices' holds {i}, out of range for {dim} features")));
+    }
+    if let Some(i) = pair_sv.iter().find(|&&i| i < 0 || i as usize >= n_sv) {
+        return Err(ModelError::invalid(file.path(), format!("tensor 'pair_sv' holds {i}, out of range for {n_sv} support vectors")));
+    }
+    // Sparse dot products need each row's indices strictly increasing.
+    if let Some(s) = (0..n_sv).find(|&s| sv_idx[sv_ptr[s] as usize..sv_ptr[s + 1] as usize].windows(2).any(|w| w[0] >= w[1])) {
+        return Err(ModelError::invalid(file.path(), format!("tensor 'sv_indices': support vector {s} has indices not strictly increasing")));
     }
     let support = (0..n_sv)
         .map(|s| {
