@@ -78,6 +78,24 @@ fn separable_data_reaches_100_percent_and_round_trips() {
 }
 
 #[test]
+fn character_ngrams_learn_and_survive_typos() {
+    let train = synthetic(30, 0);
+    let char_wb = intent_data::text::VectorizerConfig {
+        analyzer: intent_data::text::Analyzer::CharWb,
+        ngram_min: 2,
+        ngram_max: 4,
+        ..intent_data::text::VectorizerConfig::sklearn_tfidf()
+    };
+    let o = SvmOptions { vectorizer: char_wb, ..opts(KernelChoice::Linear) };
+    let trained = train_svm(&train, None, &o).unwrap();
+    assert_eq!(accuracy(&trained.model, &train), 1.0);
+    assert!(trained.model.vectorizer.terms.iter().any(|t| t == " ca"), "char_wb terms are padded words");
+    // Misspelled keywords still land on the right label through shared character n-grams.
+    let typos = Dataset::new(vec![Example::new("pasword logn", "label_3"), Example::new("refnd mony", "label_2")]);
+    assert_eq!(accuracy(&trained.model, &typos), 1.0);
+}
+
+#[test]
 fn same_seed_same_model_and_holdout_calibration() {
     let train = synthetic(30, 0);
     let a = train_svm(&train, None, &opts(KernelChoice::Linear)).unwrap();
