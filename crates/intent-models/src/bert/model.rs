@@ -1,0 +1,193 @@
+//! The BERT encoder in burn. The module tree mirrors Hugging Face's weight names
+//! (`embeddings.word_embeddings`, `encoder.layer.N.attention.self.query`, …; `LayerNorm` →
+//! `layer_norm` and `self` → `self_attn`, Rust names), so loading is a prefix strip, two renames
+//! and PyTorch → burn layout ([`super::load`]).
+//!
+//! It computes what `transformers.BertModel` computes in eval mode: embeddings (word + absolute
+//! position + token type) → LayerNorm → N post-LN layers (self-attention with the padding mask,
+//! then feed-forward), returning the last hidden states.
+
+use burn::module::Module;
+use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::tensor::activation::{gelu, relu, tanh};
+use burn::tensor::backend::Backend;
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::{Bool, Int, Tensor};
+
+use super::config::{Activation, BertConfig};
+
+/// Word, position and token-type embeddings, summed and normalised.
+#[derive(Module, Debug)]
+pub struct BertEmbeddings<B: Backend> {
+    /// `[vocab_size, hidden]`.
+    pub word_embeddings: Embedding<B>,
+    /// `[max_position_embeddings, hidden]`.
+    pub position_embeddings: Embedding<B>,
+    /// `[type_vocab_size, hidden]`.
+    pub token_type_embeddings: Embedding<B>,
+    /// HF `LayerNorm`.
+    pub layer_norm: LayerNorm<B>,
+}
+
+/// Query, key and value projections.
+#[derive(Module, Debug)]
+pub struct BertSelfAttention<B: Backend> {
+    /// Query.
+    pub query: Linear<B>,
+    /// Key.
+    pub key: Linear<B>,
+    /// Value.
+    pub value: Linear<B>,
+}
+
+/// Output projection of attention, residual and LayerNorm (also the feed-forward's output).
+#[derive(Module, Debug)]
+pub struct BertOutputBlock<B: Backend> {
+    /// Projection.
+    pub dense: Linear<B>,
+    /// HF `LayerNorm`.
+    pub layer_norm: LayerNorm<B>,
+}
+
+/// Self-attention with its output block.
+#[derive(Module, Debug)]
+pub struct BertAttention<B: Backend> {
+    /// HF `self`.
+    pub self_attn: BertSelfAttention<B>,
+    /// HF `output`.
+    pub output: BertOutputBlock<B>,
+}
+
+/// The feed-forward's first projection.
+#[derive(Module, Debug)]
+pub struct BertIntermediate<B: Backend> {
+    /// `[hidden, intermediate]`.
+    pub dense: Linear<B>,
+}
+
+/// One transformer layer.
+#[derive(Module, Debug)]
+pub struct BertLayer<B: Backend> {
+    /// Self-attention.
+    pub attention: BertAttention<B>,
+    /// Feed-forward up-projection.
+    pub intermediate: BertIntermediate<B>,
+    /// Feed-forward down-projection, residual, LayerNorm.
+    pub output: BertOutputBlock<B>,
+}
+
+/// The layer stack.
+#[derive(Module, Debug)]
+pub struct BertEncoder<B: Backend> {
+    /// HF `encoder.layer`.
+    pub layer: Vec<BertLayer<B>>,
+}
+
+/// The BERT encoder (no pooler: sentence vectors come from [`super::Pooling`]).
+#[derive(Module, Debug)]
+pub struct BertModel<B: Backend> {
+    /// Embeddings.
+    pub embeddings: BertEmbeddings<B>,
+    /// Layers.
+    pub encoder: BertEncoder<B>,
+    /// Attention heads.
+    #[module(skip)]
+    pub heads: usize,
+    /// Feed-forward activation.
+    #[module(skip)]
+    pub activation: ActivationKind,
+}
+
+/// [`Activation`] as a module constant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ActivationKind(pub Activation);
+
+impl BertConfig {
+    /// A model of this configuration with burn's default initialisation (weights are then loaded,
+    /// or, in tests, left random).
+    pub fn init<B: Backend>(&self, device: &B::Device) -> BertModel<B> {
+        let (d, eps) = (self.hidden_size, self.layer_norm_eps);
+        let ln = || LayerNormConfig::new(d).with_epsilon(eps).init(device);
+        let linear = |i, o| LinearConfig::new(i, o).init(device);
+        let block = |i| BertOutputBlock { dense: linear(i, d), layer_norm: ln() };
+        BertModel {
+            embeddings: BertEmbeddings {
+                word_embeddings: EmbeddingConfig::new(self.vocab_size, d).init(device),
+                position_embeddings: EmbeddingConfig::new(self.max_position_embeddings, d).init(device),
+                token_type_embeddings: EmbeddingConfig::new(self.type_vocab_size, d).init(device),
+                layer_norm: ln(),
+            },
+            encoder: BertEncoder {
+                layer: (0..self.num_hidden_layers)
+                    .map(|_| BertLayer {
+                        attention: BertAttention {
+                            self_attn: BertSelfAttention { query: linear(d, d), key: linear(d, d), value: linear(d, d) },
+                            output: block(d),
+                        },
+                        intermediate: BertIntermediate { dense: linear(d, self.intermediate_size) },
+                        output: block(self.intermediate_size),
+                    })
+                    .collect(),
+            },
+            heads: self.num_attention_heads,
+            activation: ActivationKind(self.activation().unwrap_or(Activation::Gelu)),
+        }
+    }
+}
+
+fn activate<B: Backend>(x: Tensor<B, 3>, a: Activation) -> Tensor<B, 3> {
+    match a {
+        Activation::Gelu => gelu(x),
+        Activation::Relu => relu(x),
+        Activation::GeluTanh => {
+            // 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))
+            let inner = (x.clone() + x.clone().powi_scalar(3).mul_scalar(0.044715)).mul_scalar((2.0f64 / std::f64::consts::PI).sqrt());
+            x.clone().mul_scalar(0.5) * (tanh(inner) + 1.0)
+        }
+    }
+}
+
+impl<B: Backend> BertLayer<B> {
+    fn forward(&self, x: Tensor<B, 3>, pad: Tensor<B, 4, Bool>, heads: usize, act: Activation) -> Tensor<B, 3> {
+        let [b, l, d] = x.dims();
+        let split = |t: Tensor<B, 3>| t.reshape([b, l, heads, d / heads]).swap_dims(1, 2);
+        let a = &self.attention.self_attn;
+        let (q, k, v) = (split(a.query.forward(x.clone())), split(a.key.forward(x.clone())), split(a.value.forward(x.clone())));
+        // softmax(q·kᵀ/√d_head with padded keys masked)·v
+        let ctx = attention(q, k, v, Some(pad), None, AttentionModuleOptions::default()).swap_dims(1, 2).reshape([b, l, d]);
+        let o = &self.attention.output;
+        let x = o.layer_norm.forward(x + o.dense.forward(ctx));
+        let h = activate(self.intermediate.dense.forward(x.clone()), act);
+        self.output.layer_norm.forward(x + self.output.dense.forward(h))
+    }
+}
+
+impl<B: Backend> BertModel<B> {
+    /// Last hidden states `[batch, len, hidden]` of token ids, token types and the attention mask
+    /// (1 = token, 0 = padding), all `[batch, len]`.
+    pub fn forward(&self, input_ids: Tensor<B, 2, Int>, token_type_ids: Tensor<B, 2, Int>, attention_mask: Tensor<B, 2, Int>) -> Tensor<B, 3> {
+        let [b, l] = input_ids.dims();
+        let device = input_ids.device();
+        let positions = Tensor::<B, 1, Int>::arange(0..l as i64, &device).reshape([1, l]).expand([b, l]);
+        let e = &self.embeddings;
+        let x = e.word_embeddings.forward(input_ids) + e.position_embeddings.forward(positions) + e.token_type_embeddings.forward(token_type_ids);
+        let mut x = e.layer_norm.forward(x);
+        let h = self.heads;
+        let pad: Tensor<B, 4, Bool> = attention_mask.equal_elem(0).reshape([b, 1, 1, l]).expand([b, h, l, l]);
+        for layer in &self.encoder.layer {
+            x = layer.forward(x, pad.clone(), h, self.activation.0);
+        }
+        x
+    }
+
+    /// Hidden width.
+    pub fn hidden_size(&self) -> usize {
+        self.embeddings.word_embeddings.weight.dims()[1]
+    }
+
+    /// Longest input.
+    pub fn max_positions(&self) -> usize {
+        self.embeddings.position_embeddings.weight.dims()[0]
+    }
+}
