@@ -1,0 +1,187 @@
+//! A tiny randomly initialised BERT written by the test in the Hugging Face layout (config.json,
+//! vocab.txt, model.safetensors with PyTorch names and shapes): loading with and without the
+//! `bert.` prefix and from bf16, padding masks, truncation of long inputs, and every loading error
+//! (truncated weights, missing config field, unsupported model_type, tokenizer/vocabulary
+//! mismatch, missing and mis-shaped tensors) naming what is wrong.
+
+use std::path::Path;
+
+use intent_models::bert::SentenceEncoder;
+use intent_models::CpuBackend as B;
+use safetensors::tensor::{Dtype, TensorView};
+
+const H: usize = 8;
+const I: usize = 16;
+const P: usize = 16;
+const LAYERS: usize = 2;
+const WORDS: [&str; 12] = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "hello", "world", "card", "lost", "my", "the", "##s"];
+
+/// Deterministic pseudo-random values in (−0.5, 0.5), rounded to bfloat16 so that an f32 and a
+/// bf16 copy of the weights are the same numbers.
+fn values(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    (0..n)
+        .map(|_| {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let v = ((s >> 33) as f64 / (1u64 << 31) as f64 - 0.5) as f32;
+            f32::from_bits(v.to_bits() & 0xffff_0000)
+        })
+        .collect()
+}
+
+/// HF tensor names and shapes of the tiny model (PyTorch layout: Linear weights `[out, in]`).
+fn tensors() -> Vec<(String, Vec<usize>)> {
+    let mut t = vec![
+        ("embeddings.word_embeddings.weight".to_string(), vec![WORDS.len(), H]),
+        ("embeddings.position_embeddings.weight".into(), vec![P, H]),
+        ("embeddings.token_type_embeddings.weight".into(), vec![2, H]),
+        ("embeddings.LayerNorm.weight".into(), vec![H]),
+        ("embeddings.LayerNorm.bias".into(), vec![H]),
+        ("pooler.dense.weight".into(), vec![H, H]),
+        ("pooler.dense.bias".into(), vec![H]),
+    ];
+    for l in 0..LAYERS {
+        let p = format!("encoder.layer.{l}.");
+        for n in ["attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense"] {
+            t.push((format!("{p}{n}.weight"), vec![H, H]));
+            t.push((format!("{p}{n}.bias"), vec![H]));
+        }
+        for n in ["attention.output.LayerNorm", "output.LayerNorm"] {
+            t.push((format!("{p}{n}.weight"), vec![H]));
+            t.push((format!("{p}{n}.bias"), vec![H]));
+        }
+        t.push((format!("{p}intermediate.dense.weight"), vec![I, H]));
+        t.push((format!("{p}intermediate.dense.bias"), vec![I]));
+        t.push((format!("{p}output.dense.weight"), vec![H, I]));
+        t.push((format!("{p}output.dense.bias"), vec![H]));
+    }
+    t
+}
+
+/// Writes the weights; `edit` may rename, reshape or drop tensors (`None` drops).
+fn write_weights(path: &Path, prefix: &str, dtype: Dtype, edit: &dyn Fn(&str, Vec<usize>) -> Option<Vec<usize>>) {
+    let mut bytes = Vec::new();
+    for (i, (name, shape)) in tensors().into_iter().enumerate() {
+        let Some(shape) = edit(&name, shape) else { continue };
+        let n: usize = shape.iter().product();
+        let v = values(n, i as u64);
+        let b: Vec<u8> = match dtype {
+            Dtype::BF16 => v.iter().flat_map(|x| ((x.to_bits() >> 16) as u16).to_le_bytes()).collect(),
+            _ => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        };
+        bytes.push((format!("{prefix}{name}"), shape, b));
+    }
+    let views: Vec<(String, TensorView<'_>)> = bytes.iter().map(|(n, s, b)| (n.clone(), TensorView::new(dtype, s.clone(), b).unwrap())).collect();
+    std::fs::write(path, safetensors::serialize(views, None).unwrap()).unwrap();
+}
+
+fn config() -> serde_json::Value {
+    serde_json::json!({
+        "model_type": "bert", "vocab_size": WORDS.len(), "hidden_size": H, "num_hidden_layers": LAYERS,
+        "num_attention_heads": 2, "intermediate_size": I, "hidden_act": "gelu", "layer_norm_eps": 1e-12,
+        "max_position_embeddings": P, "type_vocab_size": 2, "pad_token_id": 0
+    })
+}
+
+/// A complete tiny model folder (WordPiece from vocab.txt, no tokenizer.json).
+fn folder(dir: &Path, prefix: &str, dtype: Dtype) {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("config.json"), config().to_string()).unwrap();
+    std::fs::write(dir.join("vocab.txt"), WORDS.join("\n") + "\n").unwrap();
+    write_weights(&dir.join("model.safetensors"), prefix, dtype, &|_, s| Some(s));
+}
+
+fn load(dir: &Path) -> Result<SentenceEncoder<B>, String> {
+    SentenceEncoder::<B>::load(dir, None, &Default::default()).map_err(|e| e.to_string())
+}
+
+fn flat(enc: &SentenceEncoder<B>, texts: &[&str]) -> (Vec<f32>, [usize; 3]) {
+    let (h, _) = enc.hidden_states(texts).unwrap();
+    let dims = h.dims();
+    (h.into_data().convert::<f32>().into_vec().unwrap(), dims)
+}
+
+#[test]
+fn loads_with_and_without_prefix_and_from_bf16_and_masks_padding() {
+    let root = tempfile::tempdir().unwrap();
+    let (plain, prefixed, half) = (root.path().join("plain"), root.path().join("prefixed"), root.path().join("bf16"));
+    folder(&plain, "", Dtype::F32);
+    folder(&prefixed, "bert.", Dtype::F32);
+    folder(&half, "", Dtype::BF16);
+    let a = load(&plain).unwrap();
+    let texts = ["hello world", "my card lost the cards", "hello"];
+    let (h, dims) = flat(&a, &texts);
+    assert_eq!(dims, [3, 8, H], "[CLS] my card lost the card ##s [SEP] = 8 tokens");
+    assert_eq!(a.tokenizer.ids("my cards").unwrap(), vec![2, 9, 7, 11, 3], "WordPiece from vocab.txt");
+    assert_eq!(flat(&load(&prefixed).unwrap(), &texts).0, h, "the bert. prefix is optional");
+    assert_eq!(flat(&load(&half).unwrap(), &texts).0, h, "bf16 weights are cast to f32");
+    // Padding does not leak into real tokens: each row equals its sentence alone.
+    for (r, t) in texts.iter().enumerate() {
+        let (alone, [_, l, _]) = flat(&a, &[t]);
+        let row = &h[r * 8 * H..(r * 8 + l) * H];
+        let diff = row.iter().zip(&alone).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+        assert!(diff < 1e-5, "row {r} differs by {diff}");
+    }
+    // Mean pooling without sentence-transformers files; 2-d output of the hidden width.
+    let e = a.embed(&texts, 2).unwrap();
+    assert_eq!((e.len(), e[0].len()), (3, H));
+}
+
+#[test]
+fn long_input_is_truncated_and_reported_not_a_crash() {
+    let root = tempfile::tempdir().unwrap();
+    folder(root.path(), "", Dtype::F32);
+    let enc = load(root.path()).unwrap();
+    let long = vec!["hello"; 40].join(" ");
+    let batch = enc.tokenizer.encode_batch(&[&long, "hello"]).unwrap();
+    assert_eq!((batch.len, batch.truncated), (P, 1));
+    assert_eq!(enc.embed(&[&long], 1).unwrap()[0].len(), H);
+    // A user limit below max_position_embeddings, and one above it refused.
+    let short = SentenceEncoder::<B>::load(root.path(), Some(6), &Default::default()).unwrap();
+    assert_eq!(short.tokenizer.encode_batch(&[&long]).unwrap().len, 6);
+    let e = SentenceEncoder::<B>::load(root.path(), Some(P + 1), &Default::default()).unwrap_err().to_string();
+    assert!(e.contains("--max-len") && e.contains("max_position_embeddings"), "{e}");
+}
+
+#[test]
+fn loading_errors_name_the_problem() {
+    let root = tempfile::tempdir().unwrap();
+    let case = |name: &str, f: &dyn Fn(&Path)| -> String {
+        let d = root.path().join(name);
+        folder(&d, "", Dtype::F32);
+        f(&d);
+        load(&d).err().unwrap_or_else(|| panic!("{name}: loaded"))
+    };
+    let e = case("truncated", &|d| {
+        let p = d.join("model.safetensors");
+        let b = std::fs::read(&p).unwrap();
+        std::fs::write(&p, &b[..b.len() / 2]).unwrap();
+    });
+    assert!(e.contains("model.safetensors"), "{e}");
+    let e = case("nofield", &|d| {
+        let mut c = config();
+        c.as_object_mut().unwrap().remove("hidden_size");
+        std::fs::write(d.join("config.json"), c.to_string()).unwrap();
+    });
+    assert!(e.contains("config.json") && e.contains("missing field `hidden_size`"), "{e}");
+    let e = case("roberta", &|d| {
+        let mut c = config();
+        c["model_type"] = "roberta".into();
+        std::fs::write(d.join("config.json"), c.to_string()).unwrap();
+    });
+    assert!(e.contains("model_type 'roberta' is not supported"), "{e}");
+    let e = case("vocab", &|d| std::fs::write(d.join("vocab.txt"), WORDS[..10].join("\n") + "\n").unwrap());
+    assert!(e.contains("vocab.txt") && e.contains("10 tokens") && e.contains("vocab_size = 12"), "{e}");
+    let e = case("missing", &|d| {
+        write_weights(&d.join("model.safetensors"), "", Dtype::F32, &|n, s| (n != "encoder.layer.1.output.dense.weight").then_some(s))
+    });
+    assert!(e.contains("missing") && e.contains("encoder.layer.1.output.dense.weight"), "{e}");
+    let e = case("shape", &|d| {
+        write_weights(&d.join("model.safetensors"), "", Dtype::F32, &|n, s| {
+            Some(if n == "encoder.layer.0.attention.self.query.weight" { vec![H, H + 1] } else { s })
+        })
+    });
+    assert!(e.contains("encoder.layer.0.attention.self.query.weight"), "{e}");
+    let e = case("notok", &|d| std::fs::remove_file(d.join("vocab.txt")).unwrap());
+    assert!(e.contains("no tokenizer.json and no vocab.txt"), "{e}");
+}
