@@ -4,6 +4,7 @@
 mod cmd_data;
 mod cmd_eval;
 mod cmd_train;
+mod cmd_zero_shot;
 mod common;
 mod embedded;
 mod pipeline;
@@ -42,6 +43,9 @@ enum Command {
     Eval(cmd_eval::EvalArgs),
     /// Predict labels for texts (arguments, or one text per line on stdin).
     Predict(cmd_eval::PredictArgs),
+    /// Zero-shot classifier from a sentence-embedding model and label descriptions (no
+    /// training): writes a model folder for eval/predict and/or classifies texts.
+    ZeroShot(cmd_zero_shot::ZeroShotArgs),
     /// Split → augment (training part) → train → evaluate → gate → save a versioned model →
     /// sample predictions. With no arguments, runs on the example data set embedded in the binary.
     Pipeline(pipeline::PipelineArgs),
@@ -99,6 +103,7 @@ fn main() -> ExitCode {
         Command::Eval(a) => cmd_eval::eval(a),
         Command::Predict(a) => cmd_eval::predict(a),
         Command::Pipeline(a) => pipeline::run(a),
+        Command::ZeroShot(a) => cmd_zero_shot::run(a),
     };
     match result {
         Ok(code) => code,

@@ -4,6 +4,7 @@
 //!   vocabulary, `metrics.json`), written atomically;
 //! - [`mlp`]: the bag-of-words MLP (burn), its architecture and inference wrapper;
 //! - [`bert`]: BERT-family encoders from Hugging Face folders (burn), tokenizer, pooling;
+//! - [`zero_shot`]: label descriptions + sentence embeddings → zero-shot classifier;
 //! - [`svm`]: linear SVM (dual coordinate descent on sparse rows) and kernel SVC (smartcore),
 //!   with calibrated probabilities.
 //!
@@ -15,6 +16,7 @@ pub mod folder;
 pub mod mlp;
 pub mod svm;
 pub mod tensors;
+pub mod zero_shot;
 
 pub use error::{ModelError, Result};
 pub use folder::{ModelConfig, OosConfig, Preprocessing, Versions};

@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use intent_models::zero_shot::ZeroShot;
 use intent_models::{BowMlp, CpuBackend, ModelConfig, ModelError, SvmModel};
 use serde::{Deserialize, Serialize};
 
@@ -11,7 +12,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     /// The folder holds a model kind this build cannot serve.
-    #[error("{}: model kind '{kind}' is not supported (supported: mlp, svm)", path.display())]
+    #[error("{}: model kind '{kind}' is not supported (supported: mlp, svm, zero-shot)", path.display())]
     UnsupportedKind {
         /// The config file.
         path: PathBuf,
@@ -21,6 +22,15 @@ pub enum ServeError {
     /// Loading failed.
     #[error(transparent)]
     Model(#[from] ModelError),
+}
+
+/// The `model_type` of a Hugging Face `config.json` in `dir` (which has no `kind`).
+fn hf_model_type(dir: &Path) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).ok()?).ok()?;
+    if v.get("kind").is_some() {
+        return None;
+    }
+    v.get("model_type").and_then(|t| t.as_str()).map(str::to_string)
 }
 
 /// A label with its score.
@@ -54,15 +64,29 @@ pub enum Classifier {
     Mlp(BowMlp<CpuBackend>),
     /// Linear SVM or kernel SVC with calibrated probabilities.
     Svm(SvmModel),
+    /// Sentence-embedding model with label descriptions (cosine similarity).
+    ZeroShot(ZeroShot<CpuBackend>),
 }
 
 impl Classifier {
     /// Loads a model folder, dispatching on `kind` in its `config.json`.
     pub fn load(dir: &Path) -> Result<Self, ServeError> {
+        if let Some(t) = hf_model_type(dir) {
+            // A Hugging Face folder rather than an intent model folder.
+            return Err(ServeError::Model(ModelError::invalid(
+                dir.join("config.json"),
+                format!(
+                    "a Hugging Face '{t}' checkpoint, not an intent model folder: a sentence-embedding model becomes \
+                     a classifier with a label set (`intent zero-shot --encoder {} --labels FILE --out DIR`)",
+                    dir.display()
+                ),
+            )));
+        }
         let config = ModelConfig::read(dir)?;
         match config.kind.as_str() {
             "mlp" => Ok(Classifier::Mlp(BowMlp::load(dir, &Default::default())?)),
             "svm" => Ok(Classifier::Svm(SvmModel::load(dir)?)),
+            "zero-shot" => Ok(Classifier::ZeroShot(ZeroShot::load(dir, &Default::default())?)),
             other => Err(ServeError::UnsupportedKind { path: dir.join("config.json"), kind: other.to_string() }),
         }
     }
@@ -72,6 +96,7 @@ impl Classifier {
         match self {
             Classifier::Mlp(m) => &m.config,
             Classifier::Svm(m) => &m.config,
+            Classifier::ZeroShot(m) => &m.config,
         }
     }
 
@@ -80,11 +105,16 @@ impl Classifier {
         &self.config().labels
     }
 
-    /// Class probabilities of each text.
+    /// Class probabilities of each text. Only the encoder of a zero-shot model can fail (its
+    /// tokenizer); such a text gets all-zero scores and the error is logged.
     pub fn scores(&self, texts: &[&str]) -> Vec<Vec<f32>> {
         match self {
             Classifier::Mlp(m) => m.scores(texts),
             Classifier::Svm(m) => m.scores(texts),
+            Classifier::ZeroShot(m) => m.scores(texts).unwrap_or_else(|e| {
+                tracing::error!("zero-shot scoring failed: {e}");
+                vec![vec![0.0; m.config.labels.len()]; texts.len()]
+            }),
         }
     }
 
