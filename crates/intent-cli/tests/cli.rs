@@ -133,3 +133,27 @@ fn svm_kernel_pipeline_passes_the_gate_then_linear_train_eval_predict() {
     assert_clean_error(&intent(&["train", "svm", "--train", &train, "--out", "x", "--kernel", "rbf", "--gamma", "wide"], p), "--gamma 'wide'");
     assert!(!p.join("x").exists(), "no model folder after a refused run");
 }
+
+#[test]
+fn zero_shot_folder_then_eval_and_predict() {
+    let minilm = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/all-MiniLM-L6-v2");
+    assert!(minilm.join("model.safetensors").is_file(), "run `cargo xtask fetch-model minilm` first");
+    let labels = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data/labels.json");
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    let (m, l) = (minilm.to_string_lossy().into_owned(), labels.to_string_lossy().into_owned());
+    let o = intent(&["zero-shot", "--encoder", &m, "--labels", &l, "--out", "zs", "where is my package"], p);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}\n{err}");
+    let line: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    assert_eq!(line["label"], "order_status", "{line}");
+    let o = intent(&["predict", "--model", "zs", "hello there"], p);
+    assert!(text(&o).0.contains("\"label\":\"greeting\""), "{:?}", text(&o));
+    std::fs::write(p.join("test.jsonl"), "{\"text\": \"can I return this book\", \"label\": \"return_item\"}\n{\"text\": \"thanks so much\", \"label\": \"thanks\"}\n").unwrap();
+    let o = intent(&["eval", "--model", "zs", "--data", "test.jsonl"], p);
+    assert!(o.status.success() && text(&o).0.contains("accuracy"), "{:?}", text(&o));
+    // A Hugging Face folder is not an intent model: the error says what to do.
+    assert_clean_error(&intent(&["predict", "--model", &m, "hi"], p), "intent zero-shot");
+    // Labels are required.
+    assert_clean_error(&intent(&["zero-shot", "--encoder", &m, "hi"], p), "--labels");
+}
