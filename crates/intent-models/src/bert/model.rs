@@ -13,7 +13,7 @@ use burn::tensor::activation::{gelu, relu, tanh};
 use burn::tensor::backend::Backend;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
-use burn::tensor::{Bool, Int, Tensor};
+use burn::tensor::{Bool, ElementConversion, Int, Tensor};
 
 use super::config::{Activation, BertConfig};
 
@@ -149,13 +149,13 @@ fn activate<B: Backend>(x: Tensor<B, 3>, a: Activation) -> Tensor<B, 3> {
 }
 
 impl<B: Backend> BertLayer<B> {
-    fn forward(&self, x: Tensor<B, 3>, pad: Tensor<B, 4, Bool>, heads: usize, act: Activation) -> Tensor<B, 3> {
+    fn forward(&self, x: Tensor<B, 3>, pad: Option<Tensor<B, 4, Bool>>, heads: usize, act: Activation) -> Tensor<B, 3> {
         let [b, l, d] = x.dims();
         let split = |t: Tensor<B, 3>| t.reshape([b, l, heads, d / heads]).swap_dims(1, 2);
         let a = &self.attention.self_attn;
         let (q, k, v) = (split(a.query.forward(x.clone())), split(a.key.forward(x.clone())), split(a.value.forward(x.clone())));
         // softmax(q·kᵀ/√d_head with padded keys masked)·v
-        let ctx = attention(q, k, v, Some(pad), None, AttentionModuleOptions::default()).swap_dims(1, 2).reshape([b, l, d]);
+        let ctx = attention(q, k, v, pad, None, AttentionModuleOptions::default()).swap_dims(1, 2).reshape([b, l, d]);
         let o = &self.attention.output;
         let x = o.layer_norm.forward(x + o.dense.forward(ctx));
         let h = activate(self.intermediate.dense.forward(x.clone()), act);
@@ -174,7 +174,9 @@ impl<B: Backend> BertModel<B> {
         let x = e.word_embeddings.forward(input_ids) + e.position_embeddings.forward(positions) + e.token_type_embeddings.forward(token_type_ids);
         let mut x = e.layer_norm.forward(x);
         let h = self.heads;
-        let pad: Tensor<B, 4, Bool> = attention_mask.equal_elem(0).reshape([b, 1, 1, l]).expand([b, h, l, l]);
+        // Without padding (one text, or texts of one length) no mask is needed at all.
+        let padded = attention_mask.clone().equal_elem(0).any().into_scalar().elem::<bool>();
+        let pad: Option<Tensor<B, 4, Bool>> = padded.then(|| attention_mask.equal_elem(0).reshape([b, 1, 1, l]).expand([b, h, l, l]));
         for layer in &self.encoder.layer {
             x = layer.forward(x, pad.clone(), h, self.activation.0);
         }
