@@ -14,6 +14,7 @@ pub mod progress;
 pub mod schedule;
 pub mod sparse;
 pub mod svm;
+mod validation;
 
 pub use device::DeviceSpec;
 pub use engine::{fit, EngineConfig, EpochLog, TrainTask};

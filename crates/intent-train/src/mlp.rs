@@ -9,8 +9,8 @@ use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use intent_data::text::{SparseVec, Vectorizer, VectorizerConfig};
 use intent_data::{data_hash, Dataset};
-use intent_eval::{evaluate_multi, evaluate_single, tune_oos_threshold, OosPolicy, Report};
-use intent_models::folder::{now_unix, ModelConfig, OosConfig, Preprocessing, Versions, VOCAB_FILE};
+use intent_eval::Report;
+use intent_models::folder::{now_unix, ModelConfig, Preprocessing, Versions, VOCAB_FILE};
 use intent_models::mlp::{Mlp, MlpArchitecture, SparseBatch};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -80,37 +80,6 @@ impl<B: Backend> TrainedMlp<B> {
     }
 }
 
-pub(crate) fn per_label_thresholds(gold: &[Vec<String>], scores: &[Vec<f32>], labels: &[String]) -> Vec<f32> {
-    // Per label, the threshold in 0.05..0.95 that maximises that label's F1 on validation data;
-    // 0.5 for labels without a positive validation example.
-    (0..labels.len())
-        .map(|c| {
-            let pos: Vec<bool> = gold.iter().map(|g| g.contains(&labels[c])).collect();
-            if !pos.iter().any(|&p| p) {
-                return 0.5;
-            }
-            let mut best = (0.5f32, -1.0f64);
-            for k in 1..20 {
-                let t = k as f32 * 0.05;
-                let (mut tp, mut fp, mut fneg) = (0usize, 0usize, 0usize);
-                for (s, &p) in scores.iter().zip(&pos) {
-                    match (s[c] >= t, p) {
-                        (true, true) => tp += 1,
-                        (true, false) => fp += 1,
-                        (false, true) => fneg += 1,
-                        _ => {}
-                    }
-                }
-                let f1 = 2.0 * tp as f64 / (2 * tp + fp + fneg).max(1) as f64;
-                if f1 > best.1 {
-                    best = (t, f1);
-                }
-            }
-            best.0
-        })
-        .collect()
-}
-
 /// Trains an MLP on `train`, validating on `val` each epoch (early stopping and best checkpoint
 /// follow the validation score: accuracy, or micro-F1 for multi-label data).
 pub fn train_mlp<B: AutodiffBackend>(
@@ -120,14 +89,7 @@ pub fn train_mlp<B: AutodiffBackend>(
     device: &B::Device,
 ) -> Result<TrainedMlp<B::InnerBackend>, TrainError> {
     opts.engine.validate()?;
-    let labels = train.labels();
-    if labels.len() < 2 {
-        return Err(TrainError::Data(format!(
-            "training data has {} label(s) ({}); a classifier needs at least two",
-            labels.len(),
-            labels.join(", ")
-        )));
-    }
+    let labels = crate::validation::require_two_labels(train)?;
     let multi = train.multi_label;
     let vectorizer = Vectorizer::fit(&train.texts(), opts.vectorizer.clone())?;
     let arch = MlpArchitecture {
@@ -217,26 +179,8 @@ pub fn train_mlp<B: AutodiffBackend>(
     // Thresholds and the validation report, on the full validation set.
     let val_report = match val {
         Some(v) if !v.is_empty() => {
-            let texts: Vec<&str> = v.texts();
-            let scores = model.scores(&texts);
-            if multi {
-                let gold: Vec<Vec<String>> = v.examples.iter().map(|e| e.labels.clone()).collect();
-                let th = per_label_thresholds(&gold, &scores, &labels);
-                model.config.thresholds = Some(th.clone());
-                Some(evaluate_multi(&gold, &scores, &labels, &th).0)
-            } else {
-                let gold: Vec<&str> = v.examples.iter().map(|e| e.label().unwrap_or("")).collect();
-                let usable: Vec<usize> =
-                    (0..gold.len()).filter(|&i| index.contains_key(gold[i]) || gold[i] == opts.oos_label).collect();
-                let g: Vec<&str> = usable.iter().map(|&i| gold[i]).collect();
-                let s: Vec<Vec<f32>> = usable.iter().map(|&i| scores[i].clone()).collect();
-                let policy = tune_oos_threshold(&g, &s, &labels, &opts.oos_label).map(|(t, score)| {
-                    tracing::info!("out-of-scope threshold {t:.4} tuned on validation data (balanced score {score:.4})");
-                    model.config.oos = Some(OosConfig { label: opts.oos_label.clone(), threshold: t });
-                    OosPolicy { label: opts.oos_label.clone(), threshold: Some(t) }
-                });
-                Some(evaluate_single(&g, &s, &labels, policy.as_ref()).0)
-            }
+            let scores = model.scores(&v.texts());
+            Some(crate::validation::validation_report(&mut model.config, &scores, v, &index, &opts.oos_label))
         }
         _ => None,
     };

@@ -13,8 +13,8 @@ use std::time::Instant;
 use intent_data::split::{stratified_split, SplitConfig};
 use intent_data::text::{SparseVec, Vectorizer, VectorizerConfig};
 use intent_data::{data_hash, Dataset};
-use intent_eval::{evaluate_multi, evaluate_single, tune_oos_threshold, OosPolicy, Report};
-use intent_models::folder::{now_unix, ModelConfig, OosConfig, Preprocessing, Versions, VOCAB_FILE};
+use intent_eval::Report;
+use intent_models::folder::{now_unix, ModelConfig, Preprocessing, Versions, VOCAB_FILE};
 use intent_models::svm::calibration::{fit_platt, fit_temperature};
 use intent_models::svm::linear::FitInfo;
 use intent_models::svm::{fit_body, Calibration, SvmBody, SvmModel, SvmParams};
@@ -161,14 +161,7 @@ pub fn train_svm(train: &Dataset, val: Option<&Dataset>, opts: &SvmOptions) -> R
             message: format!("{}: expected a share in [0, 0.5)", opts.calibration_holdout),
         });
     }
-    let labels = train.labels();
-    if labels.len() < 2 {
-        return Err(TrainError::Data(format!(
-            "training data has {} label(s) ({}); a classifier needs at least two",
-            labels.len(),
-            labels.join(", ")
-        )));
-    }
+    let labels = crate::validation::require_two_labels(train)?;
     let multi = train.multi_label;
     let k = labels.len();
     let index: BTreeMap<&str, usize> = labels.iter().enumerate().map(|(i, l)| (l.as_str(), i)).collect();
@@ -251,7 +244,10 @@ pub fn train_svm(train: &Dataset, val: Option<&Dataset>, opts: &SvmOptions) -> R
     model.config.architecture = serde_json::to_value(model.architecture()).expect("serializes");
 
     let val_report = match val {
-        Some(v) if !v.is_empty() => Some(validation_report(&mut model, v, &labels, &index, opts)),
+        Some(v) if !v.is_empty() => {
+            let scores = model.scores(&v.texts());
+            Some(crate::validation::validation_report(&mut model.config, &scores, v, &index, &opts.oos_label))
+        }
         _ => None,
     };
     Ok(TrainedSvm {
@@ -263,29 +259,6 @@ pub fn train_svm(train: &Dataset, val: Option<&Dataset>, opts: &SvmOptions) -> R
         calibration_nll,
         val_report,
     })
-}
-
-/// Tunes the out-of-scope threshold (or per-label thresholds) on validation data and reports.
-fn validation_report(model: &mut SvmModel, v: &Dataset, labels: &[String], index: &BTreeMap<&str, usize>, opts: &SvmOptions) -> Report {
-    let texts: Vec<&str> = v.texts();
-    let scores = model.scores(&texts);
-    if model.config.multi_label {
-        let gold: Vec<Vec<String>> = v.examples.iter().map(|e| e.labels.clone()).collect();
-        let th = crate::mlp::per_label_thresholds(&gold, &scores, labels);
-        model.config.thresholds = Some(th.clone());
-        evaluate_multi(&gold, &scores, labels, &th).0
-    } else {
-        let gold: Vec<&str> = v.examples.iter().map(|e| e.label().unwrap_or("")).collect();
-        let usable: Vec<usize> = (0..gold.len()).filter(|&i| index.contains_key(gold[i]) || gold[i] == opts.oos_label).collect();
-        let g: Vec<&str> = usable.iter().map(|&i| gold[i]).collect();
-        let s: Vec<Vec<f32>> = usable.iter().map(|&i| scores[i].clone()).collect();
-        let policy = tune_oos_threshold(&g, &s, labels, &opts.oos_label).map(|(t, score)| {
-            tracing::info!("out-of-scope threshold {t:.4} tuned on validation data (balanced score {score:.4})");
-            model.config.oos = Some(OosConfig { label: opts.oos_label.clone(), threshold: t });
-            OosPolicy { label: opts.oos_label.clone(), threshold: Some(t) }
-        });
-        evaluate_single(&g, &s, labels, policy.as_ref()).0
-    }
 }
 
 /// Summary of [`train_svm_to_dir`].
