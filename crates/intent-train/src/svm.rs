@@ -97,14 +97,9 @@ fn fit_on(data: &Dataset, index: &BTreeMap<&str, usize>, k: usize, opts: &SvmOpt
     Ok(Fitted { vectorizer, body, info })
 }
 
+/// Decision values of `texts` under fitted features and weights.
 fn decisions(f: &Fitted, texts: &[&str]) -> Vec<Vec<f32>> {
-    let model = SvmModel {
-        config: placeholder_config(),
-        vectorizer: f.vectorizer.clone(),
-        body: f.body.clone(),
-        calibration: Calibration::Temperature { temperature: 1.0 },
-    };
-    model.decision_function(texts)
+    texts.iter().map(|t| f.body.decision(&f.vectorizer.transform(t))).collect()
 }
 
 fn placeholder_config() -> ModelConfig {

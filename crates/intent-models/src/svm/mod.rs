@@ -115,6 +115,16 @@ pub enum SvmBody {
     Kernel(KernelWeights),
 }
 
+impl SvmBody {
+    /// Decision values (per class) of a feature row.
+    pub fn decision(&self, row: &SparseVec) -> Vec<f32> {
+        match self {
+            SvmBody::Linear(w) => w.decision(row),
+            SvmBody::Kernel(w) => w.decision(row),
+        }
+    }
+}
+
 /// The `architecture` of an SVM's `config.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SvmArchitecture {
@@ -167,10 +177,7 @@ impl SvmModel {
 
     /// Decision values (per class) of a feature row.
     pub fn decision_row(&self, row: &SparseVec) -> Vec<f32> {
-        match &self.body {
-            SvmBody::Linear(w) => w.decision(row),
-            SvmBody::Kernel(w) => w.decision(row),
-        }
+        self.body.decision(row)
     }
 
     /// Decision values of each text.
