@@ -16,9 +16,13 @@ use crate::common::InputFlags;
 #[derive(Args, Debug)]
 pub struct ZeroShotArgs {
     /// Sentence-embedding model: a Hugging Face folder (`cargo xtask fetch-model minilm` puts
-    /// all-MiniLM-L6-v2 in models/all-MiniLM-L6-v2).
-    #[arg(long)]
-    pub encoder: PathBuf,
+    /// all-MiniLM-L6-v2 in models/all-MiniLM-L6-v2) or a hub repo id such as
+    /// sentence-transformers/all-MiniLM-L6-v2 (hub cache, HF_HUB_OFFLINE, HF_ENDPOINT honoured).
+    #[arg(long, value_name = "DIR|REPO_ID")]
+    pub encoder: String,
+    /// Hub revision (branch, tag or commit) when --encoder is a repo id.
+    #[arg(long, default_value = "main")]
+    pub revision: String,
     /// Labels file: {"label": "description", …}.
     #[arg(long, conflicts_with = "labels_from")]
     pub labels: Option<PathBuf>,
@@ -52,9 +56,8 @@ pub fn run(a: ZeroShotArgs) -> Result<ExitCode> {
         (None, Some(p)) => describe(&a.input.load(p)?.data.labels(), &a.template),
         (None, None) => anyhow::bail!("give --labels FILE ({{\"label\": \"description\", …}}) or --labels-from DATA (label names + --template)"),
     };
-    crate::common::existing(&a.encoder, "encoder folder")?;
-    let encoder = SentenceEncoder::<CpuBackend>::load(&a.encoder, a.max_len, &Default::default())
-        .with_context(|| format!("loading the encoder {}", a.encoder.display()))?;
+    let (encoder, encoder_dir) = SentenceEncoder::<CpuBackend>::from_pretrained(&a.encoder, Some(&a.revision), a.max_len, &Default::default())
+        .with_context(|| format!("loading the encoder {}", a.encoder))?;
     let template = a.labels.is_none().then(|| a.template.clone());
     let mut zs = ZeroShot::new(encoder, labels, template)?;
     let mut metrics = serde_json::json!({});
@@ -71,7 +74,7 @@ pub fn run(a: ZeroShotArgs) -> Result<ExitCode> {
         metrics = serde_json::json!({ "calibration": { "temperature": t, "fitted_on": p, "examples": texts.len() } });
     }
     if let Some(out) = &a.out {
-        zs.save(out, &a.encoder, &metrics).with_context(|| format!("writing {}", out.display()))?;
+        zs.save(out, &encoder_dir, &metrics).with_context(|| format!("writing {}", out.display()))?;
         println!("saved {} ({} labels)", out.display(), zs.config.labels.len());
     }
     let model = intent_serve::Classifier::ZeroShot(zs);

@@ -156,4 +156,30 @@ fn zero_shot_folder_then_eval_and_predict() {
     assert_clean_error(&intent(&["predict", "--model", &m, "hi"], p), "intent zero-shot");
     // Labels are required.
     assert_clean_error(&intent(&["zero-shot", "--encoder", &m, "hi"], p), "--labels");
+
+    // A hub repo id is read from the hub cache ($HF_HOME/hub, the layout Python writes) when
+    // HF_HUB_OFFLINE is set; one that is not cached is a clean error saying so.
+    let snap = p.join("hf/hub/models--sentence-transformers--all-MiniLM-L6-v2/snapshots/abc123");
+    std::fs::create_dir_all(&snap).unwrap();
+    std::fs::create_dir_all(p.join("hf/hub/models--sentence-transformers--all-MiniLM-L6-v2/refs")).ok();
+    std::fs::write(p.join("hf/hub/models--sentence-transformers--all-MiniLM-L6-v2/refs/main"), "abc123").unwrap();
+    for f in ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "modules.json", "1_Pooling/config.json"] {
+        if minilm.join(f).is_file() {
+            std::fs::create_dir_all(snap.join(f).parent().unwrap()).unwrap();
+            std::os::unix::fs::symlink(minilm.join(f), snap.join(f)).unwrap();
+        }
+    }
+    let hub = |repo: &str| {
+        Command::new(env!("CARGO_BIN_EXE_intent"))
+            .args(["zero-shot", "--encoder", repo, "--labels", &l, "where is my package"])
+            .current_dir(p)
+            .env("HF_HOME", p.join("hf"))
+            .env("HF_HUB_OFFLINE", "1")
+            .env_remove("HF_HUB_CACHE")
+            .output()
+            .unwrap()
+    };
+    let o = hub("sentence-transformers/all-MiniLM-L6-v2");
+    assert!(o.status.success() && text(&o).0.contains("order_status"), "{:?}", text(&o));
+    assert_clean_error(&hub("someone/absent-model"), "HF_HUB_OFFLINE");
 }

@@ -4,6 +4,7 @@
 //!   vocabulary, `metrics.json`), written atomically;
 //! - [`mlp`]: the bag-of-words MLP (burn), its architecture and inference wrapper;
 //! - [`bert`]: BERT-family encoders from Hugging Face folders (burn), tokenizer, pooling;
+//! - [`hub`]: model folders by local path or Hugging Face hub repo id (cache, revision, offline);
 //! - [`zero_shot`]: label descriptions + sentence embeddings → zero-shot classifier;
 //! - [`svm`]: linear SVM (dual coordinate descent on sparse rows) and kernel SVC (smartcore),
 //!   with calibrated probabilities.
@@ -13,6 +14,7 @@
 pub mod bert;
 pub mod error;
 pub mod folder;
+pub mod hub;
 pub mod mlp;
 pub mod svm;
 pub mod tensors;

@@ -75,6 +75,27 @@ impl TensorFile {
         Ok(t.data().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes"))).collect())
     }
 
+    /// Whether the file holds a tensor of this name.
+    pub fn has(&self, name: &str) -> bool {
+        SafeTensors::deserialize(&self.bytes).is_ok_and(|st| st.tensor(name).is_ok())
+    }
+
+    /// A floating-point tensor of any dtype (f32, f16, bf16, f64: checkpoints from PyTorch) of
+    /// the given shape, as `f32`.
+    pub fn float(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+        let st = SafeTensors::deserialize(&self.bytes).map_err(|e| ModelError::invalid(&self.path, e.to_string()))?;
+        let dtype = st.tensor(name).map_err(|_| ModelError::invalid(&self.path, format!("tensor '{name}' is missing")))?.dtype();
+        let t = self.view(name, dtype, shape)?;
+        let d = t.data();
+        Ok(match dtype {
+            Dtype::F32 => d.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes"))).collect(),
+            Dtype::F64 => d.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")) as f32).collect(),
+            Dtype::F16 => d.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+            Dtype::BF16 => d.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+            other => return Err(ModelError::invalid(&self.path, format!("tensor '{name}' has dtype {other:?}, expected a float type"))),
+        })
+    }
+
     /// An `i64` tensor of the given shape.
     pub fn i64(&self, name: &str, shape: &[usize]) -> Result<Vec<i64>> {
         let t = self.view(name, Dtype::I64, shape)?;

@@ -6,7 +6,8 @@
 
 use std::path::Path;
 
-use intent_models::bert::SentenceEncoder;
+use intent_models::bert::classifier::has_classification_head;
+use intent_models::bert::{BertClassifier, SentenceEncoder};
 use intent_models::CpuBackend as B;
 use safetensors::tensor::{Dtype, TensorView};
 
@@ -14,6 +15,7 @@ const H: usize = 8;
 const I: usize = 16;
 const P: usize = 16;
 const LAYERS: usize = 2;
+const CLASSES: usize = 3;
 const WORDS: [&str; 12] = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "hello", "world", "card", "lost", "my", "the", "##s"];
 
 /// Deterministic pseudo-random values in (−0.5, 0.5), rounded to bfloat16 so that an f32 and a
@@ -55,6 +57,9 @@ fn tensors() -> Vec<(String, Vec<usize>)> {
         t.push((format!("{p}output.dense.weight"), vec![H, I]));
         t.push((format!("{p}output.dense.bias"), vec![H]));
     }
+    // A sequence-classification head (BertForSequenceClassification's `classifier`).
+    t.push(("classifier.weight".into(), vec![CLASSES, H]));
+    t.push(("classifier.bias".into(), vec![CLASSES]));
     t
 }
 
@@ -69,6 +74,8 @@ fn write_weights(path: &Path, prefix: &str, dtype: Dtype, edit: &dyn Fn(&str, Ve
             Dtype::BF16 => v.iter().flat_map(|x| ((x.to_bits() >> 16) as u16).to_le_bytes()).collect(),
             _ => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
         };
+        // The head sits beside the encoder (`classifier.*`), never under the `bert.` prefix.
+        let prefix = if name.starts_with("classifier.") { "" } else { prefix };
         bytes.push((format!("{prefix}{name}"), shape, b));
     }
     let views: Vec<(String, TensorView<'_>)> = bytes.iter().map(|(n, s, b)| (n.clone(), TensorView::new(dtype, s.clone(), b).unwrap())).collect();
@@ -184,4 +191,101 @@ fn loading_errors_name_the_problem() {
     assert!(e.contains("encoder.layer.0.attention.self.query.weight"), "{e}");
     let e = case("notok", &|d| std::fs::remove_file(d.join("vocab.txt")).unwrap());
     assert!(e.contains("no tokenizer.json and no vocab.txt"), "{e}");
+}
+
+#[test]
+fn host_engine_equals_burn_forward_for_every_activation() {
+    let root = tempfile::tempdir().unwrap();
+    let texts = ["hello world", "my card lost the cards", "hello", "the the the the the the the the the the the the the the the"];
+    for act in ["gelu", "gelu_new", "relu"] {
+        let d = root.path().join(act);
+        folder(&d, "", Dtype::F32);
+        let mut c = config();
+        c["hidden_act"] = act.into();
+        std::fs::write(d.join("config.json"), c.to_string()).unwrap();
+        let host = load(&d).unwrap();
+        assert!(host.uses_host_engine());
+        let burn = load(&d).unwrap().without_host_engine();
+        let ((a, da), (b, db)) = (flat(&host, &texts), flat(&burn, &texts));
+        assert_eq!(da, db);
+        let diff = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+        assert!(diff < 1e-5, "{act}: hidden states differ by {diff}");
+        // The host engine's pooling equals burn's.
+        for (x, y) in host.embed(&texts, 3).unwrap().iter().zip(&burn.embed(&texts, 3).unwrap()) {
+            let diff = x.iter().zip(y).map(|(p, q)| (p - q).abs()).fold(0.0f32, f32::max);
+            assert!(diff < 1e-5, "{act}: pooled vectors differ by {diff}");
+        }
+    }
+}
+
+/// The values `write_weights` gives the tensor called `name`.
+fn weights_of(name: &str) -> Vec<f32> {
+    let (i, (_, shape)) = tensors().into_iter().enumerate().find(|(_, (n, _))| n == name).expect("known tensor");
+    values(shape.iter().product(), i as u64)
+}
+
+#[test]
+fn classification_head_computes_pooler_then_linear_and_reads_id2label() {
+    let root = tempfile::tempdir().unwrap();
+    let d = root.path().join("cls");
+    folder(&d, "bert.", Dtype::F32);
+    let mut c = config();
+    c["id2label"] = serde_json::json!({"0": "greeting", "1": "order_status", "2": "thanks"});
+    c["architectures"] = serde_json::json!(["BertForSequenceClassification"]);
+    std::fs::write(d.join("config.json"), c.to_string()).unwrap();
+    assert!(has_classification_head(&d));
+    let m = BertClassifier::<B>::load(&d, None, &Default::default()).unwrap();
+    assert_eq!(m.config.labels, ["greeting", "order_status", "thanks"]);
+    assert!(!m.config.multi_label);
+    let texts = ["hello world", "my card lost the cards"];
+    // By hand: logits = W_c · tanh(W_p · h_[CLS] + b_p) + b_c, PyTorch layout (weight [out, in]).
+    let (h, l) = {
+        let (h, [_, l, _]) = flat(&m.encoder, &texts);
+        (h, l)
+    };
+    let lin = |w: &[f32], b: &[f32], x: &[f32]| -> Vec<f32> { w.chunks(x.len()).zip(b).map(|(r, b)| r.iter().zip(x).map(|(p, q)| p * q).sum::<f32>() + b).collect() };
+    let logits = m.logits(&texts).unwrap();
+    let scores = m.scores(&texts).unwrap();
+    for (r, got) in logits.iter().enumerate() {
+        let cls = &h[r * l * H..r * l * H + H];
+        let pooled: Vec<f32> = lin(&weights_of("pooler.dense.weight"), &weights_of("pooler.dense.bias"), cls).iter().map(|v| v.tanh()).collect();
+        let want = lin(&weights_of("classifier.weight"), &weights_of("classifier.bias"), &pooled);
+        let diff = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        assert!(diff < 1e-5, "row {r}: logits {got:?} vs {want:?}");
+        let e: Vec<f32> = want.iter().map(|v| v.exp()).collect();
+        let z: f32 = e.iter().sum();
+        assert!(scores[r].iter().zip(&e).all(|(s, e)| (s - e / z).abs() < 1e-5), "softmax of the logits");
+    }
+
+    // Multi-label: sigmoids.
+    c["problem_type"] = "multi_label_classification".into();
+    std::fs::write(d.join("config.json"), c.to_string()).unwrap();
+    let m = BertClassifier::<B>::load(&d, None, &Default::default()).unwrap();
+    assert!(m.config.multi_label);
+    let s = m.scores(&texts).unwrap();
+    for (z, p) in logits.iter().flatten().zip(s.iter().flatten()) {
+        assert!((p - 1.0 / (1.0 + (-z).exp())).abs() < 1e-5);
+    }
+
+    // Errors name the file and what is wrong.
+    let err = |c: serde_json::Value| {
+        std::fs::write(d.join("config.json"), c.to_string()).unwrap();
+        BertClassifier::<B>::load(&d, None, &Default::default()).unwrap_err().to_string()
+    };
+    let mut bad = c.clone();
+    bad["id2label"] = serde_json::json!({"0": "a", "1": "b"});
+    let e = err(bad);
+    assert!(e.contains("config.json") && e.contains("id2label has 2 labels but the classifier has 3 outputs"), "{e}");
+    let mut bad = c.clone();
+    bad["id2label"] = serde_json::json!({"0": "a", "1": "b", "7": "c"});
+    assert!(err(bad).contains("no entry \"2\""));
+    let mut bad = c.clone();
+    bad["problem_type"] = "regression".into();
+    assert!(err(bad).contains("problem_type 'regression'"));
+
+    // Without classifier weights the folder is an encoder, not a classifier.
+    let plain = root.path().join("plain");
+    folder(&plain, "", Dtype::F32);
+    write_weights(&plain.join("model.safetensors"), "", Dtype::F32, &|n, s| (!n.starts_with("classifier.")).then_some(s));
+    assert!(!has_classification_head(&plain));
 }

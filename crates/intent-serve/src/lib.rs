@@ -4,6 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
+use intent_models::bert::classifier::has_classification_head;
+use intent_models::bert::BertClassifier;
 use intent_models::zero_shot::ZeroShot;
 use intent_models::{BowMlp, CpuBackend, ModelConfig, ModelError, SvmModel};
 use serde::{Deserialize, Serialize};
@@ -12,7 +14,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     /// The folder holds a model kind this build cannot serve.
-    #[error("{}: model kind '{kind}' is not supported (supported: mlp, svm, zero-shot)", path.display())]
+    #[error("{}: model kind '{kind}' is not supported (supported: mlp, svm, zero-shot, and Hugging Face BERT classification folders)", path.display())]
     UnsupportedKind {
         /// The config file.
         path: PathBuf,
@@ -66,12 +68,20 @@ pub enum Classifier {
     Svm(SvmModel),
     /// Sentence-embedding model with label descriptions (cosine similarity).
     ZeroShot(ZeroShot<CpuBackend>),
+    /// Fine-tuned BERT with a sequence-classification head (Hugging Face layout).
+    Bert(BertClassifier<CpuBackend>),
 }
 
 impl Classifier {
-    /// Loads a model folder, dispatching on `kind` in its `config.json`.
+    /// Loads a model folder, dispatching on `kind` in its `config.json`. A Hugging Face BERT
+    /// folder (`model_type` instead of `kind`) with a classification head (`classifier.weight`,
+    /// `id2label`) is a fine-tuned classifier; one without a head is a sentence-embedding model,
+    /// which needs a label set first (`intent zero-shot`), and the error says so.
     pub fn load(dir: &Path) -> Result<Self, ServeError> {
         if let Some(t) = hf_model_type(dir) {
+            if has_classification_head(dir) {
+                return Ok(Classifier::Bert(BertClassifier::load(dir, None, &Default::default())?));
+            }
             // A Hugging Face folder rather than an intent model folder.
             return Err(ServeError::Model(ModelError::invalid(
                 dir.join("config.json"),
@@ -97,6 +107,7 @@ impl Classifier {
             Classifier::Mlp(m) => &m.config,
             Classifier::Svm(m) => &m.config,
             Classifier::ZeroShot(m) => &m.config,
+            Classifier::Bert(m) => &m.config,
         }
     }
 
@@ -105,14 +116,18 @@ impl Classifier {
         &self.config().labels
     }
 
-    /// Class probabilities of each text. Only the encoder of a zero-shot model can fail (its
-    /// tokenizer); such a text gets all-zero scores and the error is logged.
+    /// Class probabilities of each text. Only BERT encoders (zero-shot and fine-tuned) can fail
+    /// (their tokenizer); such a text gets all-zero scores and the error is logged.
     pub fn scores(&self, texts: &[&str]) -> Vec<Vec<f32>> {
         match self {
             Classifier::Mlp(m) => m.scores(texts),
             Classifier::Svm(m) => m.scores(texts),
             Classifier::ZeroShot(m) => m.scores(texts).unwrap_or_else(|e| {
                 tracing::error!("zero-shot scoring failed: {e}");
+                vec![vec![0.0; m.config.labels.len()]; texts.len()]
+            }),
+            Classifier::Bert(m) => m.scores(texts).unwrap_or_else(|e| {
+                tracing::error!("BERT scoring failed: {e}");
                 vec![vec![0.0; m.config.labels.len()]; texts.len()]
             }),
         }

@@ -3,10 +3,14 @@
 //! - [`config`]: HF `config.json` as is ([`BertConfig`]), sentence-transformers pooling;
 //! - [`model`]: the encoder in burn ([`BertModel`]), module tree named after HF's weights;
 //! - [`tokenizer`]: `tokenizer.json` or WordPiece from `vocab.txt`, dynamic padding, truncation;
+//! - [`classifier`]: fine-tuned `BertForSequenceClassification` folders as classifiers;
+//! - [`host`]: the CPU inference engine (the same forward pass on host buffers, faster on CPU);
 //! - this module: loading weights (any float dtype, with or without the `bert.` prefix and the
 //!   pooler), and [`SentenceEncoder`]: texts → hidden states → pooled sentence vectors.
 
+pub mod classifier;
 pub mod config;
+pub mod host;
 pub mod model;
 pub mod tokenizer;
 
@@ -18,6 +22,8 @@ use burn::store::{ModuleAdapter, ModuleSnapshot, PyTorchToBurnAdapter, Safetenso
 use burn::tensor::DType;
 
 pub use config::{BertConfig, Pooling, PoolingMode};
+pub use classifier::BertClassifier;
+pub use host::HostBert;
 pub use model::BertModel;
 pub use tokenizer::{BertTokenizer, TokenBatch};
 
@@ -99,6 +105,8 @@ pub struct SentenceEncoder<B: Backend> {
     pub tokenizer: BertTokenizer,
     /// Pooling (sentence-transformers settings, else mean without normalisation).
     pub pooling: Pooling,
+    /// The CPU inference engine, used instead of `model.forward` when present.
+    host: Option<HostBert>,
     device: B::Device,
 }
 
@@ -121,12 +129,32 @@ impl<B: Backend> SentenceEncoder<B> {
         let tokenizer = BertTokenizer::from_dir(dir, config.vocab_size, limit)?;
         let model = load_weights(config.init::<B>(device), &dir.join("model.safetensors"))?;
         let pooling = Pooling::from_sentence_transformers(dir)?.unwrap_or(Pooling { mode: PoolingMode::Mean, normalize: false });
-        Ok(SentenceEncoder { config, model, tokenizer, pooling, device: device.clone() })
+        Self::from_parts(config, model, tokenizer, pooling, device)
     }
 
-    /// Builds an encoder from parts (tests, fine-tuned models).
-    pub fn from_parts(config: BertConfig, model: BertModel<B>, tokenizer: BertTokenizer, pooling: Pooling, device: &B::Device) -> Self {
-        SentenceEncoder { config, model, tokenizer, pooling, device: device.clone() }
+    /// Loads a local folder or, when `spec` is no folder, a hub repo id at `revision` (see
+    /// [`crate::hub`]: cache, `HF_HUB_OFFLINE`, download). Returns the encoder and its folder.
+    pub fn from_pretrained(spec: &str, revision: Option<&str>, max_len: Option<usize>, device: &B::Device) -> Result<(Self, std::path::PathBuf)> {
+        let dir = crate::hub::resolve(spec, &crate::hub::HubOptions::from_env(revision))?;
+        Ok((Self::load(&dir, max_len, device)?, dir))
+    }
+
+    /// Builds an encoder from parts (tests, fine-tuned models). On a CPU backend inference runs
+    /// on the [`HostBert`] engine (see [`host::wanted`]).
+    pub fn from_parts(config: BertConfig, model: BertModel<B>, tokenizer: BertTokenizer, pooling: Pooling, device: &B::Device) -> Result<Self> {
+        let host = if host::wanted::<B>() { Some(HostBert::from_model(&model, &config)?) } else { None };
+        Ok(SentenceEncoder { config, model, tokenizer, pooling, host, device: device.clone() })
+    }
+
+    /// Runs inference on burn's forward pass even on a CPU backend (comparisons, tests).
+    pub fn without_host_engine(mut self) -> Self {
+        self.host = None;
+        self
+    }
+
+    /// Whether inference runs on the [`HostBert`] engine.
+    pub fn uses_host_engine(&self) -> bool {
+        self.host.is_some()
     }
 
     /// Tensors of a token batch.
@@ -138,14 +166,25 @@ impl<B: Backend> SentenceEncoder<B> {
     /// Last hidden states `[rows, len, hidden]` of a batch and its tokens.
     pub fn hidden_states(&self, texts: &[&str]) -> Result<(Tensor<B, 3>, TokenBatch)> {
         let batch = self.tokenizer.encode_batch(texts)?;
+        if let Some(host) = &self.host {
+            let h = host.forward(&batch)?;
+            let t = Tensor::<B, 3>::from_data(TensorData::new(h, [batch.rows, batch.len, host.hidden_size()]), &self.device);
+            return Ok((t, batch));
+        }
         let [ids, types, mask] = self.tensors(&batch);
         Ok((self.model.forward(ids, types, mask), batch))
     }
 
-    /// Pools hidden states `[rows, len, hidden]` with the attention mask `[rows, len]`.
+    /// Pools hidden states `[rows, len, hidden]` with the attention mask `[rows, len]` (the
+    /// encoder's pooling).
     pub fn pool(&self, hidden: Tensor<B, 3>, mask: Tensor<B, 2, Int>) -> Tensor<B, 2> {
+        Self::pool_with(hidden, mask, self.pooling)
+    }
+
+    /// Pools hidden states with the given pooling.
+    pub fn pool_with(hidden: Tensor<B, 3>, mask: Tensor<B, 2, Int>, pooling: Pooling) -> Tensor<B, 2> {
         let [b, _, d] = hidden.dims();
-        let pooled = match self.pooling.mode {
+        let pooled = match pooling.mode {
             PoolingMode::Cls => hidden.slice([0..b, 0..1, 0..d]).reshape([b, d]),
             PoolingMode::Mean => {
                 let m = mask.float().unsqueeze_dim::<3>(2);
@@ -153,7 +192,7 @@ impl<B: Backend> SentenceEncoder<B> {
                 sum / m.sum_dim(1).reshape([b, 1]).clamp_min(1e-9)
             }
         };
-        if self.pooling.normalize {
+        if pooling.normalize {
             let norm = pooled.clone().powi_scalar(2).sum_dim(1).sqrt().clamp_min(1e-12);
             pooled / norm
         } else {
@@ -164,11 +203,20 @@ impl<B: Backend> SentenceEncoder<B> {
     /// Sentence vectors of `texts`, computed in batches of `batch_size` (each padded to its own
     /// longest text).
     pub fn embed(&self, texts: &[&str], batch_size: usize) -> Result<Vec<Vec<f32>>> {
+        self.embed_with(texts, batch_size, self.pooling)
+    }
+
+    /// [`Self::embed`] with another pooling (a classification head reads the `[CLS]` state).
+    pub fn embed_with(&self, texts: &[&str], batch_size: usize, pooling: Pooling) -> Result<Vec<Vec<f32>>> {
         let mut out = Vec::with_capacity(texts.len());
         for chunk in texts.chunks(batch_size.max(1)) {
             let batch = self.tokenizer.encode_batch(chunk)?;
+            if let Some(host) = &self.host {
+                out.extend(host.pool(&host.forward(&batch)?, &batch, pooling));
+                continue;
+            }
             let [ids, types, mask] = self.tensors(&batch);
-            let pooled = self.pool(self.model.forward(ids, types, mask.clone()), mask);
+            let pooled = Self::pool_with(self.model.forward(ids, types, mask.clone()), mask, pooling);
             let d = pooled.dims()[1];
             let flat: Vec<f32> = pooled.into_data().convert::<f32>().into_vec().map_err(|e| ModelError::Fit(format!("{e:?}")))?;
             out.extend(flat.chunks(d).map(<[f32]>::to_vec));
