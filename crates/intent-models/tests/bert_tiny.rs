@@ -289,3 +289,60 @@ fn classification_head_computes_pooler_then_linear_and_reads_id2label() {
     write_weights(&plain.join("model.safetensors"), "", Dtype::F32, &|n, s| (!n.starts_with("classifier.")).then_some(s));
     assert!(!has_classification_head(&plain));
 }
+
+fn max_abs(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
+    a.iter().flatten().zip(b.iter().flatten()).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max)
+}
+
+#[test]
+fn sequence_classifier_loads_a_base_exports_a_hf_folder_and_serves_it_unchanged() {
+    use intent_models::bert::sequence::INTENT_FILE;
+    use intent_models::bert::HeadPooling;
+    let root = tempfile::tempdir().unwrap();
+    let base = root.path().join("base");
+    folder(&base, "", Dtype::F32);
+    let served = BertClassifier::<B>::load(&base, None, &Default::default()).unwrap();
+    let texts = ["hello world", "my card lost the cards", "hello"];
+    let batch = served.encoder.tokenizer.encode_batch(&texts).unwrap();
+    let cfg = served.encoder.config.clone();
+    for pooling in [HeadPooling::Pooler, HeadPooling::Mean] {
+        let (model, head) = cfg.init_classifier::<B>(CLASSES, pooling, &Default::default()).load_weights(&base.join("model.safetensors")).unwrap();
+        assert!(head, "the file has classifier.*");
+        let [ids, types, mask] = served.encoder.tensors(&batch);
+        let flat: Vec<f32> = model.forward(ids, types, mask).into_data().convert::<f32>().into_vec().unwrap();
+        let burn_logits: Vec<Vec<f32>> = flat.chunks(CLASSES).map(<[f32]>::to_vec).collect();
+        if pooling == HeadPooling::Pooler {
+            // burn's module computes what the served (host) classifier computes on the same file.
+            assert!(max_abs(&burn_logits, &served.logits(&texts).unwrap()) < 1e-5);
+        }
+        // Export: a Hugging Face folder, served back with the same logits.
+        let out = root.path().join(format!("out-{pooling:?}"));
+        model.save_pretrained(&out, &cfg, &base, &served.config).unwrap();
+        let hf: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+        assert_eq!(hf["architectures"][0], "BertForSequenceClassification");
+        assert_eq!(hf["id2label"]["2"], "LABEL_2");
+        assert_eq!(hf["problem_type"], "single_label_classification");
+        assert!(out.join("vocab.txt").is_file() && out.join(INTENT_FILE).is_file());
+        let bytes = std::fs::read(out.join("model.safetensors")).unwrap();
+        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        assert_eq!(st.tensor("classifier.weight").unwrap().shape(), [CLASSES, H], "PyTorch layout [out, in]");
+        assert_eq!(st.tensor("bert.encoder.layer.0.intermediate.dense.weight").unwrap().shape(), [I, H]);
+        for name in ["bert.embeddings.LayerNorm.weight", "bert.encoder.layer.1.attention.self.query.bias", "bert.encoder.layer.1.output.LayerNorm.bias"] {
+            assert!(st.tensor(name).is_ok(), "{name} in HF spelling");
+        }
+        assert_eq!(st.tensor("bert.pooler.dense.weight").is_ok(), pooling == HeadPooling::Pooler);
+        let back = BertClassifier::<B>::load(&out, None, &Default::default()).unwrap();
+        let diff = max_abs(&burn_logits, &back.logits(&texts).unwrap());
+        assert!(diff < 1e-5, "{pooling:?}: exported folder serves other logits ({diff})");
+        // And it loads back into the burn module as the same model.
+        let (again, head) = cfg.init_classifier::<B>(CLASSES, pooling, &Default::default()).load_weights(&out.join("model.safetensors")).unwrap();
+        assert!(head);
+        let [ids, types, mask] = served.encoder.tensors(&batch);
+        let flat2: Vec<f32> = again.forward(ids, types, mask).into_data().convert::<f32>().into_vec().unwrap();
+        assert_eq!(flat, flat2, "{pooling:?}: export → reload gives identical logits");
+    }
+    // A base encoder without a head: the head starts fresh, reported.
+    write_weights(&base.join("model.safetensors"), "", Dtype::F32, &|n, s| (!n.starts_with("classifier.")).then_some(s));
+    let (_, head) = cfg.init_classifier::<B>(CLASSES, HeadPooling::Pooler, &Default::default()).load_weights(&base.join("model.safetensors")).unwrap();
+    assert!(!head);
+}

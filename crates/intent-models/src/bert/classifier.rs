@@ -2,13 +2,17 @@
 //! the encoder, the pooler (`tanh(W·h_[CLS] + b)`) and a linear `classifier` over it, with the
 //! class names in `config.json`'s `id2label` and `problem_type` choosing softmax (single-label)
 //! or per-label sigmoids (`multi_label_classification`). Such a folder, as written by
-//! `transformers`' `save_pretrained`, is served as is by [`BertClassifier::load`].
+//! `transformers`' `save_pretrained`, is served as is by [`BertClassifier::load`]. A folder
+//! written by `intent train bert` also holds `intent.json` (see [`super::sequence::INTENT_FILE`]):
+//! per-label thresholds, the out-of-scope threshold, training facts, and the head's pooling
+//! (`mean` heads skip the pooler).
 
 use std::path::Path;
 
 use burn::prelude::*;
 use intent_data::text::VectorizerConfig;
 
+use super::sequence::{HeadPooling, INTENT_FILE};
 use super::{BertConfig, Pooling, PoolingMode, SentenceEncoder};
 use crate::error::{ModelError, Result};
 use crate::folder::{ModelConfig, Preprocessing, Versions, CONFIG_FILE, WEIGHTS_FILE};
@@ -50,6 +54,7 @@ pub struct BertClassifier<B: Backend> {
     pub encoder: SentenceEncoder<B>,
     pooler: Option<HostLinear>,
     classifier: HostLinear,
+    pooling: HeadPooling,
 }
 
 /// Whether `dir` is a Hugging Face BERT folder whose weights include a classification head.
@@ -91,6 +96,20 @@ impl<B: Backend> BertClassifier<B> {
             }
         };
         let vocab_file = if dir.join("tokenizer.json").is_file() { "tokenizer.json" } else { "vocab.txt" };
+        let meta_path = dir.join(INTENT_FILE);
+        if meta_path.is_file() {
+            let text = std::fs::read_to_string(&meta_path).map_err(|e| ModelError::io(&meta_path, e))?;
+            let config: ModelConfig = serde_json::from_str(&text).map_err(|e| ModelError::invalid(&meta_path, format!("line {}: {e}", e.line())))?;
+            config.check_labels(&meta_path)?;
+            if config.labels != labels || config.multi_label != multi_label {
+                return Err(ModelError::invalid(&meta_path, "labels or multi_label differ from config.json's id2label / problem_type"));
+            }
+            let pooling: HeadPooling = match config.architecture.get("head_pooling") {
+                Some(v) => serde_json::from_value(v.clone()).map_err(|e| ModelError::invalid(&meta_path, format!("architecture.head_pooling: {e}")))?,
+                None => HeadPooling::Pooler,
+            };
+            return Ok(BertClassifier { config, encoder, pooler, classifier, pooling });
+        }
         let config = ModelConfig {
             kind: "bert".into(),
             format_version: crate::folder::FORMAT_VERSION,
@@ -116,17 +135,18 @@ impl<B: Backend> BertClassifier<B> {
             created_unix: 0,
         };
         config.check_labels(&cfg_path)?;
-        Ok(BertClassifier { config, encoder, pooler, classifier })
+        Ok(BertClassifier { config, encoder, pooler, classifier, pooling: HeadPooling::Pooler })
     }
 
     /// Logits `[texts][labels]`.
     pub fn logits(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
-        let cls = self.encoder.embed_with(texts, BATCH, Pooling { mode: PoolingMode::Cls, normalize: false })?;
-        Ok(cls
+        let mode = if self.pooling == HeadPooling::Mean { PoolingMode::Mean } else { PoolingMode::Cls };
+        let vectors = self.encoder.embed_with(texts, BATCH, Pooling { mode, normalize: false })?;
+        Ok(vectors
             .iter()
-            .map(|h| match &self.pooler {
-                Some(p) => self.classifier.apply(&p.apply(h).iter().map(|v| v.tanh()).collect::<Vec<_>>()),
-                None => self.classifier.apply(h),
+            .map(|h| match (&self.pooler, self.pooling) {
+                (Some(p), HeadPooling::Pooler) => self.classifier.apply(&p.apply(h).iter().map(|v| v.tanh()).collect::<Vec<_>>()),
+                _ => self.classifier.apply(h),
             })
             .collect())
     }

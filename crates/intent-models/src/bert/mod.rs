@@ -4,6 +4,7 @@
 //! - [`model`]: the encoder in burn ([`BertModel`]), module tree named after HF's weights;
 //! - [`tokenizer`]: `tokenizer.json` or WordPiece from `vocab.txt`, dynamic padding, truncation;
 //! - [`classifier`]: fine-tuned `BertForSequenceClassification` folders as classifiers;
+//! - [`sequence`]: `BertForSequenceClassification` in burn (fine-tuning, HF-layout export);
 //! - [`host`]: the CPU inference engine (the same forward pass on host buffers, faster on CPU);
 //! - this module: loading weights (any float dtype, with or without the `bert.` prefix and the
 //!   pooler), and [`SentenceEncoder`]: texts → hidden states → pooled sentence vectors.
@@ -12,6 +13,7 @@ pub mod classifier;
 pub mod config;
 pub mod host;
 pub mod model;
+pub mod sequence;
 pub mod tokenizer;
 
 use std::path::Path;
@@ -25,6 +27,7 @@ pub use config::{BertConfig, Pooling, PoolingMode};
 pub use classifier::BertClassifier;
 pub use host::HostBert;
 pub use model::BertModel;
+pub use sequence::{BertForSequenceClassification, HeadPooling};
 pub use tokenizer::{BertTokenizer, TokenBatch};
 
 use crate::error::{ModelError, Result};

@@ -84,13 +84,23 @@ pub struct BertEncoder<B: Backend> {
     pub layer: Vec<BertLayer<B>>,
 }
 
-/// The BERT encoder (no pooler: sentence vectors come from [`super::Pooling`]).
+/// HF's pooler: `tanh(W·h_[CLS] + b)` (read by classification heads only).
+#[derive(Module, Debug)]
+pub struct BertPooler<B: Backend> {
+    /// `[hidden, hidden]`.
+    pub dense: Linear<B>,
+}
+
+/// The BERT encoder. Sentence vectors come from [`super::Pooling`]; the pooler is present only
+/// in classifiers ([`super::sequence::BertForSequenceClassification`]).
 #[derive(Module, Debug)]
 pub struct BertModel<B: Backend> {
     /// Embeddings.
     pub embeddings: BertEmbeddings<B>,
     /// Layers.
     pub encoder: BertEncoder<B>,
+    /// HF `pooler` (classifiers only).
+    pub pooler: Option<BertPooler<B>>,
     /// Attention heads.
     #[module(skip)]
     pub heads: usize,
@@ -130,6 +140,7 @@ impl BertConfig {
                     })
                     .collect(),
             },
+            pooler: None,
             heads: self.num_attention_heads,
             activation: ActivationKind(self.activation().unwrap_or(Activation::Gelu)),
         }

@@ -1,0 +1,169 @@
+//! `BertForSequenceClassification` in burn, for fine-tuning: the encoder with its pooler
+//! (`bert.*`), dropout and a linear `classifier`, the module tree named after Hugging Face's
+//! weights so that a fine-tuned model is saved as a folder `transformers` loads
+//! (`AutoModelForSequenceClassification.from_pretrained`), and such a folder (or a bare encoder
+//! such as all-MiniLM-L6-v2, whose head then starts fresh) loads back.
+//!
+//! Two heads: HF's (`tanh` pooler over `[CLS]`, then the classifier; the default and the one
+//! `transformers` computes) and mean pooling over the attention mask straight into the
+//! classifier (the recipe of `../shared/anchors/hf_finetune.py`; its folders are served by
+//! `intent`, and `transformers` would read them with its own, different head).
+
+use std::path::Path;
+
+use burn::module::Module;
+use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
+use burn::prelude::*;
+use burn::store::{BurnToPyTorchAdapter, ModuleAdapter, ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore};
+use burn::tensor::activation::tanh;
+use serde::{Deserialize, Serialize};
+
+use super::model::{BertModel, BertPooler};
+use super::{hf_name, BertConfig, CastToF32};
+use crate::error::{ModelError, Result};
+use crate::folder::{write_json, write_model_dir, ModelConfig, CONFIG_FILE, WEIGHTS_FILE};
+
+/// Our metadata beside a Hugging Face folder (labels, thresholds, out-of-scope threshold, head
+/// pooling, training facts, data hash, versions): a [`ModelConfig`] of kind `bert`.
+pub const INTENT_FILE: &str = "intent.json";
+
+/// Tokenizer files copied into an exported folder when the source has them.
+const TOKENIZER_FILES: [&str; 4] = ["tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json"];
+
+/// Which sentence vector the classifier reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum HeadPooling {
+    /// HF's pooler: `tanh(W·h_[CLS] + b)`.
+    #[default]
+    Pooler,
+    /// Mean of the hidden states over the attention mask.
+    Mean,
+}
+
+/// The encoder, dropout and classification head.
+#[derive(Module, Debug)]
+pub struct BertForSequenceClassification<B: Backend> {
+    /// HF `bert` (embeddings, encoder, pooler).
+    pub bert: BertModel<B>,
+    /// Dropout on the sentence vector (HF `classifier_dropout`, else `hidden_dropout_prob`).
+    pub dropout: Dropout,
+    /// `[hidden, labels]`.
+    pub classifier: Linear<B>,
+    /// The head's pooling.
+    #[module(skip)]
+    pub pooling: HeadPooling,
+}
+
+impl BertConfig {
+    /// Dropout probability of the classification head: `classifier_dropout`, else
+    /// `hidden_dropout_prob`, else 0.1 (transformers' rule).
+    pub fn classifier_dropout(&self) -> f64 {
+        let get = |k: &str| self.extra.get(k).and_then(|v| v.as_f64());
+        get("classifier_dropout").or_else(|| get("hidden_dropout_prob")).unwrap_or(0.1)
+    }
+
+    /// A classifier of this configuration with `labels` outputs (burn's initialisation; weights
+    /// are then loaded, and the head stays fresh when the checkpoint has none).
+    pub fn init_classifier<B: Backend>(&self, labels: usize, pooling: HeadPooling, device: &B::Device) -> BertForSequenceClassification<B> {
+        let mut bert = self.init::<B>(device);
+        if pooling == HeadPooling::Pooler {
+            bert.pooler = Some(BertPooler { dense: LinearConfig::new(self.hidden_size, self.hidden_size).init(device) });
+        }
+        BertForSequenceClassification {
+            bert,
+            dropout: DropoutConfig::new(self.classifier_dropout()).init(),
+            classifier: LinearConfig::new(self.hidden_size, labels).init(device),
+            pooling,
+        }
+    }
+}
+
+impl<B: Backend> BertForSequenceClassification<B> {
+    /// Logits `[batch, labels]` of token ids, token types and the attention mask (`[batch, len]`).
+    /// Dropout is active only on an autodiff backend in training mode.
+    pub fn forward(&self, input_ids: Tensor<B, 2, Int>, token_type_ids: Tensor<B, 2, Int>, attention_mask: Tensor<B, 2, Int>) -> Tensor<B, 2> {
+        let h = self.bert.forward(input_ids, token_type_ids, attention_mask.clone());
+        let [b, _, d] = h.dims();
+        let v = match (self.pooling, &self.bert.pooler) {
+            (HeadPooling::Pooler, Some(p)) => tanh(p.dense.forward(h.slice([0..b, 0..1, 0..d]).reshape([b, d]))),
+            (HeadPooling::Pooler, None) => h.slice([0..b, 0..1, 0..d]).reshape([b, d]),
+            (HeadPooling::Mean, _) => {
+                let m = attention_mask.float().unsqueeze_dim::<3>(2);
+                (h * m.clone()).sum_dim(1).reshape([b, d]) / m.sum_dim(1).reshape([b, 1]).clamp_min(1e-9)
+            }
+        };
+        self.classifier.forward(self.dropout.forward(v))
+    }
+
+    /// Loads `model.safetensors` of a base encoder (`embeddings.*`, with or without `bert.`)
+    /// or of a `BertForSequenceClassification` (then the head too). Returns whether the file
+    /// held the head (`classifier.*`); a missing head or pooler keeps its fresh initialisation,
+    /// any other missing or mis-shaped tensor is an error naming it.
+    pub fn load_weights(mut self, path: &Path) -> Result<(Self, bool)> {
+        if !path.is_file() {
+            return Err(ModelError::io(path, std::io::Error::new(std::io::ErrorKind::NotFound, "weights file missing")));
+        }
+        let mut store = SafetensorsStore::from_file(path)
+            .with_from_adapter(PyTorchToBurnAdapter.chain(CastToF32))
+            .with_key_remapping(r"^bert\.", "")
+            .with_key_remapping(r"^(embeddings|encoder|pooler)\.", "bert.$1.")
+            .with_key_remapping(r"\.LayerNorm\.", ".layer_norm.")
+            .with_key_remapping(r"\.attention\.self\.", ".attention.self_attn.")
+            .allow_partial(true)
+            .validate(false);
+        let r = self.load_from(&mut store).map_err(|e| ModelError::invalid(path, format!("cannot read the weights: {e}")))?;
+        if !r.errors.is_empty() {
+            let list: Vec<String> = r.errors.iter().take(5).map(|e| hf_name(&e.to_string())).collect();
+            return Err(ModelError::invalid(path, format!("{} tensor(s) do not fit the config: {}", r.errors.len(), list.join("; "))));
+        }
+        let fresh = |p: &str| p.starts_with("classifier.") || p.starts_with("bert.pooler.");
+        let missing: Vec<String> = r.missing.iter().filter(|(p, _)| !fresh(p)).map(|(p, _)| hf_name(p)).collect();
+        if !missing.is_empty() {
+            return Err(ModelError::invalid(path, format!("{} tensor(s) missing: {}", missing.len(), missing.iter().take(8).cloned().collect::<Vec<_>>().join(", "))));
+        }
+        let head = !r.missing.iter().any(|(p, _)| p.starts_with("classifier."));
+        Ok((self, head))
+    }
+
+    /// Writes `model.safetensors` under Hugging Face's names and layout (`bert.…`, `LayerNorm`,
+    /// `self`, Linear weights `[out, in]`, `classifier.…`).
+    pub fn save_weights(&self, path: &Path) -> Result<()> {
+        let mut store = SafetensorsStore::from_file(path)
+            .overwrite(true)
+            .with_to_adapter(BurnToPyTorchAdapter)
+            .with_key_remapping(r"\.layer_norm\.", ".LayerNorm.")
+            .with_key_remapping(r"\.self_attn\.", ".self.");
+        self.save_into(&mut store).map_err(|e| ModelError::invalid(path, format!("cannot write the weights: {e}")))
+    }
+}
+
+impl<B: Backend> BertForSequenceClassification<B> {
+    /// Writes a Hugging Face model folder, atomically: `config.json` (the base config with
+    /// `architectures`, `id2label`, `label2id`, `problem_type`), `model.safetensors` under HF
+    /// names, the tokenizer files of `tokenizer_dir`, and [`INTENT_FILE`] (`meta`, this crate's
+    /// description of the model, with the head pooling in `architecture.head_pooling`).
+    pub fn save_pretrained(&self, dir: &Path, base: &BertConfig, tokenizer_dir: &Path, meta: &ModelConfig) -> Result<()> {
+        let mut config = base.clone();
+        config.id2label = Some(meta.labels.iter().enumerate().map(|(i, l)| (i.to_string(), l.clone())).collect());
+        config.label2id = Some(meta.labels.iter().enumerate().map(|(i, l)| (l.clone(), i)).collect());
+        let problem = if meta.multi_label { "multi_label_classification" } else { "single_label_classification" };
+        config.extra.insert("architectures".into(), serde_json::json!(["BertForSequenceClassification"]));
+        config.extra.insert("problem_type".into(), problem.into());
+        let mut meta = meta.clone();
+        if let Some(a) = meta.architecture.as_object_mut() {
+            a.insert("head_pooling".into(), serde_json::to_value(self.pooling).expect("serializes"));
+        }
+        write_model_dir(dir, |tmp| {
+            write_json(tmp, CONFIG_FILE, &config)?;
+            self.save_weights(&tmp.join(WEIGHTS_FILE))?;
+            for f in TOKENIZER_FILES {
+                let src = tokenizer_dir.join(f);
+                if src.is_file() {
+                    std::fs::copy(&src, tmp.join(f)).map_err(|e| ModelError::io(&src, e))?;
+                }
+            }
+            write_json(tmp, INTENT_FILE, &meta)
+        })
+    }
+}
