@@ -6,6 +6,7 @@
 //! - [`svm`]: linear SVM and kernel SVC (no burn: solvers on the host), calibration;
 //! - [`device`]: `--device cpu|ndarray|cuda:N` → backend.
 
+pub mod bert;
 pub mod device;
 pub mod engine;
 pub mod mlp;
@@ -16,6 +17,7 @@ pub mod sparse;
 pub mod svm;
 mod validation;
 
+pub use bert::{train_bert, BertOptions, TrainedBert};
 pub use device::DeviceSpec;
 pub use engine::{fit, EngineConfig, EpochLog, TrainTask};
 pub use mlp::{train_mlp, train_mlp_to_dir, MlpOptions, MlpRunSummary, TrainedMlp};

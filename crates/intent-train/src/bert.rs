@@ -1,0 +1,254 @@
+//! Fine-tuning BERT classifiers: a base encoder folder (all-MiniLM-L6-v2, any BERT checkpoint)
+//! plus a fresh sequence-classification head, trained end to end through the shared engine
+//! (AdamW, warm-up + linear decay, per-epoch validation, best checkpoint), single-label
+//! (cross-entropy) or multi-label (BCE on logits). Batches are padded to their longest text.
+//! The result saves as a Hugging Face folder ([`TrainedBert::save`]).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use burn::nn::loss::{BinaryCrossEntropyLossConfig, CrossEntropyLossConfig};
+use burn::prelude::*;
+use burn::tensor::backend::AutodiffBackend;
+use intent_data::text::VectorizerConfig;
+use intent_data::{data_hash, Dataset};
+use intent_models::bert::{BertConfig, BertForSequenceClassification, BertTokenizer, HeadPooling};
+use intent_models::folder::{now_unix, ModelConfig, Preprocessing, Versions, CONFIG_FILE, WEIGHTS_FILE};
+use serde::{Deserialize, Serialize};
+
+use crate::engine::{fit, EngineConfig, EpochLog, TrainTask};
+use crate::schedule::LrSchedule;
+use crate::TrainError;
+
+/// Everything `intent train bert` can set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BertOptions {
+    /// Token limit per text (longer texts are cut).
+    pub max_len: usize,
+    /// The head's sentence vector.
+    pub pooling: HeadPooling,
+    /// Engine settings.
+    pub engine: EngineConfig,
+}
+
+impl Default for BertOptions {
+    /// `hf_finetune.py`'s recipe made explicit: batch 32, AdamW lr 5e-5, weight decay 0.01,
+    /// β (0.9, 0.999), ε 1e-8, 10 % linear warm-up then linear decay, max_len 64, 3 epochs.
+    fn default() -> Self {
+        BertOptions {
+            max_len: 64,
+            pooling: HeadPooling::Pooler,
+            engine: EngineConfig {
+                epochs: 3,
+                batch_size: 32,
+                lr: 5e-5,
+                weight_decay: 0.01,
+                schedule: LrSchedule::Linear,
+                warmup_ratio: 0.1,
+                patience: None,
+                ..EngineConfig::default()
+            },
+        }
+    }
+}
+
+/// A fine-tuned classifier and its description.
+pub struct TrainedBert<B: Backend> {
+    /// The model (best epoch).
+    pub model: BertForSequenceClassification<B>,
+    /// The base's `config.json`.
+    pub bert_config: BertConfig,
+    /// This crate's description (kind `bert`), written to `intent.json`.
+    pub meta: ModelConfig,
+    /// Per-epoch logs.
+    pub history: Vec<EpochLog>,
+    /// Epoch of the model.
+    pub best_epoch: usize,
+    /// The base folder (tokenizer files are copied from it).
+    pub base: PathBuf,
+}
+
+impl<B: Backend> TrainedBert<B> {
+    /// Writes the Hugging Face folder (see `BertForSequenceClassification::save_pretrained`).
+    pub fn save(&self, dir: &Path) -> Result<(), TrainError> {
+        let mut base = self.bert_config.clone();
+        base.extra.remove("architectures");
+        Ok(self.model.save_pretrained(dir, &base, &self.base, &self.meta)?)
+    }
+}
+
+/// Token ids of each text (`[CLS] … [SEP]`, cut at the limit).
+fn tokenize(tok: &BertTokenizer, texts: &[&str]) -> Result<Vec<Vec<i64>>, TrainError> {
+    texts.iter().map(|t| Ok(tok.ids(t)?.into_iter().map(i64::from).collect())).collect()
+}
+
+/// `[ids, token types, mask]` of the rows `idx`, padded to the longest.
+fn batch<B: Backend>(rows: &[Vec<i64>], idx: &[usize], pad: i64, device: &B::Device) -> [Tensor<B, 2, Int>; 3] {
+    let len = idx.iter().map(|&i| rows[i].len()).max().unwrap_or(1).max(1);
+    let mut ids = vec![pad; idx.len() * len];
+    let mut mask = vec![0i64; idx.len() * len];
+    for (r, &i) in idx.iter().enumerate() {
+        ids[r * len..r * len + rows[i].len()].copy_from_slice(&rows[i]);
+        mask[r * len..r * len + rows[i].len()].iter_mut().for_each(|m| *m = 1);
+    }
+    let t = |v: Vec<i64>| Tensor::<B, 2, Int>::from_data(TensorData::new(v, [idx.len(), len]), device);
+    [t(ids), t(vec![0; idx.len() * len]), t(mask)]
+}
+
+struct Task<B: AutodiffBackend> {
+    rows: Vec<Vec<i64>>,
+    targets: Vec<Vec<usize>>,
+    val_rows: Vec<Vec<i64>>,
+    val_targets: Vec<Vec<usize>>,
+    labels: usize,
+    multi: bool,
+    pad: i64,
+    device: B::Device,
+}
+
+impl<B: AutodiffBackend> Task<B> {
+    fn loss(&self, logits: Tensor<B, 2>, idx: &[usize]) -> Tensor<B, 1> {
+        if self.multi {
+            let mut hot = vec![0i64; idx.len() * self.labels];
+            for (r, &i) in idx.iter().enumerate() {
+                self.targets[i].iter().for_each(|&c| hot[r * self.labels + c] = 1);
+            }
+            let t = Tensor::<B, 2, Int>::from_data(TensorData::new(hot, [idx.len(), self.labels]), &self.device);
+            BinaryCrossEntropyLossConfig::new().with_logits(true).init(&self.device).forward(logits, t)
+        } else {
+            let gold: Vec<i64> = idx.iter().map(|&i| self.targets[i][0] as i64).collect();
+            let t = Tensor::<B, 1, Int>::from_data(TensorData::new(gold, [idx.len()]), &self.device);
+            CrossEntropyLossConfig::new().init(&self.device).forward(logits, t)
+        }
+    }
+}
+
+/// Rows whose predicted label set equals the gold one (sorted label indices; single-label:
+/// argmax = gold).
+fn correct(logits: Vec<f32>, k: usize, gold: &[&Vec<usize>], multi: bool) -> usize {
+    logits
+        .chunks(k)
+        .zip(gold)
+        .filter(|(z, g)| {
+            if multi {
+                let pred: Vec<usize> = (0..k).filter(|&c| z[c] > 0.0).collect();
+                pred.as_slice() == g.as_slice()
+            } else {
+                let best = (0..k).max_by(|&a, &b| z[a].total_cmp(&z[b])).unwrap_or(0);
+                g.first() == Some(&best)
+            }
+        })
+        .count()
+}
+
+impl<B: AutodiffBackend> TrainTask<B, BertForSequenceClassification<B>> for Task<B> {
+    fn step(&mut self, model: &BertForSequenceClassification<B>, idx: &[usize]) -> (Tensor<B, 1>, usize) {
+        let [ids, types, mask] = batch::<B>(&self.rows, idx, self.pad, &self.device);
+        let logits = model.forward(ids, types, mask);
+        let host: Vec<f32> = logits.clone().into_data().convert::<f32>().into_vec().unwrap_or_default();
+        let gold: Vec<&Vec<usize>> = idx.iter().map(|&i| &self.targets[i]).collect();
+        let ok = correct(host, self.labels, &gold, self.multi);
+        (self.loss(logits, idx), ok)
+    }
+
+    fn validate(&mut self, model: &BertForSequenceClassification<B::InnerBackend>) -> Option<f64> {
+        if self.val_rows.is_empty() {
+            return None;
+        }
+        let all: Vec<usize> = (0..self.val_rows.len()).collect();
+        let mut ok = 0;
+        for chunk in all.chunks(64) {
+            let [ids, types, mask] = batch::<B::InnerBackend>(&self.val_rows, chunk, self.pad, &self.device);
+            let z: Vec<f32> = model.forward(ids, types, mask).into_data().convert::<f32>().into_vec().unwrap_or_default();
+            let gold: Vec<&Vec<usize>> = chunk.iter().map(|&i| &self.val_targets[i]).collect();
+            ok += correct(z, self.labels, &gold, self.multi);
+        }
+        Some(ok as f64 / self.val_rows.len() as f64)
+    }
+}
+
+/// Fine-tunes the encoder in `base` (a Hugging Face folder) with a fresh head on `train`;
+/// validation accuracy (exact match for multi-label) on `val` picks the best epoch.
+pub fn train_bert<B: AutodiffBackend>(
+    base: &Path,
+    train: &Dataset,
+    val: Option<&Dataset>,
+    opts: &BertOptions,
+    device: &B::Device,
+) -> Result<TrainedBert<B::InnerBackend>, TrainError> {
+    opts.engine.validate()?;
+    let labels = crate::validation::require_two_labels(train)?;
+    let bert_config = BertConfig::read(&base.join(CONFIG_FILE))?;
+    if opts.max_len < 2 || opts.max_len > bert_config.max_position_embeddings {
+        return Err(TrainError::Hyperparameter {
+            name: "--max-len",
+            message: format!("{}: expected 2..={} (max_position_embeddings)", opts.max_len, bert_config.max_position_embeddings),
+        });
+    }
+    let tok = BertTokenizer::from_dir(base, bert_config.vocab_size, opts.max_len)?;
+    let multi = train.multi_label;
+    let index: BTreeMap<&str, usize> = labels.iter().enumerate().map(|(i, l)| (l.as_str(), i)).collect();
+    let texts: Vec<&str> = train.examples.iter().map(|e| e.text.as_str()).collect();
+    let sorted = |mut v: Vec<usize>| {
+        v.sort_unstable();
+        v.dedup();
+        v
+    };
+    let targets: Vec<Vec<usize>> = train.examples.iter().map(|e| sorted(e.labels.iter().map(|l| index[l.as_str()]).collect())).collect();
+    let known: Vec<(&str, Vec<usize>)> = val
+        .map(|v| {
+            v.examples
+                .iter()
+                .filter(|e| multi || e.label().is_some_and(|l| index.contains_key(l)))
+                .map(|e| (e.text.as_str(), sorted(e.labels.iter().filter_map(|l| index.get(l.as_str()).copied()).collect())))
+                .collect()
+        })
+        .unwrap_or_default();
+    let val_texts: Vec<&str> = known.iter().map(|(t, _)| *t).collect();
+    tracing::info!(
+        "fine-tuning {} ({} layers, hidden {}): {} examples, {} labels, max_len {}, backend {}",
+        base.display(),
+        bert_config.num_hidden_layers,
+        bert_config.hidden_size,
+        train.len(),
+        labels.len(),
+        opts.max_len,
+        B::name(device)
+    );
+    B::seed(device, opts.engine.seed);
+    let (model, had_head) = bert_config.init_classifier::<B>(labels.len(), opts.pooling, device).load_weights(&base.join(WEIGHTS_FILE))?;
+    if had_head {
+        tracing::warn!("{}: the base already has a classification head; it is replaced by a fresh one of {} labels", base.display(), labels.len());
+    }
+    let mut task = Task::<B> {
+        rows: tokenize(&tok, &texts)?,
+        targets,
+        val_rows: tokenize(&tok, &val_texts)?,
+        val_targets: known.into_iter().map(|(_, t)| t).collect(),
+        labels: labels.len(),
+        multi,
+        pad: bert_config.pad_token_id.unwrap_or(0) as i64,
+        device: device.clone(),
+    };
+    let fitted = fit(model, train.len(), &opts.engine, &mut task)?;
+    let meta = ModelConfig {
+        kind: "bert".into(),
+        format_version: intent_models::folder::FORMAT_VERSION,
+        architecture: serde_json::json!({ "base": base, "max_len": opts.max_len }),
+        labels,
+        multi_label: multi,
+        thresholds: None,
+        oos: None,
+        preprocessing: Preprocessing {
+            tokenizer: "bert".into(),
+            vectorizer: VectorizerConfig::default(),
+            vocab_file: if base.join("tokenizer.json").is_file() { "tokenizer.json".into() } else { "vocab.txt".into() },
+            vocab_size: bert_config.vocab_size,
+        },
+        training: serde_json::json!({ "options": opts, "history": fitted.history, "best_epoch": fitted.best_epoch, "backend": B::name(device) }),
+        data_hash: data_hash(train),
+        versions: Versions::default(),
+        created_unix: now_unix(),
+    };
+    Ok(TrainedBert { model: fitted.model, bert_config, meta, history: fitted.history, best_epoch: fitted.best_epoch, base: base.to_path_buf() })
+}
