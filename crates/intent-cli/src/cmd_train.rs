@@ -8,7 +8,8 @@ use clap::{Args, Subcommand};
 use intent_data::text::{Analyzer, TokenPattern, VectorizerConfig, Weighting};
 use intent_data::Dataset;
 use intent_models::svm::{ClassWeight, KernelChoice, SvmParams};
-use intent_train::{DeviceSpec, EngineConfig, LrSchedule, MlpOptions, SvmOptions};
+use intent_models::bert::HeadPooling;
+use intent_train::{BertOptions, DeviceSpec, EngineConfig, LrSchedule, MlpOptions, SvmOptions};
 
 use crate::common::InputFlags;
 
@@ -19,6 +20,9 @@ pub enum TrainCommand {
     /// SVM on TF-IDF features: linear one-vs-rest (default, as scikit-learn's LinearSVC) or a
     /// kernel SVC (--kernel rbf) for small data sets; calibrated confidences.
     Svm(SvmArgs),
+    /// Fine-tune a BERT-family encoder (a Hugging Face folder or hub repo id) with a
+    /// classification head; writes a Hugging Face folder that transformers loads.
+    Bert(BertArgs),
 }
 
 /// Text features (shared by the models; defaults depend on the model).
@@ -258,6 +262,79 @@ pub struct MlpArgs {
     pub run: RunFlags,
 }
 
+/// Hyperparameters of BERT fine-tuning (defaults: `hf_finetune.py`'s recipe).
+#[derive(Args, Debug, Clone)]
+pub struct BertFlags {
+    /// Base encoder: a Hugging Face folder (e.g. models/all-MiniLM-L6-v2 from
+    /// `cargo xtask fetch-model minilm`) or a hub repo id.
+    #[arg(long, value_name = "DIR|REPO_ID")]
+    pub base: String,
+    /// Hub revision when --base is a repo id.
+    #[arg(long, default_value = "main")]
+    pub revision: String,
+    /// Epochs.
+    #[arg(long, default_value_t = 3)]
+    pub epochs: usize,
+    /// Texts per step.
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    /// Peak learning rate (AdamW, head and encoder).
+    #[arg(long, default_value_t = 5e-5)]
+    pub lr: f64,
+    /// Token limit per text.
+    #[arg(long, default_value_t = 64)]
+    pub max_len: usize,
+    /// Share of steps for linear warm-up (then linear decay to 0).
+    #[arg(long, default_value_t = 0.1)]
+    pub warmup_ratio: f64,
+    /// AdamW decoupled weight decay.
+    #[arg(long, default_value_t = 0.01)]
+    pub weight_decay: f64,
+    /// The head's sentence vector: pooler (HF BertForSequenceClassification) or mean.
+    #[arg(long, default_value = "pooler", value_parser = ["pooler", "mean"])]
+    pub pooling: String,
+    /// Early stopping: epochs without a better validation score (default: off).
+    #[arg(long)]
+    pub patience: Option<usize>,
+    /// Compute device: cpu, ndarray (feature `ndarray`), cuda or cuda:N (feature `cuda`).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+}
+
+impl BertFlags {
+    /// The checked options and device.
+    pub fn options(&self, run: &RunFlags) -> Result<(BertOptions, DeviceSpec)> {
+        let device: DeviceSpec = self.device.parse()?;
+        let defaults = BertOptions::default();
+        let opts = BertOptions {
+            max_len: self.max_len,
+            pooling: if self.pooling == "mean" { HeadPooling::Mean } else { HeadPooling::Pooler },
+            engine: EngineConfig {
+                epochs: self.epochs,
+                batch_size: self.batch_size,
+                lr: self.lr,
+                weight_decay: self.weight_decay,
+                warmup_ratio: self.warmup_ratio,
+                patience: self.patience,
+                seed: run.seed,
+                ..defaults.engine
+            },
+        };
+        opts.engine.validate()?;
+        Ok((opts, device))
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct BertArgs {
+    #[command(flatten)]
+    pub data: DataFlags,
+    #[command(flatten, next_help_heading = "BERT and engine")]
+    pub bert: BertFlags,
+    #[command(flatten, next_help_heading = "Run")]
+    pub run: RunFlags,
+}
+
 /// Loaded training, validation and test data; the test labels are checked against the training
 /// labels before any training, so a bad test file does not waste the run.
 struct Inputs {
@@ -301,6 +378,24 @@ pub fn run(cmd: TrainCommand) -> Result<ExitCode> {
                 println!("validation:\n{}", intent_eval::report::summary(r));
             }
             test_report(&a.data, inputs.test, &opts.oos_label)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        TrainCommand::Bert(a) => {
+            let (opts, device) = a.bert.options(&a.run)?;
+            let inputs = load_inputs(&a.data, &a.run.oos_label)?;
+            let base = intent_models::hub::resolve(&a.bert.base, &intent_models::hub::HubOptions::from_env(Some(&a.bert.revision)))
+                .with_context(|| format!("--base {}", a.bert.base))?;
+            let out = &a.data.out;
+            let summary = intent_train::train_bert_to_dir(device, &base, &inputs.train, inputs.val.as_ref(), &opts, out)
+                .with_context(|| format!("training into {}", out.display()))?;
+            println!(
+                "saved {} (Hugging Face folder; best epoch {}, {:.1} samples/s on {})",
+                out.display(),
+                summary.best_epoch,
+                summary.samples_per_second,
+                summary.backend
+            );
+            test_report(&a.data, inputs.test, &a.run.oos_label)?;
             Ok(ExitCode::SUCCESS)
         }
         TrainCommand::Svm(a) => {

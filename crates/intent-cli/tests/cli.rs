@@ -183,3 +183,39 @@ fn zero_shot_folder_then_eval_and_predict() {
     assert!(o.status.success() && text(&o).0.contains("order_status"), "{:?}", text(&o));
     assert_clean_error(&hub("someone/absent-model"), "HF_HUB_OFFLINE");
 }
+
+#[test]
+fn train_bert_writes_a_hugging_face_folder_that_predicts() {
+    let minilm = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/all-MiniLM-L6-v2");
+    assert!(minilm.join("model.safetensors").is_file(), "run `cargo xtask fetch-model minilm` first");
+    let m = minilm.to_string_lossy().into_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    let rows = [
+        ("where is my package", "order_status"),
+        ("has my order shipped yet", "order_status"),
+        ("track my parcel please", "order_status"),
+        ("hello there", "greeting"),
+        ("hi, good morning", "greeting"),
+        ("hey how are you", "greeting"),
+    ];
+    let jsonl: String = rows.iter().map(|(t, l)| format!("{{\"text\": \"{t}\", \"label\": \"{l}\"}}\n")).collect();
+    std::fs::write(p.join("train.jsonl"), jsonl).unwrap();
+    let o = intent(
+        &["train", "bert", "--base", &m, "--train", "train.jsonl", "--test", "train.jsonl", "--out", "clf", "--epochs", "3", "--batch-size", "3", "--lr", "1e-4"],
+        p,
+    );
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}\n{err}");
+    assert!(out.contains("samples/s") && out.contains("accuracy"), "{out}");
+    let cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(p.join("clf/config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["architectures"][0], "BertForSequenceClassification");
+    assert!(p.join("clf/intent.json").is_file() && p.join("clf/tokenizer.json").is_file());
+    let o = intent(&["predict", "--model", "clf", "hello"], p);
+    assert!(text(&o).0.contains("\"label\":\"greeting\""), "{:?}", text(&o));
+    // Bad flags are refused by name, before any training; nothing is written.
+    assert_clean_error(&intent(&["train", "bert", "--base", &m, "--train", "train.jsonl", "--out", "x", "--max-len", "100000"], p), "--max-len");
+    assert_clean_error(&intent(&["train", "bert", "--base", &m, "--train", "train.jsonl", "--out", "x", "--lr", "0"], p), "--lr");
+    assert_clean_error(&intent(&["train", "bert", "--base", "./no-such-model", "--train", "train.jsonl", "--out", "x"], p), "--base");
+    assert!(!p.join("x").exists());
+}

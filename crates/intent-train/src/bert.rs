@@ -252,3 +252,48 @@ pub fn train_bert<B: AutodiffBackend>(
     };
     Ok(TrainedBert { model: fitted.model, bert_config, meta, history: fitted.history, best_epoch: fitted.best_epoch, base: base.to_path_buf() })
 }
+
+/// What `intent train bert` prints.
+#[derive(Debug, Clone)]
+pub struct BertRunSummary {
+    /// Per-epoch logs.
+    pub history: Vec<EpochLog>,
+    /// Epoch kept.
+    pub best_epoch: usize,
+    /// Training examples per second (median over epochs).
+    pub samples_per_second: f64,
+    /// The backend's name.
+    pub backend: String,
+}
+
+struct BertJob<'a> {
+    base: &'a Path,
+    train: &'a Dataset,
+    val: Option<&'a Dataset>,
+    opts: &'a BertOptions,
+    out: &'a Path,
+}
+
+impl crate::device::BackendJob for BertJob<'_> {
+    type Output = BertRunSummary;
+    fn run<B: AutodiffBackend>(self, device: B::Device) -> Result<BertRunSummary, TrainError> {
+        let trained = train_bert::<B>(self.base, self.train, self.val, self.opts, &device)?;
+        trained.save(self.out)?;
+        let mut rates: Vec<f64> = trained.history.iter().map(|h| self.train.len() as f64 / h.seconds.max(1e-9)).collect();
+        rates.sort_by(f64::total_cmp);
+        Ok(BertRunSummary { samples_per_second: rates[rates.len() / 2], history: trained.history, best_epoch: trained.best_epoch, backend: B::name(&device) })
+    }
+}
+
+/// Fine-tunes on the backend named by `device` and writes the Hugging Face folder to `out`
+/// (atomically).
+pub fn train_bert_to_dir(
+    device: crate::DeviceSpec,
+    base: &Path,
+    train: &Dataset,
+    val: Option<&Dataset>,
+    opts: &BertOptions,
+    out: &Path,
+) -> Result<BertRunSummary, TrainError> {
+    crate::device::dispatch(device, BertJob { base, train, val, opts, out })
+}

@@ -17,7 +17,7 @@ pub mod sparse;
 pub mod svm;
 mod validation;
 
-pub use bert::{train_bert, BertOptions, TrainedBert};
+pub use bert::{train_bert, train_bert_to_dir, BertOptions, BertRunSummary, TrainedBert};
 pub use device::DeviceSpec;
 pub use engine::{fit, EngineConfig, EpochLog, TrainTask};
 pub use mlp::{train_mlp, train_mlp_to_dir, MlpOptions, MlpRunSummary, TrainedMlp};

@@ -337,17 +337,27 @@ pub struct MlpRunSummary {
     pub median_epoch_seconds: f64,
 }
 
-fn run<B: AutodiffBackend>(device: B::Device, train: &Dataset, val: Option<&Dataset>, opts: &MlpOptions, out: &Path) -> Result<MlpRunSummary, TrainError> {
-    let trained = train_mlp::<B>(train, val, opts, &device)?;
-    trained.model.save(out, &trained.metrics_json())?;
-    let mut secs: Vec<f64> = trained.history.iter().map(|h| h.seconds).collect();
-    secs.sort_by(f64::total_cmp);
-    Ok(MlpRunSummary {
-        median_epoch_seconds: secs[secs.len() / 2],
-        history: trained.history,
-        best_epoch: trained.best_epoch,
-        val_report: trained.val_report,
-    })
+struct MlpJob<'a> {
+    train: &'a Dataset,
+    val: Option<&'a Dataset>,
+    opts: &'a MlpOptions,
+    out: &'a Path,
+}
+
+impl crate::device::BackendJob for MlpJob<'_> {
+    type Output = MlpRunSummary;
+    fn run<B: AutodiffBackend>(self, device: B::Device) -> Result<MlpRunSummary, TrainError> {
+        let trained = train_mlp::<B>(self.train, self.val, self.opts, &device)?;
+        trained.model.save(self.out, &trained.metrics_json())?;
+        let mut secs: Vec<f64> = trained.history.iter().map(|h| h.seconds).collect();
+        secs.sort_by(f64::total_cmp);
+        Ok(MlpRunSummary {
+            median_epoch_seconds: secs[secs.len() / 2],
+            history: trained.history,
+            best_epoch: trained.best_epoch,
+            val_report: trained.val_report,
+        })
+    }
 }
 
 /// Trains on the backend named by `device` and saves the model folder to `out` (atomically).
@@ -358,22 +368,5 @@ pub fn train_mlp_to_dir(
     opts: &MlpOptions,
     out: &Path,
 ) -> Result<MlpRunSummary, TrainError> {
-    use burn::backend::{Autodiff, Flex};
-    match device {
-        crate::DeviceSpec::Cpu => run::<Autodiff<Flex>>(Default::default(), train, val, opts, out),
-        #[cfg(feature = "ndarray")]
-        crate::DeviceSpec::Ndarray => run::<Autodiff<burn::backend::NdArray>>(Default::default(), train, val, opts, out),
-        #[cfg(feature = "cuda")]
-        crate::DeviceSpec::Cuda(i) => {
-            if !crate::device::cuda_usable(i) {
-                return Err(TrainError::Device(format!("CUDA device {i} is not usable (no driver or no such GPU)")));
-            }
-            run::<Autodiff<burn::backend::Cuda>>(burn::backend::cuda::CudaDevice::new(i), train, val, opts, out)
-        }
-        #[allow(unreachable_patterns)]
-        other => Err(TrainError::Device(format!(
-            "device '{other}' is not compiled into this build (rebuild with --features {})",
-            if matches!(other, crate::DeviceSpec::Ndarray) { "ndarray" } else { "cuda" }
-        ))),
-    }
+    crate::device::dispatch(device, MlpJob { train, val, opts, out })
 }
