@@ -147,7 +147,7 @@ impl BertConfig {
     }
 }
 
-fn activate<B: Backend>(x: Tensor<B, 3>, a: Activation) -> Tensor<B, 3> {
+fn activate<B: Backend>(x: Tensor<B, 2>, a: Activation) -> Tensor<B, 2> {
     match a {
         Activation::Gelu => gelu(x),
         Activation::Relu => relu(x),
@@ -160,17 +160,22 @@ fn activate<B: Backend>(x: Tensor<B, 3>, a: Activation) -> Tensor<B, 3> {
 }
 
 impl<B: Backend> BertLayer<B> {
+    /// One layer on `[batch, len, hidden]`. The linear layers and LayerNorms run on the tokens
+    /// flattened to `[batch·len, hidden]`: a 3-d input makes `Linear` broadcast its weight over
+    /// the batch and run one small product per row (forward and backward), measured several
+    /// times slower on the CPU backend.
     fn forward(&self, x: Tensor<B, 3>, pad: Option<Tensor<B, 4, Bool>>, heads: usize, act: Activation) -> Tensor<B, 3> {
         let [b, l, d] = x.dims();
-        let split = |t: Tensor<B, 3>| t.reshape([b, l, heads, d / heads]).swap_dims(1, 2);
+        let x = x.reshape([b * l, d]);
+        let split = |t: Tensor<B, 2>| t.reshape([b, l, heads, d / heads]).swap_dims(1, 2);
         let a = &self.attention.self_attn;
         let (q, k, v) = (split(a.query.forward(x.clone())), split(a.key.forward(x.clone())), split(a.value.forward(x.clone())));
         // softmax(q·kᵀ/√d_head with padded keys masked)·v
-        let ctx = attention(q, k, v, pad, None, AttentionModuleOptions::default()).swap_dims(1, 2).reshape([b, l, d]);
+        let ctx = attention(q, k, v, pad, None, AttentionModuleOptions::default()).swap_dims(1, 2).reshape([b * l, d]);
         let o = &self.attention.output;
         let x = o.layer_norm.forward(x + o.dense.forward(ctx));
         let h = activate(self.intermediate.dense.forward(x.clone()), act);
-        self.output.layer_norm.forward(x + self.output.dense.forward(h))
+        self.output.layer_norm.forward(x + self.output.dense.forward(h)).reshape([b, l, d])
     }
 }
 
