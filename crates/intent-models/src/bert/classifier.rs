@@ -15,6 +15,7 @@ use intent_data::text::VectorizerConfig;
 use super::sequence::{HeadPooling, INTENT_FILE};
 use super::{BertConfig, Pooling, PoolingMode, SentenceEncoder};
 use crate::error::{ModelError, Result};
+use crate::svm::Calibration;
 use crate::folder::{ModelConfig, Preprocessing, Versions, CONFIG_FILE, WEIGHTS_FILE};
 use crate::tensors::TensorFile;
 
@@ -153,21 +154,9 @@ impl<B: Backend> BertClassifier<B> {
 
     /// Probabilities: softmax over labels, or one sigmoid per label for multi-label models.
     pub fn scores(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
-        let multi = self.config.multi_label;
-        Ok(self
-            .logits(texts)?
-            .into_iter()
-            .map(|z| {
-                if multi {
-                    z.iter().map(|v| 1.0 / (1.0 + (-v).exp())).collect()
-                } else {
-                    let m = z.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                    let e: Vec<f32> = z.iter().map(|v| (v - m).exp()).collect();
-                    let s: f32 = e.iter().sum();
-                    e.iter().map(|v| v / s).collect()
-                }
-            })
-            .collect())
+        // The calibration maps of the SVMs: softmax at temperature 1, or the plain sigmoid.
+        let map = if self.config.multi_label { Calibration::Platt { a: 1.0, b: 0.0 } } else { Calibration::Temperature { temperature: 1.0 } };
+        Ok(self.logits(texts)?.iter().map(|z| map.apply(z)).collect())
     }
 }
 

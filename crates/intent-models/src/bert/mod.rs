@@ -62,32 +62,46 @@ fn hf_name(path: &str) -> String {
     path.replace(".layer_norm.", ".LayerNorm.").replace(".self_attn.", ".self.")
 }
 
-/// Loads `model.safetensors` (HF names, with or without the `bert.` prefix) into `model`.
-/// Missing or mis-shaped tensors are an error naming them; tensors the encoder does not use
-/// (pooler, classification heads, `position_ids`) are listed in a debug log.
-pub fn load_weights<B: Backend>(mut model: BertModel<B>, path: &Path) -> Result<BertModel<B>> {
+/// A reader of a Hugging Face `model.safetensors` for this module tree: PyTorch → burn layout,
+/// any float dtype → f32, the `bert.` prefix stripped, `LayerNorm` → `layer_norm`, `self` →
+/// `self_attn`; partial (the caller checks what is missing).
+fn hf_store(path: &Path) -> Result<SafetensorsStore> {
     if !path.is_file() {
         return Err(ModelError::io(path, std::io::Error::new(std::io::ErrorKind::NotFound, "weights file missing")));
     }
-    let mut store = SafetensorsStore::from_file(path)
+    Ok(SafetensorsStore::from_file(path)
         .with_from_adapter(PyTorchToBurnAdapter.chain(CastToF32))
         .with_key_remapping(r"^bert\.", "")
         .with_key_remapping(r"\.LayerNorm\.", ".layer_norm.")
         .with_key_remapping(r"\.attention\.self\.", ".attention.self_attn.")
         .allow_partial(true)
-        .validate(false);
-    let r = model.load_from(&mut store).map_err(|e| ModelError::invalid(path, format!("cannot read the weights: {e}")))?;
+        .validate(false))
+}
+
+/// Checks a load: tensors that do not fit are an error naming them, and so are missing ones
+/// unless `optional` accepts their (burn) path.
+fn check_load(r: &burn::store::ApplyResult, path: &Path, optional: impl Fn(&str) -> bool) -> Result<()> {
     if !r.errors.is_empty() {
         let list: Vec<String> = r.errors.iter().take(5).map(|e| hf_name(&e.to_string())).collect();
         return Err(ModelError::invalid(path, format!("{} tensor(s) do not fit the config: {}", r.errors.len(), list.join("; "))));
     }
-    if !r.missing.is_empty() {
-        let list: Vec<String> = r.missing.iter().take(8).map(|(p, _)| hf_name(p)).collect();
+    let missing: Vec<String> = r.missing.iter().filter(|(p, _)| !optional(p)).map(|(p, _)| hf_name(p)).collect();
+    if !missing.is_empty() {
         return Err(ModelError::invalid(
             path,
-            format!("{} tensor(s) missing: {}{}", r.missing.len(), list.join(", "), if r.missing.len() > 8 { ", …" } else { "" }),
+            format!("{} tensor(s) missing: {}{}", missing.len(), missing[..missing.len().min(8)].join(", "), if missing.len() > 8 { ", …" } else { "" }),
         ));
     }
+    Ok(())
+}
+
+/// Loads `model.safetensors` (HF names, with or without the `bert.` prefix) into `model`.
+/// Missing or mis-shaped tensors are an error naming them; tensors the encoder does not use
+/// (pooler, classification heads, `position_ids`) are listed in a debug log.
+pub fn load_weights<B: Backend>(mut model: BertModel<B>, path: &Path) -> Result<BertModel<B>> {
+    let mut store = hf_store(path)?;
+    let r = model.load_from(&mut store).map_err(|e| ModelError::invalid(path, format!("cannot read the weights: {e}")))?;
+    check_load(&r, path, |_| false)?;
     // burn 0.21 also lists LayerNorm weights matched through the adapter's weight → gamma
     // fallback as unused; they were loaded.
     let unused: Vec<&String> = r.unused.iter().filter(|p| !p.contains("layer_norm.")).collect();

@@ -14,12 +14,12 @@ use std::path::Path;
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
 use burn::prelude::*;
-use burn::store::{BurnToPyTorchAdapter, ModuleAdapter, ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore};
+use burn::store::{BurnToPyTorchAdapter, ModuleSnapshot, SafetensorsStore};
 use burn::tensor::activation::tanh;
 use serde::{Deserialize, Serialize};
 
 use super::model::{BertModel, BertPooler};
-use super::{hf_name, BertConfig, CastToF32};
+use super::{check_load, hf_store, BertConfig};
 use crate::error::{ModelError, Result};
 use crate::folder::{write_json, write_model_dir, ModelConfig, CONFIG_FILE, WEIGHTS_FILE};
 
@@ -101,27 +101,10 @@ impl<B: Backend> BertForSequenceClassification<B> {
     /// held the head (`classifier.*`); a missing head or pooler keeps its fresh initialisation,
     /// any other missing or mis-shaped tensor is an error naming it.
     pub fn load_weights(mut self, path: &Path) -> Result<(Self, bool)> {
-        if !path.is_file() {
-            return Err(ModelError::io(path, std::io::Error::new(std::io::ErrorKind::NotFound, "weights file missing")));
-        }
-        let mut store = SafetensorsStore::from_file(path)
-            .with_from_adapter(PyTorchToBurnAdapter.chain(CastToF32))
-            .with_key_remapping(r"^bert\.", "")
-            .with_key_remapping(r"^(embeddings|encoder|pooler)\.", "bert.$1.")
-            .with_key_remapping(r"\.LayerNorm\.", ".layer_norm.")
-            .with_key_remapping(r"\.attention\.self\.", ".attention.self_attn.")
-            .allow_partial(true)
-            .validate(false);
+        // The file's `bert.` prefix is stripped by `hf_store`; this tree wants it back.
+        let mut store = hf_store(path)?.with_key_remapping(r"^(embeddings|encoder|pooler)\.", "bert.$1.");
         let r = self.load_from(&mut store).map_err(|e| ModelError::invalid(path, format!("cannot read the weights: {e}")))?;
-        if !r.errors.is_empty() {
-            let list: Vec<String> = r.errors.iter().take(5).map(|e| hf_name(&e.to_string())).collect();
-            return Err(ModelError::invalid(path, format!("{} tensor(s) do not fit the config: {}", r.errors.len(), list.join("; "))));
-        }
-        let fresh = |p: &str| p.starts_with("classifier.") || p.starts_with("bert.pooler.");
-        let missing: Vec<String> = r.missing.iter().filter(|(p, _)| !fresh(p)).map(|(p, _)| hf_name(p)).collect();
-        if !missing.is_empty() {
-            return Err(ModelError::invalid(path, format!("{} tensor(s) missing: {}", missing.len(), missing.iter().take(8).cloned().collect::<Vec<_>>().join(", "))));
-        }
+        check_load(&r, path, |p| p.starts_with("classifier.") || p.starts_with("bert.pooler."))?;
         let head = !r.missing.iter().any(|(p, _)| p.starts_with("classifier."));
         Ok((self, head))
     }
