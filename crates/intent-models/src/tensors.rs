@@ -18,6 +18,26 @@ pub enum HostTensor {
     I64(Vec<i64>, Vec<usize>),
 }
 
+/// The tensor names in a safetensors file, read from its header alone (an 8-byte little-endian
+/// length, then that many bytes of JSON), so that asking what a large checkpoint holds does not
+/// read its data.
+pub fn tensor_names(path: &Path) -> Result<Vec<String>> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).map_err(|e| ModelError::io(path, e))?;
+    let mut len = [0u8; 8];
+    f.read_exact(&mut len).map_err(|e| ModelError::invalid(path, format!("not a safetensors file: {e}")))?;
+    let len = u64::from_le_bytes(len);
+    let size = f.metadata().map_err(|e| ModelError::io(path, e))?.len();
+    if len > size.saturating_sub(8) || len > 100 << 20 {
+        return Err(ModelError::invalid(path, format!("not a safetensors file: header length {len} for a file of {size} bytes")));
+    }
+    let mut header = vec![0u8; len as usize];
+    f.read_exact(&mut header).map_err(|e| ModelError::io(path, e))?;
+    let map: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&header).map_err(|e| ModelError::invalid(path, format!("not a safetensors header: {e}")))?;
+    Ok(map.into_iter().map(|(k, _)| k).filter(|k| k != "__metadata__").collect())
+}
+
 /// Writes named arrays to a safetensors file.
 pub fn write(path: &Path, tensors: Vec<(&str, HostTensor)>) -> Result<()> {
     let bytes: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = tensors
@@ -105,5 +125,25 @@ impl TensorFile {
     /// The file path (for error messages).
     pub fn path(&self) -> &Path {
         &self.path
+    }
+}
+
+#[cfg(test)]
+mod header_tests {
+    use super::*;
+
+    #[test]
+    fn tensor_names_come_from_the_header_and_bad_files_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("w.safetensors");
+        write(&p, vec![("b", HostTensor::F32(vec![1.0, 2.0], vec![2])), ("a", HostTensor::I64(vec![3], vec![1]))]).unwrap();
+        let mut names = tensor_names(&p).unwrap();
+        names.sort();
+        assert_eq!(names, ["a", "b"]);
+        std::fs::write(&p, b"short").unwrap();
+        assert!(tensor_names(&p).unwrap_err().to_string().contains("not a safetensors file"));
+        std::fs::write(&p, [255u8, 255, 255, 255, 0, 0, 0, 0, b'{', b'}']).unwrap();
+        assert!(tensor_names(&p).unwrap_err().to_string().contains("header length"));
+        assert!(tensor_names(&dir.path().join("absent")).is_err());
     }
 }

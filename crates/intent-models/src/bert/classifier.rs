@@ -58,10 +58,11 @@ pub struct BertClassifier<B: Backend> {
     pooling: HeadPooling,
 }
 
-/// Whether `dir` is a Hugging Face BERT folder whose weights include a classification head.
+/// Whether `dir` is a Hugging Face BERT folder whose weights include a classification head
+/// (read from the weights file's header only).
 pub fn has_classification_head(dir: &Path) -> bool {
     let is_bert = BertConfig::read(&dir.join(CONFIG_FILE)).is_ok();
-    is_bert && TensorFile::open(&dir.join(WEIGHTS_FILE)).is_ok_and(|f| f.has("classifier.weight"))
+    is_bert && crate::tensors::tensor_names(&dir.join(WEIGHTS_FILE)).is_ok_and(|names| names.iter().any(|n| n == "classifier.weight"))
 }
 
 impl<B: Backend> BertClassifier<B> {
