@@ -296,6 +296,27 @@ pub struct BertFlags {
     /// Early stopping: epochs without a better validation score (default: off).
     #[arg(long)]
     pub patience: Option<usize>,
+    /// Global gradient-norm clipping (L2 over all gradients, as Hugging Face's Trainer); 0 disables.
+    #[arg(long, default_value_t = 1.0)]
+    pub max_grad_norm: f64,
+    /// Batches in shuffled order as they come, instead of grouped by text length (more padding).
+    #[arg(long)]
+    pub no_length_buckets: bool,
+    /// Train the head only (pooler + classifier); the encoder's weights stay as loaded.
+    #[arg(long)]
+    pub freeze_encoder: bool,
+    /// Write a checkpoint here after every epoch (model, optimizer, best model, position).
+    #[arg(long, value_name = "DIR")]
+    pub checkpoint_dir: Option<PathBuf>,
+    /// Continue from the latest checkpoint in --checkpoint-dir (same flags and data; starts
+    /// afresh when there is none).
+    #[arg(long, requires = "checkpoint_dir")]
+    pub resume: bool,
+    /// Stop after this many epochs in this invocation (a time-limited slot); the checkpoint in
+    /// --checkpoint-dir continues the run with --resume. Nothing is written to --out until the
+    /// last epoch.
+    #[arg(long, value_name = "N", requires = "checkpoint_dir")]
+    pub stop_after_epochs: Option<usize>,
     /// Compute device: cpu, ndarray (feature `ndarray`), cuda or cuda:N (feature `cuda`).
     #[arg(long, default_value = "cpu")]
     pub device: String,
@@ -306,10 +327,20 @@ impl BertFlags {
     pub fn options(&self, run: &RunFlags) -> Result<(BertOptions, DeviceSpec)> {
         let device: DeviceSpec = self.device.parse()?;
         let defaults = BertOptions::default();
+        if !(self.max_grad_norm >= 0.0 && self.max_grad_norm.is_finite()) {
+            anyhow::bail!("--max-grad-norm {}: expected a number ≥ 0 (0 disables clipping)", self.max_grad_norm);
+        }
         let opts = BertOptions {
             max_len: self.max_len,
             pooling: if self.pooling == "mean" { HeadPooling::Mean } else { HeadPooling::Pooler },
+            freeze_encoder: self.freeze_encoder,
+            oos_label: run.oos_label.clone(),
             engine: EngineConfig {
+                max_grad_norm: (self.max_grad_norm > 0.0).then_some(self.max_grad_norm),
+                length_buckets: !self.no_length_buckets,
+                checkpoint_dir: self.checkpoint_dir.clone(),
+                resume: self.resume,
+                stop_after_epochs: self.stop_after_epochs,
                 epochs: self.epochs,
                 batch_size: self.batch_size,
                 lr: self.lr,
@@ -388,6 +419,11 @@ pub fn run(cmd: TrainCommand) -> Result<ExitCode> {
             let out = &a.data.out;
             let summary = intent_train::train_bert_to_dir(device, &base, &inputs.train, inputs.val.as_ref(), &opts, out)
                 .with_context(|| format!("training into {}", out.display()))?;
+            if summary.interrupted {
+                let ckpt = a.bert.checkpoint_dir.as_deref().map(|p| p.display().to_string()).unwrap_or_default();
+                println!("stopped after epoch {} of {}: checkpoint in {ckpt}; run the same command with --resume to continue", summary.history.len(), opts.engine.epochs);
+                return Ok(ExitCode::SUCCESS);
+            }
             println!(
                 "saved {} (Hugging Face folder; best epoch {}, {:.1} samples/s on {})",
                 out.display(),
@@ -395,6 +431,9 @@ pub fn run(cmd: TrainCommand) -> Result<ExitCode> {
                 summary.samples_per_second,
                 summary.backend
             );
+            if let Some(r) = &summary.val_report {
+                println!("validation:\n{}", intent_eval::report::summary(r));
+            }
             test_report(&a.data, inputs.test, &a.run.oos_label)?;
             Ok(ExitCode::SUCCESS)
         }

@@ -217,5 +217,29 @@ fn train_bert_writes_a_hugging_face_folder_that_predicts() {
     assert_clean_error(&intent(&["train", "bert", "--base", &m, "--train", "train.jsonl", "--out", "x", "--max-len", "100000"], p), "--max-len");
     assert_clean_error(&intent(&["train", "bert", "--base", &m, "--train", "train.jsonl", "--out", "x", "--lr", "0"], p), "--lr");
     assert_clean_error(&intent(&["train", "bert", "--base", "./no-such-model", "--train", "train.jsonl", "--out", "x"], p), "--base");
+    assert_clean_error(&intent(&["train", "bert", "--base", &m, "--train", "train.jsonl", "--out", "x", "--max-grad-norm=-1"], p), "--max-grad-norm");
+    let o = intent(&["train", "bert", "--base", &m, "--train", "train.jsonl", "--out", "x", "--resume"], p);
+    assert!(o.status.code() == Some(2) && text(&o).1.contains("--checkpoint-dir"), "{:?}", text(&o));
     assert!(!p.join("x").exists());
+
+    // A run stopped after one epoch writes a checkpoint and no model; `--resume` finishes it,
+    // with the same weights as the uninterrupted run above (same seed and flags).
+    let base = ["train", "bert", "--base", &m, "--train", "train.jsonl", "--out", "clf2", "--epochs", "3", "--batch-size", "3", "--lr", "1e-4", "--checkpoint-dir", "ckpt"];
+    let o = intent(&[&base[..], &["--stop-after-epochs", "1"]].concat(), p);
+    let (out, err) = text(&o);
+    assert!(o.status.success() && out.contains("--resume"), "{out}\n{err}");
+    assert!(!p.join("clf2").exists() && p.join("ckpt/epoch-1/state.json").is_file());
+    let o = Command::new(env!("CARGO_BIN_EXE_intent")).args([&base[..], &["--resume"]].concat()).current_dir(p).env("RUST_LOG", "info").output().unwrap();
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}\n{err}");
+    assert!(err.contains("resuming from") && err.contains("epoch 1 done"), "{err}");
+    let (a, b) = (std::fs::read(p.join("clf/model.safetensors")).unwrap(), std::fs::read(p.join("clf2/model.safetensors")).unwrap());
+    let (a, b) = (safetensors::SafeTensors::deserialize(&a).unwrap(), safetensors::SafeTensors::deserialize(&b).unwrap());
+    let mut names = a.names();
+    names.sort();
+    assert_eq!(names.len(), 105);
+    for n in names {
+        assert!(a.tensor(n).unwrap().data() == b.tensor(n).unwrap().data(), "{n}: the resumed run differs from the uninterrupted one");
+    }
+    assert!(p.join("clf2/metrics.json").is_file());
 }

@@ -317,7 +317,7 @@ fn sequence_classifier_loads_a_base_exports_a_hf_folder_and_serves_it_unchanged(
         }
         // Export: a Hugging Face folder, served back with the same logits.
         let out = root.path().join(format!("out-{pooling:?}"));
-        model.save_pretrained(&out, &cfg, &base, &served.config).unwrap();
+        model.save_pretrained(&out, &cfg, &base, &served.config, None).unwrap();
         let hf: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
         assert_eq!(hf["architectures"][0], "BertForSequenceClassification");
         assert_eq!(hf["id2label"]["2"], "LABEL_2");

@@ -12,6 +12,7 @@ use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use intent_data::text::VectorizerConfig;
 use intent_data::{data_hash, Dataset};
+use intent_eval::Report;
 use intent_models::bert::{BertConfig, BertForSequenceClassification, BertTokenizer, HeadPooling};
 use intent_models::folder::{now_unix, ModelConfig, Preprocessing, Versions, CONFIG_FILE, WEIGHTS_FILE};
 use serde::{Deserialize, Serialize};
@@ -27,17 +28,30 @@ pub struct BertOptions {
     pub max_len: usize,
     /// The head's sentence vector.
     pub pooling: HeadPooling,
+    /// Train the head only (pooler and classifier); embeddings and layers stay as loaded.
+    #[serde(default)]
+    pub freeze_encoder: bool,
+    /// Out-of-scope label of validation data (its threshold is tuned when present).
+    #[serde(default = "default_oos")]
+    pub oos_label: String,
     /// Engine settings.
     pub engine: EngineConfig,
 }
 
+fn default_oos() -> String {
+    "oos".into()
+}
+
 impl Default for BertOptions {
     /// `hf_finetune.py`'s recipe made explicit: batch 32, AdamW lr 5e-5, weight decay 0.01,
-    /// β (0.9, 0.999), ε 1e-8, 10 % linear warm-up then linear decay, max_len 64, 3 epochs.
+    /// β (0.9, 0.999), ε 1e-8, 10 % linear warm-up then linear decay, max_len 64, 3 epochs;
+    /// plus Hugging Face `Trainer`'s gradient clipping at norm 1.0 and length-grouped batches.
     fn default() -> Self {
         BertOptions {
             max_len: 64,
             pooling: HeadPooling::Pooler,
+            freeze_encoder: false,
+            oos_label: default_oos(),
             engine: EngineConfig {
                 epochs: 3,
                 batch_size: 32,
@@ -46,6 +60,8 @@ impl Default for BertOptions {
                 schedule: LrSchedule::Linear,
                 warmup_ratio: 0.1,
                 patience: None,
+                max_grad_norm: Some(1.0),
+                length_buckets: true,
                 ..EngineConfig::default()
             },
         }
@@ -64,16 +80,33 @@ pub struct TrainedBert<B: Backend> {
     pub history: Vec<EpochLog>,
     /// Epoch of the model.
     pub best_epoch: usize,
+    /// Whether early stopping ended training.
+    pub stopped_early: bool,
+    /// Whether `--stop-after-epochs` ended this invocation before the last epoch.
+    pub interrupted: bool,
+    /// Report on the validation data with the tuned thresholds, when there was validation data.
+    pub val_report: Option<Report>,
     /// The base folder (tokenizer files are copied from it).
     pub base: PathBuf,
 }
 
 impl<B: Backend> TrainedBert<B> {
-    /// Writes the Hugging Face folder (see `BertForSequenceClassification::save_pretrained`).
+    /// The `metrics.json` content: validation report, history and best epoch.
+    pub fn metrics_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "validation": self.val_report,
+            "best_epoch": self.best_epoch,
+            "stopped_early": self.stopped_early,
+            "history": self.history,
+        })
+    }
+
+    /// Writes the Hugging Face folder (see `BertForSequenceClassification::save_pretrained`)
+    /// with `metrics.json`.
     pub fn save(&self, dir: &Path) -> Result<(), TrainError> {
         let mut base = self.bert_config.clone();
         base.extra.remove("architectures");
-        Ok(self.model.save_pretrained(dir, &base, &self.base, &self.meta)?)
+        Ok(self.model.save_pretrained(dir, &base, &self.base, &self.meta, Some(&self.metrics_json()))?)
     }
 }
 
@@ -95,8 +128,25 @@ fn batch<B: Backend>(rows: &[Vec<i64>], idx: &[usize], pad: i64, device: &B::Dev
     [t(ids), t(vec![0; idx.len() * len]), t(mask)]
 }
 
+/// Class probabilities of `rows` (softmax, or sigmoids for multi-label), batches of 64.
+fn probabilities<B: Backend>(model: &BertForSequenceClassification<B>, rows: &[Vec<i64>], pad: i64, multi: bool, device: &B::Device) -> Vec<Vec<f32>> {
+    let all: Vec<usize> = (0..rows.len()).collect();
+    let mut out = Vec::with_capacity(rows.len());
+    for chunk in all.chunks(64) {
+        let [ids, types, mask] = batch::<B>(rows, chunk, pad, device);
+        let z = model.forward(ids, types, mask);
+        let p = if multi { burn::tensor::activation::sigmoid(z) } else { burn::tensor::activation::softmax(z, 1) };
+        let k = p.dims()[1];
+        let v: Vec<f32> = p.into_data().convert::<f32>().into_vec().unwrap_or_default();
+        out.extend(v.chunks(k).map(<[f32]>::to_vec));
+    }
+    out
+}
+
 struct Task<B: AutodiffBackend> {
     rows: Vec<Vec<i64>>,
+    lengths: Vec<usize>,
+    fingerprint: String,
     targets: Vec<Vec<usize>>,
     val_rows: Vec<Vec<i64>>,
     val_targets: Vec<Vec<usize>>,
@@ -165,6 +215,14 @@ impl<B: AutodiffBackend> TrainTask<B, BertForSequenceClassification<B>> for Task
         }
         Some(ok as f64 / self.val_rows.len() as f64)
     }
+
+    fn lengths(&self) -> Option<&[usize]> {
+        Some(&self.lengths)
+    }
+
+    fn fingerprint(&self) -> Option<String> {
+        Some(self.fingerprint.clone())
+    }
 }
 
 /// Fine-tunes the encoder in `base` (a Hugging Face folder) with a fresh head on `train`;
@@ -216,12 +274,21 @@ pub fn train_bert<B: AutodiffBackend>(
         B::name(device)
     );
     B::seed(device, opts.engine.seed);
-    let (model, had_head) = bert_config.init_classifier::<B>(labels.len(), opts.pooling, device).load_weights(&base.join(WEIGHTS_FILE))?;
+    let (mut model, had_head) = bert_config.init_classifier::<B>(labels.len(), opts.pooling, device).load_weights(&base.join(WEIGHTS_FILE))?;
     if had_head {
         tracing::warn!("{}: the base already has a classification head; it is replaced by a fresh one of {} labels", base.display(), labels.len());
     }
+    if opts.freeze_encoder {
+        tracing::info!("encoder frozen: training the head only");
+        model.bert.embeddings = model.bert.embeddings.no_grad();
+        model.bert.encoder = model.bert.encoder.no_grad();
+    }
+    let rows = tokenize(&tok, &texts)?;
+    let options_json = serde_json::to_string(&BertOptions { engine: EngineConfig::default(), ..opts.clone() }).expect("serializes");
     let mut task = Task::<B> {
-        rows: tokenize(&tok, &texts)?,
+        lengths: rows.iter().map(Vec::len).collect(),
+        fingerprint: format!("base={} {options_json} train={} val={}", base.display(), data_hash(train), val.map(data_hash).unwrap_or_default()),
+        rows,
         targets,
         val_rows: tokenize(&tok, &val_texts)?,
         val_targets: known.into_iter().map(|(_, t)| t).collect(),
@@ -231,11 +298,11 @@ pub fn train_bert<B: AutodiffBackend>(
         device: device.clone(),
     };
     let fitted = fit(model, train.len(), &opts.engine, &mut task)?;
-    let meta = ModelConfig {
+    let mut meta = ModelConfig {
         kind: "bert".into(),
         format_version: intent_models::folder::FORMAT_VERSION,
         architecture: serde_json::json!({ "base": base, "max_len": opts.max_len }),
-        labels,
+        labels: labels.clone(),
         multi_label: multi,
         thresholds: None,
         oos: None,
@@ -250,7 +317,25 @@ pub fn train_bert<B: AutodiffBackend>(
         versions: Versions::default(),
         created_unix: now_unix(),
     };
-    Ok(TrainedBert { model: fitted.model, bert_config, meta, history: fitted.history, best_epoch: fitted.best_epoch, base: base.to_path_buf() })
+    // Thresholds (per label, or out-of-scope) and the validation report, on the whole validation set.
+    let val_report = match val {
+        Some(v) if !v.is_empty() && !fitted.interrupted => {
+            let scores = probabilities(&fitted.model, &tokenize(&tok, &v.texts())?, task.pad, multi, device);
+            Some(crate::validation::validation_report(&mut meta, &scores, v, &index, &opts.oos_label))
+        }
+        _ => None,
+    };
+    Ok(TrainedBert {
+        model: fitted.model,
+        bert_config,
+        meta,
+        history: fitted.history,
+        best_epoch: fitted.best_epoch,
+        stopped_early: fitted.stopped_early,
+        interrupted: fitted.interrupted,
+        val_report,
+        base: base.to_path_buf(),
+    })
 }
 
 /// What `intent train bert` prints.
@@ -264,6 +349,10 @@ pub struct BertRunSummary {
     pub samples_per_second: f64,
     /// The backend's name.
     pub backend: String,
+    /// Report on the validation data with the tuned thresholds.
+    pub val_report: Option<Report>,
+    /// `--stop-after-epochs` ended the run early: nothing was saved but the checkpoint.
+    pub interrupted: bool,
 }
 
 struct BertJob<'a> {
@@ -278,10 +367,19 @@ impl crate::device::BackendJob for BertJob<'_> {
     type Output = BertRunSummary;
     fn run<B: AutodiffBackend>(self, device: B::Device) -> Result<BertRunSummary, TrainError> {
         let trained = train_bert::<B>(self.base, self.train, self.val, self.opts, &device)?;
-        trained.save(self.out)?;
+        if !trained.interrupted {
+            trained.save(self.out)?;
+        }
         let mut rates: Vec<f64> = trained.history.iter().map(|h| self.train.len() as f64 / h.seconds.max(1e-9)).collect();
         rates.sort_by(f64::total_cmp);
-        Ok(BertRunSummary { samples_per_second: rates[rates.len() / 2], history: trained.history, best_epoch: trained.best_epoch, backend: B::name(&device) })
+        Ok(BertRunSummary {
+            samples_per_second: rates[rates.len() / 2],
+            history: trained.history,
+            best_epoch: trained.best_epoch,
+            backend: B::name(&device),
+            val_report: trained.val_report,
+            interrupted: trained.interrupted,
+        })
     }
 }
 

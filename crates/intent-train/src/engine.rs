@@ -14,6 +14,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use crate::checkpoint::{self, EngineState, OptimizerState};
 use crate::optim::{AdamWParams, HostAdamW};
 use crate::progress::EpochBar;
 use crate::schedule::{lr_at, LrSchedule};
@@ -44,6 +45,25 @@ pub struct EngineConfig {
     pub seed: u64,
     /// Show a progress bar on a terminal.
     pub progress: bool,
+    /// Global gradient-norm clipping: all gradients together are scaled down to this L2 norm
+    /// (PyTorch's `clip_grad_norm_`, Hugging Face's `max_grad_norm`); `None`: no clipping.
+    #[serde(default)]
+    pub max_grad_norm: Option<f64>,
+    /// Batches of texts of similar length (Hugging Face's `group_by_length`): each block of 50
+    /// batches of the shuffled order is sorted by length before it is cut into batches, and the
+    /// batches are then shuffled. Needs the task's [`TrainTask::lengths`]; less padding.
+    #[serde(default)]
+    pub length_buckets: bool,
+    /// Folder of the per-epoch checkpoints (`None`: none written).
+    #[serde(skip)]
+    pub checkpoint_dir: Option<std::path::PathBuf>,
+    /// Continue from the latest checkpoint in `checkpoint_dir` when there is one.
+    #[serde(skip)]
+    pub resume: bool,
+    /// Stop after this many epochs in this invocation, leaving the checkpoint to resume from
+    /// (time-limited or preemptible slots); `None`: run to the end.
+    #[serde(skip)]
+    pub stop_after_epochs: Option<usize>,
 }
 
 impl Default for EngineConfig {
@@ -60,6 +80,11 @@ impl Default for EngineConfig {
             patience: Some(3),
             seed: 42,
             progress: true,
+            max_grad_norm: None,
+            length_buckets: false,
+            checkpoint_dir: None,
+            resume: false,
+            stop_after_epochs: None,
         }
     }
 }
@@ -92,6 +117,20 @@ impl EngineConfig {
         }
         if !(0.0..1.0).contains(&self.warmup_ratio) {
             return bad("--warmup-ratio", format!("{} is not in [0, 1)", self.warmup_ratio));
+        }
+        if let Some(m) = self.max_grad_norm {
+            if !(m > 0.0 && m.is_finite()) {
+                return bad("--max-grad-norm", format!("{m} must be a positive number (0 on the command line disables clipping)"));
+            }
+        }
+        if self.stop_after_epochs.is_some() && self.checkpoint_dir.is_none() {
+            return bad("--stop-after-epochs", "needs --checkpoint-dir (the run continues from there)".into());
+        }
+        if self.stop_after_epochs == Some(0) {
+            return bad("--stop-after-epochs", "must be at least 1".into());
+        }
+        if self.resume && self.checkpoint_dir.is_none() {
+            return bad("--resume", "needs --checkpoint-dir (where the checkpoints are)".into());
         }
         if self.patience == Some(0) {
             return bad("--patience", "must be at least 1 (omit it to disable early stopping)".into());
@@ -127,6 +166,9 @@ pub struct Fitted<M> {
     pub best_epoch: usize,
     /// True when training stopped early.
     pub stopped_early: bool,
+    /// True when `stop_after_epochs` ended this invocation before the last epoch (the model is
+    /// the best so far; the checkpoint continues the run).
+    pub interrupted: bool,
 }
 
 /// What a model's training code supplies to [`fit`].
@@ -143,6 +185,41 @@ pub trait TrainTask<B: AutodiffBackend, M: AutodiffModule<B>> {
     }
     /// Validation score of the model (higher is better), or `None` without validation data.
     fn validate(&mut self, model: &M::InnerModule) -> Option<f64>;
+    /// Length of each training example (tokens), for length buckets.
+    fn lengths(&self) -> Option<&[usize]> {
+        None
+    }
+    /// Called before each epoch (1-based), to reseed the task's own random draws so that an
+    /// epoch's randomness depends only on the seed and the epoch (exact resume).
+    fn start_epoch(&mut self, _epoch: usize) {}
+    /// A description of the data and task settings; a checkpoint is resumed only by a run
+    /// with the same description. `None`: the task cannot be checkpointed (state outside the
+    /// module).
+    fn fingerprint(&self) -> Option<String> {
+        Some(String::new())
+    }
+}
+
+/// The batches of one epoch: a permutation drawn from the seed and the epoch alone (so a resumed
+/// run draws the same ones), cut into batches; with `lengths`, grouped by length as described
+/// at [`EngineConfig::length_buckets`].
+pub fn epoch_batches(n: usize, batch_size: usize, seed: u64, epoch: usize, lengths: Option<&[usize]>) -> Vec<Vec<usize>> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(epoch as u64);
+    let mut order: Vec<usize> = (0..n).collect();
+    order.shuffle(&mut rng);
+    match lengths {
+        None => order.chunks(batch_size).map(<[usize]>::to_vec).collect(),
+        Some(len) => {
+            let mut batches: Vec<Vec<usize>> = Vec::with_capacity(n.div_ceil(batch_size));
+            for mega in order.chunks_mut(batch_size * 50) {
+                mega.sort_by_key(|&i| std::cmp::Reverse(len[i]));
+                batches.extend(mega.chunks(batch_size).map(<[usize]>::to_vec));
+            }
+            batches.shuffle(&mut rng);
+            batches
+        }
+    }
 }
 
 /// True for the CPU backends (flex, ndarray, with or without autodiff), where the host-side
@@ -168,8 +245,10 @@ pub fn flush_denormals() {
 }
 
 /// Trains `model` on `n_train` examples with `task`; see [`TrainTask`]. Denormals are flushed
-/// to zero on the calling thread and the threads of the current rayon pool.
-pub fn fit<B, M, T>(mut model: M, n_train: usize, config: &EngineConfig, task: &mut T) -> Result<Fitted<M::InnerModule>, TrainError>
+/// to zero on the calling thread and the threads of the current rayon pool. With
+/// `config.checkpoint_dir`, a checkpoint is written after every epoch, and with `config.resume`
+/// the run continues from the latest one (see [`crate::checkpoint`]).
+pub fn fit<B, M, T>(model: M, n_train: usize, config: &EngineConfig, task: &mut T) -> Result<Fitted<M::InnerModule>, TrainError>
 where
     B: AutodiffBackend,
     M: AutodiffModule<B>,
@@ -181,81 +260,214 @@ where
     if n_train == 0 {
         return Err(TrainError::Data("no training example".into()));
     }
-    // CPU backends: the fused host AdamW (same update, one pass); others: burn's AdamW on device.
-    let params = config.adamw_params();
-    let on_cpu = model.devices().first().is_some_and(is_cpu_backend::<B>);
-    let mut host_optim = on_cpu.then(|| HostAdamW::new(params));
-    let mut device_optim = (!on_cpu).then(|| {
-        AdamWConfig::new()
-            .with_beta_1(params.beta_1)
-            .with_beta_2(params.beta_2)
-            .with_epsilon(params.epsilon)
-            .with_weight_decay(params.weight_decay)
-            .init::<B, M>()
-    });
+    let device = model.devices().first().cloned().ok_or_else(|| TrainError::Device("the model has no parameters".into()))?;
+    let fingerprint = match (&config.checkpoint_dir, task.fingerprint()) {
+        (Some(_), None) => {
+            return Err(TrainError::Hyperparameter { name: "--checkpoint-dir", message: "this model's training cannot be checkpointed".into() })
+        }
+        (_, f) => {
+            let mut c = config.clone();
+            c.progress = true;
+            format!("{} n={n_train} {}", serde_json::to_string(&c).expect("serializes"), f.unwrap_or_default())
+        }
+    };
+    let mut run = Run::<B, M>::new(model, config, &device, fingerprint)?;
     let steps_per_epoch = n_train.div_ceil(config.batch_size);
     let total = steps_per_epoch * config.epochs;
     let warmup = (total as f64 * config.warmup_ratio).round() as usize;
-    let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
-    let mut order: Vec<usize> = (0..n_train).collect();
-    let mut history = Vec::new();
-    let mut best: Option<(f64, usize, M::InnerModule)> = None;
-    let mut since_best = 0usize;
-    let mut stopped_early = false;
-    let mut global = 0usize;
-    let mut lr = config.lr;
-    for epoch in 1..=config.epochs {
-        order.shuffle(&mut rng);
-        let bar = EpochBar::new(config.progress, epoch, config.epochs, steps_per_epoch);
+    let lengths = if config.length_buckets { task.lengths().map(<[usize]>::to_vec) } else { None };
+    let first = run.state.epochs_done + 1;
+    let mut interrupted = false;
+    for epoch in first..=config.epochs {
+        if run.state.stopped_early {
+            break;
+        }
+        if config.stop_after_epochs.is_some_and(|n| epoch - first >= n) {
+            tracing::info!("stopping after epoch {} of {} as asked; resume from {}", epoch - 1, config.epochs, config.checkpoint_dir.as_deref().unwrap_or(std::path::Path::new("?")).display());
+            interrupted = true;
+            break;
+        }
+        B::seed(&device, config.seed.wrapping_add(epoch as u64));
+        task.start_epoch(epoch);
+        let batches = epoch_batches(n_train, config.batch_size, config.seed, epoch, lengths.as_deref());
+        let bar = EpochBar::new(config.progress, epoch, config.epochs, batches.len());
         let start = Instant::now();
         let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
-        for batch in order.chunks(config.batch_size) {
-            let (loss, ok) = task.step(&model, batch);
+        let mut lr = config.lr;
+        for batch in &batches {
+            let (loss, ok) = task.step(&run.model, batch);
             let raw = loss.backward();
             let loss_value: f64 = loss.into_scalar().elem::<f64>();
             if !loss_value.is_finite() {
-                return Err(TrainError::Diverged { epoch, step: global, loss: loss_value });
+                return Err(TrainError::Diverged { epoch, step: run.state.global_step, loss: loss_value });
             }
-            lr = lr_at(config.schedule, global, warmup, total, config.lr);
+            lr = lr_at(config.schedule, run.state.global_step, warmup, total, config.lr);
             task.after_backward(&raw, lr);
-            let grads = GradientsParams::from_grads(raw, &model);
-            model = match (&mut host_optim, &mut device_optim) {
-                (Some(o), _) => o.step::<B, M>(lr, model, grads),
-                (None, Some(o)) => o.step(lr, model, grads),
-                (None, None) => unreachable!("one optimizer is always set"),
-            };
-            global += 1;
+            let grads = GradientsParams::from_grads(raw, &run.model);
+            run.update(lr, grads, config.max_grad_norm);
+            run.state.global_step += 1;
             loss_sum += loss_value * batch.len() as f64;
             correct += ok;
             seen += batch.len();
-            bar.step(loss_sum / seen as f64);
+            bar.step(loss_sum / seen as f64, seen);
         }
         bar.finish();
         let seconds = start.elapsed().as_secs_f64();
-        model = task.end_of_epoch(model);
-        let val_score = task.validate(&model.valid());
+        run.model = task.end_of_epoch(run.model);
+        let val_score = task.validate(&run.model.valid());
         let log = EpochLog { epoch, loss: loss_sum / seen as f64, train_accuracy: correct as f64 / seen as f64, val_score, seconds, lr };
+        let rate = seen as f64 / seconds.max(1e-9);
         match val_score {
             Some(v) => tracing::info!(
-                "epoch {epoch}/{}: loss {:.4}  train acc {:.4}  val {:.4}  {:.2}s",
+                "epoch {epoch}/{}: loss {:.4}  train acc {:.4}  val {:.4}  {:.2}s ({rate:.1} samples/s)",
                 config.epochs, log.loss, log.train_accuracy, v, seconds
             ),
-            None => tracing::info!("epoch {epoch}/{}: loss {:.4}  train acc {:.4}  {:.2}s", config.epochs, log.loss, log.train_accuracy, seconds),
+            None => tracing::info!("epoch {epoch}/{}: loss {:.4}  train acc {:.4}  {:.2}s ({rate:.1} samples/s)", config.epochs, log.loss, log.train_accuracy, seconds),
         }
-        history.push(log);
+        run.state.history.push(log);
+        run.state.epochs_done = epoch;
         let score = val_score.unwrap_or(epoch as f64); // no validation: keep the last epoch
-        if best.as_ref().is_none_or(|(b, _, _)| score > *b) {
-            best = Some((score, epoch, model.valid()));
-            since_best = 0;
+        if run.state.best.is_none_or(|(b, _)| score > b) {
+            run.state.best = Some((score, epoch));
+            run.best = Some(run.model.valid());
+            run.state.since_best = 0;
         } else {
-            since_best += 1;
-            if val_score.is_some() && config.patience.is_some_and(|p| since_best >= p) {
-                tracing::info!("early stopping: no better validation score for {since_best} epoch(s)");
-                stopped_early = true;
-                break;
+            run.state.since_best += 1;
+            if val_score.is_some() && config.patience.is_some_and(|p| run.state.since_best >= p) {
+                tracing::info!("early stopping: no better validation score for {} epoch(s)", run.state.since_best);
+                run.state.stopped_early = true;
             }
         }
+        if let Some(dir) = &config.checkpoint_dir {
+            run.save_checkpoint(dir)?;
+        }
     }
-    let (_, best_epoch, model) = best.expect("at least one epoch ran");
-    Ok(Fitted { model, history, best_epoch, stopped_early })
+    let best_epoch = run.state.best.map(|(_, e)| e).expect("at least one epoch ran");
+    let model = run.best.expect("set with the best epoch");
+    Ok(Fitted { model, history: run.state.history, best_epoch, stopped_early: run.state.stopped_early, interrupted })
+}
+
+/// The model, optimizer and position of a run ([`fit`]'s state, checkpointed between epochs).
+struct Run<B: AutodiffBackend, M: AutodiffModule<B>> {
+    model: M,
+    best: Option<M::InnerModule>,
+    host_optim: Option<HostAdamW>,
+    device_optim: Option<burn::optim::adaptor::OptimizerAdaptor<burn::optim::AdamW, M, B>>,
+    state: EngineState,
+}
+
+impl<B: AutodiffBackend, M: AutodiffModule<B>> Run<B, M> {
+    /// A fresh run, or the latest checkpoint's when resuming.
+    fn new(model: M, config: &EngineConfig, device: &B::Device, fingerprint: String) -> Result<Self, TrainError> {
+        // CPU backends: the fused host AdamW (same update, one pass); others: burn's AdamW on device.
+        let params = config.adamw_params();
+        let on_cpu = is_cpu_backend::<B>(device);
+        let device_optim = || {
+            AdamWConfig::new()
+                .with_beta_1(params.beta_1)
+                .with_beta_2(params.beta_2)
+                .with_epsilon(params.epsilon)
+                .with_weight_decay(params.weight_decay)
+                .init::<B, M>()
+        };
+        let fresh = EngineState {
+            fingerprint,
+            epochs_done: 0,
+            global_step: 0,
+            history: Vec::new(),
+            best: None,
+            since_best: 0,
+            stopped_early: false,
+            host_optimizer_time: None,
+        };
+        let resume_from = match (&config.checkpoint_dir, config.resume) {
+            (Some(dir), true) => {
+                let found = checkpoint::latest(dir)?;
+                if found.is_none() {
+                    tracing::info!("no checkpoint in {}: starting afresh", dir.display());
+                }
+                found
+            }
+            _ => None,
+        };
+        let Some(ckpt) = resume_from else {
+            return Ok(Run { model, best: None, host_optim: on_cpu.then(|| HostAdamW::new(params)), device_optim: (!on_cpu).then(device_optim), state: fresh });
+        };
+        let state = checkpoint::read_state(&ckpt, &fresh.fingerprint)?;
+        let (model, best) = checkpoint::load_models::<B, M>(&ckpt, model, device)?;
+        let (host_optim, device_optim) = match (state.host_optimizer_time, on_cpu) {
+            (Some(time), true) => (Some(checkpoint::load_host_optimizer(&ckpt, params, time)?), None),
+            (None, false) => {
+                let path = checkpoint::device_optimizer_path(&ckpt);
+                let record = burn::record::Recorder::<B>::load(&checkpoint::file_recorder(), path.clone(), device)
+                    .map_err(|e| TrainError::Checkpoint { path: path.with_extension("mpk"), message: e.to_string() })?;
+                (None, Some(device_optim().load_record(record)))
+            }
+            _ => {
+                return Err(TrainError::Checkpoint {
+                    path: ckpt.clone(),
+                    message: "written on another kind of device (CPU and GPU optimizer states differ); resume on the same --device".into(),
+                })
+            }
+        };
+        tracing::info!("resuming from {} (epoch {} done, step {})", ckpt.display(), state.epochs_done, state.global_step);
+        Ok(Run { model, best: Some(best), host_optim, device_optim, state })
+    }
+
+    /// One optimizer step (with global gradient-norm clipping when set).
+    fn update(&mut self, lr: f64, mut grads: GradientsParams, max_grad_norm: Option<f64>) {
+        let model = self.model.clone();
+        self.model = match (&mut self.host_optim, &mut self.device_optim) {
+            (Some(o), _) => o.step::<B, M>(lr, model, grads, max_grad_norm).0,
+            (None, Some(o)) => {
+                if max_grad_norm.is_some() {
+                    crate::optim::clip_device_grads::<B, M>(&model, &mut grads, max_grad_norm);
+                }
+                o.step(lr, model, grads)
+            }
+            (None, None) => unreachable!("one optimizer is always set"),
+        };
+    }
+
+    fn save_checkpoint(&mut self, dir: &std::path::Path) -> Result<(), TrainError> {
+        self.state.host_optimizer_time = self.host_optim.as_ref().map(|o| o.moments().0);
+        let best = self.best.as_ref().expect("set after the first epoch");
+        let optim = match (&self.host_optim, &self.device_optim) {
+            (Some(o), _) => OptimizerState::Host(o),
+            (None, Some(o)) => {
+                let record = o.to_record();
+                OptimizerState::Device(Box::new(move |path: &std::path::Path| {
+                    burn::record::Recorder::<B>::record(&checkpoint::file_recorder(), record, path.to_path_buf()).map(|_| ()).map_err(|e| e.to_string())
+                }))
+            }
+            (None, None) => unreachable!("one optimizer is always set"),
+        };
+        checkpoint::save::<B, M>(dir, &self.state, &self.model, best, optim)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::epoch_batches;
+
+    #[test]
+    fn epoch_batches_cover_every_example_once_and_bucket_by_length() {
+        let n = 1000;
+        let lengths: Vec<usize> = (0..n).map(|i| (i * 7919) % 61 + 3).collect();
+        for lens in [None, Some(lengths.as_slice())] {
+            let b = epoch_batches(n, 8, 7, 1, lens);
+            assert_eq!(b.len(), n.div_ceil(8));
+            let mut all: Vec<usize> = b.concat();
+            all.sort_unstable();
+            assert_eq!(all, (0..n).collect::<Vec<_>>(), "a permutation");
+            assert_eq!(b, epoch_batches(n, 8, 7, 1, lens), "same seed and epoch, same batches");
+            assert_ne!(b, epoch_batches(n, 8, 7, 2, lens), "another epoch, other batches");
+        }
+        // Padding (sum over batches of size × longest) falls with buckets.
+        let padded = |b: &[Vec<usize>]| b.iter().map(|x| x.len() * x.iter().map(|&i| lengths[i]).max().unwrap()).sum::<usize>();
+        let plain = padded(&epoch_batches(n, 8, 7, 1, None));
+        let bucketed = padded(&epoch_batches(n, 8, 7, 1, Some(&lengths)));
+        let real: usize = lengths.iter().sum();
+        assert!(bucketed < plain && (bucketed as f64) < 1.1 * real as f64, "plain {plain}, bucketed {bucketed}, tokens {real}");
+    }
 }

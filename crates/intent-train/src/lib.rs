@@ -7,6 +7,7 @@
 //! - [`device`]: `--device cpu|ndarray|cuda:N` → backend.
 
 pub mod bert;
+pub mod checkpoint;
 pub mod device;
 pub mod engine;
 pub mod mlp;
@@ -50,6 +51,14 @@ pub enum TrainError {
         step: usize,
         /// The loss value.
         loss: f64,
+    },
+    /// A checkpoint cannot be written or resumed.
+    #[error("checkpoint {}: {message}", path.display())]
+    Checkpoint {
+        /// The file or folder.
+        path: std::path::PathBuf,
+        /// What went wrong or was expected.
+        message: String,
     },
     /// Model error (saving, architecture).
     #[error(transparent)]

@@ -142,6 +142,7 @@ pub fn train_mlp<B: AutodiffBackend>(
         // Dropout masks come from a seeded generator on the host: deterministic, and much
         // cheaper than sampling a Bernoulli tensor per layer through the backend.
         mask_rng: ChaCha8Rng::seed_from_u64(opts.engine.seed ^ 0xd50f_0a7e),
+        seed: opts.engine.seed,
         mask_buf: Vec::new(),
         table,
         pending: None,
@@ -198,6 +199,7 @@ struct MlpTask<'a, B: AutodiffBackend> {
     ce: burn::nn::loss::CrossEntropyLoss<B>,
     bce: burn::nn::loss::BinaryCrossEntropyLoss<B>,
     mask_rng: ChaCha8Rng,
+    seed: u64,
     mask_buf: Vec<u32>,
     /// Host input weight (CPU backends), and the leaf tensor of the rows the current step uses.
     table: Option<SparseInputTable>,
@@ -284,6 +286,13 @@ impl<B: AutodiffBackend> TrainTask<B, Mlp<B>> for MlpTask<'_, B> {
         }
     }
 
+    fn start_epoch(&mut self, epoch: usize) {
+        self.mask_rng = ChaCha8Rng::seed_from_u64(self.seed ^ 0xd50f_0a7e);
+        self.mask_rng.set_stream(epoch as u64);
+    }
+    fn fingerprint(&self) -> Option<String> {
+        None // the sparse input table and its optimizer live outside the module
+    }
     fn end_of_epoch(&mut self, model: Mlp<B>) -> Mlp<B> {
         match &self.table {
             Some(table) => model.with_first_weight(Tensor::from_inner(table.to_tensor(&self.device))),

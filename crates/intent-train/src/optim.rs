@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 
-use burn::module::{AutodiffModule, ModuleMapper, Param, ParamId};
+use burn::module::{AutodiffModule, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
@@ -50,15 +50,40 @@ impl HostAdamW {
         HostAdamW { params, states: HashMap::new(), time: 0 }
     }
 
-    /// One update of every parameter that has a gradient.
-    pub fn step<B: AutodiffBackend, M: AutodiffModule<B>>(&mut self, lr: f64, model: M, grads: GradientsParams) -> M {
+    /// One update of every parameter that has a gradient. With `max_grad_norm`, the gradients
+    /// are first scaled as PyTorch's `clip_grad_norm_` does (one L2 norm over all of them,
+    /// factor `max / (norm + 1e-6)` when the norm exceeds `max`). Returns the model and the
+    /// gradients' global norm before clipping.
+    pub fn step<B: AutodiffBackend, M: AutodiffModule<B>>(&mut self, lr: f64, model: M, mut grads: GradientsParams, max_grad_norm: Option<f64>) -> (M, f64) {
         self.time += 1;
-        let mut mapper = Mapper::<B> { opt: self, lr: lr as f32, grads, _b: std::marker::PhantomData };
-        model.map(&mut mapper)
+        let mut host = HostGrads::<B> { grads: &mut grads, out: HashMap::new(), _b: std::marker::PhantomData };
+        model.visit(&mut host);
+        let host = host.out;
+        let norm = host.values().map(|g| g.par_chunks(1 << 16).map(|c| c.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>()).sum::<f64>()).sum::<f64>().sqrt();
+        let scale = clip_factor(norm, max_grad_norm);
+        let mut mapper = Mapper::<B> { opt: self, lr: lr as f32, grads: host, scale, _b: std::marker::PhantomData };
+        (model.map(&mut mapper), norm)
+    }
+
+    /// The optimizer's step count and moments, for a checkpoint.
+    pub fn moments(&self) -> (i32, Vec<(ParamId, &[f32], &[f32])>) {
+        (self.time, self.states.iter().map(|(id, s)| (*id, s.m.as_slice(), s.v.as_slice())).collect())
+    }
+
+    /// An optimizer continuing from [`HostAdamW::moments`]; the parameter values are read from
+    /// the model at the next step.
+    pub fn restore(params: AdamWParams, time: i32, moments: impl IntoIterator<Item = (ParamId, Vec<f32>, Vec<f32>)>) -> Self {
+        let states = moments.into_iter().map(|(id, m, v)| (id, State { value: Vec::new(), m, v })).collect();
+        HostAdamW { params, states, time }
     }
 
     /// The update of one flat parameter, in place.
     pub fn update(&self, lr: f32, p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
+        self.update_scaled(lr, p, g, 1.0, m, v)
+    }
+
+    /// [`HostAdamW::update`] with the gradient multiplied by `scale` (clipping).
+    fn update_scaled(&self, lr: f32, p: &mut [f32], g: &[f32], scale: f32, m: &mut [f32], v: &mut [f32]) {
         let AdamWParams { beta_1: b1, beta_2: b2, epsilon: eps, weight_decay: wd } = self.params;
         let bc1 = 1.0 - b1.powi(self.time);
         let bc2_sqrt = (1.0 - b2.powi(self.time)).sqrt();
@@ -68,6 +93,7 @@ impl HostAdamW {
         let kernel = |p: &mut [f32], m: &mut [f32], v: &mut [f32], g: &[f32]| {
             // Iterator form without index checks, so the loop vectorizes.
             for (((p, m), v), &g) in p.iter_mut().zip(m.iter_mut()).zip(v.iter_mut()).zip(g) {
+                let g = g * scale;
                 *m = b1 * *m + (1.0 - b1) * g;
                 *v = b2 * *v + (1.0 - b2) * g * g;
                 *p = *p * decay - step * *m / (v.sqrt() * inv_bc2_sqrt + eps);
@@ -88,32 +114,94 @@ impl HostAdamW {
     }
 }
 
+/// PyTorch's `clip_grad_norm_` factor: `max / (norm + 1e-6)` when the norm exceeds `max`.
+pub fn clip_factor(norm: f64, max_grad_norm: Option<f64>) -> f32 {
+    match max_grad_norm {
+        Some(max) if norm > max => (max / (norm + 1e-6)) as f32,
+        _ => 1.0,
+    }
+}
+
+/// Moves every gradient of the model to host memory, keyed by parameter.
+struct HostGrads<'a, B: AutodiffBackend> {
+    grads: &'a mut GradientsParams,
+    out: HashMap<ParamId, Vec<f32>>,
+    _b: std::marker::PhantomData<B>,
+}
+
+impl<B: AutodiffBackend> ModuleVisitor<B> for HostGrads<'_, B> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        if let Some(g) = self.grads.remove::<B::InnerBackend, D>(param.id) {
+            self.out.insert(param.id, g.into_data().convert::<f32>().into_vec().expect("f32 after convert"));
+        }
+    }
+}
+
+/// Global gradient-norm clipping for device optimizers: the L2 norm over all gradients (one
+/// read-back), then every gradient scaled by [`clip_factor`] when it exceeds the maximum.
+/// burn's `GradientClippingConfig::Norm` clips each parameter on its own, not the global norm
+/// that `clip_grad_norm_` (and Hugging Face's `max_grad_norm`) uses, hence this function.
+pub fn clip_device_grads<B: AutodiffBackend, M: AutodiffModule<B>>(model: &M, grads: &mut GradientsParams, max_grad_norm: Option<f64>) -> f64 {
+    struct Norm<'a, B: AutodiffBackend> {
+        grads: &'a GradientsParams,
+        sum: Option<Tensor<B::InnerBackend, 1>>,
+    }
+    impl<B: AutodiffBackend> ModuleVisitor<B> for Norm<'_, B> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            if let Some(g) = self.grads.get::<B::InnerBackend, D>(param.id) {
+                let s = g.square().sum();
+                self.sum = Some(match self.sum.take() {
+                    Some(acc) => acc + s,
+                    None => s,
+                });
+            }
+        }
+    }
+    struct Scale<'a, B: AutodiffBackend> {
+        grads: &'a mut GradientsParams,
+        factor: f32,
+        _b: std::marker::PhantomData<B>,
+    }
+    impl<B: AutodiffBackend> ModuleVisitor<B> for Scale<'_, B> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            if let Some(g) = self.grads.remove::<B::InnerBackend, D>(param.id) {
+                self.grads.register::<B::InnerBackend, D>(param.id, g.mul_scalar(self.factor));
+            }
+        }
+    }
+    let mut n = Norm::<B> { grads, sum: None };
+    model.visit(&mut n);
+    let norm = n.sum.map(|s| s.into_scalar().elem::<f64>().sqrt()).unwrap_or(0.0);
+    let factor = clip_factor(norm, max_grad_norm);
+    if factor < 1.0 {
+        model.visit(&mut Scale::<B> { grads, factor, _b: std::marker::PhantomData });
+    }
+    norm
+}
+
 struct Mapper<'a, B: AutodiffBackend> {
     opt: &'a mut HostAdamW,
     lr: f32,
-    grads: GradientsParams,
+    grads: HashMap<ParamId, Vec<f32>>,
+    scale: f32,
     _b: std::marker::PhantomData<B>,
 }
 
 impl<B: AutodiffBackend> ModuleMapper<B> for Mapper<'_, B> {
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
         let (id, tensor, mapper) = param.consume();
-        let Some(grad) = self.grads.remove::<B::InnerBackend, D>(id) else {
+        let Some(g) = self.grads.remove(&id) else {
             return Param::from_mapped_value(id, tensor, mapper);
         };
         let inner = tensor.inner();
         let device = inner.device();
         let shape = inner.shape();
-        let g: Vec<f32> = grad.into_data().convert::<f32>().into_vec().expect("f32 after convert");
-        let mut state = match self.opt.states.remove(&id) {
-            Some(s) => s,
-            None => {
-                let value: Vec<f32> = inner.into_data().convert::<f32>().into_vec().expect("f32 after convert");
-                let n = value.len();
-                State { value, m: vec![0.0; n], v: vec![0.0; n] }
-            }
-        };
-        self.opt.update(self.lr, &mut state.value, &g, &mut state.m, &mut state.v);
+        let n = g.len();
+        let mut state = self.opt.states.remove(&id).unwrap_or_else(|| State { value: Vec::new(), m: vec![0.0; n], v: vec![0.0; n] });
+        if state.value.is_empty() {
+            state.value = inner.into_data().convert::<f32>().into_vec().expect("f32 after convert");
+        }
+        self.opt.update_scaled(self.lr, &mut state.value, &g, self.scale, &mut state.m, &mut state.v);
         let updated = Tensor::<B::InnerBackend, D>::from_data(TensorData::new(state.value.clone(), shape), &device);
         self.opt.states.insert(id, state);
         Param::from_mapped_value(id, Tensor::from_inner(updated).require_grad(), mapper)
@@ -141,5 +229,34 @@ mod tests {
         let vh = (0.000_499_75f64 / (1.0 - 0.999f64.powi(2))).sqrt();
         let expect = 0.899f64 * 0.999 - 0.1 * mh / vh;
         assert!((p[0] as f64 - expect).abs() < 1e-5, "{} vs {expect}", p[0]);
+    }
+
+    #[test]
+    fn global_norm_clipping_matches_clip_grad_norm() {
+        use burn::backend::{Autodiff, Flex};
+        type AD = Autodiff<Flex>;
+        assert_eq!(clip_factor(0.5, Some(1.0)), 1.0);
+        assert_eq!(clip_factor(5.0, None), 1.0);
+        assert!((clip_factor(5.0, Some(1.0)) - 1.0 / (5.0 + 1e-6)).abs() < 1e-9);
+        // loss = x·w + b + 11·b with x = (3, 4) gives ∂w = (3, 4), ∂b = 12: global norm
+        // √(9 + 16 + 144) = 13.
+        let device = Default::default();
+        let mut lin = burn::nn::LinearConfig::new(2, 1).init::<AD>(&device);
+        lin.weight = Param::from_tensor(Tensor::<AD, 2>::zeros([2, 1], &device));
+        let x = Tensor::<AD, 2>::from_data([[3.0f32, 4.0]], &device);
+        let loss = lin.forward(x).sum() + lin.bias.as_ref().unwrap().val().sum().mul_scalar(11.0);
+        let mut grads = GradientsParams::from_grads(loss.backward(), &lin);
+        let norm = clip_device_grads::<AD, _>(&lin, &mut grads, Some(1.3));
+        assert!((norm - 13.0).abs() < 1e-5, "{norm}");
+        let gw: Vec<f32> = grads.get::<Flex, 2>(lin.weight.id).unwrap().into_data().to_vec().unwrap();
+        let gb: Vec<f32> = grads.get::<Flex, 1>(lin.bias.as_ref().unwrap().id).unwrap().into_data().to_vec().unwrap();
+        let f = 1.3 / (13.0 + 1e-6);
+        assert!((gw[0] - 3.0 * f).abs() < 1e-5 && (gw[1] - 4.0 * f).abs() < 1e-5 && (gb[0] - 12.0 * f).abs() < 1e-5, "{gw:?} {gb:?}");
+        // The host optimizer reports the same norm before clipping.
+        let loss = lin.forward(Tensor::<AD, 2>::from_data([[3.0f32, 4.0]], &device)).sum() + lin.bias.as_ref().unwrap().val().sum().mul_scalar(11.0);
+        let grads = GradientsParams::from_grads(loss.backward(), &lin);
+        let mut opt = HostAdamW::new(AdamWParams { beta_1: 0.9, beta_2: 0.999, epsilon: 1e-8, weight_decay: 0.0 });
+        let (_, host_norm) = opt.step::<AD, _>(0.1, lin, grads, Some(1.3));
+        assert!((host_norm - 13.0).abs() < 1e-5, "{host_norm}");
     }
 }

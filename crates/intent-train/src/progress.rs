@@ -1,5 +1,5 @@
-//! Progress display: an indicatif bar on a terminal, nothing extra otherwise (the per-epoch
-//! `tracing` lines are the plain-text progress).
+//! Progress display: an indicatif bar with loss and samples/s on a terminal; otherwise plain
+//! `tracing` lines, about ten per epoch when an epoch is long (besides the per-epoch line).
 
 use std::io::IsTerminal;
 
@@ -8,6 +8,12 @@ use indicatif::{ProgressBar, ProgressStyle};
 /// A per-epoch step bar, shown only when stderr is a terminal and `enabled`.
 pub struct EpochBar {
     bar: Option<ProgressBar>,
+    start: std::time::Instant,
+    epoch: usize,
+    epochs: usize,
+    steps: usize,
+    done: std::cell::Cell<usize>,
+    plain: bool,
 }
 
 impl EpochBar {
@@ -23,13 +29,20 @@ impl EpochBar {
             b.set_prefix(format!("{epoch}/{epochs}"));
             b
         });
-        EpochBar { bar }
+        // Plain lines only for epochs long enough to be worth them.
+        let plain = enabled && bar.is_none() && steps >= 50;
+        EpochBar { bar, start: std::time::Instant::now(), epoch, epochs, steps, done: std::cell::Cell::new(0), plain }
     }
-    /// Advances one step, showing the running loss.
-    pub fn step(&self, loss: f64) {
+    /// Advances one step, showing the running loss and the examples per second so far.
+    pub fn step(&self, loss: f64, examples_seen: usize) {
+        let rate = examples_seen as f64 / self.start.elapsed().as_secs_f64().max(1e-9);
+        let done = self.done.get() + 1;
+        self.done.set(done);
         if let Some(b) = &self.bar {
-            b.set_message(format!("loss {loss:.4}"));
+            b.set_message(format!("loss {loss:.4} {rate:.1} samples/s"));
             b.inc(1);
+        } else if self.plain && done % self.steps.div_ceil(10) == 0 && done < self.steps {
+            tracing::info!("epoch {}/{} step {done}/{}: loss {loss:.4} {rate:.1} samples/s", self.epoch, self.epochs, self.steps);
         }
     }
     /// Removes the bar (the epoch's log line follows).

@@ -69,9 +69,19 @@ impl<B: Backend> BertClassifier<B> {
     /// Loads a `BertForSequenceClassification` folder (`config.json` with `id2label`,
     /// `model.safetensors` with `classifier.*` and, usually, `bert.pooler.dense.*`, a tokenizer).
     /// Errors name the file and the tensor or field that is wrong.
+    /// Texts are cut at `max_len` tokens, else at the `architecture.max_len` of `intent.json`
+    /// (the length the model was fine-tuned with), else at the encoder's default.
     pub fn load(dir: &Path, max_len: Option<usize>, device: &B::Device) -> Result<Self> {
         let cfg_path = dir.join(CONFIG_FILE);
-        let encoder = SentenceEncoder::<B>::load(dir, max_len, device)?;
+        let meta_path = dir.join(INTENT_FILE);
+        let meta: Option<ModelConfig> = if meta_path.is_file() {
+            let text = std::fs::read_to_string(&meta_path).map_err(|e| ModelError::io(&meta_path, e))?;
+            Some(serde_json::from_str(&text).map_err(|e| ModelError::invalid(&meta_path, format!("line {}: {e}", e.line())))?)
+        } else {
+            None
+        };
+        let trained_len = meta.as_ref().and_then(|c| c.architecture.get("max_len")).and_then(|v| v.as_u64()).map(|v| v as usize);
+        let encoder = SentenceEncoder::<B>::load(dir, max_len.or(trained_len), device)?;
         let bert = encoder.config.clone();
         let file = TensorFile::open(&dir.join(WEIGHTS_FILE))?;
         let shape = file.shape("classifier.weight")?;
@@ -98,10 +108,7 @@ impl<B: Backend> BertClassifier<B> {
             }
         };
         let vocab_file = if dir.join("tokenizer.json").is_file() { "tokenizer.json" } else { "vocab.txt" };
-        let meta_path = dir.join(INTENT_FILE);
-        if meta_path.is_file() {
-            let text = std::fs::read_to_string(&meta_path).map_err(|e| ModelError::io(&meta_path, e))?;
-            let config: ModelConfig = serde_json::from_str(&text).map_err(|e| ModelError::invalid(&meta_path, format!("line {}: {e}", e.line())))?;
+        if let Some(config) = meta {
             config.check_labels(&meta_path)?;
             if config.labels != labels || config.multi_label != multi_label {
                 return Err(ModelError::invalid(&meta_path, "labels or multi_label differ from config.json's id2label / problem_type"));

@@ -423,7 +423,7 @@ fn layer_norm(x: &mut [f32], residual: Option<&[f32]>, n: &Norm) {
 /// The feed-forward activation in place, in parallel chunks.
 fn activate(x: &mut [f32], a: Activation) {
     let f: fn(&mut [f32]) = match a {
-        Activation::Gelu => gelu_erf,
+        Activation::Gelu => super::gelu::gelu_in_place,
         Activation::GeluTanh => |c| {
             c.iter_mut().for_each(|x| {
                 *x = 0.5
@@ -438,43 +438,6 @@ fn activate(x: &mut [f32], a: Activation) {
     x.par_chunks_mut(4096).for_each(f);
 }
 
-/// erf by Abramowitz & Stegun 7.1.28 (|error| ≤ 3·10⁻⁷): 1 − (1 + a₁x + … + a₆x⁶)⁻¹⁶ for x ≥ 0,
-/// odd. Branch-free, so the loop below vectorises (libm's `erff` does not); evaluated in f64
-/// because the 16th power magnifies f32 rounding to ~1.4·10⁻⁶.
-#[inline(always)]
-fn erf(x: f32) -> f32 {
-    const A: [f64; 6] = [0.070_523_078_4, 0.042_282_012_3, 0.009_270_527_2, 0.000_152_014_3, 0.000_276_567_2, 0.000_043_063_8];
-    let t = (x as f64).abs();
-    let p = 1.0 + t * (A[0] + t * (A[1] + t * (A[2] + t * (A[3] + t * (A[4] + t * A[5])))));
-    let p2 = p * p;
-    let p4 = p2 * p2;
-    let p8 = p4 * p4;
-    ((1.0 - 1.0 / (p8 * p8)) as f32).copysign(x)
-}
-
-/// GELU (`0.5·x·(1 + erf(x/√2))`, BERT's `gelu`) in place.
-fn gelu_erf(c: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-        // SAFETY: the features were just detected.
-        unsafe { gelu_avx2(c) };
-        return;
-    }
-    gelu_plain(c)
-}
-
-#[inline(always)]
-fn gelu_plain(c: &mut [f32]) {
-    c.iter_mut()
-        .for_each(|x| *x = 0.5 * *x * (1.0 + erf(*x * std::f32::consts::FRAC_1_SQRT_2)));
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn gelu_avx2(c: &mut [f32]) {
-    gelu_plain(c)
-}
-
 /// Whether the host engine should run a model whose weights live on backend `B`: the CPU
 /// backends (flex, ndarray) unless `INTENT_BERT_ENGINE=burn` asks for burn's own forward pass.
 pub fn wanted<B: Backend>() -> bool {
@@ -484,29 +447,4 @@ pub fn wanted<B: Backend>() -> bool {
     // By name, so that every wrapping of the CPU backends (autodiff included) counts.
     let name = std::any::type_name::<B>();
     name.contains("burn_flex::") || name.contains("burn_ndarray::")
-}
-
-#[cfg(test)]
-mod tests {
-    /// erf by its Maclaurin series in f64 (converges well for |x| ≤ 3).
-    fn erf_series(x: f64) -> f64 {
-        let (mut term, mut sum) = (x, x);
-        for n in 1..200 {
-            term *= -x * x / n as f64;
-            sum += term / (2 * n + 1) as f64;
-        }
-        sum * 2.0 / std::f64::consts::PI.sqrt()
-    }
-
-    #[test]
-    fn erf_is_within_its_published_error_bound() {
-        let worst = (-3000..=3000).map(|i| i as f64 / 1000.0).map(|x| x as f32).map(|x| (super::erf(x) as f64 - erf_series(x as f64)).abs()).fold(0.0, f64::max);
-        assert!(worst < 4e-7, "max |error| {worst:e}");
-        assert_eq!(super::erf(0.0), 0.0);
-        assert!((super::erf(5.0) - 1.0).abs() < 1e-7 && (super::erf(-5.0) + 1.0).abs() < 1e-7);
-        assert_eq!(super::erf(f32::INFINITY), 1.0);
-        let mut g = [-1.0f32, 0.0, 1.0, 30.0];
-        super::gelu_erf(&mut g);
-        assert!((g[0] + 0.158_655_25).abs() < 1e-6 && g[1] == 0.0 && (g[2] - 0.841_344_7).abs() < 1e-6 && g[3] == 30.0, "{g:?}");
-    }
 }

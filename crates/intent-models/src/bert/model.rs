@@ -3,13 +3,15 @@
 //! `layer_norm` and `self` → `self_attn`, Rust names), so loading is a prefix strip, two renames
 //! and PyTorch → burn layout ([`super::load`]).
 //!
-//! It computes what `transformers.BertModel` computes in eval mode: embeddings (word + absolute
-//! position + token type) → LayerNorm → N post-LN layers (self-attention with the padding mask,
-//! then feed-forward), returning the last hidden states.
+//! It computes what `transformers.BertModel` computes: embeddings (word + absolute position +
+//! token type) → LayerNorm → N post-LN layers (self-attention with the padding mask, then
+//! feed-forward), returning the last hidden states; in eval mode on plain backends, and with
+//! BERT's dropouts (embeddings, attention probabilities, sub-layer outputs) while training on
+//! autodiff backends.
 
 use burn::module::Module;
-use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
-use burn::tensor::activation::{gelu, relu, tanh};
+use burn::nn::{Dropout, DropoutConfig, Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::tensor::activation::{relu, softmax, tanh};
 use burn::tensor::backend::Backend;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
@@ -107,6 +109,11 @@ pub struct BertModel<B: Backend> {
     /// Feed-forward activation.
     #[module(skip)]
     pub activation: ActivationKind,
+    /// Dropout after the embeddings and after each sub-layer's output projection
+    /// (`hidden_dropout_prob`); active only while training (autodiff backends).
+    pub hidden_dropout: Dropout,
+    /// Dropout on the attention probabilities (`attention_probs_dropout_prob`), training only.
+    pub attention_dropout: Dropout,
 }
 
 /// [`Activation`] as a module constant.
@@ -143,13 +150,20 @@ impl BertConfig {
             pooler: None,
             heads: self.num_attention_heads,
             activation: ActivationKind(self.activation().unwrap_or(Activation::Gelu)),
+            hidden_dropout: DropoutConfig::new(self.dropout_prob("hidden_dropout_prob")).init(),
+            attention_dropout: DropoutConfig::new(self.dropout_prob("attention_probs_dropout_prob")).init(),
         }
+    }
+
+    /// A dropout probability of `config.json` (BERT's 0.1 when absent).
+    pub fn dropout_prob(&self, key: &str) -> f64 {
+        self.extra.get(key).and_then(|v| v.as_f64()).filter(|p| (0.0..1.0).contains(p)).unwrap_or(0.1)
     }
 }
 
 fn activate<B: Backend>(x: Tensor<B, 2>, a: Activation) -> Tensor<B, 2> {
     match a {
-        Activation::Gelu => gelu(x),
+        Activation::Gelu => super::gelu::gelu(x),
         Activation::Relu => relu(x),
         Activation::GeluTanh => {
             // 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))
@@ -159,23 +173,37 @@ fn activate<B: Backend>(x: Tensor<B, 2>, a: Activation) -> Tensor<B, 2> {
     }
 }
 
+/// The dropouts of a layer while training.
+struct LayerDropout<'a> {
+    hidden: &'a Dropout,
+    attention: &'a Dropout,
+}
+
 impl<B: Backend> BertLayer<B> {
-    /// One layer on `[batch, len, hidden]`. The linear layers and LayerNorms run on the tokens
-    /// flattened to `[batch·len, hidden]`: a 3-d input makes `Linear` broadcast its weight over
-    /// the batch and run one small product per row (forward and backward), measured several
-    /// times slower on the CPU backend.
-    fn forward(&self, x: Tensor<B, 3>, pad: Option<Tensor<B, 4, Bool>>, heads: usize, act: Activation) -> Tensor<B, 3> {
+    fn forward(&self, x: Tensor<B, 3>, pad: Option<Tensor<B, 4, Bool>>, heads: usize, act: Activation, drop: &LayerDropout<'_>) -> Tensor<B, 3> {
         let [b, l, d] = x.dims();
         let x = x.reshape([b * l, d]);
         let split = |t: Tensor<B, 2>| t.reshape([b, l, heads, d / heads]).swap_dims(1, 2);
         let a = &self.attention.self_attn;
         let (q, k, v) = (split(a.query.forward(x.clone())), split(a.key.forward(x.clone())), split(a.value.forward(x.clone())));
-        // softmax(q·kᵀ/√d_head with padded keys masked)·v
-        let ctx = attention(q, k, v, pad, None, AttentionModuleOptions::default()).swap_dims(1, 2).reshape([b * l, d]);
+        // softmax(q·kᵀ/√d_head with padded keys masked)·v; while training, with dropout on the
+        // probabilities (HF's order), which the fused `attention` op has no place for.
+        let training = B::ad_enabled(&x.device());
+        let ctx = if training && drop.attention.prob > 0.0 {
+            let scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(1.0 / ((d / heads) as f64).sqrt());
+            let scores = match pad {
+                Some(m) => scores.mask_fill(m, f32::MIN),
+                None => scores,
+            };
+            drop.attention.forward(softmax(scores, 3)).matmul(v)
+        } else {
+            attention(q, k, v, pad, None, AttentionModuleOptions::default())
+        };
+        let ctx = ctx.swap_dims(1, 2).reshape([b * l, d]);
         let o = &self.attention.output;
-        let x = o.layer_norm.forward(x + o.dense.forward(ctx));
+        let x = o.layer_norm.forward(x + drop.hidden.forward(o.dense.forward(ctx)));
         let h = activate(self.intermediate.dense.forward(x.clone()), act);
-        self.output.layer_norm.forward(x + self.output.dense.forward(h)).reshape([b, l, d])
+        self.output.layer_norm.forward(x + drop.hidden.forward(self.output.dense.forward(h))).reshape([b, l, d])
     }
 }
 
@@ -188,13 +216,14 @@ impl<B: Backend> BertModel<B> {
         let positions = Tensor::<B, 1, Int>::arange(0..l as i64, &device).reshape([1, l]).expand([b, l]);
         let e = &self.embeddings;
         let x = e.word_embeddings.forward(input_ids) + e.position_embeddings.forward(positions) + e.token_type_embeddings.forward(token_type_ids);
-        let mut x = e.layer_norm.forward(x);
+        let mut x = self.hidden_dropout.forward(e.layer_norm.forward(x));
         let h = self.heads;
         // Without padding (one text, or texts of one length) no mask is needed at all.
         let padded = attention_mask.clone().equal_elem(0).any().into_scalar().elem::<bool>();
         let pad: Option<Tensor<B, 4, Bool>> = padded.then(|| attention_mask.equal_elem(0).reshape([b, 1, 1, l]).expand([b, h, l, l]));
+        let drop = LayerDropout { hidden: &self.hidden_dropout, attention: &self.attention_dropout };
         for layer in &self.encoder.layer {
-            x = layer.forward(x, pad.clone(), h, self.activation.0);
+            x = layer.forward(x, pad.clone(), h, self.activation.0, &drop);
         }
         x
     }

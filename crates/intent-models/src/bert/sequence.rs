@@ -11,8 +11,8 @@
 
 use std::path::Path;
 
-use burn::module::Module;
-use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
+use burn::module::{Module, Param};
+use burn::nn::{Dropout, DropoutConfig, Initializer, Linear, LinearConfig};
 use burn::prelude::*;
 use burn::store::{BurnToPyTorchAdapter, ModuleSnapshot, SafetensorsStore};
 use burn::tensor::activation::tanh;
@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use super::model::{BertModel, BertPooler};
 use super::{check_load, hf_store, BertConfig};
 use crate::error::{ModelError, Result};
-use crate::folder::{write_json, write_model_dir, ModelConfig, CONFIG_FILE, WEIGHTS_FILE};
+use crate::folder::{write_json, write_model_dir, ModelConfig, CONFIG_FILE, METRICS_FILE, WEIGHTS_FILE};
 
 /// Our metadata beside a Hugging Face folder (labels, thresholds, out-of-scope threshold, head
 /// pooling, training facts, data hash, versions): a [`ModelConfig`] of kind `bert`.
@@ -66,14 +66,21 @@ impl BertConfig {
     /// A classifier of this configuration with `labels` outputs (burn's initialisation; weights
     /// are then loaded, and the head stays fresh when the checkpoint has none).
     pub fn init_classifier<B: Backend>(&self, labels: usize, pooling: HeadPooling, device: &B::Device) -> BertForSequenceClassification<B> {
+        // Hugging Face's `_init_weights`: weights ~ N(0, initializer_range), biases 0.
+        let std = self.extra.get("initializer_range").and_then(|v| v.as_f64()).unwrap_or(0.02);
+        let linear = |d_in: usize, d_out: usize| {
+            let mut l = LinearConfig::new(d_in, d_out).with_initializer(Initializer::Normal { mean: 0.0, std }).init::<B>(device);
+            l.bias = Some(Param::from_tensor(Tensor::zeros([d_out], device)));
+            l
+        };
         let mut bert = self.init::<B>(device);
         if pooling == HeadPooling::Pooler {
-            bert.pooler = Some(BertPooler { dense: LinearConfig::new(self.hidden_size, self.hidden_size).init(device) });
+            bert.pooler = Some(BertPooler { dense: linear(self.hidden_size, self.hidden_size) });
         }
         BertForSequenceClassification {
             bert,
             dropout: DropoutConfig::new(self.classifier_dropout()).init(),
-            classifier: LinearConfig::new(self.hidden_size, labels).init(device),
+            classifier: linear(self.hidden_size, labels),
             pooling,
         }
     }
@@ -125,8 +132,9 @@ impl<B: Backend> BertForSequenceClassification<B> {
     /// Writes a Hugging Face model folder, atomically: `config.json` (the base config with
     /// `architectures`, `id2label`, `label2id`, `problem_type`), `model.safetensors` under HF
     /// names, the tokenizer files of `tokenizer_dir`, and [`INTENT_FILE`] (`meta`, this crate's
-    /// description of the model, with the head pooling in `architecture.head_pooling`).
-    pub fn save_pretrained(&self, dir: &Path, base: &BertConfig, tokenizer_dir: &Path, meta: &ModelConfig) -> Result<()> {
+    /// description of the model, with the head pooling in `architecture.head_pooling`), and
+    /// `metrics.json` when `metrics` is given.
+    pub fn save_pretrained(&self, dir: &Path, base: &BertConfig, tokenizer_dir: &Path, meta: &ModelConfig, metrics: Option<&serde_json::Value>) -> Result<()> {
         let mut config = base.clone();
         config.id2label = Some(meta.labels.iter().enumerate().map(|(i, l)| (i.to_string(), l.clone())).collect());
         config.label2id = Some(meta.labels.iter().enumerate().map(|(i, l)| (l.clone(), i)).collect());
@@ -145,6 +153,9 @@ impl<B: Backend> BertForSequenceClassification<B> {
                 if src.is_file() {
                     std::fs::copy(&src, tmp.join(f)).map_err(|e| ModelError::io(&src, e))?;
                 }
+            }
+            if let Some(m) = metrics {
+                write_json(tmp, METRICS_FILE, m)?;
             }
             write_json(tmp, INTENT_FILE, &meta)
         })

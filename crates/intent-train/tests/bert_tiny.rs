@@ -1,0 +1,264 @@
+//! Fine-tuning a tiny randomly initialised BERT written by the test in the Hugging Face layout
+//! (config.json, vocab.txt, model.safetensors): it overfits a small single-label and a small
+//! multi-label set (thresholds tuned on validation), a run stopped after two epochs and resumed
+//! from its checkpoint ends with exactly the weights of an uninterrupted run, a resume with other
+//! settings is refused, and head-only training leaves the encoder untouched.
+
+use std::path::Path;
+
+use burn::backend::{Autodiff, Flex};
+use intent_data::{Dataset, Example};
+use intent_train::{train_bert, BertOptions};
+use safetensors::tensor::{Dtype, TensorView};
+
+type AD = Autodiff<Flex>;
+
+/// burn's CPU random generator (weight init, dropout) is one per process: runs that must be
+/// reproducible take turns.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+const H: usize = 16;
+const I: usize = 32;
+const LAYERS: usize = 2;
+
+fn single() -> Dataset {
+    let rows = [
+        ("where is my package", "order_status"),
+        ("has my order shipped yet", "order_status"),
+        ("track my parcel please", "order_status"),
+        ("when will my delivery arrive", "order_status"),
+        ("hello there", "greeting"),
+        ("hi good morning", "greeting"),
+        ("hey how are you", "greeting"),
+        ("good evening to you", "greeting"),
+        ("i want to return this jacket", "return_item"),
+        ("how do i send back a product", "return_item"),
+        ("can i get a refund for these shoes", "return_item"),
+        ("return the blender i bought", "return_item"),
+    ];
+    Dataset::new(rows.iter().map(|(t, l)| Example::new(*t, *l)).collect())
+}
+
+fn multi() -> Dataset {
+    let rows: [(&str, &[&str]); 8] = [
+        ("hello where is my package", &["greeting", "order_status"]),
+        ("hi track my parcel please", &["greeting", "order_status"]),
+        ("where is my package", &["order_status"]),
+        ("track my parcel please", &["order_status"]),
+        ("hello there", &["greeting"]),
+        ("hey how are you", &["greeting"]),
+        ("hello i want to return this jacket", &["greeting", "return_item"]),
+        ("return the blender i bought", &["return_item"]),
+    ];
+    let mut d = Dataset::new(rows.iter().map(|(t, l)| Example::multi(*t, l.iter().map(|s| s.to_string()).collect())).collect());
+    d.multi_label = true;
+    d
+}
+
+/// Deterministic values in (−scale, scale).
+fn values(n: usize, seed: u64, scale: f32) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    (0..n)
+        .map(|_| {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((s >> 33) as f64 / (1u64 << 31) as f64 * 2.0 - 1.0) as f32 * scale
+        })
+        .collect()
+}
+
+/// Writes a tiny BERT base (no pooler, no head) whose vocabulary holds every word of the data,
+/// with dropout probability `dropout` in the encoder.
+fn write_tiny_bert(dir: &Path, dropout: f64) {
+    let mut words: Vec<String> = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"].iter().map(|s| s.to_string()).collect();
+    for d in [single(), multi()] {
+        for e in &d.examples {
+            for w in e.text.split_whitespace() {
+                if !words.iter().any(|x| x == w) {
+                    words.push(w.to_string());
+                }
+            }
+        }
+    }
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("vocab.txt"), words.join("\n") + "\n").unwrap();
+    let config = serde_json::json!({
+        "model_type": "bert", "vocab_size": words.len(), "hidden_size": H, "num_hidden_layers": LAYERS,
+        "num_attention_heads": 2, "intermediate_size": I, "max_position_embeddings": 32, "type_vocab_size": 2,
+        "hidden_act": "gelu", "layer_norm_eps": 1e-12, "hidden_dropout_prob": dropout, "attention_probs_dropout_prob": dropout,
+        "pad_token_id": 0, "initializer_range": 0.02
+    });
+    std::fs::write(dir.join("config.json"), serde_json::to_string_pretty(&config).unwrap()).unwrap();
+    let mut t: Vec<(String, Vec<usize>)> = vec![
+        ("embeddings.word_embeddings.weight".into(), vec![words.len(), H]),
+        ("embeddings.position_embeddings.weight".into(), vec![32, H]),
+        ("embeddings.token_type_embeddings.weight".into(), vec![2, H]),
+        ("embeddings.LayerNorm.weight".into(), vec![H]),
+        ("embeddings.LayerNorm.bias".into(), vec![H]),
+    ];
+    for l in 0..LAYERS {
+        let p = format!("encoder.layer.{l}.");
+        for n in ["attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense"] {
+            t.push((format!("{p}{n}.weight"), vec![H, H]));
+            t.push((format!("{p}{n}.bias"), vec![H]));
+        }
+        for n in ["attention.output.LayerNorm", "output.LayerNorm"] {
+            t.push((format!("{p}{n}.weight"), vec![H]));
+            t.push((format!("{p}{n}.bias"), vec![H]));
+        }
+        t.push((format!("{p}intermediate.dense.weight"), vec![I, H]));
+        t.push((format!("{p}intermediate.dense.bias"), vec![I]));
+        t.push((format!("{p}output.dense.weight"), vec![H, I]));
+        t.push((format!("{p}output.dense.bias"), vec![H]));
+    }
+    let data: Vec<(String, Vec<usize>, Vec<u8>)> = t
+        .into_iter()
+        .enumerate()
+        .map(|(i, (name, shape))| {
+            let n: usize = shape.iter().product();
+            let v = if name.ends_with("LayerNorm.weight") {
+                vec![1.0; n]
+            } else if name.ends_with("LayerNorm.bias") {
+                vec![0.0; n]
+            } else {
+                values(n, i as u64, 0.3)
+            };
+            (name, shape, v.iter().flat_map(|x| x.to_le_bytes()).collect())
+        })
+        .collect();
+    let views: Vec<(String, TensorView)> = data.iter().map(|(n, s, b)| (n.clone(), TensorView::new(Dtype::F32, s.clone(), b).unwrap())).collect();
+    safetensors::serialize_to_file(views, None, &dir.join("model.safetensors")).unwrap();
+}
+
+fn options(epochs: usize) -> BertOptions {
+    let mut o = BertOptions::default();
+    o.max_len = 16;
+    o.engine.epochs = epochs;
+    o.engine.batch_size = 4;
+    o.engine.lr = 3e-3;
+    o.engine.warmup_ratio = 0.0;
+    o.engine.progress = false;
+    o
+}
+
+/// The named tensors of a saved folder's model.safetensors, as f32.
+fn weights(dir: &Path) -> Vec<(String, Vec<f32>)> {
+    let bytes = std::fs::read(dir.join("model.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut out: Vec<(String, Vec<f32>)> = st
+        .tensors()
+        .into_iter()
+        .map(|(n, v)| (n, v.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()))
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+#[test]
+fn a_tiny_bert_overfits_single_and_multi_label_data() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("tiny");
+    write_tiny_bert(&base, 0.0);
+    let device = Default::default();
+
+    let train = single();
+    let t = train_bert::<AD>(&base, &train, Some(&train), &options(25), &device).unwrap();
+    let scores: Vec<f64> = t.history.iter().filter_map(|h| h.val_score).collect();
+    assert_eq!(scores.iter().cloned().fold(0.0, f64::max), 1.0, "validation accuracy per epoch: {scores:?}");
+    assert!(t.history[0].loss > 1.3 * t.history.last().unwrap().loss, "{:?}", t.history.iter().map(|h| h.loss).collect::<Vec<_>>());
+    let report = t.val_report.as_ref().expect("validation report");
+    assert_eq!(report.accuracy, 1.0);
+
+    let train = multi();
+    let mut o = options(100);
+    o.engine.lr = 1e-2;
+    let t = train_bert::<AD>(&base, &train, Some(&train), &o, &device).unwrap();
+    let scores: Vec<f64> = t.history.iter().filter_map(|h| h.val_score).collect();
+    assert_eq!(scores.iter().cloned().fold(0.0, f64::max), 1.0, "exact match per epoch: {scores:?}");
+    let th = t.meta.thresholds.clone().expect("per-label thresholds tuned on validation");
+    assert_eq!(th.len(), 3);
+    assert!(th.iter().all(|&x| (0.05..=0.95).contains(&x)), "{th:?}");
+    let out = dir.path().join("multi");
+    t.save(&out).unwrap();
+    let served = intent_models::bert::BertClassifier::<Flex>::load(&out, None, &device).unwrap();
+    assert_eq!(served.config.thresholds.as_ref(), Some(&th), "thresholds reach intent.json");
+    assert_eq!(served.encoder.tokenizer.max_len(), 16, "served texts are cut where training cut them");
+    let metrics: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
+    assert_eq!(metrics["history"].as_array().unwrap().len(), 100);
+}
+
+#[test]
+fn a_resumed_run_ends_with_the_weights_of_an_uninterrupted_one() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("tiny");
+    write_tiny_bert(&base, 0.1);
+    let device = Default::default();
+    let train = single();
+
+    let mut whole = options(4);
+    whole.engine.checkpoint_dir = Some(dir.path().join("ckpt-a"));
+    let a = train_bert::<AD>(&base, &train, Some(&train), &whole, &device).unwrap();
+    a.save(&dir.path().join("a")).unwrap();
+
+    let mut first = options(4);
+    first.engine.checkpoint_dir = Some(dir.path().join("ckpt-b"));
+    first.engine.stop_after_epochs = Some(2);
+    let b1 = train_bert::<AD>(&base, &train, Some(&train), &first, &device).unwrap();
+    assert!(b1.interrupted);
+    assert_eq!(b1.history.len(), 2);
+    assert_eq!(std::fs::read_to_string(dir.path().join("ckpt-b/latest")).unwrap(), "epoch-2");
+
+    let mut rest = first.clone();
+    rest.engine.stop_after_epochs = None;
+    rest.engine.resume = true;
+    let b = train_bert::<AD>(&base, &train, Some(&train), &rest, &device).unwrap();
+    assert!(!b.interrupted);
+    b.save(&dir.path().join("b")).unwrap();
+    let losses = |t: &intent_train::TrainedBert<Flex>| t.history.iter().map(|h| h.loss).collect::<Vec<_>>();
+    assert_eq!(losses(&a), losses(&b), "same per-epoch losses");
+    assert_eq!(a.best_epoch, b.best_epoch);
+    let (wa, wb) = (weights(&dir.path().join("a")), weights(&dir.path().join("b")));
+    assert_eq!(wa.len(), wb.len());
+    for ((na, va), (nb, vb)) in wa.iter().zip(&wb) {
+        assert_eq!(na, nb);
+        assert!(va == vb, "{na} differs after resume");
+    }
+
+    // Resuming with other settings is refused, naming the checkpoint.
+    let mut other = rest.clone();
+    other.engine.lr = 1e-3;
+    let e = train_bert::<AD>(&base, &train, Some(&train), &other, &device).err().unwrap().to_string();
+    assert!(e.contains("ckpt-b") && e.contains("other settings"), "{e}");
+    // A corrupt pointer is an error, not a silent fresh start.
+    std::fs::write(dir.path().join("ckpt-b/latest"), "../elsewhere").unwrap();
+    let e = train_bert::<AD>(&base, &train, Some(&train), &rest, &device).err().unwrap().to_string();
+    assert!(e.contains("latest"), "{e}");
+}
+
+#[test]
+fn head_only_training_leaves_the_encoder_as_loaded() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("tiny");
+    write_tiny_bert(&base, 0.1);
+    let device = Default::default();
+    let train = single();
+    let mut o = options(5);
+    o.freeze_encoder = true;
+    let t = train_bert::<AD>(&base, &train, None, &o, &device).unwrap();
+    let out = dir.path().join("frozen");
+    t.save(&out).unwrap();
+    let before: std::collections::BTreeMap<String, Vec<f32>> = weights(&base).into_iter().map(|(n, v)| (format!("bert.{n}"), v)).collect();
+    let after = weights(&out);
+    let mut compared = 0;
+    for (n, v) in &after {
+        if let Some(b) = before.get(n) {
+            assert!(b == v, "{n} changed although the encoder is frozen");
+            compared += 1;
+        }
+    }
+    assert_eq!(compared, before.len(), "every encoder tensor saved");
+    // The head did learn: the training loss falls.
+    assert!(t.history[0].loss > t.history.last().unwrap().loss);
+}
