@@ -66,10 +66,12 @@ fn gelu_grad_one(x: f32, g: f32) -> f32 {
     (g as f64 * (cdf + xd * pdf)) as f32
 }
 
+#[inline(always)]
 fn gelu_plain(c: &mut [f32]) {
     c.iter_mut().for_each(|x| *x = gelu_one(*x));
 }
 
+#[inline(always)]
 fn gelu_grad_plain(x: &[f32], g: &mut [f32]) {
     g.iter_mut().zip(x).for_each(|(g, &x)| *g = gelu_grad_one(x, *g));
 }
@@ -134,16 +136,16 @@ pub fn gelu_backward_in_place(x: &[f32], g: &mut [f32]) {
     }
 }
 
-type FlexPrimitive = burn::tensor::ops::FloatTensor<Flex>;
+pub(crate) type FlexPrimitive = burn::tensor::ops::FloatTensor<Flex>;
 
-fn to_host(p: FlexPrimitive) -> (Vec<f32>, burn::tensor::Shape) {
+pub(crate) fn to_host(p: FlexPrimitive) -> (Vec<f32>, burn::tensor::Shape) {
     let t = Tensor::<Flex, 1>::from_primitive(TensorPrimitive::Float(p));
     let data = t.into_data();
     let shape = data.shape.clone();
     (data.convert::<f32>().into_vec::<f32>().expect("f32 after convert"), burn::tensor::Shape::from(shape))
 }
 
-fn from_host(v: Vec<f32>, shape: burn::tensor::Shape) -> FlexPrimitive {
+pub(crate) fn from_host(v: Vec<f32>, shape: burn::tensor::Shape) -> FlexPrimitive {
     use burn::tensor::ops::FloatTensorOps;
     <Flex as FloatTensorOps<Flex>>::float_from_data(TensorData::new(v, shape), &Default::default())
 }
@@ -186,7 +188,7 @@ fn autodiff_flex_gelu<const D: usize>(x: Tensor<Autodiff<Flex>, D>) -> Tensor<Au
 }
 
 /// A value of type `T` that is known to be of type `U` (same `TypeId`).
-fn same<T: Any, U: Any>(t: T) -> U {
+pub(crate) fn same<T: Any, U: Any>(t: T) -> U {
     *(Box::new(t) as Box<dyn Any>).downcast::<U>().expect("checked to be the same type")
 }
 

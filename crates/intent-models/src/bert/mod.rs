@@ -11,6 +11,7 @@
 
 pub mod classifier;
 pub mod config;
+pub mod dropout;
 pub mod gelu;
 pub mod host;
 pub mod model;

@@ -195,15 +195,15 @@ impl<B: Backend> BertLayer<B> {
                 Some(m) => scores.mask_fill(m, f32::MIN),
                 None => scores,
             };
-            drop.attention.forward(softmax(scores, 3)).matmul(v)
+            super::dropout::dropout(drop.attention, softmax(scores, 3)).matmul(v)
         } else {
             attention(q, k, v, pad, None, AttentionModuleOptions::default())
         };
         let ctx = ctx.swap_dims(1, 2).reshape([b * l, d]);
         let o = &self.attention.output;
-        let x = o.layer_norm.forward(x + drop.hidden.forward(o.dense.forward(ctx)));
+        let x = o.layer_norm.forward(x + super::dropout::dropout(drop.hidden, o.dense.forward(ctx)));
         let h = activate(self.intermediate.dense.forward(x.clone()), act);
-        self.output.layer_norm.forward(x + drop.hidden.forward(self.output.dense.forward(h))).reshape([b, l, d])
+        self.output.layer_norm.forward(x + super::dropout::dropout(drop.hidden, self.output.dense.forward(h))).reshape([b, l, d])
     }
 }
 
@@ -216,7 +216,7 @@ impl<B: Backend> BertModel<B> {
         let positions = Tensor::<B, 1, Int>::arange(0..l as i64, &device).reshape([1, l]).expand([b, l]);
         let e = &self.embeddings;
         let x = e.word_embeddings.forward(input_ids) + e.position_embeddings.forward(positions) + e.token_type_embeddings.forward(token_type_ids);
-        let mut x = self.hidden_dropout.forward(e.layer_norm.forward(x));
+        let mut x = super::dropout::dropout(&self.hidden_dropout, e.layer_norm.forward(x));
         let h = self.heads;
         // Without padding (one text, or texts of one length) no mask is needed at all.
         let padded = attention_mask.clone().equal_elem(0).any().into_scalar().elem::<bool>();

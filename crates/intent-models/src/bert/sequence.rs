@@ -100,7 +100,7 @@ impl<B: Backend> BertForSequenceClassification<B> {
                 (h * m.clone()).sum_dim(1).reshape([b, d]) / m.sum_dim(1).reshape([b, 1]).clamp_min(1e-9)
             }
         };
-        self.classifier.forward(self.dropout.forward(v))
+        self.classifier.forward(super::dropout::dropout(&self.dropout, v))
     }
 
     /// Loads `model.safetensors` of a base encoder (`embeddings.*`, with or without `bert.`)
