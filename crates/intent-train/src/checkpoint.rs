@@ -98,7 +98,7 @@ pub fn save<B: AutodiffBackend, M: AutodiffModule<B>>(dir: &Path, state: &Engine
             for (id, m, v) in &moments {
                 for (suffix, data) in [("m", m), ("v", v)] {
                     let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![data.len()], bytemuck_f32(data)).map_err(|e| err(&path, e))?;
-                    tensors.push((format!("{}.{suffix}", id.serialize()), view));
+                    tensors.push((format!("{}.{suffix}", id.val()), view));
                 }
             }
             safetensors::serialize_to_file(tensors, None, &path).map_err(|e| err(&path, e))?;
@@ -159,8 +159,17 @@ pub fn load_models<B: AutodiffBackend, M: AutodiffModule<B>>(ckpt: &Path, model:
     Ok((model, best))
 }
 
-/// The host AdamW of a checkpoint.
-pub fn load_host_optimizer(ckpt: &Path, params: AdamWParams, time: i32) -> Result<HostAdamW, TrainError> {
+/// The host AdamW of a checkpoint, checked against the parameters of `model` (the checkpoint's
+/// own model, loaded by [`load_models`]): every moment must belong to one of them and have its size.
+pub fn load_host_optimizer<B: AutodiffBackend, M: AutodiffModule<B>>(ckpt: &Path, params: AdamWParams, time: i32, model: &M) -> Result<HostAdamW, TrainError> {
+    struct Sizes(HashMap<ParamId, usize>);
+    impl<B: burn::tensor::backend::Backend> burn::module::ModuleVisitor<B> for Sizes {
+        fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<burn::tensor::Tensor<B, D>>) {
+            self.0.insert(param.id, param.shape().num_elements());
+        }
+    }
+    let mut sizes = Sizes(HashMap::new());
+    model.visit(&mut sizes);
     let path = ckpt.join("optimizer.safetensors");
     let bytes = fs::read(&path).map_err(|e| err(&path, e))?;
     let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| err(&path, e))?;
@@ -181,7 +190,13 @@ pub fn load_host_optimizer(ckpt: &Path, params: AdamWParams, time: i32) -> Resul
     let mut moments = Vec::with_capacity(parts.len());
     for (id, (m, v)) in parts {
         match (m, v) {
-            (Some(m), Some(v)) if m.len() == v.len() => moments.push((ParamId::deserialize(&id), m, v)),
+            (Some(m), Some(v)) if m.len() == v.len() => {
+                let pid = id.parse::<u64>().map(ParamId::from).map_err(|_| err(&path, format!("unexpected parameter id {id:?}")))?;
+                match sizes.0.get(&pid) {
+                    Some(&n) if n == m.len() => moments.push((pid, m, v)),
+                    _ => return Err(err(&path, format!("parameter {id}: not a parameter of the checkpoint's model, or of another size"))),
+                }
+            }
             _ => return Err(err(&path, format!("parameter {id}: first and second moments missing or of different sizes"))),
         }
     }

@@ -230,6 +230,16 @@ fn a_resumed_run_ends_with_the_weights_of_an_uninterrupted_one() {
     other.engine.lr = 1e-3;
     let e = train_bert::<AD>(&base, &train, Some(&train), &other, &device).err().unwrap().to_string();
     assert!(e.contains("ckpt-b") && e.contains("other settings"), "{e}");
+    // Damaged checkpoint files are errors naming the file, not panics.
+    let latest = dir.path().join("ckpt-b/epoch-4");
+    let model = std::fs::read(latest.join("model.mpk")).unwrap();
+    std::fs::write(latest.join("model.mpk"), &model[..model.len() / 2]).unwrap();
+    let e = train_bert::<AD>(&base, &train, Some(&train), &rest, &device).err().unwrap().to_string();
+    assert!(e.contains("model.mpk"), "{e}");
+    std::fs::write(latest.join("model.mpk"), &model).unwrap();
+    std::fs::write(latest.join("optimizer.safetensors"), b"not a safetensors file").unwrap();
+    let e = train_bert::<AD>(&base, &train, Some(&train), &rest, &device).err().unwrap().to_string();
+    assert!(e.contains("optimizer.safetensors"), "{e}");
     // A corrupt pointer is an error, not a silent fresh start.
     std::fs::write(dir.path().join("ckpt-b/latest"), "../elsewhere").unwrap();
     let e = train_bert::<AD>(&base, &train, Some(&train), &rest, &device).err().unwrap().to_string();
