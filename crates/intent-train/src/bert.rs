@@ -93,12 +93,7 @@ pub struct TrainedBert<B: Backend> {
 impl<B: Backend> TrainedBert<B> {
     /// The `metrics.json` content: validation report, history and best epoch.
     pub fn metrics_json(&self) -> serde_json::Value {
-        serde_json::json!({
-            "validation": self.val_report,
-            "best_epoch": self.best_epoch,
-            "stopped_early": self.stopped_early,
-            "history": self.history,
-        })
+        crate::validation::metrics_json(self.val_report.as_ref(), self.best_epoch, self.stopped_early, &self.history)
     }
 
     /// Writes the Hugging Face folder (see `BertForSequenceClassification::save_pretrained`)
@@ -284,10 +279,11 @@ pub fn train_bert<B: AutodiffBackend>(
         model.bert.encoder = model.bert.encoder.no_grad();
     }
     let rows = tokenize(&tok, &texts)?;
+    let train_hash = data_hash(train);
     let options_json = serde_json::to_string(&BertOptions { engine: EngineConfig::default(), ..opts.clone() }).expect("serializes");
     let mut task = Task::<B> {
         lengths: rows.iter().map(Vec::len).collect(),
-        fingerprint: format!("base={} {options_json} train={} val={}", base.display(), data_hash(train), val.map(data_hash).unwrap_or_default()),
+        fingerprint: format!("base={} {options_json} train={} val={}", base.display(), train_hash, val.map(data_hash).unwrap_or_default()),
         rows,
         targets,
         val_rows: tokenize(&tok, &val_texts)?,
@@ -313,7 +309,7 @@ pub fn train_bert<B: AutodiffBackend>(
             vocab_size: bert_config.vocab_size,
         },
         training: serde_json::json!({ "options": opts, "history": fitted.history, "best_epoch": fitted.best_epoch, "backend": B::name(device) }),
-        data_hash: data_hash(train),
+        data_hash: train_hash,
         versions: Versions::default(),
         created_unix: now_unix(),
     };

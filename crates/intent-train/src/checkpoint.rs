@@ -18,6 +18,8 @@ use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder};
 use burn::tensor::backend::AutodiffBackend;
 use serde::{Deserialize, Serialize};
 
+use intent_models::tensors::{self, HostTensor, TensorFile};
+
 use crate::engine::EpochLog;
 use crate::optim::{AdamWParams, HostAdamW};
 use crate::TrainError;
@@ -94,14 +96,13 @@ pub fn save<B: AutodiffBackend, M: AutodiffModule<B>>(dir: &Path, state: &Engine
         OptimizerState::Host(o) => {
             let path = tmp.join("optimizer.safetensors");
             let (_, moments) = o.moments();
+            let names: Vec<(String, String)> = moments.iter().map(|(id, _, _)| (format!("{}.m", id.val()), format!("{}.v", id.val()))).collect();
             let mut tensors = Vec::with_capacity(moments.len() * 2);
-            for (id, m, v) in &moments {
-                for (suffix, data) in [("m", m), ("v", v)] {
-                    let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![data.len()], bytemuck_f32(data)).map_err(|e| err(&path, e))?;
-                    tensors.push((format!("{}.{suffix}", id.val()), view));
-                }
+            for ((_, m, v), (nm, nv)) in moments.iter().zip(&names) {
+                tensors.push((nm.as_str(), HostTensor::F32(m.to_vec(), vec![m.len()])));
+                tensors.push((nv.as_str(), HostTensor::F32(v.to_vec(), vec![v.len()])));
             }
-            safetensors::serialize_to_file(tensors, None, &path).map_err(|e| err(&path, e))?;
+            tensors::write(&path, tensors).map_err(|e| err(&path, e))?;
         }
         OptimizerState::Device(write) => write(&tmp.join("optimizer")).map_err(|e| err(&tmp.join("optimizer.mpk"), e))?,
     }
@@ -122,17 +123,6 @@ pub fn save<B: AutodiffBackend, M: AutodiffModule<B>>(dir: &Path, state: &Engine
     }
     tracing::info!("checkpoint written: {}", done.display());
     Ok(())
-}
-
-/// A little-endian byte view of f32 values (safetensors stores little-endian).
-fn bytemuck_f32(v: &[f32]) -> &[u8] {
-    #[cfg(target_endian = "little")]
-    // SAFETY: f32 has no padding and any byte pattern is a valid u8; the length is exact.
-    unsafe {
-        std::slice::from_raw_parts(v.as_ptr().cast::<u8>(), std::mem::size_of_val(v))
-    }
-    #[cfg(not(target_endian = "little"))]
-    compile_error!("checkpoints assume a little-endian host")
 }
 
 /// Reads the state of a checkpoint folder and checks that it belongs to this run.
@@ -171,15 +161,11 @@ pub fn load_host_optimizer<B: AutodiffBackend, M: AutodiffModule<B>>(ckpt: &Path
     let mut sizes = Sizes(HashMap::new());
     model.visit(&mut sizes);
     let path = ckpt.join("optimizer.safetensors");
-    let bytes = fs::read(&path).map_err(|e| err(&path, e))?;
-    let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| err(&path, e))?;
+    let file = TensorFile::open(&path).map_err(|e| err(&path, e))?;
     let mut parts: HashMap<String, (Option<Vec<f32>>, Option<Vec<f32>>)> = HashMap::new();
-    for (name, view) in st.tensors() {
+    for name in tensors::tensor_names(&path).map_err(|e| err(&path, e))? {
         let (id, which) = name.rsplit_once('.').ok_or_else(|| err(&path, format!("unexpected tensor {name}")))?;
-        if view.dtype() != safetensors::Dtype::F32 {
-            return Err(err(&path, format!("{name}: expected F32, found {:?}", view.dtype())));
-        }
-        let values: Vec<f32> = view.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+        let values = file.shape(&name).and_then(|shape| file.f32(&name, &shape)).map_err(|e| err(&path, e))?;
         let e = parts.entry(id.to_string()).or_default();
         match which {
             "m" => e.0 = Some(values),

@@ -71,12 +71,7 @@ pub struct TrainedMlp<B: Backend> {
 impl<B: Backend> TrainedMlp<B> {
     /// The `metrics.json` content: validation report, history and best epoch.
     pub fn metrics_json(&self) -> serde_json::Value {
-        serde_json::json!({
-            "validation": self.val_report,
-            "best_epoch": self.best_epoch,
-            "stopped_early": self.stopped_early,
-            "history": self.history,
-        })
+        crate::validation::metrics_json(self.val_report.as_ref(), self.best_epoch, self.stopped_early, &self.history)
     }
 }
 

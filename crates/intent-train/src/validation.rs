@@ -74,3 +74,14 @@ pub(crate) fn require_two_labels(train: &Dataset) -> Result<Vec<String>, crate::
     }
     Ok(labels)
 }
+
+/// The `metrics.json` content of a trained model: validation report, best epoch, whether early
+/// stopping ended training, per-epoch history.
+pub(crate) fn metrics_json(val_report: Option<&Report>, best_epoch: usize, stopped_early: bool, history: &[crate::engine::EpochLog]) -> serde_json::Value {
+    serde_json::json!({
+        "validation": val_report,
+        "best_epoch": best_epoch,
+        "stopped_early": stopped_early,
+        "history": history,
+    })
+}

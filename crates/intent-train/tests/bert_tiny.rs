@@ -129,6 +129,15 @@ fn write_tiny_bert(dir: &Path, dropout: f64) {
     safetensors::serialize_to_file(views, None, &dir.join("model.safetensors")).unwrap();
 }
 
+/// Takes this file's turn at the random generator and writes a tiny BERT into a fresh folder.
+fn tiny_bert(dropout: f64) -> (std::sync::MutexGuard<'static, ()>, tempfile::TempDir, std::path::PathBuf) {
+    let turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("tiny");
+    write_tiny_bert(&base, dropout);
+    (turn, dir, base)
+}
+
 fn options(epochs: usize) -> BertOptions {
     let mut o = BertOptions::default();
     o.max_len = 16;
@@ -155,10 +164,7 @@ fn weights(dir: &Path) -> Vec<(String, Vec<f32>)> {
 
 #[test]
 fn a_tiny_bert_overfits_single_and_multi_label_data() {
-    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = tempfile::tempdir().unwrap();
-    let base = dir.path().join("tiny");
-    write_tiny_bert(&base, 0.0);
+    let (_turn, dir, base) = tiny_bert(0.0);
     let device = Default::default();
 
     let train = single();
@@ -189,10 +195,7 @@ fn a_tiny_bert_overfits_single_and_multi_label_data() {
 
 #[test]
 fn a_resumed_run_ends_with_the_weights_of_an_uninterrupted_one() {
-    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = tempfile::tempdir().unwrap();
-    let base = dir.path().join("tiny");
-    write_tiny_bert(&base, 0.1);
+    let (_turn, dir, base) = tiny_bert(0.1);
     let device = Default::default();
     let train = single();
 
@@ -248,10 +251,7 @@ fn a_resumed_run_ends_with_the_weights_of_an_uninterrupted_one() {
 
 #[test]
 fn head_only_training_leaves_the_encoder_as_loaded() {
-    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = tempfile::tempdir().unwrap();
-    let base = dir.path().join("tiny");
-    write_tiny_bert(&base, 0.1);
+    let (_turn, dir, base) = tiny_bert(0.1);
     let device = Default::default();
     let train = single();
     let mut o = options(5);
