@@ -62,10 +62,14 @@ fn multiply(x: &mut [f32], m: &[f32]) {
     x.par_chunks_mut(CHUNK).zip(m.par_chunks(CHUNK)).for_each(|(x, m)| x.iter_mut().zip(m).for_each(|(x, m)| *x *= m));
 }
 
-fn autodiff_flex_dropout<const D: usize>(x: Tensor<Autodiff<Flex>, D>, p: f64) -> Tensor<Autodiff<Flex>, D> {
-    // The mask's seed, from the backend's generator (seeded by `Backend::seed`).
+/// A mask seed from burn's CPU backend generator (seeded by `Backend::seed`).
+pub(crate) fn backend_seed() -> u64 {
     let bits: Vec<f32> = Tensor::<Flex, 1>::random([2], Distribution::Uniform(0.0, 1.0), &Default::default()).into_data().to_vec().expect("f32");
-    let seed = ((bits[0].to_bits() as u64) << 32) | bits[1].to_bits() as u64;
+    ((bits[0].to_bits() as u64) << 32) | bits[1].to_bits() as u64
+}
+
+fn autodiff_flex_dropout<const D: usize>(x: Tensor<Autodiff<Flex>, D>, p: f64) -> Tensor<Autodiff<Flex>, D> {
+    let seed = backend_seed();
     let x = x.into_primitive().tensor();
     let (mut v, shape) = to_host(x.primitive.clone());
     let m = Arc::new(mask(v.len(), p, seed));

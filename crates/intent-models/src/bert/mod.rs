@@ -12,6 +12,7 @@
 pub mod classifier;
 pub mod config;
 pub mod dropout;
+pub mod fused;
 pub mod gelu;
 pub mod host;
 pub mod model;

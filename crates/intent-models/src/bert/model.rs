@@ -17,7 +17,10 @@ use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, ElementConversion, Int, Tensor};
 
+use std::sync::Arc;
+
 use super::config::{Activation, BertConfig};
+use super::fused::add_layer_norm;
 
 /// Word, position and token-type embeddings, summed and normalised.
 #[derive(Module, Debug)]
@@ -109,6 +112,9 @@ pub struct BertModel<B: Backend> {
     /// Feed-forward activation.
     #[module(skip)]
     pub activation: ActivationKind,
+    /// LayerNorm ε (`layer_norm_eps`), for the fused training kernels.
+    #[module(skip)]
+    pub norm_eps: f64,
     /// Dropout after the embeddings and after each sub-layer's output projection
     /// (`hidden_dropout_prob`); active only while training (autodiff backends).
     pub hidden_dropout: Dropout,
@@ -150,6 +156,7 @@ impl BertConfig {
             pooler: None,
             heads: self.num_attention_heads,
             activation: ActivationKind(self.activation().unwrap_or(Activation::Gelu)),
+            norm_eps: eps,
             hidden_dropout: DropoutConfig::new(self.dropout_prob("hidden_dropout_prob")).init(),
             attention_dropout: DropoutConfig::new(self.dropout_prob("attention_probs_dropout_prob")).init(),
         }
@@ -173,37 +180,52 @@ fn activate<B: Backend>(x: Tensor<B, 2>, a: Activation) -> Tensor<B, 2> {
     }
 }
 
-/// The dropouts of a layer while training.
-struct LayerDropout<'a> {
+/// What every layer of one forward pass shares.
+struct LayerContext<'a, B: Backend> {
+    heads: usize,
+    activation: Activation,
+    /// Dropout after the sub-layers' output projections (training only).
     hidden: &'a Dropout,
+    /// Dropout on the attention probabilities (training only).
     attention: &'a Dropout,
+    /// Padded keys `[batch, heads, len, len]` for burn's ops (`None`: no padding).
+    pad: Option<Tensor<B, 4, Bool>>,
+    /// The attention mask `[batch·len]` when the fused training kernels run ([`super::fused`]).
+    fused_keep: Option<Arc<Vec<i64>>>,
+    norm_eps: f64,
 }
 
 impl<B: Backend> BertLayer<B> {
-    fn forward(&self, x: Tensor<B, 3>, pad: Option<Tensor<B, 4, Bool>>, heads: usize, act: Activation, drop: &LayerDropout<'_>) -> Tensor<B, 3> {
+    fn forward(&self, x: Tensor<B, 3>, cx: &LayerContext<'_, B>) -> Tensor<B, 3> {
         let [b, l, d] = x.dims();
+        let heads = cx.heads;
         let x = x.reshape([b * l, d]);
-        let split = |t: Tensor<B, 2>| t.reshape([b, l, heads, d / heads]).swap_dims(1, 2);
         let a = &self.attention.self_attn;
-        let (q, k, v) = (split(a.query.forward(x.clone())), split(a.key.forward(x.clone())), split(a.value.forward(x.clone())));
-        // softmax(q·kᵀ/√d_head with padded keys masked)·v; while training, with dropout on the
-        // probabilities (HF's order), which the fused `attention` op has no place for.
-        let training = B::ad_enabled(&x.device());
-        let ctx = if training && drop.attention.prob > 0.0 {
-            let scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(1.0 / ((d / heads) as f64).sqrt());
-            let scores = match pad {
-                Some(m) => scores.mask_fill(m, f32::MIN),
-                None => scores,
-            };
-            super::dropout::dropout(drop.attention, softmax(scores, 3)).matmul(v)
+        let (q, k, v) = (a.query.forward(x.clone()), a.key.forward(x.clone()), a.value.forward(x.clone()));
+        let ctx = if let Some(keep) = &cx.fused_keep {
+            super::fused::attention(q, k, v, keep, l, heads, cx.attention.prob)
         } else {
-            attention(q, k, v, pad, None, AttentionModuleOptions::default())
+            let split = |t: Tensor<B, 2>| t.reshape([b, l, heads, d / heads]).swap_dims(1, 2);
+            let (q, k, v) = (split(q), split(k), split(v));
+            // softmax(q·kᵀ/√d_head with padded keys masked)·v; while training, with dropout on
+            // the probabilities (HF's order), which the fused `attention` op has no place for.
+            let ctx = if B::ad_enabled(&x.device()) && cx.attention.prob > 0.0 {
+                let scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(1.0 / ((d / heads) as f64).sqrt());
+                let scores = match cx.pad.clone() {
+                    Some(m) => scores.mask_fill(m, f32::MIN),
+                    None => scores,
+                };
+                super::dropout::dropout(cx.attention, softmax(scores, 3)).matmul(v)
+            } else {
+                attention(q, k, v, cx.pad.clone(), None, AttentionModuleOptions::default())
+            };
+            ctx.swap_dims(1, 2).reshape([b * l, d])
         };
-        let ctx = ctx.swap_dims(1, 2).reshape([b * l, d]);
         let o = &self.attention.output;
-        let x = o.layer_norm.forward(x + super::dropout::dropout(drop.hidden, o.dense.forward(ctx)));
-        let h = activate(self.intermediate.dense.forward(x.clone()), act);
-        self.output.layer_norm.forward(x + super::dropout::dropout(drop.hidden, self.output.dense.forward(h))).reshape([b, l, d])
+        let x = add_layer_norm(x, super::dropout::dropout(cx.hidden, o.dense.forward(ctx)), &o.layer_norm, cx.norm_eps);
+        let h = activate(self.intermediate.dense.forward(x.clone()), cx.activation);
+        let o = &self.output;
+        add_layer_norm(x, super::dropout::dropout(cx.hidden, o.dense.forward(h)), &o.layer_norm, cx.norm_eps).reshape([b, l, d])
     }
 }
 
@@ -218,12 +240,17 @@ impl<B: Backend> BertModel<B> {
         let x = e.word_embeddings.forward(input_ids) + e.position_embeddings.forward(positions) + e.token_type_embeddings.forward(token_type_ids);
         let mut x = super::dropout::dropout(&self.hidden_dropout, e.layer_norm.forward(x));
         let h = self.heads;
-        // Without padding (one text, or texts of one length) no mask is needed at all.
-        let padded = attention_mask.clone().equal_elem(0).any().into_scalar().elem::<bool>();
-        let pad: Option<Tensor<B, 4, Bool>> = padded.then(|| attention_mask.equal_elem(0).reshape([b, 1, 1, l]).expand([b, h, l, l]));
-        let drop = LayerDropout { hidden: &self.hidden_dropout, attention: &self.attention_dropout };
+        let (pad, fused_keep) = if super::fused::available::<B>() {
+            let keep: Vec<i64> = attention_mask.into_data().convert::<i64>().into_vec().expect("i64 after convert");
+            (None, Some(Arc::new(keep)))
+        } else {
+            // Without padding (one text, or texts of one length) no mask is needed at all.
+            let padded = attention_mask.clone().equal_elem(0).any().into_scalar().elem::<bool>();
+            (padded.then(|| attention_mask.equal_elem(0).reshape([b, 1, 1, l]).expand([b, h, l, l])), None)
+        };
+        let cx = LayerContext { heads: h, activation: self.activation.0, hidden: &self.hidden_dropout, attention: &self.attention_dropout, pad, fused_keep, norm_eps: self.norm_eps };
         for layer in &self.encoder.layer {
-            x = layer.forward(x, pad.clone(), h, self.activation.0, &drop);
+            x = layer.forward(x, &cx);
         }
         x
     }
