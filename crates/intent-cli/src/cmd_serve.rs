@@ -1,0 +1,139 @@
+//! `intent serve`: the HTTP inference server.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use intent_serve::batcher::BatchConfig;
+use intent_serve::server::{self, AppState, ServerOptions};
+use intent_serve::slot::LoadOptions;
+use intent_serve::{ModelSlot, ModelSpec, QueryLog};
+
+/// Serve a model over HTTP: prediction, model info, health, Prometheus metrics; admin routes
+/// for hot-swap, rollback and the labeling queue (bearer token).
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Model folder, or a registry model through an alias: `models/NAME@current`.
+    #[arg(long)]
+    pub model: String,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub addr: String,
+    /// SQLite database of the query log and labeling queue (created when missing).
+    #[arg(long, default_value = "intent-queries.sqlite")]
+    pub query_log: PathBuf,
+    /// Do not log queries (the labeling routes are then unavailable).
+    #[arg(long)]
+    pub no_query_log: bool,
+    /// Store texts as SHA-256 hashes only (nothing then enters the labeling queue).
+    #[arg(long)]
+    pub redact: bool,
+    /// File holding the admin bearer token (else the INTENT_ADMIN_TOKEN environment variable;
+    /// neither: admin routes are disabled).
+    #[arg(long)]
+    pub admin_token_file: Option<PathBuf>,
+    /// Predictions less confident than this are flagged `fallback` and queued for labeling
+    /// (models with a tuned out-of-scope threshold use theirs).
+    #[arg(long, default_value_t = 0.3)]
+    pub fallback_threshold: f32,
+    /// Largest request body in bytes (413 beyond).
+    #[arg(long, default_value_t = 1 << 20)]
+    pub max_body_bytes: usize,
+    /// Longest text in characters (422 beyond).
+    #[arg(long, default_value_t = 2000)]
+    pub max_text_chars: usize,
+    /// Most texts per request (422 beyond).
+    #[arg(long, default_value_t = 256)]
+    pub max_texts: usize,
+    /// Prediction requests served at once at most (429 beyond).
+    #[arg(long, default_value_t = 512)]
+    pub max_concurrent: usize,
+    /// Token budget of a batch for transformer models.
+    #[arg(long, default_value_t = 16384)]
+    pub max_batch_tokens: usize,
+    /// Most texts in a batch for transformer models.
+    #[arg(long, default_value_t = 256)]
+    pub max_batch_texts: usize,
+    /// Check a registry alias (`NAME@ALIAS`) every this many seconds and reload when it moved.
+    #[arg(long)]
+    pub watch: Option<u64>,
+    /// Threads answering HTTP requests (default: one per core).
+    #[arg(long)]
+    pub http_threads: Option<usize>,
+}
+
+fn admin_token(a: &ServeArgs) -> Result<Option<String>> {
+    let token = match &a.admin_token_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading the admin token file {}", path.display()))?;
+            let t = text.trim().to_string();
+            if t.is_empty() {
+                bail!("{}: the admin token file is empty", path.display());
+            }
+            Some(t)
+        }
+        None => std::env::var("INTENT_ADMIN_TOKEN").ok().map(|t| t.trim().to_string()).filter(|t| !t.is_empty()),
+    };
+    match &token {
+        None => tracing::warn!("no admin token (INTENT_ADMIN_TOKEN or --admin-token-file): admin routes are disabled"),
+        Some(t) if t.len() < 16 => tracing::warn!("the admin token has {} characters; use at least 16 random ones", t.len()),
+        Some(_) => {}
+    }
+    Ok(token)
+}
+
+/// Runs the server until SIGTERM or Ctrl-C.
+pub fn run(a: ServeArgs) -> Result<ExitCode> {
+    if !(0.0..=1.0).contains(&a.fallback_threshold) {
+        bail!("--fallback-threshold {} is not in [0, 1]", a.fallback_threshold);
+    }
+    for (flag, v) in [("--max-body-bytes", a.max_body_bytes), ("--max-text-chars", a.max_text_chars), ("--max-texts", a.max_texts), ("--max-concurrent", a.max_concurrent), ("--max-batch-tokens", a.max_batch_tokens), ("--max-batch-texts", a.max_batch_texts)] {
+        if v == 0 {
+            bail!("{flag} must be at least 1");
+        }
+    }
+    if a.watch == Some(0) {
+        bail!("--watch must be at least 1 second");
+    }
+    let addr: std::net::SocketAddr = a.addr.parse().with_context(|| format!("--addr '{}': expected HOST:PORT such as 127.0.0.1:8080", a.addr))?;
+    let options = ServerOptions {
+        max_body_bytes: a.max_body_bytes,
+        max_text_chars: a.max_text_chars,
+        max_texts: a.max_texts,
+        max_concurrent: a.max_concurrent,
+        admin_token: admin_token(&a)?,
+        load: LoadOptions {
+            fallback_threshold: Some(a.fallback_threshold),
+            batch: BatchConfig { max_batch_tokens: a.max_batch_tokens, max_batch_texts: a.max_batch_texts },
+            batch_observer: None,
+        },
+    };
+    let log = if a.no_query_log {
+        None
+    } else {
+        let log = QueryLog::open(&a.query_log, a.redact).context("opening the query log")?;
+        tracing::info!("query log: {}{}", a.query_log.display(), if a.redact { " (texts redacted)" } else { "" });
+        Some(log)
+    };
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = a.http_threads {
+        rt.worker_threads(n.max(1));
+    }
+    let state = AppState::new(ModelSlot::default(), log, options);
+    let info = state.load(&ModelSpec::parse(&a.model)).with_context(|| format!("loading {}", a.model))?;
+    tracing::info!("loaded {} version {} ({}, {} labels)", info.name, info.version, info.path.display(), info.labels.len());
+    let rt = rt.enable_all().build().context("starting the async runtime")?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
+        tracing::info!("listening on http://{}", listener.local_addr().unwrap_or(addr));
+        if let Some(s) = a.watch {
+            server::spawn_watcher(state.clone(), Duration::from_secs(s));
+        }
+        server::serve(listener, state, server::shutdown_signal()).await.context("serving")?;
+        tracing::info!("stopped");
+        Ok::<_, anyhow::Error>(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,169 @@
+//! [`Classifier`]: any model folder this toolkit writes (MLP, SVM, zero-shot, fine-tuned BERT),
+//! loaded by kind, with one prediction interface.
+
+use std::path::Path;
+
+use intent_models::bert::classifier::has_classification_head;
+use intent_models::bert::BertClassifier;
+use intent_models::zero_shot::ZeroShot;
+use intent_models::{BowMlp, CpuBackend, ModelConfig, ModelError, SvmModel};
+use serde::{Deserialize, Serialize};
+
+use crate::ServeError;
+
+/// The `model_type` of a Hugging Face `config.json` in `dir` (which has no `kind`).
+fn hf_model_type(dir: &Path) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).ok()?).ok()?;
+    if v.get("kind").is_some() {
+        return None;
+    }
+    v.get("model_type").and_then(|t| t.as_str()).map(str::to_string)
+}
+
+/// A label with its score.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LabelScore {
+    /// The label.
+    pub label: String,
+    /// Its probability.
+    pub score: f32,
+}
+
+/// A prediction for one text.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Prediction {
+    /// The predicted label (the out-of-scope label when the confidence is under the model's
+    /// threshold).
+    pub label: String,
+    /// Probability of the top label.
+    pub confidence: f32,
+    /// The `k` most probable labels, best first.
+    pub top_k: Vec<LabelScore>,
+    /// Multi-label models: every label whose probability reaches its threshold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<Vec<String>>,
+}
+
+/// A loaded model of any supported kind.
+#[derive(Debug)]
+pub enum Classifier {
+    /// Bag-of-words MLP.
+    Mlp(BowMlp<CpuBackend>),
+    /// Linear SVM or kernel SVC with calibrated probabilities.
+    Svm(SvmModel),
+    /// Sentence-embedding model with label descriptions (cosine similarity).
+    ZeroShot(ZeroShot<CpuBackend>),
+    /// Fine-tuned BERT with a sequence-classification head (Hugging Face layout).
+    Bert(BertClassifier<CpuBackend>),
+}
+
+impl Classifier {
+    /// Loads a model folder, dispatching on `kind` in its `config.json`. A Hugging Face BERT
+    /// folder (`model_type` instead of `kind`) with a classification head (`classifier.weight`,
+    /// `id2label`) is a fine-tuned classifier; one without a head is a sentence-embedding model,
+    /// which needs a label set first (`intent zero-shot`), and the error says so.
+    pub fn load(dir: &Path) -> Result<Self, ServeError> {
+        if let Some(t) = hf_model_type(dir) {
+            if has_classification_head(dir) {
+                return Ok(Classifier::Bert(BertClassifier::load(dir, None, &Default::default())?));
+            }
+            // A Hugging Face folder rather than an intent model folder.
+            return Err(ServeError::Model(ModelError::invalid(
+                dir.join("config.json"),
+                format!(
+                    "a Hugging Face '{t}' checkpoint, not an intent model folder: a sentence-embedding model becomes \
+                     a classifier with a label set (`intent zero-shot --encoder {} --labels FILE --out DIR`)",
+                    dir.display()
+                ),
+            )));
+        }
+        let config = ModelConfig::read(dir)?;
+        match config.kind.as_str() {
+            "mlp" => Ok(Classifier::Mlp(BowMlp::load(dir, &Default::default())?)),
+            "svm" => Ok(Classifier::Svm(SvmModel::load(dir)?)),
+            "zero-shot" => Ok(Classifier::ZeroShot(ZeroShot::load(dir, &Default::default())?)),
+            other => Err(ServeError::UnsupportedKind { path: dir.join("config.json"), kind: other.to_string() }),
+        }
+    }
+
+    /// The model's `config.json`.
+    pub fn config(&self) -> &ModelConfig {
+        match self {
+            Classifier::Mlp(m) => &m.config,
+            Classifier::Svm(m) => &m.config,
+            Classifier::ZeroShot(m) => &m.config,
+            Classifier::Bert(m) => &m.config,
+        }
+    }
+
+    /// Class labels, by output index.
+    pub fn labels(&self) -> &[String] {
+        &self.config().labels
+    }
+
+    /// Class probabilities of each text. Only BERT encoders (zero-shot and fine-tuned) can fail
+    /// (their tokenizer); such a text gets all-zero scores and the error is logged.
+    pub fn scores(&self, texts: &[&str]) -> Vec<Vec<f32>> {
+        match self {
+            Classifier::Mlp(m) => m.scores(texts),
+            Classifier::Svm(m) => m.scores(texts),
+            Classifier::ZeroShot(m) => m.scores(texts).unwrap_or_else(|e| {
+                tracing::error!("zero-shot scoring failed: {e}");
+                vec![vec![0.0; m.config.labels.len()]; texts.len()]
+            }),
+            Classifier::Bert(m) => m.scores(texts).unwrap_or_else(|e| {
+                tracing::error!("BERT scoring failed: {e}");
+                vec![vec![0.0; m.config.labels.len()]; texts.len()]
+            }),
+        }
+    }
+
+    /// Whether requests to this model should be batched (transformer encoders, whose cost per
+    /// call is dominated by matrix products that grow better with more rows).
+    pub fn batches(&self) -> bool {
+        matches!(self, Classifier::ZeroShot(_) | Classifier::Bert(_))
+    }
+
+    /// Tokens `text` costs in a batch: word pieces (capped at the encoder's length) for BERT
+    /// encoders, whitespace-separated words otherwise. Used for the batcher's token budget.
+    pub fn token_count(&self, text: &str) -> usize {
+        let tok = match self {
+            Classifier::ZeroShot(m) => &m.encoder.tokenizer,
+            Classifier::Bert(m) => &m.encoder.tokenizer,
+            _ => return text.split_whitespace().count().max(1),
+        };
+        tok.ids(text).map(|ids| ids.len().min(tok.max_len())).unwrap_or_else(|_| tok.max_len())
+    }
+
+    /// Predicts one text with the 3 best labels.
+    pub fn predict(&self, text: &str) -> Prediction {
+        self.predict_batch(&[text], 3).remove(0)
+    }
+
+    /// Predicts several texts, each with its `top_k` best labels.
+    pub fn predict_batch(&self, texts: &[&str], top_k: usize) -> Vec<Prediction> {
+        let config = self.config();
+        let labels = &config.labels;
+        self.scores(texts)
+            .into_iter()
+            .map(|s| {
+                let mut order: Vec<usize> = (0..s.len()).collect();
+                order.sort_by(|&a, &b| s[b].total_cmp(&s[a]).then(a.cmp(&b)));
+                let best = order[0];
+                let top_k: Vec<LabelScore> =
+                    order.iter().take(top_k.max(1)).map(|&i| LabelScore { label: labels[i].clone(), score: s[i] }).collect();
+                let mut label = labels[best].clone();
+                if let Some(oos) = &config.oos {
+                    if s[best] < oos.threshold {
+                        label = oos.label.clone();
+                    }
+                }
+                let multi = config.multi_label.then(|| {
+                    let th = config.thresholds.clone().unwrap_or_else(|| vec![0.5; labels.len()]);
+                    (0..labels.len()).filter(|&i| s[i] >= th[i]).map(|i| labels[i].clone()).collect()
+                });
+                Prediction { label, confidence: s[best], top_k, labels: multi }
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,178 @@
+//! What to serve: a model folder, or a version of a registry model named through an alias.
+//!
+//! Registry layout (shared with the registry commands): `ROOT/NAME/versions/N/` holds version
+//! `N` (immutable), and `ROOT/NAME/aliases/ALIAS` is a small text file holding the version number
+//! an alias points at (moved by write + rename). `models/faq@current` resolves through
+//! `models/faq/aliases/current`. A folder named by a number (`NAME/versions/N` or the
+//! pipeline's `NAME/N`) is model NAME, version N; any other folder is named after itself, with a
+//! content hash as its version.
+
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use crate::ServeError;
+
+/// A model to serve, as given on the command line or to `/admin/reload`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelSpec {
+    /// A model folder.
+    Dir(PathBuf),
+    /// `ROOT/NAME@ALIAS`: the version an alias of a registry model points at.
+    Alias {
+        /// The model's registry folder (`ROOT/NAME`).
+        model_dir: PathBuf,
+        /// The alias (`current`, `previous`, …).
+        alias: String,
+    },
+}
+
+/// A spec resolved to a folder, with the name and version the server reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    /// The model folder.
+    pub path: PathBuf,
+    /// Model name: the registry name, else the folder's name.
+    pub name: String,
+    /// Version: the registry version number, else `sha256:` and the first 12 hex digits of a
+    /// hash of the folder's config and weights (so a retrained folder gets a new version).
+    pub version: String,
+}
+
+impl ModelSpec {
+    /// Parses `DIR` or `PATH@ALIAS` (the `@` in the last path component).
+    pub fn parse(spec: &str) -> Self {
+        let path = Path::new(spec);
+        if let Some(last) = path.file_name().and_then(|n| n.to_str()) {
+            if let Some((name, alias)) = last.rsplit_once('@') {
+                if !name.is_empty() && !alias.is_empty() {
+                    return ModelSpec::Alias { model_dir: path.with_file_name(name), alias: alias.to_string() };
+                }
+            }
+        }
+        ModelSpec::Dir(path.to_path_buf())
+    }
+
+    /// The spec as text (as it would be given on the command line).
+    pub fn display(&self) -> String {
+        match self {
+            ModelSpec::Dir(p) => p.display().to_string(),
+            ModelSpec::Alias { model_dir, alias } => format!("{}@{alias}", model_dir.display()),
+        }
+    }
+
+    /// Resolves to a folder. An alias is read now, so a reload after the alias moved picks up
+    /// the new version.
+    pub fn resolve(&self) -> Result<Resolved, ServeError> {
+        let err = |message: String| ServeError::Spec { spec: self.display(), message };
+        match self {
+            ModelSpec::Dir(p) => {
+                if !p.is_dir() {
+                    return Err(err(format!("{} is not a folder", p.display())));
+                }
+                // A numbered version folder: `ROOT/NAME/versions/N` (registry) or `ROOT/NAME/N`
+                // (what `intent pipeline` writes) is model NAME, version N.
+                let canonical = p.canonicalize().unwrap_or_else(|_| p.clone());
+                let numbered = canonical.file_name().and_then(|n| n.to_str()).filter(|n| n.chars().all(|c| c.is_ascii_digit()));
+                if let Some(n) = numbered {
+                    let mut parent = canonical.parent();
+                    if parent.is_some_and(|v| v.file_name().is_some_and(|n| n == "versions")) {
+                        parent = parent.and_then(Path::parent);
+                    }
+                    if let Some(name) = parent.and_then(|m| m.file_name()).and_then(|n| n.to_str()) {
+                        return Ok(Resolved { path: p.clone(), name: name.to_string(), version: n.to_string() });
+                    }
+                }
+                let name = canonical.file_name().map(|n| n.to_string_lossy().into_owned());
+                Ok(Resolved { path: p.clone(), name: name.unwrap_or_else(|| "model".into()), version: content_version(p)? })
+            }
+            ModelSpec::Alias { model_dir, alias } => {
+                let file = model_dir.join("aliases").join(alias);
+                let text = std::fs::read_to_string(&file)
+                    .map_err(|e| err(format!("cannot read alias file {}: {e} (expected a registry folder with aliases/{alias})", file.display())))?;
+                let version = text.trim();
+                if version.is_empty() || !version.chars().all(|c| c.is_ascii_digit()) {
+                    return Err(err(format!("{}: expected a version number, found '{version}'", file.display())));
+                }
+                let path = model_dir.join("versions").join(version);
+                if !path.is_dir() {
+                    return Err(err(format!("alias '{alias}' points at version {version}, but {} is missing", path.display())));
+                }
+                let name = model_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
+                Ok(Resolved { path, name, version: version.to_string() })
+            }
+        }
+    }
+}
+
+/// A version for a folder outside a registry: a hash of the files that define the model.
+fn content_version(dir: &Path) -> Result<String, ServeError> {
+    let mut h = Sha256::new();
+    for name in ["config.json", "intent.json", "model.safetensors", "vocab.txt", "labels.json"] {
+        let path = dir.join(name);
+        if path.is_file() {
+            let bytes = std::fs::read(&path).map_err(|source| ServeError::Io { path: path.clone(), source })?;
+            h.update(name.as_bytes());
+            h.update((bytes.len() as u64).to_le_bytes());
+            h.update(&bytes);
+        }
+    }
+    Ok(format!("sha256:{}", &hex::encode(h.finalize())[..12]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_dirs_and_aliases() {
+        assert_eq!(ModelSpec::parse("models/faq"), ModelSpec::Dir("models/faq".into()));
+        assert_eq!(
+            ModelSpec::parse("models/faq@current"),
+            ModelSpec::Alias { model_dir: "models/faq".into(), alias: "current".into() }
+        );
+        assert_eq!(ModelSpec::parse("a@b/faq"), ModelSpec::Dir("a@b/faq".into()));
+        assert_eq!(ModelSpec::parse("models/faq@"), ModelSpec::Dir("models/faq@".into()));
+        assert_eq!(ModelSpec::parse("models/faq@current").display(), "models/faq@current");
+    }
+
+    #[test]
+    fn resolves_aliases_and_versions() {
+        let root = tempfile::tempdir().unwrap();
+        let m = root.path().join("faq");
+        std::fs::create_dir_all(m.join("versions/3")).unwrap();
+        std::fs::create_dir_all(m.join("aliases")).unwrap();
+        std::fs::write(m.join("aliases/current"), "3\n").unwrap();
+        let r = ModelSpec::parse(&format!("{}@current", m.display())).resolve().unwrap();
+        assert_eq!((r.name.as_str(), r.version.as_str()), ("faq", "3"));
+        assert_eq!(r.path, m.join("versions/3"));
+        // The folder of a version, named directly, reports the same; so does the pipeline's
+        // `NAME/N` layout.
+        let d = ModelSpec::Dir(m.join("versions/3")).resolve().unwrap();
+        assert_eq!((d.name.as_str(), d.version.as_str()), ("faq", "3"));
+        std::fs::create_dir_all(root.path().join("example/12")).unwrap();
+        let d = ModelSpec::Dir(root.path().join("example/12")).resolve().unwrap();
+        assert_eq!((d.name.as_str(), d.version.as_str()), ("example", "12"));
+
+        std::fs::write(m.join("aliases/previous"), "2").unwrap();
+        let e = ModelSpec::parse(&format!("{}@previous", m.display())).resolve().unwrap_err().to_string();
+        assert!(e.contains("version 2") && e.contains("missing"), "{e}");
+        std::fs::write(m.join("aliases/bad"), "v3").unwrap();
+        let e = ModelSpec::parse(&format!("{}@bad", m.display())).resolve().unwrap_err().to_string();
+        assert!(e.contains("expected a version number"), "{e}");
+        let e = ModelSpec::parse(&format!("{}@nope", m.display())).resolve().unwrap_err().to_string();
+        assert!(e.contains("aliases/nope"), "{e}");
+    }
+
+    #[test]
+    fn folder_version_follows_content() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("config.json"), "{}").unwrap();
+        let v1 = ModelSpec::Dir(d.path().into()).resolve().unwrap().version;
+        assert!(v1.starts_with("sha256:") && v1.len() == 19, "{v1}");
+        std::fs::write(d.path().join("config.json"), "{ }").unwrap();
+        let v2 = ModelSpec::Dir(d.path().into()).resolve().unwrap().version;
+        assert_ne!(v1, v2);
+        assert!(ModelSpec::Dir(d.path().join("missing")).resolve().is_err());
+    }
+}
