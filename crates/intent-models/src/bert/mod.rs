@@ -227,20 +227,48 @@ impl<B: Backend> SentenceEncoder<B> {
     }
 
     /// [`Self::embed`] with another pooling (a classification head reads the `[CLS]` state).
+    ///
+    /// Every batch is padded to its longest text, so texts are grouped by length first: sorted
+    /// by token count and cut into batches of at most `batch_size` that stop growing once
+    /// padding would exceed a quarter of the batch (given at least 4 texts). Results come back
+    /// in input order and do not depend on the grouping (padding is masked).
     pub fn embed_with(&self, texts: &[&str], batch_size: usize, pooling: Pooling) -> Result<Vec<Vec<f32>>> {
-        let mut out = Vec::with_capacity(texts.len());
-        for chunk in texts.chunks(batch_size.max(1)) {
-            let batch = self.tokenizer.encode_batch(chunk)?;
-            if let Some(host) = &self.host {
-                out.extend(host.pool(&host.forward(&batch)?, &batch, pooling));
-                continue;
+        let max = self.tokenizer.max_len();
+        let lens: Vec<usize> = texts.iter().map(|t| self.tokenizer.ids(t).map_or(max, |ids| ids.len().min(max))).collect();
+        let mut order: Vec<usize> = (0..texts.len()).collect();
+        order.sort_by_key(|&i| lens[i]);
+        let mut out = vec![Vec::new(); texts.len()];
+        let mut start = 0;
+        while start < order.len() {
+            let (mut end, mut tokens) = (start + 1, lens[order[start]]);
+            while end < order.len() && end - start < batch_size.max(1) {
+                let next = lens[order[end]];
+                let (padded, real) = ((end - start + 1) * next, tokens + next);
+                if end - start >= 4 && padded * 4 > real * 5 {
+                    break;
+                }
+                tokens += next;
+                end += 1;
             }
-            let [ids, types, mask] = self.tensors(&batch);
-            let pooled = Self::pool_with(self.model.forward(ids, types, mask.clone()), mask, pooling);
-            let d = pooled.dims()[1];
-            let flat: Vec<f32> = pooled.into_data().convert::<f32>().into_vec().map_err(|e| ModelError::Fit(format!("{e:?}")))?;
-            out.extend(flat.chunks(d).map(<[f32]>::to_vec));
+            let chunk: Vec<&str> = order[start..end].iter().map(|&i| texts[i]).collect();
+            for (&i, v) in order[start..end].iter().zip(self.embed_batch(&chunk, pooling)?) {
+                out[i] = v;
+            }
+            start = end;
         }
         Ok(out)
+    }
+
+    /// One padded batch through the encoder, pooled.
+    fn embed_batch(&self, chunk: &[&str], pooling: Pooling) -> Result<Vec<Vec<f32>>> {
+        let batch = self.tokenizer.encode_batch(chunk)?;
+        if let Some(host) = &self.host {
+            return Ok(host.pool(&host.forward(&batch)?, &batch, pooling));
+        }
+        let [ids, types, mask] = self.tensors(&batch);
+        let pooled = Self::pool_with(self.model.forward(ids, types, mask.clone()), mask, pooling);
+        let d = pooled.dims()[1];
+        let flat: Vec<f32> = pooled.into_data().convert::<f32>().into_vec().map_err(|e| ModelError::Fit(format!("{e:?}")))?;
+        Ok(flat.chunks(d).map(<[f32]>::to_vec).collect())
     }
 }
