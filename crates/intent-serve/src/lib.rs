@@ -66,6 +66,14 @@ pub enum ServeError {
         /// The SQLite error.
         source: rusqlite::Error,
     },
+    /// The query log database failed its integrity check.
+    #[error("query log {}: the database is damaged ({check}); move it aside to start a new one", path.display())]
+    QueryLogDamaged {
+        /// The database file.
+        path: PathBuf,
+        /// What `PRAGMA quick_check` said.
+        check: String,
+    },
     /// A file could not be read or written.
     #[error("{}: {source}", path.display())]
     Io {

@@ -134,7 +134,7 @@ impl QueryLog {
         // After a crash the file must still be sound: check it before appending to it.
         let check: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0)).map_err(err)?;
         if check != "ok" {
-            return Err(ServeError::Spec { spec: path.display().to_string(), message: format!("the query log database is damaged: {check}") });
+            return Err(ServeError::QueryLogDamaged { path: path.to_path_buf(), check });
         }
         let rows: i64 = conn.query_row("SELECT COUNT(*) FROM queries", [], |r| r.get(0)).map_err(err)?;
         tracing::info!("query log {}: {rows} rows, integrity check ok", path.display());

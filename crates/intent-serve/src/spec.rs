@@ -40,9 +40,13 @@ pub struct Resolved {
 }
 
 impl ModelSpec {
-    /// Parses `DIR` or `PATH@ALIAS` (the `@` in the last path component).
+    /// Parses `DIR` or `PATH@ALIAS` (the `@` in the last path component). An existing folder
+    /// whose name holds an `@` is a folder.
     pub fn parse(spec: &str) -> Self {
         let path = Path::new(spec);
+        if path.is_dir() {
+            return ModelSpec::Dir(path.to_path_buf());
+        }
         if let Some(last) = path.file_name().and_then(|n| n.to_str()) {
             if let Some((name, alias)) = last.rsplit_once('@') {
                 if !name.is_empty() && !alias.is_empty() {
@@ -153,6 +157,10 @@ mod tests {
         std::fs::create_dir_all(root.path().join("example/12")).unwrap();
         let d = ModelSpec::Dir(root.path().join("example/12")).resolve().unwrap();
         assert_eq!((d.name.as_str(), d.version.as_str()), ("example", "12"));
+
+        // A real folder with an `@` in its name is a folder.
+        std::fs::create_dir_all(root.path().join("odd@name")).unwrap();
+        assert_eq!(ModelSpec::parse(root.path().join("odd@name").to_str().unwrap()), ModelSpec::Dir(root.path().join("odd@name")));
 
         std::fs::write(m.join("aliases/previous"), "2").unwrap();
         let e = ModelSpec::parse(&format!("{}@previous", m.display())).resolve().unwrap_err().to_string();

@@ -182,3 +182,14 @@ async fn over_tcp_bound_and_graceful_shutdown() {
     let n: i64 = conn.query_row("SELECT COUNT(*) FROM queries", [], |r| r.get(0)).unwrap();
     assert_eq!(n, 21, "every answered prediction is in the log after shutdown");
 }
+
+#[test]
+fn a_file_that_is_not_a_database_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("q.sqlite");
+    std::fs::write(&path, "this is not an SQLite database, and it is long enough to have a header page".repeat(20)).unwrap();
+    let err = QueryLog::open(&path, false).err().expect("refused").to_string();
+    assert!(err.contains("q.sqlite") && err.contains("not a database"), "{err}");
+    // Nothing was overwritten.
+    assert!(std::fs::read_to_string(&path).unwrap().starts_with("this is not an SQLite database"));
+}
