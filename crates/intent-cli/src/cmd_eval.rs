@@ -14,7 +14,7 @@ use crate::common::{check_known_labels, load_model, InputFlags};
 
 #[derive(Args, Debug)]
 pub struct EvalArgs {
-    /// Model folder.
+    /// Model folder, or a registry alias (`models/NAME@current`).
     #[arg(long)]
     pub model: PathBuf,
     /// Labeled evaluation data.
@@ -157,7 +157,7 @@ pub fn eval(a: EvalArgs) -> Result<ExitCode> {
 
 #[derive(Args, Debug)]
 pub struct PredictArgs {
-    /// Model folder.
+    /// Model folder, or a registry alias (`models/NAME@current`).
     #[arg(long)]
     pub model: PathBuf,
     /// Alternatives to list per text.

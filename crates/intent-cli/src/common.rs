@@ -77,6 +77,9 @@ pub fn existing(path: &Path, what: &str) -> Result<PathBuf> {
 
 /// Loads a model folder with context.
 pub fn load_model(dir: &Path) -> Result<intent_serve::Classifier> {
-    existing(dir, "model folder")?;
+    // `ROOT/NAME@ALIAS` names a registry version; Classifier::load resolves it.
+    if !matches!(intent_serve::ModelSpec::parse(&dir.to_string_lossy()), intent_serve::ModelSpec::Alias { .. }) {
+        existing(dir, "model folder")?;
+    }
     intent_serve::Classifier::load(dir).with_context(|| format!("loading model {}", dir.display()))
 }

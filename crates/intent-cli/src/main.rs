@@ -3,6 +3,7 @@
 
 mod cmd_data;
 mod cmd_eval;
+mod cmd_models;
 mod cmd_serve;
 mod cmd_train;
 mod cmd_zero_shot;
@@ -50,6 +51,9 @@ enum Command {
     /// Split → augment (training part) → train → evaluate → gate → save a versioned model →
     /// sample predictions. With no arguments, runs on the example data set embedded in the binary.
     Pipeline(pipeline::PipelineArgs),
+    /// The model registry: list, show, register, promote, rollback, gc.
+    #[command(subcommand)]
+    Models(cmd_models::ModelsCommand),
     /// Serve a model over HTTP (prediction, metrics, hot-swap, query log, labeling queue).
     Serve(cmd_serve::ServeArgs),
 }
@@ -108,6 +112,7 @@ fn main() -> ExitCode {
         Command::Pipeline(a) => pipeline::run(a),
         Command::ZeroShot(a) => cmd_zero_shot::run(a),
         Command::Serve(a) => cmd_serve::run(a),
+        Command::Models(c) => cmd_models::run(c),
     };
     match result {
         Ok(code) => code,

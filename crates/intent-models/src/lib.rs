@@ -16,6 +16,7 @@ pub mod error;
 pub mod folder;
 pub mod hub;
 pub mod mlp;
+pub mod registry;
 pub mod svm;
 pub mod tensors;
 pub mod zero_shot;

@@ -62,7 +62,15 @@ impl Classifier {
     /// folder (`model_type` instead of `kind`) with a classification head (`classifier.weight`,
     /// `id2label`) is a fine-tuned classifier; one without a head is a sentence-embedding model,
     /// which needs a label set first (`intent zero-shot`), and the error says so.
+    ///
+    /// `ROOT/NAME@ALIAS` (a registry alias, such as `models/faq@current`) loads the version the
+    /// alias points at.
     pub fn load(dir: &Path) -> Result<Self, ServeError> {
+        if !dir.is_dir() {
+            if let spec @ crate::ModelSpec::Alias { .. } = crate::ModelSpec::parse(&dir.to_string_lossy()) {
+                return Self::load(&spec.resolve()?.path);
+            }
+        }
         if let Some(t) = hf_model_type(dir) {
             if has_classification_head(dir) {
                 return Ok(Classifier::Bert(BertClassifier::load(dir, None, &Default::default())?));

@@ -1,14 +1,14 @@
 //! What to serve: a model folder, or a version of a registry model named through an alias.
 //!
-//! Registry layout (shared with the registry commands): `ROOT/NAME/versions/N/` holds version
-//! `N` (immutable), and `ROOT/NAME/aliases/ALIAS` is a small text file holding the version number
-//! an alias points at (moved by write + rename). `models/faq@current` resolves through
+//! Registry layout ([`intent_models::registry`]): `ROOT/NAME/versions/N/` holds version `N`
+//! (immutable), and `ROOT/NAME/aliases/ALIAS` holds the version number an alias points at. `models/faq@current` resolves through
 //! `models/faq/aliases/current`. A folder named by a number (`NAME/versions/N` or the
 //! pipeline's `NAME/N`) is model NAME, version N; any other folder is named after itself, with a
 //! content hash as its version.
 
 use std::path::{Path, PathBuf};
 
+use intent_models::registry::Registry;
 use sha2::{Digest, Sha256};
 
 use crate::ServeError;
@@ -91,18 +91,17 @@ impl ModelSpec {
                 Ok(Resolved { path: p.clone(), name: name.unwrap_or_else(|| "model".into()), version: content_version(p)? })
             }
             ModelSpec::Alias { model_dir, alias } => {
-                let file = model_dir.join("aliases").join(alias);
-                let text = std::fs::read_to_string(&file)
-                    .map_err(|e| err(format!("cannot read alias file {}: {e} (expected a registry folder with aliases/{alias})", file.display())))?;
-                let version = text.trim();
-                if version.is_empty() || !version.chars().all(|c| c.is_ascii_digit()) {
-                    return Err(err(format!("{}: expected a version number, found '{version}'", file.display())));
-                }
-                let path = model_dir.join("versions").join(version);
+                let root = model_dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+                let name = model_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                let model = Registry::new(root).model(&name).map_err(|e| err(e.to_string()))?;
+                let version = model.alias(alias).map_err(|e| err(e.to_string()))?.ok_or_else(|| {
+                    let file = model_dir.join("aliases").join(alias);
+                    err(format!("no alias file {} (expected a registry model with aliases/{alias})", file.display()))
+                })?;
+                let path = model.version_dir(version);
                 if !path.is_dir() {
                     return Err(err(format!("alias '{alias}' points at version {version}, but {} is missing", path.display())));
                 }
-                let name = model_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
                 Ok(Resolved { path, name, version: version.to_string() })
             }
         }

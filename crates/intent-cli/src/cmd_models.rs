@@ -1,0 +1,189 @@
+//! `intent models …`: the model registry (numbered versions, aliases, history).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
+use intent_models::registry::{RegisteredModel, Registry, VersionMeta};
+
+/// Registry commands.
+#[derive(Subcommand, Debug)]
+pub enum ModelsCommand {
+    /// Models of the registry, or the versions of one model.
+    List(ListArgs),
+    /// One model (aliases, versions, alias history) or one version (`NAME@ALIAS`, `NAME@N`), as JSON.
+    Show(ShowArgs),
+    /// Copy a model folder into the registry as the next version.
+    Register(RegisterArgs),
+    /// Point `current` at a version (the old current becomes `previous`).
+    Promote(PromoteArgs),
+    /// Point `current` back at `previous`.
+    Rollback(NameArgs),
+    /// Remove old versions no alias points at, keeping the newest N.
+    Gc(GcArgs),
+}
+
+/// The registry root.
+#[derive(Args, Debug)]
+pub struct Root {
+    /// Registry folder.
+    #[arg(long, default_value = "models")]
+    pub root: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct ListArgs {
+    /// A model name: list its versions.
+    pub name: Option<String>,
+    #[command(flatten)]
+    pub root: Root,
+}
+
+#[derive(Args, Debug)]
+pub struct ShowArgs {
+    /// `NAME`, `NAME@ALIAS` or `NAME@N`.
+    pub spec: String,
+    #[command(flatten)]
+    pub root: Root,
+}
+
+#[derive(Args, Debug)]
+pub struct RegisterArgs {
+    /// Model name.
+    pub name: String,
+    /// The model folder to copy in.
+    pub dir: PathBuf,
+    /// Make it `current` too.
+    #[arg(long)]
+    pub promote: bool,
+    /// Note stored with the version.
+    #[arg(long)]
+    pub note: Option<String>,
+    #[command(flatten)]
+    pub root: Root,
+}
+
+#[derive(Args, Debug)]
+pub struct PromoteArgs {
+    /// Model name.
+    pub name: String,
+    /// Version number.
+    pub version: u32,
+    #[command(flatten)]
+    pub root: Root,
+}
+
+#[derive(Args, Debug)]
+pub struct NameArgs {
+    /// Model name.
+    pub name: String,
+    #[command(flatten)]
+    pub root: Root,
+}
+
+#[derive(Args, Debug)]
+pub struct GcArgs {
+    /// Model name.
+    pub name: String,
+    /// Versions to keep besides the aliased ones (the newest).
+    #[arg(long)]
+    pub keep: usize,
+    #[command(flatten)]
+    pub root: Root,
+}
+
+fn existing(root: &Root, name: &str) -> Result<RegisteredModel> {
+    let m = Registry::new(&root.root).model(name)?;
+    if m.version_numbers()?.is_empty() {
+        anyhow::bail!("{}: no model '{name}' in the registry (no versions)", m.dir().display());
+    }
+    Ok(m)
+}
+
+fn accuracy(v: &VersionMeta) -> String {
+    ["accuracy", "micro_f1"].iter().find_map(|k| v.metrics.get(*k).or_else(|| v.metrics.get("test").and_then(|t| t.get(*k))).and_then(|a| a.as_f64())).map_or("-".into(), |a| format!("{a:.4}"))
+}
+
+/// Runs a registry command.
+pub fn run(c: ModelsCommand) -> Result<ExitCode> {
+    match c {
+        ModelsCommand::List(a) => match a.name {
+            None => {
+                let reg = Registry::new(&a.root.root);
+                println!("{:<24} {:>8} {:>8} {:>8}", "model", "versions", "current", "previous");
+                for name in reg.models()? {
+                    let m = reg.model(&name)?;
+                    let show = |v: Option<u32>| v.map_or("-".to_string(), |v| v.to_string());
+                    println!("{name:<24} {:>8} {:>8} {:>8}", m.version_numbers()?.len(), show(m.alias("current")?), show(m.alias("previous")?));
+                }
+            }
+            Some(name) => {
+                let m = existing(&a.root, &name)?;
+                let aliases = m.aliases()?;
+                println!("{:>7}  {:<20} {:<6} {:>8} {:>6}  aliases", "version", "created (unix)", "kind", "accuracy", "parent");
+                for v in m.versions()? {
+                    let names: Vec<&str> = aliases.iter().filter(|(_, &n)| n == v.version).map(|(a, _)| a.as_str()).collect();
+                    println!("{:>7}  {:<20} {:<6} {:>8} {:>6}  {}", v.version, v.created_unix, v.kind, accuracy(&v), v.parent.map_or("-".into(), |p| p.to_string()), names.join(","));
+                }
+            }
+        },
+        ModelsCommand::Show(a) => {
+            let (name, which) = match a.spec.split_once('@') {
+                Some((n, w)) => (n, Some(w)),
+                None => (a.spec.as_str(), None),
+            };
+            let m = existing(&a.root, name)?;
+            let value = match which {
+                None => serde_json::json!({
+                    "name": name,
+                    "dir": m.dir(),
+                    "aliases": m.aliases()?,
+                    "versions": m.versions()?,
+                    "history": m.history()?,
+                }),
+                Some(w) => {
+                    let n = match w.parse::<u32>() {
+                        Ok(n) => n,
+                        Err(_) => m.alias(w)?.with_context(|| format!("model '{name}' has no alias '{w}'"))?,
+                    };
+                    let mut v = serde_json::to_value(m.version(n)?)?;
+                    v["dir"] = serde_json::json!(m.version_dir(n));
+                    v
+                }
+            };
+            println!("{}", serde_json::to_string_pretty(&value)?);
+        }
+        ModelsCommand::Register(a) => {
+            let m = Registry::new(&a.root.root).model(&a.name)?;
+            let lock = m.lock()?;
+            m.cleanup(&lock)?;
+            let parent = m.alias("current")?;
+            let n = m.register(&lock, &a.dir, parent, a.note).with_context(|| format!("registering {}", a.dir.display()))?;
+            if a.promote {
+                m.promote(&lock, n, "register --promote")?;
+            }
+            println!("registered {} version {n}{}", a.name, if a.promote { " (current)" } else { "" });
+        }
+        ModelsCommand::Promote(a) => {
+            let m = existing(&a.root, &a.name)?;
+            let lock = m.lock()?;
+            m.promote(&lock, a.version, "promote")?;
+            println!("{} current → {}", a.name, a.version);
+        }
+        ModelsCommand::Rollback(a) => {
+            let m = existing(&a.root, &a.name)?;
+            let lock = m.lock()?;
+            let n = m.rollback(&lock, "rollback")?;
+            println!("{} current → {n} (rolled back)", a.name);
+        }
+        ModelsCommand::Gc(a) => {
+            let m = existing(&a.root, &a.name)?;
+            let lock = m.lock()?;
+            m.cleanup(&lock)?;
+            let removed = m.gc(&lock, a.keep)?;
+            println!("removed {} version(s): {removed:?}", removed.len());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,68 @@
+//! `intent models`: register, list, show, promote, rollback, gc; errors for what is not there;
+//! `intent predict` loads `ROOT/NAME@current` and a version folder.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn intent(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_intent")).args(args).current_dir(cwd).env("RUST_LOG", "warn").output().expect("runs")
+}
+
+fn ok(o: &Output) -> String {
+    let (out, err) = (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr));
+    assert!(o.status.success(), "stdout: {out}\nstderr: {err}");
+    out
+}
+
+fn fails_with(o: &Output, needle: &str) {
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.lines().any(|l| l.starts_with("error:") && l.contains(needle)), "expected '{needle}' in: {err}");
+}
+
+#[test]
+fn register_promote_rollback_gc() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // Short trainings (exit code 1 when the gate fails; the folders are saved anyway).
+    for epochs in ["2", "3"] {
+        intent(&["pipeline", "--models-dir", "trained", "--epochs", epochs, "--no-gate"], d);
+    }
+    assert!(d.join("trained/example/2/config.json").is_file());
+
+    fails_with(&intent(&["models", "list", "faq", "--root", "reg"], d), "no model 'faq'");
+    fails_with(&intent(&["models", "register", "faq", "nowhere", "--root", "reg"], d), "not a model folder");
+    let out = ok(&intent(&["models", "register", "faq", "trained/example/1", "--promote", "--root", "reg"], d));
+    assert!(out.contains("registered faq version 1 (current)"), "{out}");
+    ok(&intent(&["models", "register", "faq", "trained/example/2", "--root", "reg", "--note", "more epochs"], d));
+    ok(&intent(&["models", "register", "faq", "trained/example/2", "--root", "reg"], d));
+
+    let out = ok(&intent(&["models", "list", "--root", "reg"], d));
+    assert!(out.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["faq", "3", "1", "-"]), "{out}");
+    fails_with(&intent(&["models", "promote", "faq", "7", "--root", "reg"], d), "no version 7");
+    ok(&intent(&["models", "promote", "faq", "2", "--root", "reg"], d));
+    let show: serde_json::Value = serde_json::from_str(&ok(&intent(&["models", "show", "faq@current", "--root", "reg"], d))).unwrap();
+    assert_eq!((show["version"].as_u64(), show["parent"].as_u64(), show["note"].as_str()), (Some(2), Some(1), Some("more epochs")));
+    assert!(Path::new(d).join(show["dir"].as_str().unwrap()).join("model.safetensors").is_file());
+
+    let out = ok(&intent(&["models", "rollback", "faq", "--root", "reg"], d));
+    assert!(out.contains("current → 1"), "{out}");
+    let out = ok(&intent(&["models", "list", "faq", "--root", "reg"], d));
+    let aliases_of = |v: &str| out.lines().find(|l| l.split_whitespace().next() == Some(v)).map(|l| l.split_whitespace().last().unwrap().to_string());
+    assert_eq!(aliases_of("1").as_deref(), Some("current"), "{out}");
+    assert_eq!(aliases_of("2").as_deref(), Some("previous"), "{out}");
+
+    let out = ok(&intent(&["models", "gc", "faq", "--keep", "0", "--root", "reg"], d));
+    assert!(out.contains("[3]"), "{out}");
+    let show: serde_json::Value = serde_json::from_str(&ok(&intent(&["models", "show", "faq", "--root", "reg"], d))).unwrap();
+    assert_eq!(show["versions"].as_array().unwrap().len(), 2);
+    assert_eq!(show["history"].as_array().unwrap().len(), 5, "{show}");
+    fails_with(&intent(&["models", "show", "faq@nope", "--root", "reg"], d), "no alias 'nope'");
+
+    // Through the alias, and a version folder directly.
+    for model in ["reg/faq@current", "reg/faq/versions/1"] {
+        let out = ok(&intent(&["predict", "--model", model, "where is my order"], d));
+        assert!(out.contains("order_status"), "{model}: {out}");
+    }
+    fails_with(&intent(&["predict", "--model", "reg/faq@gone", "hi"], d), "aliases/gone");
+}
