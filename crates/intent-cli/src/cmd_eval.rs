@@ -6,9 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use intent_data::Dataset;
-use intent_eval::{evaluate_multi, evaluate_single, tune_oos_threshold, ClassMetric, OosPolicy, PredictionRow, QualityGate, Report};
-use intent_serve::Classifier;
+use intent_eval::{tune_oos_threshold, ClassMetric, QualityGate, Report};
 
 use crate::common::{check_known_labels, load_model, InputFlags};
 
@@ -66,43 +64,7 @@ impl GateFlags {
     }
 }
 
-/// Evaluates a model on data. `threshold`: the out-of-scope threshold to use (`None`: the
-/// model's own, if any).
-pub fn evaluate(model: &Classifier, data: &Dataset, threshold: Option<f32>, oos_label: &str) -> (Report, Vec<PredictionRow>) {
-    let texts = data.texts();
-    let scores = model.scores(&texts);
-    let labels = model.labels();
-    let config = model.config();
-    if config.multi_label {
-        let gold: Vec<Vec<String>> = data.examples.iter().map(|e| e.labels.clone()).collect();
-        let th = config.thresholds.clone().unwrap_or_else(|| vec![0.5; labels.len()]);
-        let (report, predicted) = evaluate_multi(&gold, &scores, labels, &th);
-        let rows = data
-            .examples
-            .iter()
-            .zip(predicted)
-            .zip(&scores)
-            .map(|((e, p), s)| PredictionRow {
-                text: e.text.clone(),
-                gold: e.labels.join("+"),
-                predicted: p.join("+"),
-                confidence: s.iter().copied().fold(0.0, f32::max),
-            })
-            .collect();
-        return (report, rows);
-    }
-    let threshold = threshold.or(config.oos.as_ref().map(|o| o.threshold));
-    let policy = OosPolicy { label: oos_label.to_string(), threshold };
-    let gold: Vec<&str> = data.examples.iter().map(|e| e.label().unwrap_or("")).collect();
-    let (report, preds) = evaluate_single(&gold, &scores, labels, Some(&policy));
-    let rows = data
-        .examples
-        .iter()
-        .zip(preds)
-        .map(|(e, (p, c))| PredictionRow { text: e.text.clone(), gold: e.labels.join("+"), predicted: p, confidence: c })
-        .collect();
-    (report, rows)
-}
+pub use intent_serve::evaluation::evaluate;
 
 /// Adds `report` under `key` in the model folder's metrics.json (rewritten atomically).
 pub fn add_metrics(dir: &Path, key: &str, report: &Report) -> Result<()> {

@@ -4,6 +4,7 @@
 mod cmd_data;
 mod cmd_eval;
 mod cmd_models;
+mod cmd_retrain;
 mod cmd_serve;
 mod cmd_train;
 mod cmd_zero_shot;
@@ -54,6 +55,8 @@ enum Command {
     /// The model registry: list, show, register, promote, rollback, gc.
     #[command(subcommand)]
     Models(cmd_models::ModelsCommand),
+    /// Retrain a registry model when its triggers fire (`--force`, `--dry-run`, `--status`).
+    Retrain(cmd_retrain::RetrainArgs),
     /// Serve a model over HTTP (prediction, metrics, hot-swap, query log, labeling queue).
     Serve(cmd_serve::ServeArgs),
 }
@@ -88,6 +91,7 @@ fn main() -> ExitCode {
     init_logging(cli.verbose, cli.quiet);
     let mlp_training = match &cli.command {
         Command::Train(cmd_train::TrainCommand::Mlp(_)) => true,
+        Command::Retrain(_) => true,
         Command::Pipeline(p) => p.model == "mlp",
         _ => false,
     };
@@ -113,6 +117,7 @@ fn main() -> ExitCode {
         Command::ZeroShot(a) => cmd_zero_shot::run(a),
         Command::Serve(a) => cmd_serve::run(a),
         Command::Models(c) => cmd_models::run(c),
+        Command::Retrain(a) => cmd_retrain::run(a),
     };
     match result {
         Ok(code) => code,

@@ -66,3 +66,45 @@ fn register_promote_rollback_gc() {
     }
     fails_with(&intent(&["predict", "--model", "reg/faq@gone", "hi"], d), "aliases/gone");
 }
+
+/// Four intents with their own keywords: `n` texts each, starting at `from`.
+fn jsonl(n: usize, from: usize) -> String {
+    let words = [("card", "debit"), ("transfer", "wire"), ("refund", "money"), ("password", "login")];
+    let mut out = String::new();
+    for (label, (a, b)) in words.iter().enumerate() {
+        for i in from..from + n {
+            out.push_str(&format!("{{\"text\": \"question {i} on my {a} and {b}\", \"label\": \"{}\"}}\n", words[label].0));
+        }
+    }
+    out
+}
+
+#[test]
+fn retrain_status_dry_run_force() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("base.jsonl"), jsonl(20, 0)).unwrap();
+    std::fs::write(d.join("holdout.jsonl"), jsonl(5, 100)).unwrap();
+    std::fs::write(
+        d.join("retrain.toml"),
+        "model = \"faq\"\nkind = \"svm\"\nbase_data = \"base.jsonl\"\nholdout = \"holdout.jsonl\"\n[gate]\nmin_overall = 0.9\n",
+    )
+    .unwrap();
+    let status: serde_json::Value = serde_json::from_str(&ok(&intent(&["retrain", "--config", "retrain.toml", "--status"], d))).unwrap();
+    assert_eq!(status["triggers"]["would_run"], true);
+    assert_eq!(status["triggers"]["reasons"][0], "no current version");
+    let out = ok(&intent(&["retrain", "--config", "retrain.toml", "--dry-run"], d));
+    assert!(out.starts_with("dry-run: would train a svm on 80 examples"), "{out}");
+    assert!(!d.join("models").exists() && !d.join("retrain").exists(), "a dry run writes nothing");
+    let out = ok(&intent(&["retrain", "--config", "retrain.toml"], d));
+    assert!(out.starts_with("deployed: version 1 is current"), "{out}");
+    let out = ok(&intent(&["retrain", "--config", "retrain.toml"], d));
+    assert!(out.starts_with("skipped: no trigger"), "{out}");
+    let out = ok(&intent(&["retrain", "--config", "retrain.toml", "--force"], d));
+    assert!(out.starts_with("deployed: version 2"), "{out}");
+    let history = std::fs::read_to_string(d.join("retrain/retrain_history.jsonl")).unwrap();
+    assert_eq!(history.lines().count(), 3);
+    let out = ok(&intent(&["predict", "--model", "models/faq@current", "my debit card"], d));
+    assert!(out.contains("\"label\":\"card\""), "{out}");
+    fails_with(&intent(&["retrain", "--config", "missing.toml"], d), "missing.toml");
+}

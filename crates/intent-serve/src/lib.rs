@@ -13,8 +13,10 @@ use std::path::PathBuf;
 
 pub mod batcher;
 pub mod classifier;
+pub mod evaluation;
 pub mod metrics;
 pub mod querylog;
+pub mod retrain;
 pub mod server;
 pub mod slot;
 pub mod spec;

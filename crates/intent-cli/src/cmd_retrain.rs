@@ -1,0 +1,45 @@
+//! `intent retrain`: the retraining job (triggers, merged data, validation, deploy, history).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use intent_serve::retrain::{retrain, status, RetrainConfig, RunOptions};
+
+/// Retrain when a trigger fires: merge the base data with new labeled files, train the
+/// configured model kind, validate it on the held-out set (quality gate, no regression against
+/// `current`), register and promote it, reload the server. One history line per run.
+#[derive(Args, Debug)]
+pub struct RetrainArgs {
+    /// The job's configuration (`retrain.toml`).
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Run whatever the triggers say.
+    #[arg(long)]
+    pub force: bool,
+    /// Say what would happen; change nothing.
+    #[arg(long, conflicts_with = "status")]
+    pub dry_run: bool,
+    /// Print the last run, what the triggers say now and the registry state.
+    #[arg(long)]
+    pub status: bool,
+}
+
+/// Exit codes: 0 deployed, skipped or dry run; 1 candidate rejected; 2 failed.
+pub fn run(a: RetrainArgs) -> Result<ExitCode> {
+    let cfg = RetrainConfig::read(&a.config)?;
+    if a.status {
+        let s = status(&cfg).with_context(|| format!("status of {}", a.config.display()))?;
+        println!("{}", serde_json::to_string_pretty(&s)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let line = retrain(&cfg, RunOptions { force: a.force, dry_run: a.dry_run }).with_context(|| format!("retrain ({})", a.config.display()))?;
+    println!("{}: {}", line["status"].as_str().unwrap_or("?"), line["reason"].as_str().unwrap_or(""));
+    println!("{line}");
+    Ok(match line["status"].as_str() {
+        Some("rejected") => ExitCode::from(1),
+        Some("failed") => ExitCode::from(2),
+        _ => ExitCode::SUCCESS,
+    })
+}

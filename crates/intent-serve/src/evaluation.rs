@@ -1,0 +1,45 @@
+//! Evaluation of a loaded [`Classifier`] on labeled data (single- or multi-label, with the
+//! out-of-scope policy), shared by `intent eval`, the pipeline and retraining.
+
+use intent_data::Dataset;
+use intent_eval::{evaluate_multi, evaluate_single, OosPolicy, PredictionRow, Report};
+
+use crate::Classifier;
+
+/// Evaluates a model on data. `threshold`: the out-of-scope threshold to use (`None`: the
+/// model's own, if any).
+pub fn evaluate(model: &Classifier, data: &Dataset, threshold: Option<f32>, oos_label: &str) -> (Report, Vec<PredictionRow>) {
+    let texts = data.texts();
+    let scores = model.scores(&texts);
+    let labels = model.labels();
+    let config = model.config();
+    if config.multi_label {
+        let gold: Vec<Vec<String>> = data.examples.iter().map(|e| e.labels.clone()).collect();
+        let th = config.thresholds.clone().unwrap_or_else(|| vec![0.5; labels.len()]);
+        let (report, predicted) = evaluate_multi(&gold, &scores, labels, &th);
+        let rows = data
+            .examples
+            .iter()
+            .zip(predicted)
+            .zip(&scores)
+            .map(|((e, p), s)| PredictionRow {
+                text: e.text.clone(),
+                gold: e.labels.join("+"),
+                predicted: p.join("+"),
+                confidence: s.iter().copied().fold(0.0, f32::max),
+            })
+            .collect();
+        return (report, rows);
+    }
+    let threshold = threshold.or(config.oos.as_ref().map(|o| o.threshold));
+    let policy = OosPolicy { label: oos_label.to_string(), threshold };
+    let gold: Vec<&str> = data.examples.iter().map(|e| e.label().unwrap_or("")).collect();
+    let (report, preds) = evaluate_single(&gold, &scores, labels, Some(&policy));
+    let rows = data
+        .examples
+        .iter()
+        .zip(preds)
+        .map(|(e, (p, c))| PredictionRow { text: e.text.clone(), gold: e.labels.join("+"), predicted: p, confidence: c })
+        .collect();
+    (report, rows)
+}
