@@ -102,7 +102,9 @@ fn existing(root: &Root, name: &str) -> Result<RegisteredModel> {
 }
 
 fn accuracy(v: &VersionMeta) -> String {
-    ["accuracy", "micro_f1"].iter().find_map(|k| v.metrics.get(*k).or_else(|| v.metrics.get("test").and_then(|t| t.get(*k))).and_then(|a| a.as_f64())).map_or("-".into(), |a| format!("{a:.4}"))
+    // Held-out score of a retrain, else the test score of `intent train`/`pipeline`.
+    let from = |k: &str| ["holdout", "test"].iter().find_map(|s| v.metrics.get(*s).and_then(|t| t.get(k))).or_else(|| v.metrics.get(k)).and_then(|a| a.as_f64());
+    from("accuracy").or_else(|| from("micro_f1")).map_or("-".into(), |a| format!("{a:.4}"))
 }
 
 /// Runs a registry command.

@@ -88,6 +88,14 @@ fn main() -> ExitCode {
     intent_train::engine::flush_denormals();
     tune_allocator();
     let cli = Cli::parse();
+    // `intent … | head` should end quietly as other command-line tools do, not panic on a
+    // closed pipe. The server keeps Rust's default (SIGPIPE ignored): sockets report errors.
+    #[cfg(unix)]
+    if !matches!(cli.command, Command::Serve(_)) {
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     init_logging(cli.verbose, cli.quiet);
     let mlp_training = match &cli.command {
         Command::Train(cmd_train::TrainCommand::Mlp(_)) => true,

@@ -82,6 +82,7 @@ fn triggers_deploy_skip_dry_run_and_status() {
     assert!(third["dataset_quality"]["accuracy_improvement"].is_number());
     assert_eq!((model.alias("current").unwrap(), model.alias("previous").unwrap()), (Some(2), Some(1)));
     assert_eq!(model.version(2).unwrap().parent, Some(1));
+    assert_eq!(model.version(2).unwrap().metrics["holdout"]["accuracy"], third["scores"]["candidate"], "the held-out score is stored");
     let s = status(&cfg).unwrap();
     assert_eq!(s.triggers["would_run"], false);
     assert_eq!(s.last_run.unwrap()["versions"]["current"], 2);

@@ -295,6 +295,13 @@ pub fn retrain(cfg: &RetrainConfig, opts: RunOptions) -> Result<Value, RetrainEr
         return finish(&mut line, "rejected", why, durations);
     }
 
+    // The held-out score goes with the version (metrics.json, then version.json).
+    let metrics_path = candidate.join("metrics.json");
+    let mut metrics: Value = std::fs::read_to_string(&metrics_path).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_else(|| json!({}));
+    if let Some(m) = metrics.as_object_mut() {
+        m.insert("holdout".into(), json!({ "accuracy": cand, "examples": a.holdout.len(), "current_accuracy": current_score }));
+        std::fs::write(&metrics_path, serde_json::to_string_pretty(&metrics).expect("serializes")).map_err(io_err(&metrics_path))?;
+    }
     let t3 = Instant::now();
     let n = model.register(&lock, &candidate, a.current, Some(format!("retrain {id}: {}", a.reasons.join("; "))))?;
     let _ = std::fs::remove_dir_all(&candidate);
