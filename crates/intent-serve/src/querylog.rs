@@ -259,11 +259,6 @@ impl QueryLog {
         Ok(out)
     }
 
-    /// The queue item with `id`, if any.
-    pub fn queue_item(&self, id: i64) -> Result<Option<QueueItem>, ServeError> {
-        Ok(self.queue(usize::MAX >> 1, true)?.into_iter().find(|q| q.id == id))
-    }
-
     /// Id of the last logged query, if any.
     pub fn last_query_id(&self) -> Result<Option<i64>, ServeError> {
         self.read(|c| c.query_row("SELECT MAX(id) FROM queries", [], |r| r.get(0)).optional().map(Option::flatten))

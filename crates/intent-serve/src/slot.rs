@@ -177,13 +177,6 @@ pub struct ModelSlot {
 }
 
 impl ModelSlot {
-    /// A slot serving `model`.
-    pub fn new(model: LoadedModel) -> Self {
-        let slot = ModelSlot::default();
-        slot.current.store(Some(Arc::new(model)));
-        slot
-    }
-
     /// Installs `model` without the swap lock (for the first model, before serving).
     pub fn put(&self, model: LoadedModel) -> Swap {
         self.install(Arc::new(model), self.current(), false)
