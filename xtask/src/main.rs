@@ -18,30 +18,25 @@ fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
 }
 
+/// The exit code of an in-process task, its error printed.
+fn exit(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let status = match args.first().map(String::as_str) {
         // Every criterion bench of the facade package (mlp, svm, bert); criterion args filter them.
         Some("bench") => cargo().args(["bench", "-p", "intent", "--bench", "mlp", "--bench", "svm", "--bench", "bert", "--"]).args(&args[1..]).status(),
         Some("ci") => Command::new("bash").arg(".ci/run").status(),
-        Some("fetch-model") => {
-            return match fetch::run(&args[1..]) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("error: {e:#}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
-        Some("loadtest") => {
-            return match loadtest::run(&args[1..]) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("error: {e:#}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
+        Some("fetch-model") => return exit(fetch::run(&args[1..])),
+        Some("loadtest") => return exit(loadtest::run(&args[1..])),
         _ => {
             eprintln!("usage: cargo xtask bench [criterion args] | cargo xtask ci | cargo xtask fetch-model minilm [--dir DIR] | cargo xtask loadtest --url URL [...]");
             return ExitCode::from(2);

@@ -233,8 +233,12 @@ impl<B: Backend> SentenceEncoder<B> {
     /// padding would exceed a quarter of the batch (given at least 4 texts). Results come back
     /// in input order and do not depend on the grouping (padding is masked).
     pub fn embed_with(&self, texts: &[&str], batch_size: usize, pooling: Pooling) -> Result<Vec<Vec<f32>>> {
-        let max = self.tokenizer.max_len();
-        let lens: Vec<usize> = texts.iter().map(|t| self.tokenizer.ids(t).map_or(max, |ids| ids.len().min(max))).collect();
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Tokenized once; each group is cut out of this batch and re-padded.
+        let all = self.tokenizer.encode_batch(texts)?;
+        let lens = all.lengths();
         let mut order: Vec<usize> = (0..texts.len()).collect();
         order.sort_by_key(|&i| lens[i]);
         let mut out = vec![Vec::new(); texts.len()];
@@ -250,8 +254,8 @@ impl<B: Backend> SentenceEncoder<B> {
                 tokens += next;
                 end += 1;
             }
-            let chunk: Vec<&str> = order[start..end].iter().map(|&i| texts[i]).collect();
-            for (&i, v) in order[start..end].iter().zip(self.embed_batch(&chunk, pooling)?) {
+            let group = &order[start..end];
+            for (&i, v) in group.iter().zip(self.embed_batch(&all.select(group), pooling)?) {
                 out[i] = v;
             }
             start = end;
@@ -260,12 +264,11 @@ impl<B: Backend> SentenceEncoder<B> {
     }
 
     /// One padded batch through the encoder, pooled.
-    fn embed_batch(&self, chunk: &[&str], pooling: Pooling) -> Result<Vec<Vec<f32>>> {
-        let batch = self.tokenizer.encode_batch(chunk)?;
+    fn embed_batch(&self, batch: &TokenBatch, pooling: Pooling) -> Result<Vec<Vec<f32>>> {
         if let Some(host) = &self.host {
-            return Ok(host.pool(&host.forward(&batch)?, &batch, pooling));
+            return Ok(host.pool(&host.forward(batch)?, batch, pooling));
         }
-        let [ids, types, mask] = self.tensors(&batch);
+        let [ids, types, mask] = self.tensors(batch);
         let pooled = Self::pool_with(self.model.forward(ids, types, mask.clone()), mask, pooling);
         let d = pooled.dims()[1];
         let flat: Vec<f32> = pooled.into_data().convert::<f32>().into_vec().map_err(|e| ModelError::Fit(format!("{e:?}")))?;

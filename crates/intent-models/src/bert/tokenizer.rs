@@ -30,6 +30,34 @@ pub struct TokenBatch {
     pub truncated: usize,
 }
 
+impl TokenBatch {
+    /// The real (unpadded) length of each row.
+    pub fn lengths(&self) -> Vec<usize> {
+        self.attention_mask.chunks(self.len).map(|m| m.iter().filter(|&&v| v != 0).count()).collect()
+    }
+
+    /// The rows `rows`, in that order, padded to the longest of them.
+    pub fn select(&self, rows: &[usize]) -> TokenBatch {
+        let lengths = self.lengths();
+        let len = rows.iter().map(|&r| lengths[r]).max().unwrap_or(0).max(1);
+        let mut b = TokenBatch {
+            input_ids: Vec::with_capacity(rows.len() * len),
+            token_type_ids: Vec::with_capacity(rows.len() * len),
+            attention_mask: Vec::with_capacity(rows.len() * len),
+            rows: rows.len(),
+            len,
+            truncated: 0,
+        };
+        for &r in rows {
+            let span = r * self.len..r * self.len + len;
+            b.input_ids.extend_from_slice(&self.input_ids[span.clone()]);
+            b.token_type_ids.extend_from_slice(&self.token_type_ids[span.clone()]);
+            b.attention_mask.extend_from_slice(&self.attention_mask[span]);
+        }
+        b
+    }
+}
+
 /// A BERT tokenizer with a length limit.
 #[derive(Debug, Clone)]
 pub struct BertTokenizer {
