@@ -34,7 +34,7 @@ pub fn run(a: RetrainArgs) -> Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&s)?);
         return Ok(ExitCode::SUCCESS);
     }
-    let line = retrain(&cfg, RunOptions { force: a.force, dry_run: a.dry_run }).with_context(|| format!("retrain ({})", a.config.display()))?;
+    let line = retrain(&cfg, RunOptions { force: a.force, dry_run: a.dry_run, ..RunOptions::default() }).with_context(|| format!("retrain ({})", a.config.display()))?;
     println!("{}: {}", line["status"].as_str().unwrap_or("?"), line["reason"].as_str().unwrap_or(""));
     println!("{line}");
     Ok(match line["status"].as_str() {

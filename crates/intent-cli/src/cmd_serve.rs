@@ -9,6 +9,7 @@ use clap::Args;
 use intent_serve::batcher::BatchConfig;
 use intent_serve::server::{self, AppState, ServerOptions};
 use intent_serve::slot::LoadOptions;
+use intent_serve::retrain::{check_served_spec, spawn_retrainer, RetrainConfig};
 use intent_serve::{ModelSlot, ModelSpec, QueryLog};
 
 /// Serve a model over HTTP: prediction, model info, health, Prometheus metrics; admin routes
@@ -59,9 +60,25 @@ pub struct ServeArgs {
     /// Check a registry alias (`NAME@ALIAS`) every this many seconds and reload when it moved.
     #[arg(long)]
     pub watch: Option<u64>,
+    /// Run the retrain job of `--retrain-config` in the server this often (`30d`, `12h`, `90m`):
+    /// its triggers decide, training runs off the request path, and a deployed version is
+    /// hot-swapped in. The served model must be the config's registry model `ROOT/NAME@current`.
+    #[arg(long, value_parser = parse_every)]
+    pub retrain_every: Option<Duration>,
+    /// The retrain job's configuration for `--retrain-every`.
+    #[arg(long, default_value = "retrain.toml")]
+    pub retrain_config: PathBuf,
     /// Threads answering HTTP requests (default: one per core).
     #[arg(long)]
     pub http_threads: Option<usize>,
+}
+
+fn parse_every(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("{e}: expected a duration such as 30d, 12h or 90m"))?;
+    if d < Duration::from_secs(1) {
+        return Err("expected at least 1s".into());
+    }
+    Ok(d)
 }
 
 fn admin_token(a: &ServeArgs) -> Result<Option<String>> {
@@ -121,8 +138,17 @@ pub fn run(a: ServeArgs) -> Result<ExitCode> {
     if let Some(n) = a.http_threads {
         rt.worker_threads(n.max(1));
     }
+    let spec = ModelSpec::parse(&a.model);
+    let retrain = match a.retrain_every {
+        Some(every) => {
+            let cfg = RetrainConfig::read(&a.retrain_config).context("--retrain-config")?;
+            check_served_spec(&spec, &cfg).map_err(|e| anyhow::anyhow!("--retrain-every: {e}"))?;
+            Some((cfg, every))
+        }
+        None => None,
+    };
     let state = AppState::new(ModelSlot::default(), log, options);
-    let info = state.load(&ModelSpec::parse(&a.model)).with_context(|| format!("loading {}", a.model))?;
+    let info = state.load(&spec).with_context(|| format!("loading {}", a.model))?;
     tracing::info!("loaded {} version {} ({}, {} labels)", info.name, info.version, info.path.display(), info.labels.len());
     let rt = rt.enable_all().build().context("starting the async runtime")?;
     rt.block_on(async move {
@@ -130,6 +156,10 @@ pub fn run(a: ServeArgs) -> Result<ExitCode> {
         tracing::info!("listening on http://{}", listener.local_addr().unwrap_or(addr));
         if let Some(s) = a.watch {
             server::spawn_watcher(state.clone(), Duration::from_secs(s));
+        }
+        if let Some((cfg, every)) = retrain {
+            tracing::info!("retraining every {} with {}", humantime::format_duration(every), cfg.path.display());
+            spawn_retrainer(state.clone(), cfg, every);
         }
         server::serve(listener, state, server::shutdown_signal()).await.context("serving")?;
         tracing::info!("stopped");

@@ -5,6 +5,7 @@ mod cmd_data;
 mod cmd_eval;
 mod cmd_models;
 mod cmd_retrain;
+mod cmd_schedule;
 mod cmd_serve;
 mod cmd_train;
 mod cmd_zero_shot;
@@ -57,6 +58,9 @@ enum Command {
     Models(cmd_models::ModelsCommand),
     /// Retrain a registry model when its triggers fire (`--force`, `--dry-run`, `--status`).
     Retrain(cmd_retrain::RetrainArgs),
+    /// Run `intent retrain` monthly from cron: install (or print), status, remove.
+    #[command(subcommand)]
+    Schedule(cmd_schedule::ScheduleCommand),
     /// Serve a model over HTTP (prediction, metrics, hot-swap, query log, labeling queue).
     Serve(cmd_serve::ServeArgs),
 }
@@ -126,6 +130,7 @@ fn main() -> ExitCode {
         Command::Serve(a) => cmd_serve::run(a),
         Command::Models(c) => cmd_models::run(c),
         Command::Retrain(a) => cmd_retrain::run(a),
+        Command::Schedule(c) => cmd_schedule::run(c),
     };
     match result {
         Ok(code) => code,

@@ -37,6 +37,8 @@ fn serve_answers_and_stops_cleanly_on_sigterm() {
         (vec!["serve", "--model", model, "--max-texts", "0"], "--max-texts must be at least 1"),
         (vec!["serve", "--model", model, "--admin-token-file", "missing_token"], "missing_token"),
         (vec!["serve", "--model", model, "--admin-token-file", "empty_token"], "is empty"),
+        (vec!["serve", "--model", model, "--retrain-every", "soon"], "expected a duration such as 30d"),
+        (vec!["serve", "--model", model, "--retrain-every", "30d"], "retrain.toml"),
     ] {
         let o = intent(&args, d);
         let err = String::from_utf8_lossy(&o.stderr);

@@ -94,6 +94,18 @@ fn check_name(name: &str) -> Result<()> {
     }
 }
 
+/// Test hook of the crash-safety tests: when the environment variable `INTENT_HALT_AT` names
+/// `point`, the process writes `halted at POINT` to stderr and waits there for ever, so a test
+/// can SIGKILL it at a known stage. Without the variable it does nothing.
+pub fn halt_point(point: &str) {
+    if std::env::var_os("INTENT_HALT_AT").is_some_and(|v| v == point) {
+        eprintln!("halted at {point}");
+        loop {
+            std::thread::sleep(std::time::Duration::from_secs(3600));
+        }
+    }
+}
+
 fn sync_dir(dir: &Path) {
     // Makes a rename durable; best effort where directories cannot be opened.
     if let Ok(f) = fs::File::open(dir) {
@@ -107,6 +119,7 @@ fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = dir.join(format!(".{}.tmp-{}", path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(), std::process::id()));
     let mut f = fs::File::create(&tmp).map_err(io(&tmp))?;
     f.write_all(bytes).and_then(|()| f.sync_all()).map_err(io(&tmp))?;
+    halt_point(&format!("write:{}", path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()));
     fs::rename(&tmp, path).map_err(io(path))?;
     sync_dir(dir);
     Ok(())
@@ -294,6 +307,7 @@ impl RegisteredModel {
             let text = serde_json::to_string_pretty(&meta).expect("serializes");
             atomic_write(&staging.join("version.json"), text.as_bytes())?;
             sync_dir(&staging);
+            halt_point("register:staged");
             let target = self.version_dir(n);
             fs::rename(&staging, &target).map_err(io(&target))?;
             sync_dir(&versions);
@@ -333,6 +347,7 @@ impl RegisteredModel {
         // `previous` moves first: a crash in between leaves both on the old current.
         if let Some(old) = old.filter(|&o| self.alias("previous").ok().flatten() != Some(o)) {
             self.set_alias(lock, "previous", old, reason)?;
+            halt_point("promote:previous");
         }
         self.set_alias(lock, "current", n, reason)
     }

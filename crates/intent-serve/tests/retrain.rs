@@ -72,7 +72,7 @@ fn triggers_deploy_skip_dry_run_and_status() {
     write_dataset(&d.join("new/export.jsonl"), &new_examples(60, false)).unwrap();
     let s = status(&cfg).unwrap();
     assert_eq!((s.triggers["would_run"].as_bool(), s.triggers["new_samples"].as_u64()), (Some(true), Some(60)));
-    let dry = retrain(&cfg, RunOptions { force: false, dry_run: true }).unwrap();
+    let dry = retrain(&cfg, RunOptions { dry_run: true, ..RunOptions::default() }).unwrap();
     assert_eq!(dry["status"], "dry-run");
     assert_eq!((history_len(d), model.version_numbers().unwrap()), (2, vec![1]), "a dry run changes nothing");
 
@@ -106,7 +106,7 @@ fn worse_candidate_is_rejected_and_current_stays() {
     let mut worse = cfg.clone();
     worse.base_data = d.join("shuffled.jsonl");
     worse.new_data.clear();
-    let r = retrain(&worse, RunOptions { force: true, dry_run: false }).unwrap();
+    let r = retrain(&worse, RunOptions { force: true, ..RunOptions::default() }).unwrap();
     assert_eq!(r["status"], "rejected", "{r}");
     let reason = r["reason"].as_str().unwrap();
     assert!(reason.contains("regression") || reason.contains("quality gate"), "{reason}");
@@ -159,4 +159,36 @@ async fn deployment_reloads_the_server() {
     let line = tokio::task::spawn_blocking(move || retrain(&cfg, RunOptions::default()).unwrap()).await.unwrap();
     assert_eq!(line["status"], "deployed", "{line}");
     assert_eq!(state.slot().current().unwrap().source.version, "2", "the server serves the new version");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_runs_the_job_in_the_background_and_swaps() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().to_path_buf();
+    let cfg = setup(&d, "");
+    assert_eq!(retrain(&cfg, RunOptions::default()).unwrap()["status"], "deployed");
+    let spec = intent_serve::ModelSpec::parse(&format!("{}/models/faq@current", d.display()));
+    intent_serve::retrain::check_served_spec(&spec, &cfg).unwrap();
+    let folder = intent_serve::ModelSpec::parse(&format!("{}/models/faq/versions/1", d.display()));
+    let e = intent_serve::retrain::check_served_spec(&folder, &cfg).unwrap_err();
+    assert!(e.contains("models/faq@current"), "{e}");
+
+    let state = intent_serve::server::AppState::new(intent_serve::ModelSlot::default(), None, with_token());
+    state.load(&spec).unwrap();
+    write_dataset(&d.join("new/export.jsonl"), &new_examples(60, false)).unwrap();
+    let task = intent_serve::retrain::spawn_retrainer(state.clone(), cfg.clone(), std::time::Duration::from_secs(1));
+    let mut waited = 0;
+    while state.slot().current().unwrap().source.version != "2" {
+        assert!(waited < 600, "no swap after 60 s: {:?}", std::fs::read_to_string(d.join("retrain/retrain.log")));
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        waited += 1;
+    }
+    // Requests are answered by the new version; the next runs find no trigger.
+    let r = predict(&state, r#"{"text": "my debit card"}"#).await;
+    assert_eq!(r.status, 200);
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    task.abort();
+    let statuses: Vec<String> = std::fs::read_to_string(d.join("retrain/retrain_history.jsonl")).unwrap().lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["status"].as_str().unwrap().to_string()).collect();
+    assert_eq!(&statuses[..2], ["deployed", "deployed"]);
+    assert!(statuses.len() >= 3 && statuses[2..].iter().all(|s| s == "skipped"), "{statuses:?}");
 }

@@ -5,12 +5,15 @@
 //! Every run holds the registry model's lock, so concurrent retrains are refused. Nothing moves
 //! `current` until the candidate is registered (a complete version folder) and validated.
 
+mod background;
 mod run;
+pub mod schedule;
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use background::{check_served_spec, spawn_retrainer};
 pub use run::{retrain, status, RunOptions, Status};
 
 /// Errors of retraining (configuration, data, training, registry).
@@ -89,6 +92,9 @@ pub struct ServerNotify {
     /// Environment variable holding the admin token (`INTENT_ADMIN_TOKEN`).
     #[serde(default = "default_token_env")]
     pub token_env: String,
+    /// File holding the admin token instead (for cron jobs, whose environment is bare).
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
 }
 
 fn default_token_env() -> String {
@@ -158,7 +164,8 @@ impl RetrainConfig {
         c.path = path.to_path_buf();
         run::check_options(&c, path)?;
         let base = path.parent().unwrap_or(Path::new("."));
-        for p in [&mut c.registry, &mut c.base_data, &mut c.holdout, &mut c.state_dir].into_iter().chain(c.new_data.iter_mut()) {
+        let token_file = c.server.as_mut().and_then(|s| s.token_file.as_mut());
+        for p in [&mut c.registry, &mut c.base_data, &mut c.holdout, &mut c.state_dir].into_iter().chain(c.new_data.iter_mut()).chain(token_file) {
             if p.is_relative() {
                 *p = base.join(&*p);
             }

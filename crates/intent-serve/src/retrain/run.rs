@@ -9,7 +9,7 @@ use intent_data::split::{merge, ConflictPolicy};
 use intent_data::{load_dataset, normalize_text, write_dataset, Dataset};
 use intent_eval::{ClassMetric, QualityGate};
 use intent_models::folder::now_unix;
-use intent_models::registry::{RegisteredModel, Registry};
+use intent_models::registry::{halt_point, RegisteredModel, Registry, RegistryLock};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -18,17 +18,28 @@ use super::{RetrainConfig, RetrainError};
 use crate::evaluation::evaluate;
 use crate::Classifier;
 
-/// `--force` and `--dry-run`.
-#[derive(Debug, Clone, Copy, Default)]
+/// `--force`, `--dry-run`, and whether to reload the configured server.
+#[derive(Debug, Clone, Copy)]
 pub struct RunOptions {
     /// Run whatever the triggers say.
     pub force: bool,
     /// Say what would happen; change nothing.
     pub dry_run: bool,
+    /// Call the `[server]` of the config after deploying (true). A server that runs the job
+    /// itself (`intent serve --retrain-every`) reloads in process instead.
+    pub notify: bool,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions { force: false, dry_run: false, notify: true }
+    }
 }
 
 const HISTORY: &str = "retrain_history.jsonl";
 const LOG: &str = "retrain.log";
+/// Marker of a run in progress (its id, pid and start); left behind only by a killed run.
+const RUNNING: &str = "running";
 
 /// Data and triggers as they stand now.
 struct Assessment {
@@ -61,7 +72,8 @@ fn data_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, RetrainError> {
     Ok(out)
 }
 
-fn history(cfg: &RetrainConfig) -> Vec<Value> {
+/// The history lines of the config's state folder (a line cut short by a crash is skipped).
+pub(super) fn history(cfg: &RetrainConfig) -> Vec<Value> {
     let text = std::fs::read_to_string(cfg.state_dir.join(HISTORY)).unwrap_or_default();
     text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
 }
@@ -176,7 +188,10 @@ fn score(dir: &Path, holdout: &Dataset, gate: &QualityGate) -> Result<(f64, inte
 }
 
 fn notify(server: &super::ServerNotify) -> Result<(), String> {
-    let token = std::env::var(&server.token_env).map_err(|_| format!("environment variable {} (admin token) is not set", server.token_env))?;
+    let token = match &server.token_file {
+        Some(f) => std::fs::read_to_string(f).map(|t| t.trim().to_string()).map_err(|e| format!("{}: the admin token file: {e}", f.display()))?,
+        None => std::env::var(&server.token_env).map_err(|_| format!("environment variable {} (admin token) is not set", server.token_env))?,
+    };
     let url = format!("{}/admin/reload", server.url.trim_end_matches('/'));
     match ureq::post(&url).set("authorization", &format!("Bearer {token}")).timeout(std::time::Duration::from_secs(600)).call() {
         Ok(_) => Ok(()),
@@ -202,26 +217,66 @@ impl Journal {
     }
 }
 
+/// Appends `line` to the history file (fsynced).
+fn append_history(cfg: &RetrainConfig, line: &Value) -> Result<(), RetrainError> {
+    let path = cfg.state_dir.join(HISTORY);
+    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&path).map_err(io_err(&path))?;
+    writeln!(f, "{line}").and_then(|()| f.sync_all()).map_err(io_err(&path))
+}
+
 /// Runs a retrain: returns its history line (also appended to `retrain_history.jsonl` unless
 /// `dry_run`). A rejected or failed candidate is an `Ok` with that status: `current` unchanged.
+/// An error (bad data file, registry trouble) is also recorded as a `failed` line.
+///
+/// A run that was killed leaves its `running` marker in the state folder: the next run records
+/// it as `interrupted` and removes what it left (candidate folder, registry staging files).
 pub fn retrain(cfg: &RetrainConfig, opts: RunOptions) -> Result<Value, RetrainError> {
     let t0 = Instant::now();
     let id = format!("{}-{}", now_unix(), std::process::id());
     let model = Registry::new(&cfg.registry).model(&cfg.model)?;
-    if !opts.dry_run {
-        std::fs::create_dir_all(&cfg.state_dir).map_err(io_err(&cfg.state_dir))?;
-    }
     let journal = Journal { path: cfg.state_dir.join(LOG), id: id.clone(), write: !opts.dry_run };
-    let lock = if opts.dry_run { None } else { Some(model.lock()?) };
-    if let Some(lock) = &lock {
-        for p in model.cleanup(lock)? {
-            journal.line(&format!("removed leftover {}", p.display()));
-        }
-        for p in std::fs::read_dir(&cfg.state_dir).map_err(io_err(&cfg.state_dir))?.flatten().filter(|e| e.file_name().to_string_lossy().starts_with("candidate-")) {
-            let _ = std::fs::remove_dir_all(p.path());
-        }
+    if opts.dry_run {
+        return run(cfg, opts, &model, &journal, None, t0);
     }
-    let a = assess(cfg, &model, opts.force)?;
+    std::fs::create_dir_all(&cfg.state_dir).map_err(io_err(&cfg.state_dir))?;
+    let lock = model.lock()?;
+    let marker = cfg.state_dir.join(RUNNING);
+    if let Ok(text) = std::fs::read_to_string(&marker) {
+        let old: Value = serde_json::from_str(&text).unwrap_or_else(|_| json!({}));
+        let line = json!({
+            "retrain_id": old["retrain_id"], "timestamp_unix": now_unix(), "model": cfg.model, "status": "interrupted",
+            "reason": format!("the run started at {} stopped before finishing (killed or crashed); its leftovers were removed", old["started_unix"]),
+            "versions": { "current": model.alias("current")? },
+        });
+        journal.line(&format!("interrupted: run {} did not finish", old["retrain_id"]));
+        append_history(cfg, &line)?;
+    }
+    for p in model.cleanup(&lock)? {
+        journal.line(&format!("removed leftover {}", p.display()));
+    }
+    for p in std::fs::read_dir(&cfg.state_dir).map_err(io_err(&cfg.state_dir))?.flatten().filter(|e| e.file_name().to_string_lossy().starts_with("candidate-")) {
+        let _ = std::fs::remove_dir_all(p.path());
+        journal.line(&format!("removed leftover {}", p.path().display()));
+    }
+    let mark = json!({ "retrain_id": id, "pid": std::process::id(), "started_unix": now_unix() }).to_string();
+    std::fs::write(&marker, mark).map_err(io_err(&marker))?;
+    let result = run(cfg, opts, &model, &journal, Some(lock), t0);
+    if let Err(e) = &result {
+        let line = json!({ "retrain_id": id, "timestamp_unix": now_unix(), "model": cfg.model, "kind": cfg.kind, "status": "failed",
+                           "reason": e.to_string(), "versions": { "current": model.alias("current").ok().flatten() },
+                           "durations_s": { "total": t0.elapsed().as_secs_f64() } });
+        journal.line(&format!("failed: {e}"));
+        append_history(cfg, &line)?;
+    }
+    std::fs::remove_file(&marker).map_err(io_err(&marker))?;
+    result
+}
+
+/// The run itself, under the lock (none for a dry run).
+fn run(cfg: &RetrainConfig, opts: RunOptions, model: &RegisteredModel, journal: &Journal, lock: Option<RegistryLock>, t0: Instant) -> Result<Value, RetrainError> {
+    let id = journal.id.clone();
+    let a = assess(cfg, model, opts.force)?;
+    halt_point("retrain:assessed");
     let data_s = t0.elapsed().as_secs_f64();
     journal.line(&format!(
         "data: {} training examples ({} duplicates dropped, {} conflicts kept first, {} held-out texts removed), {} new; holdout {}",
@@ -243,9 +298,7 @@ pub fn retrain(cfg: &RetrainConfig, opts: RunOptions) -> Result<Value, RetrainEr
         line["durations_s"] = durations;
         journal.line(&format!("{status}: {reason}"));
         if !opts.dry_run {
-            let path = cfg.state_dir.join(HISTORY);
-            let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&path).map_err(io_err(&path))?;
-            writeln!(f, "{line}").and_then(|()| f.sync_all()).map_err(io_err(&path))?;
+            append_history(cfg, line)?;
         }
         Ok(line.clone())
     };
@@ -256,11 +309,10 @@ pub fn retrain(cfg: &RetrainConfig, opts: RunOptions) -> Result<Value, RetrainEr
         );
         return finish(&mut line, "skipped", why, json!({ "data": data_s, "total": t0.elapsed().as_secs_f64() }));
     }
-    if opts.dry_run {
+    let Some(lock) = lock else {
         let plan = format!("would train a {} on {} examples, validate on {} held-out examples against version {:?}, then register and promote it", cfg.kind, a.train.len(), a.holdout.len(), a.current);
         return finish(&mut line, "dry-run", plan, json!({ "data": data_s }));
-    }
-    let lock = lock.expect("taken when not a dry run");
+    };
 
     let candidate = cfg.state_dir.join(format!("candidate-{id}"));
     let t1 = Instant::now();
@@ -271,6 +323,7 @@ pub fn retrain(cfg: &RetrainConfig, opts: RunOptions) -> Result<Value, RetrainEr
         return finish(&mut line, "failed", format!("training failed: {e}"), json!({ "data": data_s, "train": train_s, "total": t0.elapsed().as_secs_f64() }));
     }
     journal.line(&format!("trained a candidate in {train_s:.1} s"));
+    halt_point("retrain:trained");
 
     let t2 = Instant::now();
     let gate = QualityGate { min_overall: cfg.gate.min_overall, min_per_class: cfg.gate.min_class, class_metric: ClassMetric::F1 };
@@ -302,12 +355,18 @@ pub fn retrain(cfg: &RetrainConfig, opts: RunOptions) -> Result<Value, RetrainEr
         m.insert("holdout".into(), json!({ "accuracy": cand, "examples": a.holdout.len(), "current_accuracy": current_score }));
         std::fs::write(&metrics_path, serde_json::to_string_pretty(&metrics).expect("serializes")).map_err(io_err(&metrics_path))?;
     }
+    halt_point("retrain:validated");
     let t3 = Instant::now();
     let n = model.register(&lock, &candidate, a.current, Some(format!("retrain {id}: {}", a.reasons.join("; "))))?;
     let _ = std::fs::remove_dir_all(&candidate);
     line["versions"]["candidate"] = json!(n);
+    halt_point("retrain:registered");
     model.promote(&lock, n, &format!("retrain {id}"))?;
-    let notified = cfg.server.as_ref().map(notify).unwrap_or(Ok(()));
+    halt_point("retrain:promoted");
+    let notified = match (&cfg.server, opts.notify) {
+        (Some(server), true) => notify(server),
+        _ => Ok(()),
+    };
     durations["deploy"] = json!(t3.elapsed().as_secs_f64());
     durations["total"] = json!(t0.elapsed().as_secs_f64());
     if let Err(e) = notified {
