@@ -88,6 +88,20 @@ fn triggers_deploy_skip_dry_run_and_status() {
     assert_eq!(s.last_run.unwrap()["versions"]["current"], 2);
     let log = std::fs::read_to_string(d.join("retrain/retrain.log")).unwrap();
     assert!(log.contains("deployed: version 2 is current"), "{log}");
+
+    // Time: the last successful retrain 31 days ago fires the days trigger.
+    let path = d.join("retrain/retrain_history.jsonl");
+    let month_ago = intent_models::folder::now_unix() - 31 * 86400;
+    let aged: Vec<String> = std::fs::read_to_string(&path).unwrap().lines().map(|l| {
+        let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+        v["timestamp_unix"] = month_ago.into();
+        v.to_string()
+    }).collect();
+    std::fs::write(&path, aged.join("\n") + "\n").unwrap();
+    let s = status(&cfg).unwrap();
+    assert_eq!(s.triggers["would_run"], true, "{}", s.triggers);
+    assert!(s.triggers["reasons"][0].as_str().unwrap().starts_with("31.0 days since the last successful retrain ≥ 30"), "{}", s.triggers);
+    assert_eq!(retrain(&cfg, RunOptions::default()).unwrap()["status"], "deployed");
 }
 
 #[test]
@@ -142,23 +156,51 @@ fn concurrent_runs_are_refused_and_bad_configs_named() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn deployment_reloads_the_server() {
+async fn labels_pulled_from_the_server_and_deployment_reloads_it() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path().to_path_buf();
     let cfg = setup(&d, "");
     assert_eq!(retrain(&cfg, RunOptions::default()).unwrap()["status"], "deployed");
-    let state = intent_serve::server::AppState::new(intent_serve::ModelSlot::default(), None, with_token());
+    // Every prediction is queued for labeling (fallback threshold 1).
+    let mut options = with_token();
+    options.load.fallback_threshold = Some(1.0);
+    let log = intent_serve::QueryLog::open(&d.join("queries.sqlite"), false).unwrap();
+    let state = intent_serve::server::AppState::new(intent_serve::ModelSlot::default(), Some(log), options);
     state.load(&intent_serve::ModelSpec::parse(&format!("{}/models/faq@current", d.display()))).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(intent_serve::server::serve(listener, state.clone(), std::future::pending()));
 
+    // 60 queries, labeled through the admin API.
+    let fresh = new_examples(60, false);
+    for e in &fresh.examples {
+        assert_eq!(predict(&state, &serde_json::json!({ "text": e.text }).to_string()).await.status, 200);
+    }
+    state.query_log().unwrap().flush().await;
+    let queue = call(&state, "GET", "/admin/labeling/queue?limit=100", None, Some(TOKEN)).await;
+    let items = queue.json["items"].as_array().unwrap().clone();
+    assert_eq!(items.len(), 60, "{}", queue.text);
+    for item in items {
+        let label = &fresh.examples.iter().find(|e| e.text == item["text"].as_str().unwrap()).unwrap().labels[0];
+        let r = call(&state, "POST", &format!("/admin/labeling/{}", item["id"]), Some(&format!(r#"{{"label": "{label}"}}"#)), Some(TOKEN)).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
+
     std::env::set_var("INTENT_TEST_RETRAIN_TOKEN", TOKEN);
-    let cfg = setup(&d, &format!("[server]\nurl = \"http://127.0.0.1:{port}\"\ntoken_env = \"INTENT_TEST_RETRAIN_TOKEN\"\n"));
-    write_dataset(&d.join("new/export.jsonl"), &new_examples(60, false)).unwrap();
+    let cfg = setup(&d, &format!("[server]\nurl = \"http://127.0.0.1:{port}\"\ntoken_env = \"INTENT_TEST_RETRAIN_TOKEN\"\npull_labels = true\n"));
+    let s = status(&cfg).unwrap();
+    assert_eq!(s.triggers["new_samples"], 0, "nothing pulled before a run");
     let line = tokio::task::spawn_blocking(move || retrain(&cfg, RunOptions::default()).unwrap()).await.unwrap();
     assert_eq!(line["status"], "deployed", "{line}");
+    assert_eq!((line["labels_pulled"].as_u64(), line["dataset_quality"]["new_samples"].as_u64()), (Some(60), Some(60)), "{line}");
+    assert!(d.join("retrain/labels/from_server.jsonl").is_file());
     assert_eq!(state.slot().current().unwrap().source.version, "2", "the server serves the new version");
+
+    // A server that cannot be reached: the run goes on with the last copy, and says so.
+    let cfg = setup(&d, "[server]\nurl = \"http://127.0.0.1:9\"\ntoken_env = \"INTENT_TEST_RETRAIN_TOKEN\"\npull_labels = true\n");
+    let line = tokio::task::spawn_blocking(move || retrain(&cfg, RunOptions::default()).unwrap()).await.unwrap();
+    assert_eq!(line["status"], "skipped", "{line}");
+    assert!(line["labels_pulled"]["error"].as_str().unwrap().contains("127.0.0.1:9"), "{line}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

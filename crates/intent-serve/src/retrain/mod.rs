@@ -95,6 +95,10 @@ pub struct ServerNotify {
     /// File holding the admin token instead (for cron jobs, whose environment is bare).
     #[serde(default)]
     pub token_file: Option<PathBuf>,
+    /// Fetch the labeled items of the server's labeling queue (`/admin/labeling/export`) at the
+    /// start of each run into `STATE_DIR/labels/from_server.jsonl`, which joins the new data.
+    #[serde(default)]
+    pub pull_labels: bool,
 }
 
 fn default_token_env() -> String {

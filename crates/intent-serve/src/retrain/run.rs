@@ -40,6 +40,8 @@ const HISTORY: &str = "retrain_history.jsonl";
 const LOG: &str = "retrain.log";
 /// Marker of a run in progress (its id, pid and start); left behind only by a killed run.
 const RUNNING: &str = "running";
+/// The labeled items fetched from the server (`[server] pull_labels`).
+const PULLED: &str = "labels/from_server.jsonl";
 
 /// Data and triggers as they stand now.
 struct Assessment {
@@ -81,7 +83,12 @@ pub(super) fn history(cfg: &RetrainConfig) -> Vec<Value> {
 fn assess(cfg: &RetrainConfig, model: &RegisteredModel, force: bool) -> Result<Assessment, RetrainError> {
     let opts = intent_data::LoadOptions::default();
     let mut parts = vec![load_dataset(&cfg.base_data, None, &opts)?.data];
-    for f in data_files(&cfg.new_data)? {
+    let mut files = data_files(&cfg.new_data)?;
+    let pulled = cfg.state_dir.join(PULLED);
+    if pulled.is_file() && !files.contains(&pulled) {
+        files.push(pulled);
+    }
+    for f in files {
         parts.push(load_dataset(&f, None, &opts)?.data);
     }
     let merged = merge(&parts, ConflictPolicy::KeepFirst);
@@ -187,11 +194,43 @@ fn score(dir: &Path, holdout: &Dataset, gate: &QualityGate) -> Result<(f64, inte
     Ok((report.micro_f1.unwrap_or(report.accuracy), verdict))
 }
 
-fn notify(server: &super::ServerNotify) -> Result<(), String> {
-    let token = match &server.token_file {
-        Some(f) => std::fs::read_to_string(f).map(|t| t.trim().to_string()).map_err(|e| format!("{}: the admin token file: {e}", f.display()))?,
-        None => std::env::var(&server.token_env).map_err(|_| format!("environment variable {} (admin token) is not set", server.token_env))?,
+fn admin_token(server: &super::ServerNotify) -> Result<String, String> {
+    match &server.token_file {
+        Some(f) => std::fs::read_to_string(f).map(|t| t.trim().to_string()).map_err(|e| format!("{}: the admin token file: {e}", f.display())),
+        None => std::env::var(&server.token_env).map_err(|_| format!("environment variable {} (admin token) is not set", server.token_env)),
+    }
+}
+
+/// Fetches the server's labeled items into `dest` (replaced only by a complete, valid export;
+/// an empty export leaves the last copy). Returns the number of items fetched.
+fn pull_labels(server: &super::ServerNotify, dest: &Path) -> Result<usize, String> {
+    let token = admin_token(server)?;
+    let url = format!("{}/admin/labeling/export?format=jsonl", server.url.trim_end_matches('/'));
+    let body = match ureq::get(&url).set("authorization", &format!("Bearer {token}")).timeout(std::time::Duration::from_secs(300)).call() {
+        Ok(r) => r.into_string().map_err(|e| format!("{url}: {e}"))?,
+        Err(ureq::Error::Status(code, r)) => return Err(format!("{url}: status {code}: {}", r.into_string().unwrap_or_default())),
+        Err(e) => return Err(format!("{url}: {e}")),
     };
+    if body.trim().is_empty() {
+        return Ok(0);
+    }
+    let dir = dest.parent().expect("a file in the state folder");
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let tmp = dir.join(".from_server.jsonl.tmp");
+    std::fs::write(&tmp, &body).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    let n = match load_dataset(&tmp, None, &intent_data::LoadOptions::default()) {
+        Ok(d) => d.data.len(),
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(format!("the export of {url} is not valid labeled data: {e}"));
+        }
+    };
+    std::fs::rename(&tmp, dest).map_err(|e| format!("{}: {e}", dest.display()))?;
+    Ok(n)
+}
+
+fn notify(server: &super::ServerNotify) -> Result<(), String> {
+    let token = admin_token(server)?;
     let url = format!("{}/admin/reload", server.url.trim_end_matches('/'));
     match ureq::post(&url).set("authorization", &format!("Bearer {token}")).timeout(std::time::Duration::from_secs(600)).call() {
         Ok(_) => Ok(()),
@@ -275,6 +314,19 @@ pub fn retrain(cfg: &RetrainConfig, opts: RunOptions) -> Result<Value, RetrainEr
 /// The run itself, under the lock (none for a dry run).
 fn run(cfg: &RetrainConfig, opts: RunOptions, model: &RegisteredModel, journal: &Journal, lock: Option<RegistryLock>, t0: Instant) -> Result<Value, RetrainError> {
     let id = journal.id.clone();
+    // Labels from the server first (not in a dry run: it changes nothing); a failed pull is
+    // noted and the last copy used.
+    let pulled = match cfg.server.as_ref().filter(|s| s.pull_labels && lock.is_some()) {
+        Some(server) => {
+            let r = pull_labels(server, &cfg.state_dir.join(PULLED));
+            journal.line(&match &r {
+                Ok(n) => format!("pulled {n} labeled items from {}", server.url),
+                Err(e) => format!("could not pull labels ({e}); using the last copy"),
+            });
+            Some(r)
+        }
+        None => None,
+    };
     let a = assess(cfg, model, opts.force)?;
     halt_point("retrain:assessed");
     let data_s = t0.elapsed().as_secs_f64();
@@ -292,6 +344,11 @@ fn run(cfg: &RetrainConfig, opts: RunOptions, model: &RegisteredModel, journal: 
                              "conflicts": a.conflicts, "holdout_removed": a.removed_holdout, "accuracy_improvement": null },
         "versions": { "before": a.current, "candidate": null, "current": a.current },
     });
+    match pulled {
+        Some(Ok(n)) => line["labels_pulled"] = json!(n),
+        Some(Err(e)) => line["labels_pulled"] = json!({ "error": e }),
+        None => {}
+    }
     let finish = |line: &mut Value, status: &str, reason: String, durations: Value| -> Result<Value, RetrainError> {
         line["status"] = status.into();
         line["reason"] = reason.clone().into();
