@@ -15,9 +15,12 @@ pub struct EvalArgs {
     /// Model folder, or a registry alias (`models/NAME@current`).
     #[arg(long)]
     pub model: PathBuf,
-    /// Labeled evaluation data.
+    /// Labeled evaluation data (classifiers; an NCF model evaluates on its saved held-out split).
     #[arg(long)]
-    pub data: PathBuf,
+    pub data: Option<PathBuf>,
+    /// NCF: the cut-off K of HR@K and NDCG@K (default: the one used at training).
+    #[arg(short = 'k', long)]
+    pub k: Option<usize>,
     #[command(flatten)]
     pub input: InputFlags,
     /// Write report.json, report.md, errors.jsonl and SVG plots here.
@@ -79,8 +82,17 @@ pub fn add_metrics(dir: &Path, key: &str, report: &Report) -> Result<()> {
 }
 
 pub fn eval(a: EvalArgs) -> Result<ExitCode> {
+    if crate::cmd_ncf::is_ncf(&a.model) {
+        if let Some(d) = &a.data {
+            anyhow::bail!("--data {}: an NCF model is evaluated on the held-out split saved with it; leave --data out", d.display());
+        }
+        return crate::cmd_ncf::eval(&a.model, a.report.as_deref(), a.k);
+    }
+    let Some(data_path) = a.data.clone() else {
+        anyhow::bail!("--data is required to evaluate a classifier ({})", a.model.display());
+    };
     let model = load_model(&a.model)?;
-    let data = a.input.load(&a.data)?;
+    let data = a.input.load(&data_path)?;
     check_known_labels(&data, model.labels(), model.config().multi_label, &a.oos_label)?;
     let threshold = match &a.tune_on {
         Some(p) => {
@@ -101,7 +113,7 @@ pub fn eval(a: EvalArgs) -> Result<ExitCode> {
         }
     }
     let (report, rows) = evaluate(&model, &data.data, threshold, &a.oos_label);
-    println!("{}: {}", a.data.display(), a.model.display());
+    println!("{}: {}", data_path.display(), a.model.display());
     print!("{}", intent_eval::report::summary(&report));
     let gate = a.gate.gate.then(|| a.gate.gate().check(&report));
     if let Some(dir) = &a.report {

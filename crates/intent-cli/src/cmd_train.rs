@@ -23,6 +23,9 @@ pub enum TrainCommand {
     /// Fine-tune a BERT-family encoder (a Hugging Face folder or hub repo id) with a
     /// classification head; writes a Hugging Face folder that transformers loads.
     Bert(BertArgs),
+    /// Neural Collaborative Filtering recommender (GMF, MLP, NeuMF) on implicit feedback
+    /// (interactions JSON or MovieLens u.data); each user's latest interaction held out.
+    Ncf(crate::cmd_ncf::NcfArgs),
 }
 
 /// Text features (shared by the models; defaults depend on the model).
@@ -398,6 +401,7 @@ fn test_report(d: &DataFlags, test: Option<intent_data::Loaded<Dataset>>, oos_la
 
 pub fn run(cmd: TrainCommand) -> Result<ExitCode> {
     match cmd {
+        TrainCommand::Ncf(a) => crate::cmd_ncf::train(a),
         TrainCommand::Mlp(a) => {
             let (opts, device) = a.mlp.options(&a.features, &a.run)?;
             let inputs = load_inputs(&a.data, &opts.oos_label)?;

@@ -4,6 +4,7 @@
 mod cmd_data;
 mod cmd_eval;
 mod cmd_models;
+mod cmd_ncf;
 mod cmd_retrain;
 mod cmd_schedule;
 mod cmd_serve;
@@ -47,6 +48,8 @@ enum Command {
     Eval(cmd_eval::EvalArgs),
     /// Predict labels for texts (arguments, or one text per line on stdin).
     Predict(cmd_eval::PredictArgs),
+    /// Recommend items for a user of an NCF model (one JSON line per item).
+    Recommend(cmd_ncf::RecommendArgs),
     /// Zero-shot classifier from a sentence-embedding model and label descriptions (no
     /// training): writes a model folder for eval/predict and/or classifies texts.
     ZeroShot(cmd_zero_shot::ZeroShotArgs),
@@ -125,6 +128,7 @@ fn main() -> ExitCode {
         Command::Train(c) => cmd_train::run(c),
         Command::Eval(a) => cmd_eval::eval(a),
         Command::Predict(a) => cmd_eval::predict(a),
+        Command::Recommend(a) => cmd_ncf::recommend(a),
         Command::Pipeline(a) => pipeline::run(a),
         Command::ZeroShot(a) => cmd_zero_shot::run(a),
         Command::Serve(a) => cmd_serve::run(a),

@@ -16,6 +16,7 @@ pub mod formats;
 pub mod import;
 pub mod io;
 pub mod record;
+pub mod recsys;
 pub mod split;
 pub mod stats;
 pub mod text;

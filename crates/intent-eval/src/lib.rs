@@ -10,6 +10,7 @@ pub mod evaluate;
 pub mod gate;
 pub mod metrics;
 pub mod plots;
+pub mod ranking;
 pub mod report;
 
 pub use evaluate::{evaluate_multi, evaluate_single, tune_oos_threshold, OosPolicy, PredictionRow, Report};

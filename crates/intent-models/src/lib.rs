@@ -16,6 +16,8 @@ pub mod error;
 pub mod folder;
 pub mod hub;
 pub mod mlp;
+pub mod ncf;
+pub mod ncf_folder;
 pub mod registry;
 pub mod svm;
 pub mod tensors;

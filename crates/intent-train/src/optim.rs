@@ -84,21 +84,8 @@ impl HostAdamW {
 
     /// [`HostAdamW::update`] with the gradient multiplied by `scale` (clipping).
     fn update_scaled(&self, lr: f32, p: &mut [f32], g: &[f32], scale: f32, m: &mut [f32], v: &mut [f32]) {
-        let AdamWParams { beta_1: b1, beta_2: b2, epsilon: eps, weight_decay: wd } = self.params;
-        let bc1 = 1.0 - b1.powi(self.time);
-        let bc2_sqrt = (1.0 - b2.powi(self.time)).sqrt();
-        let decay = 1.0 - lr * wd;
-        let step = lr / bc1;
-        let inv_bc2_sqrt = 1.0 / bc2_sqrt;
-        let kernel = |p: &mut [f32], m: &mut [f32], v: &mut [f32], g: &[f32]| {
-            // Iterator form without index checks, so the loop vectorizes.
-            for (((p, m), v), &g) in p.iter_mut().zip(m.iter_mut()).zip(v.iter_mut()).zip(g) {
-                let g = g * scale;
-                *m = b1 * *m + (1.0 - b1) * g;
-                *v = b2 * *v + (1.0 - b2) * g * g;
-                *p = *p * decay - step * *m / (v.sqrt() * inv_bc2_sqrt + eps);
-            }
-        };
+        let (params, time) = (self.params, self.time);
+        let kernel = |p: &mut [f32], m: &mut [f32], v: &mut [f32], g: &[f32]| adamw_update(params, time, lr, scale, p, g, m, v);
         // Below a million values, waking the thread pool costs more than it saves.
         const PARALLEL_FROM: usize = 1 << 20;
         const CHUNK: usize = 1 << 16;
@@ -111,6 +98,24 @@ impl HostAdamW {
                 .zip(g.par_chunks(CHUNK))
                 .for_each(|(((p, m), v), g)| kernel(p, m, v, g));
         }
+    }
+}
+
+/// One AdamW update of a flat parameter at step `time` (1-based), in place, with the gradient
+/// multiplied by `scale`: PyTorch's `AdamW` (and `Adam` when `weight_decay` is 0).
+#[allow(clippy::too_many_arguments)]
+pub fn adamw_update(params: AdamWParams, time: i32, lr: f32, scale: f32, p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
+    let AdamWParams { beta_1: b1, beta_2: b2, epsilon: eps, weight_decay: wd } = params;
+    let bc1 = 1.0 - b1.powi(time);
+    let inv_bc2_sqrt = 1.0 / (1.0 - b2.powi(time)).sqrt();
+    let decay = 1.0 - lr * wd;
+    let step = lr / bc1;
+    // Iterator form without index checks, so the loop vectorizes.
+    for (((p, m), v), &g) in p.iter_mut().zip(m.iter_mut()).zip(v.iter_mut()).zip(g) {
+        let g = g * scale;
+        *m = b1 * *m + (1.0 - b1) * g;
+        *v = b2 * *v + (1.0 - b2) * g * g;
+        *p = *p * decay - step * *m / (v.sqrt() * inv_bc2_sqrt + eps);
     }
 }
 

@@ -1,0 +1,158 @@
+//! `intent train ncf`, `intent eval` of an NCF folder, `intent recommend`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use intent_data::formats::interactions::{load_interactions, Interactions};
+use intent_data::recsys::load_movielens;
+use intent_models::ncf::NcfKind;
+use intent_models::ncf_folder::{NcfModel, UnknownUser};
+use intent_train::ncf::{NcfTrainConfig, SampledEval};
+use intent_train::NcfOptions;
+
+/// Train an NCF recommender (GMF, MLP or NeuMF) on implicit feedback.
+#[derive(Args, Debug)]
+pub struct NcfArgs {
+    /// Interactions: the interactions JSON format, or MovieLens `u.data` (user, item, rating,
+    /// timestamp per line; tab-separated).
+    #[arg(long)]
+    pub train: PathBuf,
+    /// Output model folder.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// gmf, mlp or neumf.
+    #[arg(long, default_value = "neumf")]
+    pub model: NcfKind,
+    /// Passes over the training pairs.
+    #[arg(long, default_value_t = 20)]
+    pub epochs: usize,
+    /// Samples per step.
+    #[arg(long, default_value_t = 256)]
+    pub batch_size: usize,
+    /// Adam learning rate.
+    #[arg(long, visible_alias = "lr", default_value_t = 1e-3)]
+    pub learning_rate: f64,
+    /// GMF factors (predictive factors).
+    #[arg(long, visible_alias = "factors", default_value_t = 8)]
+    pub embedding_dim: usize,
+    /// MLP tower sizes; the first is the user and item embeddings concatenated.
+    #[arg(long, value_delimiter = ',', default_value = "64,32,16,8")]
+    pub hidden_layers: Vec<usize>,
+    /// Sampled negatives per positive, re-sampled every epoch.
+    #[arg(long, default_value_t = 4)]
+    pub num_neg: usize,
+    /// Sampled negatives per held-out test item.
+    #[arg(long, default_value_t = 99)]
+    pub test_negatives: usize,
+    /// Cut-off K of HR@K and NDCG@K.
+    #[arg(long, short = 'k', default_value_t = 10)]
+    pub k: usize,
+    /// Train on every interaction (no held-out item per user, no evaluation).
+    #[arg(long)]
+    pub no_holdout: bool,
+    /// NeuMF pre-training: a trained GMF folder (with --pretrain-mlp).
+    #[arg(long, requires = "pretrain_mlp")]
+    pub pretrain_gmf: Option<PathBuf>,
+    /// NeuMF pre-training: a trained MLP folder (with --pretrain-gmf).
+    #[arg(long, requires = "pretrain_gmf")]
+    pub pretrain_mlp: Option<PathBuf>,
+    /// Weight of GMF's output layer when combining pre-trained models.
+    #[arg(long, default_value_t = 0.5)]
+    pub alpha: f32,
+    /// Warn about users with fewer interactions than this.
+    #[arg(long, default_value_t = 5)]
+    pub min_per_user: usize,
+    /// Seed of initialisation, sampling and shuffling.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+}
+
+/// Loads interactions JSON or MovieLens ratings (by content: JSON starts with `{`).
+pub fn load_any(path: &Path) -> Result<Interactions> {
+    let head = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let first = head.iter().find(|b| !b.is_ascii_whitespace()).copied();
+    Ok(if first == Some(b'{') { load_interactions(path)? } else { load_movielens(path)? })
+}
+
+/// `intent train ncf`.
+pub fn train(a: NcfArgs) -> Result<ExitCode> {
+    if !(0.0..=1.0).contains(&a.alpha) {
+        bail!("--alpha {} is not in [0, 1]", a.alpha);
+    }
+    let data = load_any(&a.train)?;
+    let opts = NcfOptions {
+        kind: a.model,
+        factors: a.embedding_dim,
+        layers: a.hidden_layers,
+        train: NcfTrainConfig { epochs: a.epochs, batch_size: a.batch_size, lr: a.learning_rate, num_neg: a.num_neg, seed: a.seed, progress: true },
+        holdout: !a.no_holdout,
+        test_negatives: a.test_negatives,
+        k: a.k,
+        min_per_user: a.min_per_user,
+        pretrained: a.pretrain_gmf.zip(a.pretrain_mlp),
+        alpha: a.alpha,
+    };
+    let s = intent_train::train_ncf_to_dir(&data, &a.train.display().to_string(), &opts, &a.out).with_context(|| format!("training into {}", a.out.display()))?;
+    let mut times: Vec<f64> = s.history.iter().map(|h| h.seconds).collect();
+    times.sort_by(f64::total_cmp);
+    println!("saved {} ({} users, {} items, median {:.3} s/epoch)", a.out.display(), s.stats.users, s.stats.items, times[times.len() / 2]);
+    if let Some(r) = s.report {
+        println!("held-out (latest item per user vs {} sampled negatives): HR@{k} {:.4}  NDCG@{k} {:.4}  ({} users)", opts.test_negatives, r.hr, r.ndcg, r.users, k = r.k);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// True when `dir` holds an NCF folder.
+pub fn is_ncf(dir: &Path) -> bool {
+    std::fs::read_to_string(dir.join("config.json")).ok().and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok()).is_some_and(|v| v["kind"] == "ncf")
+}
+
+/// `intent eval --model NCF_DIR [--report DIR]`: the saved held-out split.
+pub fn eval(model_dir: &Path, report: Option<&Path>, k: Option<usize>) -> Result<ExitCode> {
+    let m = NcfModel::load(model_dir)?;
+    let k = k.or_else(|| m.config.training["options"]["k"].as_u64().map(|k| k as usize)).unwrap_or(10);
+    let split = intent_data::recsys::LeaveOneOut { train: m.split.train.clone(), test: m.split.test.clone() };
+    if split.test.iter().all(Option::is_none) {
+        bail!("{}: trained with --no-holdout: there is no held-out split to evaluate on", model_dir.display());
+    }
+    let r = SampledEval::new(&split, &m.split.negatives, k).run(&m.model);
+    let negs = m.split.negatives.iter().map(Vec::len).max().unwrap_or(0);
+    println!("{}: HR@{k} {:.4}  NDCG@{k} {:.4}  ({} users; latest item vs {negs} sampled negatives)", model_dir.display(), r.hr, r.ndcg, r.users);
+    if let Some(dir) = report {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let body = serde_json::json!({ "model": model_dir, "protocol": "leave-one-out, sampled negatives", "k": k, "test_negatives": negs,
+                                       format!("hr@{k}"): r.hr, format!("ndcg@{k}"): r.ndcg, "users": r.users });
+        intent_data::io::atomic_write(&dir.join("report.json"), serde_json::to_string_pretty(&body)?.as_bytes())?;
+        println!("report written to {}", dir.join("report.json").display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Recommend items for a user of an NCF model.
+#[derive(Args, Debug)]
+pub struct RecommendArgs {
+    /// NCF model folder.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// User id (as in the training data).
+    #[arg(long)]
+    pub user: String,
+    /// How many items.
+    #[arg(short = 'k', long, default_value_t = 10)]
+    pub k: usize,
+    /// An unknown user gets the most popular items instead of an error.
+    #[arg(long)]
+    pub popular_fallback: bool,
+}
+
+/// `intent recommend`: one JSON line per item (`item`, `score`).
+pub fn recommend(a: RecommendArgs) -> Result<ExitCode> {
+    let m = NcfModel::load(&a.model)?;
+    let unknown = if a.popular_fallback { UnknownUser::Popular } else { UnknownUser::Error };
+    for r in m.recommend(&a.user, a.k, unknown)? {
+        println!("{}", serde_json::to_string(&r)?);
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,142 @@
+//! `intent train ncf`: interactions in, an NCF model folder out (see
+//! [`intent_models::ncf_folder`]), with the leave-one-out split and its sampled negatives saved
+//! so that `intent eval` reproduces the reported figures.
+
+use std::path::{Path, PathBuf};
+
+use intent_data::formats::interactions::Interactions;
+use intent_data::recsys::{interactions_hash, leave_one_out, rec_stats, test_negatives, Indexed, LeaveOneOut, RecStats};
+use intent_eval::ranking::RankingReport;
+use intent_models::folder::{now_unix, write_json, write_model_dir, Versions};
+use intent_models::ncf::{Ncf, NcfArchitecture, NcfKind};
+use intent_models::ncf_folder::{NcfConfig, NcfModel, SavedSplit};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::ncf::{fit_ncf, NcfEpoch, NcfTrainConfig, SampledEval};
+use crate::TrainError;
+
+/// Everything `intent train ncf` takes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NcfOptions {
+    /// GMF, MLP or NeuMF.
+    pub kind: NcfKind,
+    /// GMF factors.
+    pub factors: usize,
+    /// MLP tower sizes (the first is the two embeddings concatenated).
+    pub layers: Vec<usize>,
+    /// Training settings.
+    pub train: NcfTrainConfig,
+    /// Hold each user's latest interaction out for testing (the paper's protocol).
+    pub holdout: bool,
+    /// Sampled negatives per test item.
+    pub test_negatives: usize,
+    /// The cut-off K of HR@K and NDCG@K.
+    pub k: usize,
+    /// Warn about users with fewer interactions than this.
+    pub min_per_user: usize,
+    /// NeuMF pre-training: trained GMF and MLP folders (same data).
+    #[serde(skip)]
+    pub pretrained: Option<(PathBuf, PathBuf)>,
+    /// Weight of the GMF part when combining pre-trained models.
+    pub alpha: f32,
+}
+
+impl Default for NcfOptions {
+    fn default() -> Self {
+        NcfOptions { kind: NcfKind::Neumf, factors: 8, layers: vec![64, 32, 16, 8], train: NcfTrainConfig::default(), holdout: true, test_negatives: 99, k: 10, min_per_user: 5, pretrained: None, alpha: 0.5 }
+    }
+}
+
+/// What a run reports.
+#[derive(Debug, Clone)]
+pub struct NcfRunSummary {
+    /// Data statistics.
+    pub stats: RecStats,
+    /// Per-epoch logs.
+    pub history: Vec<NcfEpoch>,
+    /// The final model's HR/NDCG on the held-out items (with `holdout`).
+    pub report: Option<RankingReport>,
+}
+
+/// The split: leave-one-out, or everything for training.
+fn split_of(ix: &Indexed, holdout: bool) -> LeaveOneOut {
+    let mut s = leave_one_out(ix);
+    if !holdout {
+        // Put each test item back (the pairs stay grouped by user).
+        for (u, t) in s.test.iter_mut().enumerate() {
+            if let Some(i) = t.take() {
+                s.train.push((u as u32, i));
+            }
+        }
+        s.train.sort_by_key(|&(u, _)| u);
+    }
+    s
+}
+
+fn load_pretrained(dir: &Path, ix: &Indexed) -> Result<NcfModel, TrainError> {
+    let m = NcfModel::load(dir)?;
+    if m.ids.users != ix.ids.users || m.ids.items != ix.ids.items {
+        return Err(TrainError::Data(format!("{}: trained on other users or items than this data", dir.display())));
+    }
+    Ok(m)
+}
+
+/// Trains an NCF model on `data` and writes its folder to `out` (atomically). `source` names the
+/// data in the config.
+pub fn train_ncf_to_dir(data: &Interactions, source: &str, opts: &NcfOptions, out: &Path) -> Result<NcfRunSummary, TrainError> {
+    opts.train.validate()?;
+    if opts.k == 0 {
+        return Err(TrainError::Hyperparameter { name: "--k", message: "must be at least 1".into() });
+    }
+    let ix = Indexed::new(data);
+    let stats = rec_stats(&ix, opts.min_per_user);
+    for w in &stats.warnings {
+        tracing::warn!("{source}: {w}");
+    }
+    tracing::info!("{source}: {} users, {} items, {} pairs, density {:.4}", stats.users, stats.items, stats.pairs, stats.density);
+    let split = split_of(&ix, opts.holdout);
+    let negatives = if opts.holdout { test_negatives(&split, ix.num_items(), opts.test_negatives, opts.train.seed).map_err(|e| TrainError::Data(e.to_string()))? } else { vec![Vec::new(); split.test.len()] };
+    let eval = opts.holdout.then(|| SampledEval::new(&split, &negatives, opts.k));
+    let arch = NcfArchitecture { kind: opts.kind, num_users: ix.num_users(), num_items: ix.num_items(), factors: opts.factors, layers: opts.layers.clone() };
+    let model = match &opts.pretrained {
+        Some((gmf, mlp)) => {
+            if opts.kind != NcfKind::Neumf {
+                return Err(TrainError::Hyperparameter { name: "--pretrain-gmf", message: "pre-training initialises NeuMF (--model neumf)".into() });
+            }
+            let (g, m) = (load_pretrained(gmf, &ix)?, load_pretrained(mlp, &ix)?);
+            tracing::info!("NeuMF from pre-trained {} and {} (alpha {})", gmf.display(), mlp.display(), opts.alpha);
+            Ncf::neumf_from(&g.model, &m.model, opts.alpha)?
+        }
+        None => Ncf::init(arch, opts.train.seed)?,
+    };
+    let fit = fit_ncf(model, &split, ix.num_items(), eval.as_ref(), &opts.train)?;
+    let report = eval.as_ref().map(|e| e.run(&fit.model));
+    let mut times: Vec<f64> = fit.history.iter().map(|h| h.seconds).collect();
+    times.sort_by(f64::total_cmp);
+    let config = NcfConfig {
+        kind: "ncf".into(),
+        format_version: 1,
+        architecture: fit.model.arch.clone(),
+        training: json!({ "options": opts, "pretrained": opts.pretrained.as_ref().map(|(g, m)| [g, m]), "median_epoch_s": times[times.len() / 2] }),
+        data: json!({ "source": source, "users": stats.users, "items": stats.items, "pairs": stats.pairs, "train_pairs": split.train.len(),
+                      "test_users": split.test.iter().flatten().count(), "density": stats.density }),
+        data_hash: interactions_hash(data),
+        versions: Versions::default(),
+        created_unix: now_unix(),
+    };
+    let saved = SavedSplit { train: split.train, test: split.test, negatives };
+    let folder = NcfModel::new(config, fit.model, ix.ids, saved);
+    let metrics = json!({
+        "protocol": if opts.holdout { "leave-one-out, sampled negatives" } else { "none (no held-out items)" },
+        "k": opts.k, "test_negatives": opts.test_negatives,
+        format!("hr@{}", opts.k): report.as_ref().map(|r| r.hr), format!("ndcg@{}", opts.k): report.as_ref().map(|r| r.ndcg),
+        "users": report.as_ref().map(|r| r.users), "history": fit.history, "stats": stats,
+    });
+    write_model_dir(out, |dir| {
+        folder.write(dir)?;
+        write_json(dir, "metrics.json", &metrics)
+    })?;
+    Ok(NcfRunSummary { stats, history: fit.history, report })
+}
