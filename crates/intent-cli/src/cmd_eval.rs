@@ -21,6 +21,10 @@ pub struct EvalArgs {
     /// NCF: the cut-off K of HR@K and NDCG@K (default: the one used at training).
     #[arg(short = 'k', long)]
     pub k: Option<usize>,
+    /// NCF: rank the test item among every item the user has not trained on (HR, NDCG and
+    /// recall@K) instead of against the sampled negatives.
+    #[arg(long)]
+    pub full_ranking: bool,
     #[command(flatten)]
     pub input: InputFlags,
     /// Write report.json, report.md, errors.jsonl and SVG plots here.
@@ -86,7 +90,7 @@ pub fn eval(a: EvalArgs) -> Result<ExitCode> {
         if let Some(d) = &a.data {
             anyhow::bail!("--data {}: an NCF model is evaluated on the held-out split saved with it; leave --data out", d.display());
         }
-        return crate::cmd_ncf::eval(&a.model, a.report.as_deref(), a.k);
+        return crate::cmd_ncf::eval(&a.model, a.report.as_deref(), a.k, a.full_ranking);
     }
     let Some(data_path) = a.data.clone() else {
         anyhow::bail!("--data is required to evaluate a classifier ({})", a.model.display());

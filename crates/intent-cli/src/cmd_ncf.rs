@@ -16,9 +16,10 @@ use intent_train::NcfOptions;
 #[derive(Args, Debug)]
 pub struct NcfArgs {
     /// Interactions: the interactions JSON format, or MovieLens `u.data` (user, item, rating,
-    /// timestamp per line; tab-separated).
+    /// timestamp per line; tab-separated). Default: seeded synthetic data (300 users, 200
+    /// items in 10 taste groups, 20 interactions each).
     #[arg(long)]
-    pub train: PathBuf,
+    pub train: Option<PathBuf>,
     /// Output model folder.
     #[arg(long)]
     pub out: PathBuf,
@@ -46,6 +47,10 @@ pub struct NcfArgs {
     /// Sampled negatives per held-out test item.
     #[arg(long, default_value_t = 99)]
     pub test_negatives: usize,
+    /// Read the held-out items' negatives from this file (He et al.'s `*.test.negative`
+    /// format: `(USER,ITEM)` then negative item ids, tab-separated) instead of sampling them.
+    #[arg(long)]
+    pub test_negatives_file: Option<PathBuf>,
     /// Cut-off K of HR@K and NDCG@K.
     #[arg(long, short = 'k', default_value_t = 10)]
     pub k: usize,
@@ -81,7 +86,10 @@ pub fn train(a: NcfArgs) -> Result<ExitCode> {
     if !(0.0..=1.0).contains(&a.alpha) {
         bail!("--alpha {} is not in [0, 1]", a.alpha);
     }
-    let data = load_any(&a.train)?;
+    let (data, source) = match &a.train {
+        Some(p) => (load_any(p)?, p.display().to_string()),
+        None => (intent_data::recsys::synthetic_interactions(300, 200, 20, 10, a.seed), format!("synthetic (seed {})", a.seed)),
+    };
     let opts = NcfOptions {
         kind: a.model,
         factors: a.embedding_dim,
@@ -89,12 +97,13 @@ pub fn train(a: NcfArgs) -> Result<ExitCode> {
         train: NcfTrainConfig { epochs: a.epochs, batch_size: a.batch_size, lr: a.learning_rate, num_neg: a.num_neg, seed: a.seed, progress: true },
         holdout: !a.no_holdout,
         test_negatives: a.test_negatives,
+        test_negatives_file: a.test_negatives_file,
         k: a.k,
         min_per_user: a.min_per_user,
         pretrained: a.pretrain_gmf.zip(a.pretrain_mlp),
         alpha: a.alpha,
     };
-    let s = intent_train::train_ncf_to_dir(&data, &a.train.display().to_string(), &opts, &a.out).with_context(|| format!("training into {}", a.out.display()))?;
+    let s = intent_train::train_ncf_to_dir(&data, &source, &opts, &a.out).with_context(|| format!("training into {}", a.out.display()))?;
     let mut times: Vec<f64> = s.history.iter().map(|h| h.seconds).collect();
     times.sort_by(f64::total_cmp);
     println!("saved {} ({} users, {} items, median {:.3} s/epoch)", a.out.display(), s.stats.users, s.stats.items, times[times.len() / 2]);
@@ -109,21 +118,33 @@ pub fn is_ncf(dir: &Path) -> bool {
     std::fs::read_to_string(dir.join("config.json")).ok().and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok()).is_some_and(|v| v["kind"] == "ncf")
 }
 
-/// `intent eval --model NCF_DIR [--report DIR]`: the saved held-out split.
-pub fn eval(model_dir: &Path, report: Option<&Path>, k: Option<usize>) -> Result<ExitCode> {
+/// `intent eval --model NCF_DIR [--report DIR] [--full-ranking]`: the saved held-out split;
+/// sampled negatives, or every item the user has not trained on.
+pub fn eval(model_dir: &Path, report: Option<&Path>, k: Option<usize>, full: bool) -> Result<ExitCode> {
     let m = NcfModel::load(model_dir)?;
     let k = k.or_else(|| m.config.training["options"]["k"].as_u64().map(|k| k as usize)).unwrap_or(10);
     let split = intent_data::recsys::LeaveOneOut { train: m.split.train.clone(), test: m.split.test.clone() };
     if split.test.iter().all(Option::is_none) {
         bail!("{}: trained with --no-holdout: there is no held-out split to evaluate on", model_dir.display());
     }
-    let r = SampledEval::new(&split, &m.split.negatives, k).run(&m.model);
     let negs = m.split.negatives.iter().map(Vec::len).max().unwrap_or(0);
-    println!("{}: HR@{k} {:.4}  NDCG@{k} {:.4}  ({} users; latest item vs {negs} sampled negatives)", model_dir.display(), r.hr, r.ndcg, r.users);
+    let (r, protocol) = if full {
+        let (mut top, mut relevant) = (Vec::new(), Vec::new());
+        for (u, t) in split.test.iter().enumerate() {
+            if let Some(t) = t {
+                top.push(m.top_unseen(u as u32, k).into_iter().map(|(i, _)| i).collect());
+                relevant.push(vec![*t]);
+            }
+        }
+        (intent_eval::ranking::full_ranking(&top, &relevant, k), "leave-one-out, full ranking of the items each user has not trained on".to_string())
+    } else {
+        (SampledEval::new(&split, &m.split.negatives, k).run(&m.model), format!("leave-one-out, latest item vs {negs} sampled negatives"))
+    };
+    println!("{}: HR@{k} {:.4}  NDCG@{k} {:.4}  recall@{k} {:.4}  ({} users; {protocol})", model_dir.display(), r.hr, r.ndcg, r.recall, r.users);
     if let Some(dir) = report {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        let body = serde_json::json!({ "model": model_dir, "protocol": "leave-one-out, sampled negatives", "k": k, "test_negatives": negs,
-                                       format!("hr@{k}"): r.hr, format!("ndcg@{k}"): r.ndcg, "users": r.users });
+        let body = serde_json::json!({ "model": model_dir, "protocol": protocol, "k": k, "test_negatives": if full { None } else { Some(negs) },
+                                       format!("hr@{k}"): r.hr, format!("ndcg@{k}"): r.ndcg, format!("recall@{k}"): r.recall, "users": r.users });
         intent_data::io::atomic_write(&dir.join("report.json"), serde_json::to_string_pretty(&body)?.as_bytes())?;
         println!("report written to {}", dir.join("report.json").display());
     }

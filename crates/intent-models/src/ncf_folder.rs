@@ -140,11 +140,21 @@ impl NcfModel {
                 UnknownUser::Popular => Ok(self.popular.iter().take(k).map(|&(i, c)| Recommendation { item: self.ids.items[i as usize].clone(), score: c as f32 }).collect()),
             };
         };
+        Ok(self.top_unseen(u, k).into_iter().map(|(i, s)| Recommendation { item: self.ids.items[i as usize].clone(), score: s }).collect())
+    }
+
+    /// The `k` best-scored items (index, logit) that user index `u` has not interacted with in
+    /// training; ties by item index, so the order is stable.
+    pub fn top_unseen(&self, u: u32, k: usize) -> Vec<(u32, f32)> {
         let scores = self.model.score_all(u);
         let mut ranked: Vec<(u32, f32)> = scores.into_iter().enumerate().map(|(i, s)| (i as u32, s)).filter(|(i, _)| !self.has_seen(u, *i)).collect();
-        // Highest first; ties by item index, so the order is stable.
-        ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        Ok(ranked.into_iter().take(k).map(|(i, s)| Recommendation { item: self.ids.items[i as usize].clone(), score: s }).collect())
+        let order = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+        if k < ranked.len() {
+            ranked.select_nth_unstable_by(k, order);
+            ranked.truncate(k);
+        }
+        ranked.sort_by(order);
+        ranked
     }
 
     /// Logits of `(user id, item id)` pairs; an unknown id is an error naming it.

@@ -74,9 +74,10 @@ pub struct SampledEval {
 }
 
 impl SampledEval {
-    /// From a split and the negatives of [`intent_data::recsys::test_negatives`].
+    /// From a split and the negatives of [`intent_data::recsys::test_negatives`]; users without
+    /// a test item or without negatives are left out.
     pub fn new(split: &LeaveOneOut, negatives: &[Vec<u32>], k: usize) -> Self {
-        let cases = split.test.iter().enumerate().filter_map(|(u, t)| t.map(|t| (u as u32, t, negatives[u].clone()))).collect();
+        let cases = split.test.iter().enumerate().filter_map(|(u, t)| t.filter(|_| !negatives[u].is_empty()).map(|t| (u as u32, t, negatives[u].clone()))).collect();
         SampledEval { cases, k }
     }
 

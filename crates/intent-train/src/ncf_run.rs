@@ -36,6 +36,9 @@ pub struct NcfOptions {
     pub k: usize,
     /// Warn about users with fewer interactions than this.
     pub min_per_user: usize,
+    /// Test negatives from a file (He et al.'s `*.test.negative` format) instead of sampling.
+    #[serde(skip)]
+    pub test_negatives_file: Option<PathBuf>,
     /// NeuMF pre-training: trained GMF and MLP folders (same data).
     #[serde(skip)]
     pub pretrained: Option<(PathBuf, PathBuf)>,
@@ -45,7 +48,7 @@ pub struct NcfOptions {
 
 impl Default for NcfOptions {
     fn default() -> Self {
-        NcfOptions { kind: NcfKind::Neumf, factors: 8, layers: vec![64, 32, 16, 8], train: NcfTrainConfig::default(), holdout: true, test_negatives: 99, k: 10, min_per_user: 5, pretrained: None, alpha: 0.5 }
+        NcfOptions { kind: NcfKind::Neumf, factors: 8, layers: vec![64, 32, 16, 8], train: NcfTrainConfig::default(), holdout: true, test_negatives: 99, test_negatives_file: None, k: 10, min_per_user: 5, pretrained: None, alpha: 0.5 }
     }
 }
 
@@ -88,7 +91,13 @@ fn load_pretrained(dir: &Path, ix: &Indexed) -> Result<NcfModel, TrainError> {
 pub fn train_ncf_to_dir(data: &Interactions, source: &str, opts: &NcfOptions, out: &Path) -> Result<NcfRunSummary, TrainError> {
     opts.train.validate()?;
     if opts.k == 0 {
-        return Err(TrainError::Hyperparameter { name: "--k", message: "must be at least 1".into() });
+        return Err(TrainError::Hyperparameter { name: "-k", message: "must be at least 1".into() });
+    }
+    if opts.holdout && opts.test_negatives == 0 && opts.test_negatives_file.is_none() {
+        return Err(TrainError::Hyperparameter { name: "--test-negatives", message: "must be at least 1 (or --no-holdout)".into() });
+    }
+    if opts.pretrained.is_some() && opts.kind != NcfKind::Neumf {
+        return Err(TrainError::Hyperparameter { name: "--pretrain-gmf", message: "pre-training initialises NeuMF (--model neumf)".into() });
     }
     let ix = Indexed::new(data);
     let stats = rec_stats(&ix, opts.min_per_user);
@@ -96,15 +105,17 @@ pub fn train_ncf_to_dir(data: &Interactions, source: &str, opts: &NcfOptions, ou
         tracing::warn!("{source}: {w}");
     }
     tracing::info!("{source}: {} users, {} items, {} pairs, density {:.4}", stats.users, stats.items, stats.pairs, stats.density);
-    let split = split_of(&ix, opts.holdout);
-    let negatives = if opts.holdout { test_negatives(&split, ix.num_items(), opts.test_negatives, opts.train.seed).map_err(|e| TrainError::Data(e.to_string()))? } else { vec![Vec::new(); split.test.len()] };
-    let eval = opts.holdout.then(|| SampledEval::new(&split, &negatives, opts.k));
     let arch = NcfArchitecture { kind: opts.kind, num_users: ix.num_users(), num_items: ix.num_items(), factors: opts.factors, layers: opts.layers.clone() };
+    arch.validate()?;
+    let split = split_of(&ix, opts.holdout);
+    let negatives = match (&opts.test_negatives_file, opts.holdout) {
+        (_, false) => vec![Vec::new(); split.test.len()],
+        (Some(f), true) => intent_data::recsys::load_test_negatives(f, &ix.ids, &split).map_err(|e| TrainError::Data(e.to_string()))?,
+        (None, true) => test_negatives(&split, ix.num_items(), opts.test_negatives, opts.train.seed).map_err(|e| TrainError::Data(format!("--test-negatives {}: {e}", opts.test_negatives)))?,
+    };
+    let eval = opts.holdout.then(|| SampledEval::new(&split, &negatives, opts.k));
     let model = match &opts.pretrained {
         Some((gmf, mlp)) => {
-            if opts.kind != NcfKind::Neumf {
-                return Err(TrainError::Hyperparameter { name: "--pretrain-gmf", message: "pre-training initialises NeuMF (--model neumf)".into() });
-            }
             let (g, m) = (load_pretrained(gmf, &ix)?, load_pretrained(mlp, &ix)?);
             tracing::info!("NeuMF from pre-trained {} and {} (alpha {})", gmf.display(), mlp.display(), opts.alpha);
             Ncf::neumf_from(&g.model, &m.model, opts.alpha)?

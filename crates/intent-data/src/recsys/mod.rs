@@ -186,6 +186,44 @@ pub fn test_negatives(split: &LeaveOneOut, num_items: usize, n: usize, seed: u64
     Ok(out)
 }
 
+/// Reads test negatives from a file in the format of He et al.'s `*.test.negative`: one line per
+/// user, `(USER,ITEM)` (the user's held-out item) then the negative item ids, tab-separated. Users
+/// absent from the file get none (they are then not evaluated). Every problem names the line.
+pub fn load_test_negatives(path: &std::path::Path, ids: &IdMap, split: &LeaveOneOut) -> Result<Vec<Vec<u32>>> {
+    let text = crate::io::read_text(path)?;
+    let mut out = vec![Vec::new(); split.test.len()];
+    let seen_by = split.seen(split.test.len());
+    for (n, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let bad = |m: String| DataError::invalid(crate::error::Location::line(path, n + 1), m);
+        let mut fields = line.split('\t');
+        let head = fields.next().unwrap_or("").trim();
+        let pair = head.strip_prefix('(').and_then(|h| h.strip_suffix(')')).and_then(|h| h.split_once(','));
+        let Some((user, item)) = pair else {
+            return Err(bad(format!("expected '(USER,ITEM)' then negative item ids, tab-separated; found '{head}'")));
+        };
+        let u = ids.user(user.trim()).ok_or_else(|| bad(format!("unknown user '{}'", user.trim())))?;
+        let i = ids.item(item.trim()).ok_or_else(|| bad(format!("unknown item '{}'", item.trim())))?;
+        if split.test[u as usize] != Some(i) {
+            let held = split.test[u as usize].map_or("none".to_string(), |t| format!("'{}'", ids.items[t as usize]));
+            return Err(bad(format!("item '{}' is not the held-out item of user '{}' (that is {held})", item.trim(), user.trim())));
+        }
+        let seen = &seen_by[u as usize];
+        let mut negs = Vec::new();
+        for id in fields.map(str::trim).filter(|f| !f.is_empty()) {
+            let j = ids.item(id).ok_or_else(|| bad(format!("unknown item '{id}'")))?;
+            if j == i || seen.contains(&j) {
+                return Err(bad(format!("item '{id}' is not a negative: user '{}' interacted with it", user.trim())));
+            }
+            negs.push(j);
+        }
+        out[u as usize] = negs;
+    }
+    Ok(out)
+}
+
 /// SHA-256 of the interactions (ids and timestamps, in order), for the model's config.
 pub fn interactions_hash(data: &Interactions) -> String {
     use sha2::{Digest, Sha256};
@@ -290,6 +328,22 @@ mod tests {
         assert_ne!(negs, test_negatives(&s, 50, 20, 8).unwrap());
         // User "10" (index 2) has seen every one of 3 items.
         assert!(test_negatives(&s, 3, 1, 7).unwrap_err().to_string().contains("user index 2 has only 0 items left"));
+        // Negatives from a file: ids, checked against the split.
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("t.negative");
+        std::fs::write(&f, "(2,5)\t40\n(10,7)\n").unwrap();
+        let from_file = load_test_negatives(&f, &ix.ids, &s).unwrap();
+        assert_eq!(from_file, vec![vec![2], vec![], vec![]]);
+        for (text, needle) in [
+            ("(2,7)\t40\n", "t.negative:1: item '7' is not the held-out item of user '2' (that is '5')"),
+            ("(2,5)\t7\n", "item '7' is not a negative"),
+            ("\n(9,5)\t40\n", "t.negative:2: unknown user '9'"),
+            ("2,5\t40\n", "expected '(USER,ITEM)'"),
+        ] {
+            std::fs::write(&f, text).unwrap();
+            let e = load_test_negatives(&f, &ix.ids, &s).unwrap_err().to_string();
+            assert!(e.contains(needle), "{needle}: {e}");
+        }
         let st = rec_stats(&ix, 3);
         assert_eq!((st.users, st.items, st.pairs, st.thin_users, st.single_items), (3, 3, 6, 2, 0));
         assert!((st.density - 6.0 / 9.0).abs() < 1e-12);
