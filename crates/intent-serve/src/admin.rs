@@ -136,7 +136,7 @@ pub(crate) async fn label(State(state): State<AppState>, Path(id): Path<String>,
     if let Some(bad) = labels.iter().find(|l| l.is_empty() || l.chars().count() > 200 || l.chars().any(char::is_control)) {
         return Err(ApiError::unprocessable(format!("label '{bad}': expected 1 to 200 characters without control characters")));
     }
-    let known = state.slot().current().map(|m| labels.iter().all(|l| m.classifier.labels().contains(l)));
+    let known = state.slot().current().map(|m| m.classifier.as_ref().is_some_and(|c| labels.iter().all(|l| c.labels().contains(l))));
     let ls = labels.clone();
     let found = blocking(&state, move |log| log.set_labels(id, &ls)).await?;
     if !found {

@@ -14,6 +14,8 @@ use serde_json::json;
 
 use crate::querylog::{now_ms, QueryRow};
 use crate::server::AppState;
+use intent_models::ncf_folder::UnknownUser;
+
 use crate::{LabelScore, ServeError};
 
 /// An error answer: `{"error": message}` with a status code.
@@ -133,7 +135,10 @@ pub(crate) async fn predict(State(state): State<AppState>, JsonBody(req): JsonBo
     let start = Instant::now();
     let (texts, single, top_k) = validate(req, &state)?;
     let model = state.slot().current().ok_or_else(no_model)?;
-    let top_k = top_k.min(model.classifier.labels().len());
+    let Some(classifier) = &model.classifier else {
+        return Err(ApiError::unprocessable(format!("model '{}' is a recommender (kind 'ncf'); use /v1/recommend", model.source.name)));
+    };
+    let top_k = top_k.min(classifier.labels().len());
     let predictions = model.predict(texts.clone(), top_k).await?;
     let latency = start.elapsed();
     let threshold = model.fallback_threshold;
@@ -181,14 +186,68 @@ pub(crate) async fn predict(State(state): State<AppState>, JsonBody(req): JsonBo
     Ok(Json(body).into_response())
 }
 
+/// `POST /v1/recommend` body: `{"user": ID, "k": 10, "fallback": "error"|"popular"}` for the top
+/// K unseen items of a user, or `{"pairs": [[USER, ITEM], …]}` for the scores of given pairs.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RecommendRequest {
+    user: Option<serde_json::Value>,
+    k: Option<usize>,
+    fallback: Option<String>,
+    pairs: Option<Vec<(serde_json::Value, serde_json::Value)>>,
+}
+
+/// An id given as a string or a number.
+fn id_of(v: &serde_json::Value, field: &str) -> Result<String, ApiError> {
+    match v {
+        serde_json::Value::String(s) if !s.is_empty() => Ok(s.clone()),
+        serde_json::Value::Number(n) => Ok(n.to_string()),
+        other => Err(ApiError::unprocessable(format!("`{field}` must be a non-empty string or a number, found {other}"))),
+    }
+}
+
 /// `POST /v1/recommend`: served by NCF recommender models; a classifier answers 422.
-pub(crate) async fn recommend(State(state): State<AppState>, JsonBody(_req): JsonBody<serde_json::Value>) -> Result<Response, ApiError> {
+pub(crate) async fn recommend(State(state): State<AppState>, JsonBody(req): JsonBody<RecommendRequest>) -> Result<Response, ApiError> {
+    let start = Instant::now();
     let model = state.slot().current().ok_or_else(no_model)?;
-    Err(ApiError::unprocessable(format!(
-        "model '{}' is a classifier (kind '{}'); /v1/recommend needs a recommender (NCF) model",
-        model.source.name,
-        model.classifier.config().kind
-    )))
+    let Some(rec) = model.recommender.clone() else {
+        let kind = model.classifier.as_ref().map(|c| c.config().kind.clone()).unwrap_or_default();
+        return Err(ApiError::unprocessable(format!("model '{}' is a classifier (kind '{kind}'); /v1/recommend needs a recommender (NCF) model", model.source.name)));
+    };
+    let max = state.0.options.max_texts;
+    let body = match (&req.user, &req.pairs) {
+        (Some(u), None) => {
+            let user = id_of(u, "user")?;
+            let k = req.k.unwrap_or(10);
+            if k == 0 || k > rec.ids.items.len() {
+                return Err(ApiError::unprocessable(format!("`k` must be between 1 and {} (the number of items)", rec.ids.items.len())));
+            }
+            let unknown = match req.fallback.as_deref().unwrap_or("error") {
+                "error" => UnknownUser::Error,
+                "popular" => UnknownUser::Popular,
+                other => return Err(ApiError::unprocessable(format!("`fallback` '{other}': expected 'error' or 'popular'"))),
+            };
+            let known = rec.ids.user(&user).is_some();
+            let u = user.clone();
+            let items = tokio::task::spawn_blocking(move || rec.recommend(&u, k, unknown)).await.map_err(|_| ServeError::WorkerGone)?.map_err(|e| ApiError::unprocessable(e.to_string()))?;
+            json!({ "user": user, "k": k, "known_user": known, "recommendations": items })
+        }
+        (None, Some(pairs)) => {
+            if pairs.is_empty() || pairs.len() > max {
+                return Err(ApiError::unprocessable(format!("`pairs` must hold 1 to {max} [user, item] pairs")));
+            }
+            let pairs: Vec<(String, String)> = pairs.iter().enumerate().map(|(i, (u, it))| Ok((id_of(u, &format!("pairs[{i}][0]"))?, id_of(it, &format!("pairs[{i}][1]"))?))).collect::<Result<_, ApiError>>()?;
+            let scores = tokio::task::spawn_blocking(move || rec.score_pairs(&pairs)).await.map_err(|_| ServeError::WorkerGone)?.map_err(|e| ApiError::unprocessable(e.to_string()))?;
+            json!({ "scores": scores })
+        }
+        (Some(_), Some(_)) => return Err(ApiError::unprocessable("give either `user` or `pairs`, not both")),
+        (None, None) => return Err(ApiError::unprocessable("missing `user` (an id) or `pairs` (a list of [user, item])")),
+    };
+    let mut body = body;
+    body["model"] = json!(model.source.name);
+    body["version"] = json!(model.source.version);
+    body["latency_ms"] = json!(start.elapsed().as_secs_f64() * 1e3);
+    Ok(Json(body).into_response())
 }
 
 /// `GET /v1/models`: the model serving now and the one a rollback would return to.

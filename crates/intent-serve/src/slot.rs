@@ -12,6 +12,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwapOption;
 use serde::Serialize;
+use intent_models::ncf_folder::{NcfModel, UnknownUser};
 
 use crate::batcher::{BatchConfig, BatchObserver, Batcher};
 use crate::spec::{ModelSpec, Resolved};
@@ -34,8 +35,10 @@ pub struct LoadOptions {
 
 /// A model ready to serve.
 pub struct LoadedModel {
-    /// The classifier.
-    pub classifier: Arc<Classifier>,
+    /// The classifier (`None` when a recommender is served).
+    pub classifier: Option<Arc<Classifier>>,
+    /// The recommender (NCF; `None` when a classifier is served).
+    pub recommender: Option<Arc<NcfModel>>,
     /// Where it came from, name and version.
     pub source: Resolved,
     /// The spec it was loaded through (a reload re-resolves it).
@@ -84,6 +87,13 @@ impl LoadedModel {
     /// Resolves `spec`, loads the model and checks it with a smoke prediction.
     pub fn load(spec: &ModelSpec, options: &LoadOptions) -> Result<Self, ServeError> {
         let source = spec.resolve()?;
+        let loaded_unix = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        if is_recommender(&source.path) {
+            let rec = Arc::new(NcfModel::load(&source.path)?);
+            smoke_test_recommender(&rec, &source.path)?;
+            let metrics = read_metrics(&source.path);
+            return Ok(LoadedModel { classifier: None, recommender: Some(rec), source, spec: spec.clone(), fallback_threshold: 0.0, metrics, loaded_unix, batcher: None });
+        }
         let classifier = Arc::new(Classifier::load(&source.path)?);
         smoke_test(&classifier, &source.path)?;
         let config = classifier.config();
@@ -91,8 +101,7 @@ impl LoadedModel {
             config.oos.as_ref().map(|o| o.threshold).or(options.fallback_threshold).unwrap_or(DEFAULT_FALLBACK_THRESHOLD);
         let metrics = read_metrics(&source.path);
         let batcher = classifier.batches().then(|| Batcher::start(classifier.clone(), options.batch, options.batch_observer.clone()));
-        let loaded_unix = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-        Ok(LoadedModel { classifier, source, spec: spec.clone(), fallback_threshold, metrics, loaded_unix, batcher })
+        Ok(LoadedModel { classifier: Some(classifier), recommender: None, source, spec: spec.clone(), fallback_threshold, metrics, loaded_unix, batcher })
     }
 
     /// Predicts texts: through the batcher for transformer models, on a blocking thread
@@ -101,7 +110,9 @@ impl LoadedModel {
         if let Some(b) = &self.batcher {
             return b.predict(texts, top_k).await;
         }
-        let model = self.classifier.clone();
+        let Some(model) = self.classifier.clone() else {
+            return Err(ServeError::Spec { spec: self.spec.display(), message: "a recommender (NCF) model: use /v1/recommend".into() });
+        };
         tokio::task::spawn_blocking(move || {
             let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
             model.predict_batch(&refs, top_k)
@@ -112,20 +123,39 @@ impl LoadedModel {
 
     /// What the server reports about this model.
     pub fn info(&self) -> ModelInfo {
-        let c = self.classifier.config();
+        let (kind, labels, multi_label) = match &self.classifier {
+            Some(c) => (c.config().kind.clone(), c.config().labels.clone(), c.config().multi_label),
+            None => ("ncf".to_string(), Vec::new(), false),
+        };
         ModelInfo {
             name: self.source.name.clone(),
             version: self.source.version.clone(),
-            kind: c.kind.clone(),
+            kind,
             path: self.source.path.clone(),
-            labels: c.labels.clone(),
-            multi_label: c.multi_label,
+            labels,
+            multi_label,
             fallback_threshold: self.fallback_threshold,
             batched: self.batcher.is_some(),
             metrics: self.metrics.clone(),
             loaded_unix: self.loaded_unix,
         }
     }
+}
+
+/// True when `dir/config.json` says kind `ncf`.
+fn is_recommender(dir: &Path) -> bool {
+    std::fs::read_to_string(dir.join("config.json")).ok().and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok()).is_some_and(|v| v["kind"] == "ncf")
+}
+
+/// Scores of the first user's recommendations are finite and sorted.
+fn smoke_test_recommender(model: &NcfModel, path: &Path) -> Result<(), ServeError> {
+    let fail = |message: String| ServeError::SmokeTest { path: path.to_path_buf(), message };
+    let user = model.ids.users.first().ok_or_else(|| fail("no users".into()))?;
+    let recs = model.recommend(user, 10, UnknownUser::Error)?;
+    if let Some(r) = recs.iter().find(|r| !r.score.is_finite()) {
+        return Err(fail(format!("score {} for user '{user}', item '{}' is not finite", r.score, r.item)));
+    }
+    Ok(())
 }
 
 fn read_metrics(dir: &Path) -> Option<serde_json::Value> {
