@@ -75,7 +75,7 @@ impl NcfArchitecture {
             if self.layers.len() < 2 || self.layers.contains(&0) {
                 return bad("--hidden-layers", format!("{:?}: expected at least two positive sizes such as 64,32,16,8", self.layers));
             }
-            if self.layers[0] % 2 != 0 {
+            if !self.layers[0].is_multiple_of(2) {
                 return bad("--hidden-layers", format!("the first size {} is the user and item embeddings concatenated: it must be even", self.layers[0]));
             }
         }
@@ -130,10 +130,12 @@ impl Dense {
 /// `c[m, n] = beta · c + a[m, k] · b[k, n]`, with (row, column) strides of `a` and `b`.
 #[allow(clippy::too_many_arguments)]
 pub fn gemm(m: usize, k: usize, n: usize, a: &[f32], sa: (usize, usize), b: &[f32], sb: (usize, usize), c: &mut [f32], beta: f32) {
-    assert!(c.len() >= m * n && a.len() >= (m.max(1) - 1) * sa.0 + (k.max(1) - 1) * sa.1 + 1 && b.len() >= (k.max(1) - 1) * sb.0 + (n.max(1) - 1) * sb.1 + 1);
     if m == 0 || n == 0 || k == 0 {
         return;
     }
+    // The last element each operand's strides reach.
+    let last = |rows: usize, cols: usize, (r, c): (usize, usize)| (rows - 1) * r + (cols - 1) * c;
+    assert!(c.len() >= m * n && a.len() > last(m, k, sa) && b.len() > last(k, n, sb), "gemm operands too short");
     // SAFETY: the bounds above cover every element the strides reach.
     unsafe {
         matrixmultiply::sgemm(m, k, n, 1.0, a.as_ptr(), sa.0 as isize, sa.1 as isize, b.as_ptr(), sb.0 as isize, sb.1 as isize, beta, c.as_mut_ptr(), n as isize, 1);
