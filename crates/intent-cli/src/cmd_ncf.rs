@@ -72,6 +72,20 @@ pub struct NcfArgs {
     /// Seed of initialisation, sampling and shuffling.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// AdamW decoupled weight decay (0: plain Adam, as in the paper).
+    #[arg(long, default_value_t = 0.0)]
+    pub weight_decay: f64,
+    /// Learning rate over the run: constant (the paper), linear or cosine (decay to 0).
+    #[arg(long, default_value = "constant")]
+    pub lr_schedule: intent_train::schedule::LrSchedule,
+    /// Compute device: cpu, ndarray (feature `ndarray`), cuda or cuda:N (feature `cuda`).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Training loop: `host` (hand-written forward/backward, the fastest on a CPU; cpu only) or
+    /// `burn` (the shared engine on the burn backend of --device). Default: host on cpu, burn
+    /// elsewhere.
+    #[arg(long, value_parser = ["host", "burn"])]
+    pub engine: Option<String>,
 }
 
 /// Loads interactions JSON or MovieLens ratings (by content: JSON starts with `{`).
@@ -90,11 +104,18 @@ pub fn train(a: NcfArgs) -> Result<ExitCode> {
         Some(p) => (load_any(p)?, p.display().to_string()),
         None => (intent_data::recsys::synthetic_interactions(300, 200, 20, 10, a.seed), format!("synthetic (seed {})", a.seed)),
     };
+    let spec: intent_train::device::DeviceSpec = a.device.parse()?;
+    let device = match (a.engine.as_deref(), spec) {
+        (Some("host") | None, intent_train::device::DeviceSpec::Cpu) => None,
+        (Some("host"), other) => bail!("--engine host runs on the CPU only (got --device {other}); use --engine burn"),
+        (_, other) => Some(other),
+    };
     let opts = NcfOptions {
+        device,
         kind: a.model,
         factors: a.embedding_dim,
         layers: a.hidden_layers,
-        train: NcfTrainConfig { epochs: a.epochs, batch_size: a.batch_size, lr: a.learning_rate, num_neg: a.num_neg, seed: a.seed, progress: true },
+        train: NcfTrainConfig { epochs: a.epochs, batch_size: a.batch_size, lr: a.learning_rate, num_neg: a.num_neg, seed: a.seed, weight_decay: a.weight_decay, schedule: a.lr_schedule, progress: true },
         holdout: !a.no_holdout,
         test_negatives: a.test_negatives,
         test_negatives_file: a.test_negatives_file,

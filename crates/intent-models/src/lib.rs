@@ -17,6 +17,7 @@ pub mod folder;
 pub mod hub;
 pub mod mlp;
 pub mod ncf;
+pub mod ncf_burn;
 pub mod ncf_folder;
 pub mod registry;
 pub mod svm;

@@ -12,6 +12,7 @@ pub mod device;
 pub mod engine;
 pub mod mlp;
 pub mod ncf;
+pub mod ncf_engine;
 pub mod ncf_run;
 pub mod optim;
 pub mod progress;

@@ -14,11 +14,12 @@ use std::time::Instant;
 use intent_data::recsys::LeaveOneOut;
 use intent_eval::ranking::{from_ranks, rank_against, RankingReport};
 use intent_models::ncf::{gemm, Activations, Ncf};
-use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use crate::engine::epoch_batches;
+use crate::schedule::{lr_at, LrSchedule};
 use crate::optim::{adamw_update, AdamWParams};
 use crate::progress::EpochBar;
 use crate::TrainError;
@@ -37,13 +38,17 @@ pub struct NcfTrainConfig {
     pub num_neg: usize,
     /// Seed of negative sampling and shuffling.
     pub seed: u64,
+    /// AdamW decoupled weight decay (0: Adam, as the paper and PyTorch's reference).
+    pub weight_decay: f64,
+    /// Learning rate over the run (constant, as the paper; or decaying to 0 at the last step).
+    pub schedule: LrSchedule,
     /// Progress bar on a terminal.
     pub progress: bool,
 }
 
 impl Default for NcfTrainConfig {
     fn default() -> Self {
-        NcfTrainConfig { epochs: 20, batch_size: 256, lr: 1e-3, num_neg: 4, seed: 42, progress: true }
+        NcfTrainConfig { epochs: 20, batch_size: 256, lr: 1e-3, num_neg: 4, seed: 42, weight_decay: 0.0, schedule: LrSchedule::Constant, progress: true }
     }
 }
 
@@ -59,6 +64,9 @@ impl NcfTrainConfig {
         }
         if !(self.lr > 0.0 && self.lr.is_finite()) {
             return bad("--learning-rate", "must be a positive number");
+        }
+        if !(self.weight_decay >= 0.0 && self.weight_decay.is_finite()) {
+            return bad("--weight-decay", "must be a number ≥ 0");
         }
         Ok(())
     }
@@ -97,6 +105,97 @@ impl SampledEval {
             at += negs.len() + 1;
         }
         from_ranks(&ranks, self.k)
+    }
+}
+
+/// The samples of one epoch: each training pair (label 1) followed by its sampled negatives
+/// (label 0).
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct EpochSamples {
+    /// User of each sample.
+    pub users: Vec<u32>,
+    /// Item of each sample.
+    pub items: Vec<u32>,
+    /// 1 for an interaction, 0 for a sampled negative.
+    pub labels: Vec<f32>,
+}
+
+impl EpochSamples {
+    /// The samples `batch` (indices) into the three buffers, cleared first.
+    pub fn gather(&self, batch: &[usize], users: &mut Vec<u32>, items: &mut Vec<u32>, labels: &mut Vec<f32>) {
+        users.clear();
+        items.clear();
+        labels.clear();
+        for &k in batch {
+            users.push(self.users[k]);
+            items.push(self.items[k]);
+            labels.push(self.labels[k]);
+        }
+    }
+}
+
+/// Negative sampling: for each training pair, `num_neg` items the user never interacted with
+/// (in training), drawn uniformly, anew each epoch from the seed and the epoch alone (so the
+/// host loop and the engine draw the same samples).
+pub struct Sampler<'a> {
+    train: &'a [(u32, u32)],
+    seen: Vec<HashSet<u32>>,
+    num_items: usize,
+    num_neg: usize,
+    seed: u64,
+}
+
+impl<'a> Sampler<'a> {
+    /// Checks that every user has an item left to sample.
+    pub fn new(split: &'a LeaveOneOut, num_items: usize, num_neg: usize, seed: u64) -> Result<Self, TrainError> {
+        if split.train.is_empty() {
+            return Err(TrainError::Data("no training pair".into()));
+        }
+        let seen: Vec<HashSet<u32>> = split.seen(split.test.len());
+        if num_neg > 0 {
+            if let Some(u) = seen.iter().position(|s| !s.is_empty() && s.len() >= num_items) {
+                return Err(TrainError::Data(format!("user index {u} interacted with every item: no negative to sample")));
+            }
+        }
+        Ok(Sampler { train: &split.train, seen, num_items, num_neg, seed })
+    }
+
+    /// Samples per epoch.
+    pub fn len(&self) -> usize {
+        self.train.len() * (1 + self.num_neg)
+    }
+
+    /// Always false ([`Sampler::new`] refuses empty data).
+    pub fn is_empty(&self) -> bool {
+        self.train.is_empty()
+    }
+
+    /// Draws epoch `epoch`'s samples into `out`.
+    pub fn fill(&self, epoch: usize, out: &mut EpochSamples) {
+        // A stream of its own (the seed's batch order uses the plain seed).
+        let mut rng = ChaCha8Rng::seed_from_u64(self.seed ^ 0x6e65_6761_7469_7665);
+        rng.set_stream(epoch as u64);
+        let per = 1 + self.num_neg;
+        let total = self.len();
+        out.users.resize(total, 0);
+        out.items.resize(total, 0);
+        out.labels.resize(total, 0.0);
+        for (k, &(u, i)) in self.train.iter().enumerate() {
+            let at = k * per;
+            out.users[at..at + per].fill(u);
+            out.items[at] = i;
+            out.labels[at] = 1.0;
+            for s in 1..per {
+                let j = loop {
+                    let j = rng.random_range(0..self.num_items as u32);
+                    if !self.seen[u as usize].contains(&j) {
+                        break j;
+                    }
+                };
+                out.items[at + s] = j;
+                out.labels[at + s] = 0.0;
+            }
+        }
     }
 }
 
@@ -226,68 +325,38 @@ pub struct NcfFit {
 pub fn fit_ncf(mut model: Ncf, split: &LeaveOneOut, num_items: usize, eval: Option<&SampledEval>, config: &NcfTrainConfig) -> Result<NcfFit, TrainError> {
     config.validate()?;
     crate::engine::flush_denormals();
-    if split.train.is_empty() {
-        return Err(TrainError::Data("no training pair".into()));
-    }
-    let seen: Vec<HashSet<u32>> = split.seen(split.test.len());
-    if let Some(u) = seen.iter().position(|s| !s.is_empty() && s.len() >= num_items) {
-        return Err(TrainError::Data(format!("user index {u} interacted with every item: no negative to sample")));
-    }
-    let adam = AdamWParams { beta_1: 0.9, beta_2: 0.999, epsilon: 1e-8, weight_decay: 0.0 };
+    let sampler = Sampler::new(split, num_items, config.num_neg, config.seed)?;
+    let adam = AdamWParams { beta_1: 0.9, beta_2: 0.999, epsilon: 1e-8, weight_decay: config.weight_decay as f32 };
     let sizes: Vec<usize> = params(&mut model).iter().map(|p| p.len()).collect();
     let mut slots = Slots { grads: sizes.iter().map(|&n| vec![0.0; n]).collect(), m: sizes.iter().map(|&n| vec![0.0; n]).collect(), v: sizes.iter().map(|&n| vec![0.0; n]).collect() };
-    let per = 1 + config.num_neg;
-    let total = split.train.len() * per;
-    let (mut users, mut items, mut labels) = (vec![0u32; total], vec![0u32; total], vec![0f32; total]);
+    let total = sampler.len();
+    let mut samples = EpochSamples::default();
     let (mut bu, mut bi, mut bl) = (Vec::new(), Vec::new(), Vec::new());
     let mut act = Activations::default();
     let mut history = Vec::new();
     let mut time = 0i32;
     for epoch in 1..=config.epochs {
         let start = Instant::now();
-        let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
-        rng.set_stream(epoch as u64);
-        for (k, &(u, i)) in split.train.iter().enumerate() {
-            let at = k * per;
-            users[at..at + per].fill(u);
-            items[at] = i;
-            labels[at] = 1.0;
-            for s in 1..per {
-                let j = loop {
-                    let j = rng.random_range(0..num_items as u32);
-                    if !seen[u as usize].contains(&j) {
-                        break j;
-                    }
-                };
-                items[at + s] = j;
-                labels[at + s] = 0.0;
-            }
-        }
-        let mut order: Vec<u32> = (0..total as u32).collect();
-        order.shuffle(&mut rng);
+        sampler.fill(epoch, &mut samples);
+        let order = epoch_batches(total, config.batch_size, config.seed, epoch, None);
         let steps = total.div_ceil(config.batch_size);
         let bar = EpochBar::new(config.progress, epoch, config.epochs, steps);
-        let mut loss_sum = 0.0;
-        for (s, batch) in order.chunks(config.batch_size).enumerate() {
-            bu.clear();
-            bi.clear();
-            bl.clear();
-            for &k in batch {
-                bu.push(users[k as usize]);
-                bi.push(items[k as usize]);
-                bl.push(labels[k as usize]);
-            }
+        let (mut loss_sum, mut seen) = (0.0, 0usize);
+        for (s, batch) in order.iter().enumerate() {
+            samples.gather(batch, &mut bu, &mut bi, &mut bl);
             let loss = backward(&model, &bu, &bi, &bl, &mut act, &mut slots.grads);
             if !loss.is_finite() {
                 return Err(TrainError::Diverged { epoch, step: s, loss });
             }
             loss_sum += loss * batch.len() as f64;
+            seen += batch.len();
+            let lr = lr_at(config.schedule, time as usize, 0, steps * config.epochs, config.lr) as f32;
             time += 1;
             for (((p, g), m), v) in params(&mut model).into_iter().zip(&slots.grads).zip(slots.m.iter_mut()).zip(slots.v.iter_mut()) {
-                adamw_update(adam, time, config.lr as f32, 1.0, p, g, m, v);
+                adamw_update(adam, time, lr, 1.0, p, g, m, v);
             }
             if s % 64 == 0 {
-                bar.step(loss_sum / ((s + 1) * config.batch_size).min(total) as f64, ((s + 1) * config.batch_size).min(total));
+                bar.step(loss_sum / seen as f64, seen);
             }
         }
         bar.finish();

@@ -13,6 +13,8 @@ use intent_models::ncf_folder::{NcfConfig, NcfModel, SavedSplit};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use crate::device::DeviceSpec;
+use crate::ncf_engine::fit_ncf_device;
 use crate::ncf::{fit_ncf, NcfEpoch, NcfTrainConfig, SampledEval};
 use crate::TrainError;
 
@@ -44,11 +46,15 @@ pub struct NcfOptions {
     pub pretrained: Option<(PathBuf, PathBuf)>,
     /// Weight of the GMF part when combining pre-trained models.
     pub alpha: f32,
+    /// Train on the shared engine on this burn device (`None`: the host loop, the fastest on a
+    /// CPU).
+    #[serde(skip)]
+    pub device: Option<DeviceSpec>,
 }
 
 impl Default for NcfOptions {
     fn default() -> Self {
-        NcfOptions { kind: NcfKind::Neumf, factors: 8, layers: vec![64, 32, 16, 8], train: NcfTrainConfig::default(), holdout: true, test_negatives: 99, test_negatives_file: None, k: 10, min_per_user: 5, pretrained: None, alpha: 0.5 }
+        NcfOptions { kind: NcfKind::Neumf, factors: 8, layers: vec![64, 32, 16, 8], train: NcfTrainConfig::default(), holdout: true, test_negatives: 99, test_negatives_file: None, k: 10, min_per_user: 5, pretrained: None, alpha: 0.5, device: None }
     }
 }
 
@@ -122,7 +128,13 @@ pub fn train_ncf_to_dir(data: &Interactions, source: &str, opts: &NcfOptions, ou
         }
         None => Ncf::init(arch, opts.train.seed)?,
     };
-    let fit = fit_ncf(model, &split, ix.num_items(), eval.as_ref(), &opts.train)?;
+    let fit = match opts.device {
+        None => fit_ncf(model, &split, ix.num_items(), eval.as_ref(), &opts.train)?,
+        Some(spec) => {
+            tracing::info!("training on the shared engine, device {spec}");
+            fit_ncf_device(model, &split, ix.num_items(), eval.as_ref(), &opts.train, spec)?
+        }
+    };
     let report = eval.as_ref().map(|e| e.run(&fit.model));
     let mut times: Vec<f64> = fit.history.iter().map(|h| h.seconds).collect();
     times.sort_by(f64::total_cmp);
@@ -130,7 +142,7 @@ pub fn train_ncf_to_dir(data: &Interactions, source: &str, opts: &NcfOptions, ou
         kind: "ncf".into(),
         format_version: 1,
         architecture: fit.model.arch.clone(),
-        training: json!({ "options": opts, "pretrained": opts.pretrained.as_ref().map(|(g, m)| [g, m]), "median_epoch_s": times[times.len() / 2] }),
+        training: json!({ "options": opts, "engine": opts.device.map_or("host".to_string(), |d| format!("burn on {d}")), "pretrained": opts.pretrained.as_ref().map(|(g, m)| [g, m]), "median_epoch_s": times[times.len() / 2] }),
         data: json!({ "source": source, "users": stats.users, "items": stats.items, "pairs": stats.pairs, "train_pairs": split.train.len(),
                       "test_users": split.test.iter().flatten().count(), "density": stats.density }),
         data_hash: interactions_hash(data),
