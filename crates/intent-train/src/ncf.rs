@@ -418,6 +418,37 @@ mod tests {
     }
 
     #[test]
+    fn training_negatives_are_never_positives_and_follow_seed_and_epoch() {
+        let data = intent_data::recsys::synthetic_interactions(50, 30, 12, 3, 8);
+        let ix = intent_data::recsys::Indexed::new(&data);
+        let split = intent_data::recsys::leave_one_out(&ix);
+        let seen = split.seen(split.test.len());
+        let sampler = Sampler::new(&split, ix.num_items(), 4, 7).unwrap();
+        assert_eq!(sampler.len(), split.train.len() * 5);
+        let mut a = EpochSamples::default();
+        sampler.fill(1, &mut a);
+        assert_eq!(a.users.len(), sampler.len());
+        for (k, &(u, i)) in split.train.iter().enumerate() {
+            assert_eq!((a.users[5 * k], a.items[5 * k], a.labels[5 * k]), (u, i, 1.0), "the positive leads its group");
+            for s in 1..5 {
+                let (su, si, sl) = (a.users[5 * k + s], a.items[5 * k + s], a.labels[5 * k + s]);
+                assert_eq!((su, sl), (u, 0.0));
+                assert!(!seen[u as usize].contains(&si), "user {u}: sampled negative {si} is one of their items");
+                assert!((si as usize) < ix.num_items());
+            }
+        }
+        let (mut again, mut next) = (EpochSamples::default(), EpochSamples::default());
+        sampler.fill(1, &mut again);
+        sampler.fill(2, &mut next);
+        assert_eq!(a, again, "same seed and epoch, same samples");
+        assert_ne!(a.items, next.items, "re-sampled each epoch");
+        // A user with every item has no negative: refused, not an endless loop.
+        let full = LeaveOneOut { train: (0..3).map(|i| (0u32, i)).collect(), test: vec![None] };
+        let err = Sampler::new(&full, 3, 4, 1).err().expect("refused").to_string();
+        assert!(err.contains("interacted with every item"), "{err}");
+    }
+
+    #[test]
     fn learns_synthetic_preferences_and_is_seeded() {
         let data = intent_data::recsys::synthetic_interactions(200, 60, 8, 4, 3);
         let ix = intent_data::recsys::Indexed::new(&data);
