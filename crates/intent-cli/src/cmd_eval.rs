@@ -86,11 +86,11 @@ pub fn add_metrics(dir: &Path, key: &str, report: &Report) -> Result<()> {
 }
 
 pub fn eval(a: EvalArgs) -> Result<ExitCode> {
-    if crate::cmd_ncf::is_ncf(&a.model) {
+    if let Some(dir) = crate::cmd_ncf::ncf_folder_of(&a.model) {
         if let Some(d) = &a.data {
             anyhow::bail!("--data {}: an NCF model is evaluated on the held-out split saved with it; leave --data out", d.display());
         }
-        return crate::cmd_ncf::eval(&a.model, a.report.as_deref(), a.k, a.full_ranking);
+        return crate::cmd_ncf::eval(&dir, a.report.as_deref(), a.k, a.full_ranking);
     }
     let Some(data_path) = a.data.clone() else {
         anyhow::bail!("--data is required to evaluate a classifier ({})", a.model.display());

@@ -134,6 +134,19 @@ pub fn train(a: NcfArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `path`, or the registry version a `ROOT/NAME@ALIAS` path names.
+pub fn resolve_alias(path: &Path) -> Result<PathBuf> {
+    match intent_serve::ModelSpec::parse(&path.to_string_lossy()) {
+        spec @ intent_serve::ModelSpec::Alias { .. } if !path.is_dir() => Ok(spec.resolve()?.path),
+        _ => Ok(path.to_path_buf()),
+    }
+}
+
+/// The NCF folder `path` names (directly or through a registry alias), if it is one.
+pub fn ncf_folder_of(path: &Path) -> Option<PathBuf> {
+    resolve_alias(path).ok().filter(|d| is_ncf(d))
+}
+
 /// True when `dir` holds an NCF folder.
 pub fn is_ncf(dir: &Path) -> bool {
     std::fs::read_to_string(dir.join("config.json")).ok().and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok()).is_some_and(|v| v["kind"] == "ncf")
@@ -191,7 +204,7 @@ pub struct RecommendArgs {
 
 /// `intent recommend`: one JSON line per item (`item`, `score`).
 pub fn recommend(a: RecommendArgs) -> Result<ExitCode> {
-    let m = NcfModel::load(&a.model)?;
+    let m = NcfModel::load(&resolve_alias(&a.model)?)?;
     let unknown = if a.popular_fallback { UnknownUser::Popular } else { UnknownUser::Error };
     for r in m.recommend(&a.user, a.k, unknown)? {
         println!("{}", serde_json::to_string(&r)?);

@@ -72,6 +72,28 @@ fn train_eval_recommend() {
     let out = ok(&intent(&["recommend", "--model", "m", "--user", "nobody", "-k", "3", "--popular-fallback"], d));
     assert_eq!(out.lines().count(), 3);
 
+    // The registry takes the folder; the alias works wherever a folder does.
+    ok(&intent(&["models", "register", "recs", "m", "--promote"], d));
+    let listed = ok(&intent(&["models", "list", "recs"], d));
+    assert!(listed.lines().any(|l| l.contains("ncf") && l.contains("current")), "{listed}");
+    let out = ok(&intent(&["eval", "--model", "models/recs@current"], d));
+    assert_eq!(figures(&out), trained, "{out}");
+    let via_alias = ok(&intent(&["recommend", "--model", "models/recs@current", "--user", "u7", "-k", "5"], d));
+    let again = ok(&intent(&["recommend", "--model", "m", "--user", "u7", "-k", "5"], d));
+    assert_eq!(via_alias, again);
+    fails_with(&intent(&["recommend", "--model", "models/recs@nothing", "--user", "u7"], d), "nothing");
+
+    // The shared burn engine on the CPU trains the same model (to rounding) as the host loop.
+    let args = ["train", "ncf", "--train", "inter.json", "--epochs", "2", "--batch-size", "64", "--hidden-layers", "16,8", "--test-negatives", "30"];
+    let host = ok(&intent(&[&args[..], &["--out", "h"]].concat(), d));
+    let burn = ok(&intent(&[&args[..], &["--out", "b", "--engine", "burn"]].concat(), d));
+    let (h, b) = (figures(&host), figures(&burn));
+    let close = |x: &str, y: &str| (x.parse::<f64>().unwrap() - y.parse::<f64>().unwrap()).abs() <= 0.02;
+    assert!(close(&h.0, &b.0) && close(&h.1, &b.1), "host {host} burn {burn}");
+    let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(d.join("b/config.json")).unwrap()).unwrap();
+    assert_eq!(config["training"]["engine"], "burn on cpu");
+    fails_with(&intent(&["train", "ncf", "--train", "inter.json", "--out", "x", "--engine", "host", "--device", "ndarray"], d), "--engine host runs on the CPU only");
+
     // Bad inputs.
     fails_with(&intent(&["eval", "--model", "m", "--data", "inter.json"], d), "leave --data out");
     fails_with(&intent(&["train", "ncf", "--train", "inter.json", "--out", "x", "--hidden-layers", "15,8"], d), "must be even");

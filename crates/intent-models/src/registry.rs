@@ -278,9 +278,15 @@ impl RegisteredModel {
     /// Registers a copy of the model folder `from` as the next version and returns its number.
     /// The caller holds [`Self::lock`]. Nothing is visible until the final rename.
     pub fn register(&self, _lock: &RegistryLock, from: &Path, parent: Option<u32>, note: Option<String>) -> Result<u32> {
-        let config = ModelConfig::read(from)
-            .or_else(|_| read_hf_kind(from))
-            .map_err(|e| ModelError::invalid(from, format!("not a model folder: {e}")))?;
+        // A classifier folder, a fine-tuned Hugging Face folder or an NCF folder; the error is
+        // the classifier reader's (the usual case).
+        let config = match ModelConfig::read(from) {
+            Ok(c) => FolderSummary::from(c),
+            Err(first) => read_hf_kind(from)
+                .map(FolderSummary::from)
+                .or_else(|_| read_ncf_kind(from))
+                .map_err(|_| ModelError::invalid(from, format!("not a model folder: {first}")))?,
+        };
         let versions = self.dir.join("versions");
         fs::create_dir_all(&versions).map_err(io(&versions))?;
         let counter = self.dir.join("next_version");
@@ -399,6 +405,30 @@ impl RegisteredModel {
         }
         Ok(removed)
     }
+}
+
+/// What the registry records of a model folder's `config.json`.
+struct FolderSummary {
+    kind: String,
+    data_hash: String,
+    training: serde_json::Value,
+}
+
+impl From<ModelConfig> for FolderSummary {
+    fn from(c: ModelConfig) -> Self {
+        FolderSummary { kind: c.kind, data_hash: c.data_hash, training: c.training }
+    }
+}
+
+/// An NCF recommender folder ([`crate::ncf_folder`]): `kind` `ncf`, no labels.
+fn read_ncf_kind(dir: &Path) -> Result<FolderSummary> {
+    let path = dir.join("config.json");
+    let text = fs::read_to_string(&path).map_err(io(&path))?;
+    let c: crate::ncf_folder::NcfConfig = serde_json::from_str(&text).map_err(|e| ModelError::invalid(&path, e.to_string()))?;
+    if c.kind != "ncf" {
+        return Err(ModelError::invalid(&path, format!("kind '{}' is not ncf", c.kind)));
+    }
+    Ok(FolderSummary { kind: c.kind, data_hash: c.data_hash, training: c.training })
 }
 
 /// A Hugging Face folder (fine-tuned BERT) has `intent.json` for this toolkit's metadata.
