@@ -339,7 +339,7 @@ pub fn fit_ncf(mut model: Ncf, split: &LeaveOneOut, num_items: usize, eval: Opti
         let start = Instant::now();
         sampler.fill(epoch, &mut samples);
         let order = epoch_batches(total, config.batch_size, config.seed, epoch, None);
-        let steps = total.div_ceil(config.batch_size);
+        let steps = order.len();
         let bar = EpochBar::new(config.progress, epoch, config.epochs, steps);
         let (mut loss_sum, mut seen) = (0.0, 0usize);
         for (s, batch) in order.iter().enumerate() {
