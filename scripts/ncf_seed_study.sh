@@ -11,6 +11,8 @@ cd "$(dirname "$0")/.."
 DATA=${DATA:-../shared/datasets/ml-100k/u.data}
 INTENT=${INTENT:-target/release/intent}
 if [ $# -gt 0 ]; then SEEDS=("$@"); else SEEDS=(1 2 3 4 5 6); fi
+[ -f "$DATA" ] || { echo "error: $DATA: no such file (set DATA to MovieLens-100k's u.data)" >&2; exit 2; }
+[ -x "$INTENT" ] || { echo "error: $INTENT: not built (cargo build --release -p intent-cli, or set INTENT)" >&2; exit 2; }
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 python3 scripts/ncf_reference_negatives.py "$DATA" "$work/test.negative" 2025
@@ -28,6 +30,7 @@ if [ -n "${REF_PYTHON:-}" ]; then
   sed -e "s|sys.path.insert(0, os.path.dirname(__file__))|sys.path.insert(0, '$PWD/../shared/anchors')|" \
       -e "s|^class NeuMF|s_ = int(os.environ['TRAIN_SEED']); random.seed(s_); np.random.seed(s_); torch.manual_seed(s_)\nclass NeuMF|" \
       ../shared/anchors/torch_ncf.py > "$work/torch_ncf_seeded.py"
+  grep -q TRAIN_SEED "$work/torch_ncf_seeded.py" || { echo "error: ../shared/anchors/torch_ncf.py changed: no 'class NeuMF' line to re-seed before" >&2; exit 1; }
   for s in "${SEEDS[@]}"; do
     TRAIN_SEED=$s "$REF_PYTHON" "$work/torch_ncf_seeded.py" 20 | tail -1 | sed -E "s/.*HR@10=([0-9.]+) NDCG@10=([0-9.]+).*/$s \1 \2/" >> "$work/torch.txt"
   done
