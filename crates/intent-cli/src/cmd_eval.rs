@@ -88,7 +88,10 @@ pub fn add_metrics(dir: &Path, key: &str, report: &Report) -> Result<()> {
 pub fn eval(a: EvalArgs) -> Result<ExitCode> {
     if let Some(dir) = crate::cmd_ncf::ncf_folder_of(&a.model) {
         if let Some(d) = &a.data {
-            anyhow::bail!("--data {}: an NCF model is evaluated on the held-out split saved with it; leave --data out", d.display());
+            anyhow::bail!(
+                "--data {}: an NCF model is evaluated on the held-out split saved with it; leave --data out",
+                d.display()
+            );
         }
         return crate::cmd_ncf::eval(&dir, a.report.as_deref(), a.k, a.full_ranking);
     }
@@ -103,9 +106,16 @@ pub fn eval(a: EvalArgs) -> Result<ExitCode> {
             let tune = a.input.load(p)?;
             check_known_labels(&tune, model.labels(), model.config().multi_label, &a.oos_label)?;
             let gold: Vec<&str> = tune.data.examples.iter().map(|e| e.label().unwrap_or("")).collect();
-            let scores = model.scores(&tune.data.texts());
-            let (t, score) = tune_oos_threshold(&gold, &scores, model.labels(), &a.oos_label)
-                .with_context(|| format!("{}: no '{}' rows (or no in-scope rows) to tune a threshold on", p.display(), a.oos_label))?;
+            let scores =
+                model.scores(&tune.data.texts()).with_context(|| format!("scoring {}", p.display()))?;
+            let (t, score) =
+                tune_oos_threshold(&gold, &scores, model.labels(), &a.oos_label).with_context(|| {
+                    format!(
+                        "{}: no '{}' rows (or no in-scope rows) to tune a threshold on",
+                        p.display(),
+                        a.oos_label
+                    )
+                })?;
             println!("threshold {t:.4} tuned on {} (balanced score {score:.4})", p.display());
             Some(t)
         }
@@ -116,7 +126,7 @@ pub fn eval(a: EvalArgs) -> Result<ExitCode> {
             anyhow::bail!("--threshold {t} is not in [0, 1]");
         }
     }
-    let (report, rows) = evaluate(&model, &data.data, threshold, &a.oos_label);
+    let (report, rows) = evaluate(&model, &data.data, threshold, &a.oos_label)?;
     println!("{}: {}", data_path.display(), a.model.display());
     print!("{}", intent_eval::report::summary(&report));
     let gate = a.gate.gate.then(|| a.gate.gate().check(&report));
@@ -154,7 +164,7 @@ pub fn predict(a: PredictArgs) -> Result<ExitCode> {
     };
     let texts: Vec<&str> = texts.iter().map(String::as_str).filter(|t| !t.trim().is_empty()).collect();
     for chunk in texts.chunks(256) {
-        for (t, p) in chunk.iter().zip(model.predict_batch(chunk, a.top_k)) {
+        for (t, p) in chunk.iter().zip(model.predict_batch(chunk, a.top_k)?) {
             let mut v = serde_json::to_value(&p)?;
             v["text"] = serde_json::Value::String(t.to_string());
             println!("{}", serde_json::to_string(&v)?);

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
-use intent_models::registry::{RegisteredModel, Registry, VersionMeta};
+use intent_registry::{RegisteredModel, Registry, VersionMeta};
 
 /// Registry commands.
 #[derive(Subcommand, Debug)]
@@ -103,7 +103,13 @@ fn existing(root: &Root, name: &str) -> Result<RegisteredModel> {
 
 fn accuracy(v: &VersionMeta) -> String {
     // Held-out score of a retrain, else the test score of `intent train`/`pipeline`.
-    let from = |k: &str| ["holdout", "test"].iter().find_map(|s| v.metrics.get(*s).and_then(|t| t.get(k))).or_else(|| v.metrics.get(k)).and_then(|a| a.as_f64());
+    let from = |k: &str| {
+        ["holdout", "test"]
+            .iter()
+            .find_map(|s| v.metrics.get(*s).and_then(|t| t.get(k)))
+            .or_else(|| v.metrics.get(k))
+            .and_then(|a| a.as_f64())
+    };
     from("accuracy").or_else(|| from("micro_f1")).map_or("-".into(), |a| format!("{a:.4}"))
 }
 
@@ -117,16 +123,33 @@ pub fn run(c: ModelsCommand) -> Result<ExitCode> {
                 for name in reg.models()? {
                     let m = reg.model(&name)?;
                     let show = |v: Option<u32>| v.map_or("-".to_string(), |v| v.to_string());
-                    println!("{name:<24} {:>8} {:>8} {:>8}", m.version_numbers()?.len(), show(m.alias("current")?), show(m.alias("previous")?));
+                    println!(
+                        "{name:<24} {:>8} {:>8} {:>8}",
+                        m.version_numbers()?.len(),
+                        show(m.alias("current")?),
+                        show(m.alias("previous")?)
+                    );
                 }
             }
             Some(name) => {
                 let m = existing(&a.root, &name)?;
                 let aliases = m.aliases()?;
-                println!("{:>7}  {:<20} {:<6} {:>8} {:>6}  aliases", "version", "created (unix)", "kind", "accuracy", "parent");
+                println!(
+                    "{:>7}  {:<20} {:<6} {:>8} {:>6}  aliases",
+                    "version", "created (unix)", "kind", "accuracy", "parent"
+                );
                 for v in m.versions()? {
-                    let names: Vec<&str> = aliases.iter().filter(|(_, &n)| n == v.version).map(|(a, _)| a.as_str()).collect();
-                    println!("{:>7}  {:<20} {:<6} {:>8} {:>6}  {}", v.version, v.created_unix, v.kind, accuracy(&v), v.parent.map_or("-".into(), |p| p.to_string()), names.join(","));
+                    let names: Vec<&str> =
+                        aliases.iter().filter(|(_, &n)| n == v.version).map(|(a, _)| a.as_str()).collect();
+                    println!(
+                        "{:>7}  {:<20} {:<6} {:>8} {:>6}  {}",
+                        v.version,
+                        v.created_unix,
+                        v.kind,
+                        accuracy(&v),
+                        v.parent.map_or("-".into(), |p| p.to_string()),
+                        names.join(",")
+                    );
                 }
             }
         },
@@ -147,7 +170,9 @@ pub fn run(c: ModelsCommand) -> Result<ExitCode> {
                 Some(w) => {
                     let n = match w.parse::<u32>() {
                         Ok(n) => n,
-                        Err(_) => m.alias(w)?.with_context(|| format!("model '{name}' has no alias '{w}'"))?,
+                        Err(_) => {
+                            m.alias(w)?.with_context(|| format!("model '{name}' has no alias '{w}'"))?
+                        }
                     };
                     let mut v = serde_json::to_value(m.version(n)?)?;
                     v["dir"] = serde_json::json!(m.version_dir(n));
@@ -161,7 +186,9 @@ pub fn run(c: ModelsCommand) -> Result<ExitCode> {
             let lock = m.lock()?;
             m.cleanup(&lock)?;
             let parent = m.alias("current")?;
-            let n = m.register(&lock, &a.dir, parent, a.note).with_context(|| format!("registering {}", a.dir.display()))?;
+            let n = m
+                .register(&lock, &a.dir, parent, a.note)
+                .with_context(|| format!("registering {}", a.dir.display()))?;
             if a.promote {
                 m.promote(&lock, n, "register --promote")?;
             }

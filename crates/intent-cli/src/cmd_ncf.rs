@@ -102,12 +102,17 @@ pub fn train(a: NcfArgs) -> Result<ExitCode> {
     }
     let (data, source) = match &a.train {
         Some(p) => (load_any(p)?, p.display().to_string()),
-        None => (intent_data::recsys::synthetic_interactions(300, 200, 20, 10, a.seed), format!("synthetic (seed {})", a.seed)),
+        None => (
+            intent_data::recsys::synthetic_interactions(300, 200, 20, 10, a.seed),
+            format!("synthetic (seed {})", a.seed),
+        ),
     };
     let spec: intent_train::device::DeviceSpec = a.device.parse()?;
     let device = match (a.engine.as_deref(), spec) {
         (Some("host") | None, intent_train::device::DeviceSpec::Cpu) => None,
-        (Some("host"), other) => bail!("--engine host runs on the CPU only (got --device {other}); use --engine burn"),
+        (Some("host"), other) => {
+            bail!("--engine host runs on the CPU only (got --device {other}); use --engine burn")
+        }
         (_, other) => Some(other),
     };
     let opts = NcfOptions {
@@ -115,7 +120,16 @@ pub fn train(a: NcfArgs) -> Result<ExitCode> {
         kind: a.model,
         factors: a.embedding_dim,
         layers: a.hidden_layers,
-        train: NcfTrainConfig { epochs: a.epochs, batch_size: a.batch_size, lr: a.learning_rate, num_neg: a.num_neg, seed: a.seed, weight_decay: a.weight_decay, schedule: a.lr_schedule, progress: true },
+        train: NcfTrainConfig {
+            epochs: a.epochs,
+            batch_size: a.batch_size,
+            lr: a.learning_rate,
+            num_neg: a.num_neg,
+            seed: a.seed,
+            weight_decay: a.weight_decay,
+            schedule: a.lr_schedule,
+            progress: true,
+        },
         holdout: !a.no_holdout,
         test_negatives: a.test_negatives,
         test_negatives_file: a.test_negatives_file,
@@ -124,10 +138,17 @@ pub fn train(a: NcfArgs) -> Result<ExitCode> {
         pretrained: a.pretrain_gmf.zip(a.pretrain_mlp),
         alpha: a.alpha,
     };
-    let s = intent_train::train_ncf_to_dir(&data, &source, &opts, &a.out).with_context(|| format!("training into {}", a.out.display()))?;
+    let s = intent_train::train_ncf_to_dir(&data, &source, &opts, &a.out)
+        .with_context(|| format!("training into {}", a.out.display()))?;
     let mut times: Vec<f64> = s.history.iter().map(|h| h.seconds).collect();
     times.sort_by(f64::total_cmp);
-    println!("saved {} ({} users, {} items, median {:.3} s/epoch)", a.out.display(), s.stats.users, s.stats.items, times[times.len() / 2]);
+    println!(
+        "saved {} ({} users, {} items, median {:.3} s/epoch)",
+        a.out.display(),
+        s.stats.users,
+        s.stats.items,
+        times[times.len() / 2]
+    );
     if let Some(r) = s.report {
         println!("held-out (latest item per user vs {} sampled negatives): HR@{k} {:.4}  NDCG@{k} {:.4}  ({} users)", opts.test_negatives, r.hr, r.ndcg, r.users, k = r.k);
     }
@@ -149,7 +170,10 @@ pub fn ncf_folder_of(path: &Path) -> Option<PathBuf> {
 
 /// True when `dir` holds an NCF folder.
 pub fn is_ncf(dir: &Path) -> bool {
-    std::fs::read_to_string(dir.join("config.json")).ok().and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok()).is_some_and(|v| v["kind"] == "ncf")
+    std::fs::read_to_string(dir.join("config.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .is_some_and(|v| v["kind"] == "ncf")
 }
 
 /// `intent eval --model NCF_DIR [--report DIR] [--full-ranking]`: the saved held-out split;
@@ -159,7 +183,10 @@ pub fn eval(model_dir: &Path, report: Option<&Path>, k: Option<usize>, full: boo
     let k = k.or_else(|| m.config.training["options"]["k"].as_u64().map(|k| k as usize)).unwrap_or(10);
     let split = intent_data::recsys::LeaveOneOut { train: m.split.train.clone(), test: m.split.test.clone() };
     if split.test.iter().all(Option::is_none) {
-        bail!("{}: trained with --no-holdout: there is no held-out split to evaluate on", model_dir.display());
+        bail!(
+            "{}: trained with --no-holdout: there is no held-out split to evaluate on",
+            model_dir.display()
+        );
     }
     let negs = m.split.negatives.iter().map(Vec::len).max().unwrap_or(0);
     let (r, protocol) = if full {
@@ -170,16 +197,32 @@ pub fn eval(model_dir: &Path, report: Option<&Path>, k: Option<usize>, full: boo
                 relevant.push(vec![*t]);
             }
         }
-        (intent_eval::ranking::full_ranking(&top, &relevant, k), "leave-one-out, full ranking of the items each user has not trained on".to_string())
+        (
+            intent_eval::ranking::full_ranking(&top, &relevant, k),
+            "leave-one-out, full ranking of the items each user has not trained on".to_string(),
+        )
     } else {
-        (SampledEval::new(&split, &m.split.negatives, k).run(&m.model), format!("leave-one-out, latest item vs {negs} sampled negatives"))
+        (
+            SampledEval::new(&split, &m.split.negatives, k).run(&m.model),
+            format!("leave-one-out, latest item vs {negs} sampled negatives"),
+        )
     };
-    println!("{}: HR@{k} {:.4}  NDCG@{k} {:.4}  recall@{k} {:.4}  ({} users; {protocol})", model_dir.display(), r.hr, r.ndcg, r.recall, r.users);
+    println!(
+        "{}: HR@{k} {:.4}  NDCG@{k} {:.4}  recall@{k} {:.4}  ({} users; {protocol})",
+        model_dir.display(),
+        r.hr,
+        r.ndcg,
+        r.recall,
+        r.users
+    );
     if let Some(dir) = report {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let body = serde_json::json!({ "model": model_dir, "protocol": protocol, "k": k, "test_negatives": if full { None } else { Some(negs) },
                                        format!("hr@{k}"): r.hr, format!("ndcg@{k}"): r.ndcg, format!("recall@{k}"): r.recall, "users": r.users });
-        intent_data::io::atomic_write(&dir.join("report.json"), serde_json::to_string_pretty(&body)?.as_bytes())?;
+        intent_data::io::atomic_write(
+            &dir.join("report.json"),
+            serde_json::to_string_pretty(&body)?.as_bytes(),
+        )?;
         println!("report written to {}", dir.join("report.json").display());
     }
     Ok(ExitCode::SUCCESS)

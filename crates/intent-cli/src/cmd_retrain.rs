@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use intent_serve::retrain::{retrain, status, RetrainConfig, RunOptions};
+use intent_lifecycle::retrain::{retrain, status, RetrainConfig, RunOptions};
 
 /// Retrain when a trigger fires: merge the base data with new labeled files, train the
 /// configured model kind, validate it on the held-out set (quality gate, no regression against
@@ -34,7 +34,8 @@ pub fn run(a: RetrainArgs) -> Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&s)?);
         return Ok(ExitCode::SUCCESS);
     }
-    let line = retrain(&cfg, RunOptions { force: a.force, dry_run: a.dry_run, ..RunOptions::default() }).with_context(|| format!("retrain ({})", a.config.display()))?;
+    let line = retrain(&cfg, RunOptions { force: a.force, dry_run: a.dry_run, ..RunOptions::default() })
+        .with_context(|| format!("retrain ({})", a.config.display()))?;
     println!("{}: {}", line["status"].as_str().unwrap_or("?"), line["reason"].as_str().unwrap_or(""));
     println!("{line}");
     Ok(match line["status"].as_str() {

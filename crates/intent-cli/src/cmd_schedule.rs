@@ -6,8 +6,8 @@ use std::process::{Command, ExitCode, Stdio};
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Subcommand};
-use intent_serve::retrain::schedule::{entry, entry_config, replace, MonthlyAt};
-use intent_serve::retrain::{status, RetrainConfig};
+use intent_lifecycle::retrain::schedule::{entry, entry_config, replace, MonthlyAt};
+use intent_lifecycle::retrain::{status, RetrainConfig};
 
 /// Install, show or remove the crontab entry of a retrain config.
 #[derive(Subcommand, Debug)]
@@ -53,13 +53,18 @@ pub struct InstallArgs {
 
 /// Reads and checks the config; returns it with its absolute path.
 fn config(arg: &ConfigArg) -> Result<(RetrainConfig, PathBuf)> {
-    let abs = std::fs::canonicalize(&arg.config).with_context(|| format!("{}: the retrain config", arg.config.display()))?;
+    let abs = std::fs::canonicalize(&arg.config)
+        .with_context(|| format!("{}: the retrain config", arg.config.display()))?;
     Ok((RetrainConfig::read(&abs)?, abs))
 }
 
 fn crontab(args: &[&str], stdin: Option<&str>) -> Result<std::process::Output> {
     let mut cmd = Command::new("crontab");
-    cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+    cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    });
     let mut child = cmd.spawn().map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => anyhow!("the crontab program is not installed (Debian: apt-get install cron); use --print and add the line to your scheduler yourself"),
         _ => anyhow!("running crontab: {e}"),
@@ -112,7 +117,12 @@ pub fn run(c: ScheduleCommand) -> Result<ExitCode> {
             }
             let (text, removed) = replace(&read_crontab()?, &abs, Some(&line));
             write_crontab(&text)?;
-            println!("{} the crontab entry of {}: {}", if removed > 0 { "replaced" } else { "installed" }, abs.display(), at.describe());
+            println!(
+                "{} the crontab entry of {}: {}",
+                if removed > 0 { "replaced" } else { "installed" },
+                abs.display(),
+                at.describe()
+            );
             println!("{line}");
         }
         ScheduleCommand::Status(a) => {
@@ -124,26 +134,37 @@ pub fn run(c: ScheduleCommand) -> Result<ExitCode> {
                 [] => println!("not scheduled: no crontab entry runs {}", abs.display()),
                 ls => {
                     for l in ls {
-                        let when = MonthlyAt::parse(l).map_or_else(|| "a hand-edited time".to_string(), |m| m.describe());
+                        let when = MonthlyAt::parse(l)
+                            .map_or_else(|| "a hand-edited time".to_string(), |m| m.describe());
                         println!("scheduled: {when}\n{l}");
                     }
                 }
             }
             let s = status(&cfg).with_context(|| format!("status of {}", abs.display()))?;
             match &s.last_run {
-                Some(r) => println!("last run: {} at {} ({})", r["status"].as_str().unwrap_or("?"), r["timestamp_unix"], r["reason"].as_str().unwrap_or("")),
+                Some(r) => println!(
+                    "last run: {} at {} ({})",
+                    r["status"].as_str().unwrap_or("?"),
+                    r["timestamp_unix"],
+                    r["reason"].as_str().unwrap_or("")
+                ),
                 None => println!("last run: none"),
             }
             println!("triggers now: {}", s.triggers);
         }
         ScheduleCommand::Remove(a) => {
-            let abs = std::fs::canonicalize(&a.config).unwrap_or_else(|_| std::path::absolute(&a.config).unwrap_or(a.config.clone()));
+            let abs = std::fs::canonicalize(&a.config)
+                .unwrap_or_else(|_| std::path::absolute(&a.config).unwrap_or(a.config.clone()));
             let (text, removed) = replace(&read_crontab()?, Path::new(&abs), None);
             if removed == 0 {
                 println!("nothing to remove: no crontab entry runs {}", abs.display());
             } else {
                 write_crontab(&text)?;
-                println!("removed {removed} crontab entr{} of {}", if removed == 1 { "y" } else { "ies" }, abs.display());
+                println!(
+                    "removed {removed} crontab entr{} of {}",
+                    if removed == 1 { "y" } else { "ies" },
+                    abs.display()
+                );
             }
         }
     }

@@ -6,11 +6,13 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use intent_serve::batcher::BatchConfig;
-use intent_serve::server::{self, AppState, ServerOptions};
-use intent_serve::slot::LoadOptions;
-use intent_serve::retrain::{check_served_spec, spawn_retrainer, RetrainConfig};
-use intent_serve::{ModelSlot, ModelSpec, QueryLog};
+use intent_lifecycle::retrain::RetrainConfig;
+use intent_serve::BatchConfig;
+use intent_serve::ModelSpec;
+use intent_server::background::{check_served_spec, spawn_retrainer};
+use intent_server::server::{self, AppState, ServerOptions};
+use intent_server::slot::LoadOptions;
+use intent_server::{ModelSlot, QueryLog};
 
 /// Serve a model over HTTP: prediction, model info, health, Prometheus metrics; admin routes
 /// for hot-swap, rollback and the labeling queue (bearer token).
@@ -74,7 +76,8 @@ pub struct ServeArgs {
 }
 
 fn parse_every(s: &str) -> Result<Duration, String> {
-    let d = humantime::parse_duration(s).map_err(|e| format!("{e}: expected a duration such as 30d, 12h or 90m"))?;
+    let d = humantime::parse_duration(s)
+        .map_err(|e| format!("{e}: expected a duration such as 30d, 12h or 90m"))?;
     if d < Duration::from_secs(1) {
         return Err("expected at least 1s".into());
     }
@@ -84,18 +87,25 @@ fn parse_every(s: &str) -> Result<Duration, String> {
 fn admin_token(a: &ServeArgs) -> Result<Option<String>> {
     let token = match &a.admin_token_file {
         Some(path) => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("reading the admin token file {}", path.display()))?;
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading the admin token file {}", path.display()))?;
             let t = text.trim().to_string();
             if t.is_empty() {
                 bail!("{}: the admin token file is empty", path.display());
             }
             Some(t)
         }
-        None => std::env::var("INTENT_ADMIN_TOKEN").ok().map(|t| t.trim().to_string()).filter(|t| !t.is_empty()),
+        None => {
+            std::env::var("INTENT_ADMIN_TOKEN").ok().map(|t| t.trim().to_string()).filter(|t| !t.is_empty())
+        }
     };
     match &token {
-        None => tracing::warn!("no admin token (INTENT_ADMIN_TOKEN or --admin-token-file): admin routes are disabled"),
-        Some(t) if t.len() < 16 => tracing::warn!("the admin token has {} characters; use at least 16 random ones", t.len()),
+        None => tracing::warn!(
+            "no admin token (INTENT_ADMIN_TOKEN or --admin-token-file): admin routes are disabled"
+        ),
+        Some(t) if t.len() < 16 => {
+            tracing::warn!("the admin token has {} characters; use at least 16 random ones", t.len())
+        }
         Some(_) => {}
     }
     Ok(token)
@@ -106,7 +116,14 @@ pub fn run(a: ServeArgs) -> Result<ExitCode> {
     if !(0.0..=1.0).contains(&a.fallback_threshold) {
         bail!("--fallback-threshold {} is not in [0, 1]", a.fallback_threshold);
     }
-    for (flag, v) in [("--max-body-bytes", a.max_body_bytes), ("--max-text-chars", a.max_text_chars), ("--max-texts", a.max_texts), ("--max-concurrent", a.max_concurrent), ("--max-batch-tokens", a.max_batch_tokens), ("--max-batch-texts", a.max_batch_texts)] {
+    for (flag, v) in [
+        ("--max-body-bytes", a.max_body_bytes),
+        ("--max-text-chars", a.max_text_chars),
+        ("--max-texts", a.max_texts),
+        ("--max-concurrent", a.max_concurrent),
+        ("--max-batch-tokens", a.max_batch_tokens),
+        ("--max-batch-texts", a.max_batch_texts),
+    ] {
         if v == 0 {
             bail!("{flag} must be at least 1");
         }
@@ -114,7 +131,10 @@ pub fn run(a: ServeArgs) -> Result<ExitCode> {
     if a.watch == Some(0) {
         bail!("--watch must be at least 1 second");
     }
-    let addr: std::net::SocketAddr = a.addr.parse().with_context(|| format!("--addr '{}': expected HOST:PORT such as 127.0.0.1:8080", a.addr))?;
+    let addr: std::net::SocketAddr = a
+        .addr
+        .parse()
+        .with_context(|| format!("--addr '{}': expected HOST:PORT such as 127.0.0.1:8080", a.addr))?;
     let options = ServerOptions {
         max_body_bytes: a.max_body_bytes,
         max_text_chars: a.max_text_chars,
@@ -131,7 +151,11 @@ pub fn run(a: ServeArgs) -> Result<ExitCode> {
         None
     } else {
         let log = QueryLog::open(&a.query_log, a.redact).context("opening the query log")?;
-        tracing::info!("query log: {}{}", a.query_log.display(), if a.redact { " (texts redacted)" } else { "" });
+        tracing::info!(
+            "query log: {}{}",
+            a.query_log.display(),
+            if a.redact { " (texts redacted)" } else { "" }
+        );
         Some(log)
     };
     let mut rt = tokio::runtime::Builder::new_multi_thread();
@@ -149,16 +173,27 @@ pub fn run(a: ServeArgs) -> Result<ExitCode> {
     };
     let state = AppState::new(ModelSlot::default(), log, options);
     let info = state.load(&spec).with_context(|| format!("loading {}", a.model))?;
-    tracing::info!("loaded {} version {} ({}, {} labels)", info.name, info.version, info.path.display(), info.labels.len());
+    tracing::info!(
+        "loaded {} version {} ({}, {} labels)",
+        info.name,
+        info.version,
+        info.path.display(),
+        info.labels.len()
+    );
     let rt = rt.enable_all().build().context("starting the async runtime")?;
     rt.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
+        let listener =
+            tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
         tracing::info!("listening on http://{}", listener.local_addr().unwrap_or(addr));
         if let Some(s) = a.watch {
             server::spawn_watcher(state.clone(), Duration::from_secs(s));
         }
         if let Some((cfg, every)) = retrain {
-            tracing::info!("retraining every {} with {}", humantime::format_duration(every), cfg.path.display());
+            tracing::info!(
+                "retraining every {} with {}",
+                humantime::format_duration(every),
+                cfg.path.display()
+            );
             spawn_retrainer(state.clone(), cfg, every);
         }
         server::serve(listener, state, server::shutdown_signal()).await.context("serving")?;

@@ -7,8 +7,8 @@ use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use intent_data::text::{Analyzer, TokenPattern, VectorizerConfig, Weighting};
 use intent_data::Dataset;
-use intent_models::svm::{ClassWeight, KernelChoice, SvmParams};
 use intent_models::bert::HeadPooling;
+use intent_models::svm::{ClassWeight, KernelChoice, SvmParams};
 use intent_train::{BertOptions, DeviceSpec, EngineConfig, LrSchedule, MlpOptions, SvmOptions};
 
 use crate::common::InputFlags;
@@ -66,9 +66,12 @@ impl FeatureFlags {
             v.tokenizer = if t == "sklearn" { TokenPattern::Sklearn } else { TokenPattern::UnicodeWords };
         }
         if let Some(range) = &self.char_ngrams {
-            let bad = || anyhow::anyhow!("--char-ngrams '{range}': expected MIN-MAX with 1 <= MIN <= MAX, e.g. 2-5");
+            let bad = || {
+                anyhow::anyhow!("--char-ngrams '{range}': expected MIN-MAX with 1 <= MIN <= MAX, e.g. 2-5")
+            };
             let (a, b) = range.split_once('-').ok_or_else(bad)?;
-            let (a, b): (usize, usize) = (a.trim().parse().map_err(|_| bad())?, b.trim().parse().map_err(|_| bad())?);
+            let (a, b): (usize, usize) =
+                (a.trim().parse().map_err(|_| bad())?, b.trim().parse().map_err(|_| bad())?);
             if a == 0 || a > b {
                 return Err(bad());
             }
@@ -97,25 +100,25 @@ pub struct RunFlags {
 #[derive(Args, Debug, Clone)]
 pub struct MlpFlags {
     /// Units per hidden layer.
-    #[arg(long, default_value_t = 512)]
+    #[arg(long, default_value_t = MlpOptions::default().hidden_size)]
     pub hidden_size: usize,
     /// Hidden layers (the playbook recipe for large data sets: 4 with --dropout 0.45).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = MlpOptions::default().hidden_layers)]
     pub hidden_layers: usize,
     /// Dropout after each hidden layer.
-    #[arg(long, default_value_t = 0.3)]
+    #[arg(long, default_value_t = MlpOptions::default().dropout)]
     pub dropout: f64,
     /// Maximum epochs.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = MlpOptions::default().engine.epochs)]
     pub epochs: usize,
     /// Examples per step.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = MlpOptions::default().engine.batch_size)]
     pub batch_size: usize,
     /// Peak learning rate (AdamW).
-    #[arg(long, default_value_t = 3e-3)]
+    #[arg(long, default_value_t = MlpOptions::default().engine.lr)]
     pub lr: f64,
     /// AdamW decoupled weight decay.
-    #[arg(long, default_value_t = 1e-4)]
+    #[arg(long, default_value_t = MlpOptions::default().engine.weight_decay)]
     pub weight_decay: f64,
     /// Learning-rate schedule after warm-up.
     #[arg(long, default_value = "constant", value_parser = ["constant", "linear", "cosine"])]
@@ -196,7 +199,10 @@ impl SvmFlags {
     pub fn options(&self, features: &FeatureFlags, run: &RunFlags) -> Result<SvmOptions> {
         let gamma = match self.gamma.as_str() {
             "scale" => None,
-            g => Some(g.parse::<f64>().map_err(|_| anyhow::anyhow!("--gamma '{g}': expected a positive number or 'scale'"))?),
+            g => Some(
+                g.parse::<f64>()
+                    .map_err(|_| anyhow::anyhow!("--gamma '{g}': expected a positive number or 'scale'"))?,
+            ),
         };
         let kernel = match self.kernel.as_str() {
             "rbf" => KernelChoice::Rbf { gamma },
@@ -207,7 +213,11 @@ impl SvmFlags {
             c: self.c,
             tol: self.tol,
             max_iter: self.max_iter,
-            class_weight: if self.class_weight == "balanced" { ClassWeight::Balanced } else { ClassWeight::None },
+            class_weight: if self.class_weight == "balanced" {
+                ClassWeight::Balanced
+            } else {
+                ClassWeight::None
+            },
             kernel,
             seed: run.seed,
             ..SvmParams::default()
@@ -331,7 +341,10 @@ impl BertFlags {
         let device: DeviceSpec = self.device.parse()?;
         let defaults = BertOptions::default();
         if !(self.max_grad_norm >= 0.0 && self.max_grad_norm.is_finite()) {
-            anyhow::bail!("--max-grad-norm {}: expected a number ≥ 0 (0 disables clipping)", self.max_grad_norm);
+            anyhow::bail!(
+                "--max-grad-norm {}: expected a number ≥ 0 (0 disables clipping)",
+                self.max_grad_norm
+            );
         }
         let opts = BertOptions {
             max_len: self.max_len,
@@ -391,7 +404,7 @@ fn load_inputs(d: &DataFlags, oos_label: &str) -> Result<Inputs> {
 fn test_report(d: &DataFlags, test: Option<intent_data::Loaded<Dataset>>, oos_label: &str) -> Result<()> {
     if let (Some(test), Some(path)) = (test, d.test.as_ref()) {
         let model = crate::common::load_model(&d.out)?;
-        let (report, rows) = crate::cmd_eval::evaluate(&model, &test.data, None, oos_label);
+        let (report, rows) = crate::cmd_eval::evaluate(&model, &test.data, None, oos_label)?;
         println!("test ({}):\n{}", path.display(), intent_eval::report::summary(&report));
         intent_eval::report::write_report(&d.out.join("report"), &report, &rows, None)?;
         crate::cmd_eval::add_metrics(&d.out, "test", &report)?;
@@ -406,9 +419,15 @@ pub fn run(cmd: TrainCommand) -> Result<ExitCode> {
             let (opts, device) = a.mlp.options(&a.features, &a.run)?;
             let inputs = load_inputs(&a.data, &opts.oos_label)?;
             let out = &a.data.out;
-            let summary = intent_train::train_mlp_to_dir(device, &inputs.train, inputs.val.as_ref(), &opts, out)
-                .with_context(|| format!("training into {}", out.display()))?;
-            println!("saved {} (best epoch {}, median {:.3} s/epoch)", out.display(), summary.best_epoch, summary.median_epoch_seconds);
+            let summary =
+                intent_train::train_mlp_to_dir(device, &inputs.train, inputs.val.as_ref(), &opts, out)
+                    .with_context(|| format!("training into {}", out.display()))?;
+            println!(
+                "saved {} (best epoch {}, median {:.3} s/epoch)",
+                out.display(),
+                summary.best_epoch,
+                summary.median_epoch_seconds
+            );
             if let Some(r) = &summary.val_report {
                 println!("validation:\n{}", intent_eval::report::summary(r));
             }
@@ -418,13 +437,24 @@ pub fn run(cmd: TrainCommand) -> Result<ExitCode> {
         TrainCommand::Bert(a) => {
             let (opts, device) = a.bert.options(&a.run)?;
             let inputs = load_inputs(&a.data, &a.run.oos_label)?;
-            let base = intent_models::hub::resolve(&a.bert.base, &intent_models::hub::HubOptions::from_env(Some(&a.bert.revision)))
-                .with_context(|| format!("--base {}", a.bert.base))?;
+            let base = intent_models::hub::resolve(
+                &a.bert.base,
+                &intent_models::hub::HubOptions::from_env(Some(&a.bert.revision)),
+            )
+            .with_context(|| format!("--base {}", a.bert.base))?;
             let out = &a.data.out;
-            let summary = intent_train::train_bert_to_dir(device, &base, &inputs.train, inputs.val.as_ref(), &opts, out)
-                .with_context(|| format!("training into {}", out.display()))?;
+            let summary = intent_train::train_bert_to_dir(
+                device,
+                &base,
+                &inputs.train,
+                inputs.val.as_ref(),
+                &opts,
+                out,
+            )
+            .with_context(|| format!("training into {}", out.display()))?;
             if summary.interrupted {
-                let ckpt = a.bert.checkpoint_dir.as_deref().map(|p| p.display().to_string()).unwrap_or_default();
+                let ckpt =
+                    a.bert.checkpoint_dir.as_deref().map(|p| p.display().to_string()).unwrap_or_default();
                 println!("stopped after epoch {} of {}: checkpoint in {ckpt}; run the same command with --resume to continue", summary.history.len(), opts.engine.epochs);
                 return Ok(ExitCode::SUCCESS);
             }
@@ -460,5 +490,31 @@ pub fn run(cmd: TrainCommand) -> Result<ExitCode> {
             test_report(&a.data, inputs.test, &opts.oos_label)?;
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Mlp {
+        #[command(flatten)]
+        mlp: MlpFlags,
+        #[command(flatten)]
+        features: FeatureFlags,
+        #[command(flatten)]
+        run: RunFlags,
+    }
+
+    /// The flags' defaults are the library's: no flag given, the options are `MlpOptions::default()`.
+    #[test]
+    fn mlp_flag_defaults_are_the_library_defaults() {
+        let a = Mlp::parse_from(["mlp"]);
+        let (opts, device) = a.mlp.options(&a.features, &a.run).unwrap();
+        assert_eq!(opts, MlpOptions::default());
+        assert!(matches!(device, DeviceSpec::Cpu));
     }
 }

@@ -56,15 +56,22 @@ pub fn run(a: ZeroShotArgs) -> Result<ExitCode> {
         (None, Some(p)) => describe(&a.input.load(p)?.data.labels(), &a.template),
         (None, None) => anyhow::bail!("give --labels FILE ({{\"label\": \"description\", …}}) or --labels-from DATA (label names + --template)"),
     };
-    let (encoder, encoder_dir) = SentenceEncoder::<CpuBackend>::from_pretrained(&a.encoder, Some(&a.revision), a.max_len, &Default::default())
-        .with_context(|| format!("loading the encoder {}", a.encoder))?;
+    let (encoder, encoder_dir) = SentenceEncoder::<CpuBackend>::from_pretrained(
+        &a.encoder,
+        Some(&a.revision),
+        a.max_len,
+        &Default::default(),
+    )
+    .with_context(|| format!("loading the encoder {}", a.encoder))?;
     let template = a.labels.is_none().then(|| a.template.clone());
     let mut zs = ZeroShot::new(encoder, labels, template)?;
     let mut metrics = serde_json::json!({});
     if let Some(p) = &a.calibrate_on {
         let data = a.input.load(p)?.data;
-        let index: std::collections::HashMap<&str, usize> = zs.config.labels.iter().enumerate().map(|(i, l)| (l.as_str(), i)).collect();
-        let rows: Vec<(&str, usize)> = data.examples.iter().filter_map(|e| Some((e.text.as_str(), *index.get(e.label()?)?))).collect();
+        let index: std::collections::HashMap<&str, usize> =
+            zs.config.labels.iter().enumerate().map(|(i, l)| (l.as_str(), i)).collect();
+        let rows: Vec<(&str, usize)> =
+            data.examples.iter().filter_map(|e| Some((e.text.as_str(), *index.get(e.label()?)?))).collect();
         if rows.is_empty() {
             anyhow::bail!("{}: no example has one of the {} labels", p.display(), index.len());
         }
@@ -79,7 +86,7 @@ pub fn run(a: ZeroShotArgs) -> Result<ExitCode> {
     }
     let model = intent_serve::Classifier::ZeroShot(zs);
     let texts: Vec<&str> = a.texts.iter().map(String::as_str).filter(|t| !t.trim().is_empty()).collect();
-    for (t, p) in texts.iter().zip(model.predict_batch(&texts, a.top_k)) {
+    for (t, p) in texts.iter().zip(model.predict_batch(&texts, a.top_k)?) {
         let mut v = serde_json::to_value(&p)?;
         v["text"] = serde_json::Value::String(t.to_string());
         println!("{}", serde_json::to_string(&v)?);

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::Args;
-use intent_data::{load_dataset, Format, LoadOptions, Loaded, Dataset};
+use intent_data::{load_dataset, Dataset, Format, LoadOptions, Loaded};
 
 /// Flags of every command that reads labeled data.
 #[derive(Args, Debug, Clone, Default)]
@@ -47,7 +47,12 @@ pub fn report_skipped<T>(loaded: &Loaded<T>) {
 
 /// Checks that every label of `data` is known to the model (or is the out-of-scope label);
 /// the error names the first record with an unknown label.
-pub fn check_known_labels(loaded: &Loaded<Dataset>, model_labels: &[String], multi_label: bool, oos_label: &str) -> Result<()> {
+pub fn check_known_labels(
+    loaded: &Loaded<Dataset>,
+    model_labels: &[String],
+    multi_label: bool,
+    oos_label: &str,
+) -> Result<()> {
     for (i, e) in loaded.data.examples.iter().enumerate() {
         if !multi_label && e.labels.len() != 1 {
             let at = loaded.locations.get(i).map_or_else(|| format!("record {}", i + 1), |l| l.to_string());
@@ -78,7 +83,10 @@ pub fn existing(path: &Path, what: &str) -> Result<PathBuf> {
 /// Loads a model folder with context.
 pub fn load_model(dir: &Path) -> Result<intent_serve::Classifier> {
     // `ROOT/NAME@ALIAS` names a registry version; Classifier::load resolves it.
-    if !matches!(intent_serve::ModelSpec::parse(&dir.to_string_lossy()), intent_serve::ModelSpec::Alias { .. }) {
+    if !matches!(
+        intent_serve::ModelSpec::parse(&dir.to_string_lossy()),
+        intent_serve::ModelSpec::Alias { .. }
+    ) {
         existing(dir, "model folder")?;
     }
     intent_serve::Classifier::load(dir).with_context(|| format!("loading model {}", dir.display()))

@@ -92,11 +92,19 @@ pub fn run(a: PipelineArgs) -> Result<ExitCode> {
     let (seed, oos_label) = (a.run.seed, a.run.oos_label.clone());
     let scratch = tempfile::tempdir().context("creating a temporary folder")?;
     let (data_path, outcomes_path, default_name) = match &a.data {
-        Some(p) => (p.clone(), a.outcomes.clone(), p.file_stem().map_or("model".into(), |s| s.to_string_lossy().into_owned())),
+        Some(p) => (
+            p.clone(),
+            a.outcomes.clone(),
+            p.file_stem().map_or("model".into(), |s| s.to_string_lossy().into_owned()),
+        ),
         None => {
             crate::embedded::write_to(scratch.path()).context("writing the embedded example data")?;
             println!("using the embedded example data set ({} intents)", crate::embedded::INTENTS.len());
-            (scratch.path().join("intents"), Some(a.outcomes.clone().unwrap_or(scratch.path().join("outcomes"))), "example".to_string())
+            (
+                scratch.path().join("intents"),
+                Some(a.outcomes.clone().unwrap_or(scratch.path().join("outcomes"))),
+                "example".to_string(),
+            )
         }
     };
     let name = a.name.clone().unwrap_or(default_name);
@@ -119,18 +127,30 @@ pub fn run(a: PipelineArgs) -> Result<ExitCode> {
         }
     }
     if findings.iter().any(|f| f.severity == Severity::Error) {
-        anyhow::bail!("{}: the data has errors (see above); fix them or run `intent data validate`", data_path.display());
+        anyhow::bail!(
+            "{}: the data has errors (see above); fix them or run `intent data validate`",
+            data_path.display()
+        );
     }
     println!("data: {} examples, {} labels", data.len(), data.labels().len());
 
     // Split, then augment the training part only.
     let split = stratified_split(
         &data,
-        SplitConfig { train_fraction: a.train_fraction, test_fraction: a.test_fraction, min_val_per_label: a.min_val_per_label, seed },
+        SplitConfig {
+            train_fraction: a.train_fraction,
+            test_fraction: a.test_fraction,
+            min_val_per_label: a.min_val_per_label,
+            seed,
+        },
     )?;
     let held_out: Vec<&str> = split.val.texts().into_iter().chain(split.test.texts()).collect();
-    let augmented =
-        augment_avoiding(&split.train, &outcomes, AugmentConfig { factor: a.augment_factor, seed }, &held_out);
+    let augmented = augment_avoiding(
+        &split.train,
+        &outcomes,
+        AugmentConfig { factor: a.augment_factor, seed },
+        &held_out,
+    );
     println!(
         "split: train {} (+{} synthetic), val {}, test {}",
         split.train.len(),
@@ -147,12 +167,21 @@ pub fn run(a: PipelineArgs) -> Result<ExitCode> {
         Plan::Svm(opts) => {
             let s = intent_train::train_svm_to_dir(&augmented.data, Some(&split.val), &opts, &candidate)
                 .with_context(|| format!("training {name}"))?;
-            println!("trained: SVM ({}), fit {:.3} s, calibrated on {}", a.svm.kernel, s.fit_seconds, s.calibrated_on);
+            println!(
+                "trained: SVM ({}), fit {:.3} s, calibrated on {}",
+                a.svm.kernel, s.fit_seconds, s.calibrated_on
+            );
         }
         Plan::Mlp(opts, device) => {
-            let s = intent_train::train_mlp_to_dir(device, &augmented.data, Some(&split.val), &opts, &candidate)
-                .with_context(|| format!("training {name}"))?;
-            println!("trained: best epoch {} of {}, median {:.3} s/epoch", s.best_epoch, s.history.len(), s.median_epoch_seconds);
+            let s =
+                intent_train::train_mlp_to_dir(device, &augmented.data, Some(&split.val), &opts, &candidate)
+                    .with_context(|| format!("training {name}"))?;
+            println!(
+                "trained: best epoch {} of {}, median {:.3} s/epoch",
+                s.best_epoch,
+                s.history.len(),
+                s.median_epoch_seconds
+            );
         }
     }
     let cleanup = |e: anyhow::Error| {
@@ -161,11 +190,14 @@ pub fn run(a: PipelineArgs) -> Result<ExitCode> {
     };
 
     // Evaluate on the test part (validation when there is no test part) and gate.
-    let (eval_name, eval_data) = if split.test.is_empty() { ("validation", &split.val) } else { ("test", &split.test) };
+    let (eval_name, eval_data) =
+        if split.test.is_empty() { ("validation", &split.val) } else { ("test", &split.test) };
     let model = crate::common::load_model(&candidate).map_err(cleanup)?;
-    let (report, rows) = crate::cmd_eval::evaluate(&model, eval_data, None, &oos_label);
+    let (report, rows) = crate::cmd_eval::evaluate(&model, eval_data, None, &oos_label)?;
     println!("{eval_name}:\n{}", intent_eval::report::summary(&report));
-    let gate = QualityGate { min_overall: a.min_overall, min_per_class: a.min_class, class_metric: ClassMetric::F1 }.check(&report);
+    let gate =
+        QualityGate { min_overall: a.min_overall, min_per_class: a.min_class, class_metric: ClassMetric::F1 }
+            .check(&report);
     println!("{}", gate.summary);
     let write_extras = |dir: &Path| -> Result<()> {
         intent_eval::report::write_report(&dir.join("report"), &report, &rows, Some(&gate))?;
@@ -186,15 +218,23 @@ pub fn run(a: PipelineArgs) -> Result<ExitCode> {
     }
     let version = next_version(&model_root);
     let target = model_root.join(version.to_string());
-    std::fs::rename(&candidate, &target).with_context(|| format!("moving the model to {}", target.display())).map_err(cleanup)?;
+    std::fs::rename(&candidate, &target)
+        .with_context(|| format!("moving the model to {}", target.display()))
+        .map_err(cleanup)?;
     println!("saved {}", target.display());
 
     // Sample predictions from the evaluation data.
     let model = crate::common::load_model(&target)?;
     println!("sample predictions:");
     for e in eval_data.examples.iter().step_by((eval_data.len() / 6).max(1)).take(6) {
-        let p = model.predict(&e.text);
-        println!("  {:<50} → {} ({:.3}){}", format!("\"{}\"", e.text), p.label, p.confidence, if Some(p.label.as_str()) == e.label() { "" } else { "  ✗" });
+        let p = model.predict(&e.text)?;
+        println!(
+            "  {:<50} → {} ({:.3}){}",
+            format!("\"{}\"", e.text),
+            p.label,
+            p.confidence,
+            if Some(p.label.as_str()) == e.label() { "" } else { "  ✗" }
+        );
     }
     Ok(if gate.passed { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }

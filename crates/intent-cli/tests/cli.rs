@@ -4,7 +4,12 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 fn intent(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_intent")).args(args).current_dir(cwd).env("RUST_LOG", "warn").output().expect("runs")
+    Command::new(env!("CARGO_BIN_EXE_intent"))
+        .args(args)
+        .current_dir(cwd)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("runs")
 }
 
 fn text(o: &Output) -> (String, String) {
@@ -16,7 +21,8 @@ fn assert_clean_error(o: &Output, needle: &str) {
     let (out, err) = text(o);
     assert_eq!(o.status.code(), Some(2), "stdout: {out}\nstderr: {err}");
     assert!(!err.contains("panicked"), "{err}");
-    let line = err.lines().find(|l| l.starts_with("error:")).unwrap_or_else(|| panic!("no error line: {err}"));
+    let line =
+        err.lines().find(|l| l.starts_with("error:")).unwrap_or_else(|| panic!("no error line: {err}"));
     assert!(line.contains(needle), "expected '{needle}' in: {line}");
 }
 
@@ -28,14 +34,25 @@ fn pipeline_on_embedded_data_then_predict_and_eval() {
     assert!(o.status.success(), "pipeline failed\nstdout: {out}\nstderr: {err}");
     assert!(out.contains("quality gate passed"), "{out}");
     let version = dir.path().join("models/example/1");
-    for f in ["config.json", "model.safetensors", "vocab.txt", "metrics.json", "report/report.json", "report/confusion_matrix.svg", "data/test.jsonl"] {
+    for f in [
+        "config.json",
+        "model.safetensors",
+        "vocab.txt",
+        "metrics.json",
+        "report/report.json",
+        "report/confusion_matrix.svg",
+        "data/test.jsonl",
+    ] {
         assert!(version.join(f).is_file(), "{f} missing");
     }
     // A second run makes version 2.
     let o = intent(&["pipeline", "--models-dir", "models", "--epochs", "2", "--no-gate"], dir.path());
     assert!(dir.path().join("models/example/2/config.json").is_file(), "{:?}", text(&o));
 
-    let o = intent(&["predict", "--model", "models/example/1", "--top-k", "2", "where is my order", "hello there"], dir.path());
+    let o = intent(
+        &["predict", "--model", "models/example/1", "--top-k", "2", "where is my order", "hello there"],
+        dir.path(),
+    );
     let (out, err) = text(&o);
     assert!(o.status.success(), "{err}");
     let lines: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
@@ -45,15 +62,44 @@ fn pipeline_on_embedded_data_then_predict_and_eval() {
     assert_eq!(lines[0]["top_k"].as_array().unwrap().len(), 2);
     assert!(lines[0]["confidence"].as_f64().unwrap() > 0.0);
 
-    let o = intent(&["eval", "--model", "models/example/1", "--data", "models/example/1/data/test.jsonl", "--report", "rep", "--gate", "--min-overall", "0.5", "--min-class", "0.0"], dir.path());
+    let o = intent(
+        &[
+            "eval",
+            "--model",
+            "models/example/1",
+            "--data",
+            "models/example/1/data/test.jsonl",
+            "--report",
+            "rep",
+            "--gate",
+            "--min-overall",
+            "0.5",
+            "--min-class",
+            "0.0",
+        ],
+        dir.path(),
+    );
     let (out, err) = text(&o);
     assert!(o.status.success(), "{out}\n{err}");
-    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("rep/report.json")).unwrap()).unwrap();
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("rep/report.json")).unwrap()).unwrap();
     for key in ["accuracy", "macro_f1", "weighted_f1", "per_class"] {
         assert!(report.get(key).is_some(), "report.json lacks {key}");
     }
     // An impossible gate fails with exit 1 and names classes.
-    let o = intent(&["eval", "--model", "models/example/1", "--data", "models/example/1/data/test.jsonl", "--gate", "--min-overall", "1.01"], dir.path());
+    let o = intent(
+        &[
+            "eval",
+            "--model",
+            "models/example/1",
+            "--data",
+            "models/example/1/data/test.jsonl",
+            "--gate",
+            "--min-overall",
+            "1.01",
+        ],
+        dir.path(),
+    );
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o).0.contains("quality gate FAILED"));
 }
@@ -70,7 +116,10 @@ fn malformed_inputs_give_file_and_line() {
     assert_clean_error(&intent(&["data", "stats", "cols.csv"], p), "cols.csv:3");
     assert_clean_error(&intent(&["train", "mlp", "--train", "obj.jsonl", "--out", "m"], p), "obj.jsonl:2");
     assert_clean_error(&intent(&["data", "stats", "missing.jsonl"], p), "missing.jsonl");
-    assert_clean_error(&intent(&["train", "mlp", "--train", "cols.csv", "--out", "m", "--device", "tpu"], p), "unknown device 'tpu'");
+    assert_clean_error(
+        &intent(&["train", "mlp", "--train", "cols.csv", "--out", "m", "--device", "tpu"], p),
+        "unknown device 'tpu'",
+    );
 
     // --skip-invalid loads the rest.
     let o = intent(&["data", "stats", "obj.jsonl", "--skip-invalid"], p);
@@ -82,17 +131,33 @@ fn malformed_inputs_give_file_and_line() {
         train.push_str(&format!("{{\"text\": \"hello friend {i}\", \"label\": \"greet\"}}\n{{\"text\": \"bye for now {i}\", \"label\": \"bye\"}}\n"));
     }
     std::fs::write(p.join("train.jsonl"), train).unwrap();
-    std::fs::write(p.join("test.jsonl"), "{\"text\": \"hello\", \"label\": \"greet\"}\n{\"text\": \"thanks\", \"label\": \"thanks\"}\n").unwrap();
-    let o = intent(&["train", "mlp", "--train", "train.jsonl", "--out", "m", "--epochs", "2", "--hidden-size", "8"], p);
+    std::fs::write(
+        p.join("test.jsonl"),
+        "{\"text\": \"hello\", \"label\": \"greet\"}\n{\"text\": \"thanks\", \"label\": \"thanks\"}\n",
+    )
+    .unwrap();
+    let o = intent(
+        &["train", "mlp", "--train", "train.jsonl", "--out", "m", "--epochs", "2", "--hidden-size", "8"],
+        p,
+    );
     assert!(o.status.success(), "{:?}", text(&o));
-    assert_clean_error(&intent(&["eval", "--model", "m", "--data", "test.jsonl"], p), "test.jsonl:2: unknown label 'thanks'");
+    assert_clean_error(
+        &intent(&["eval", "--model", "m", "--data", "test.jsonl"], p),
+        "test.jsonl:2: unknown label 'thanks'",
+    );
     assert_clean_error(&intent(&["eval", "--model", "nope", "--data", "test.jsonl"], p), "nope");
     std::fs::write(p.join("nolabel.jsonl"), "{\"text\": \"hello\", \"labels\": []}\n").unwrap();
-    assert_clean_error(&intent(&["eval", "--model", "m", "--data", "nolabel.jsonl"], p), "nolabel.jsonl:1: the model is single-label");
+    assert_clean_error(
+        &intent(&["eval", "--model", "m", "--data", "nolabel.jsonl"], p),
+        "nolabel.jsonl:1: the model is single-label",
+    );
     // An output folder that is not a model is never replaced.
     std::fs::create_dir(p.join("notes")).unwrap();
     std::fs::write(p.join("notes/keep.txt"), "x").unwrap();
-    assert_clean_error(&intent(&["train", "mlp", "--train", "train.jsonl", "--out", "notes", "--epochs", "1"], p), "not a model folder");
+    assert_clean_error(
+        &intent(&["train", "mlp", "--train", "train.jsonl", "--out", "notes", "--epochs", "1"], p),
+        "not a model folder",
+    );
     assert!(p.join("notes/keep.txt").exists());
 }
 
@@ -105,13 +170,28 @@ fn svm_kernel_pipeline_passes_the_gate_then_linear_train_eval_predict() {
     assert!(o.status.success(), "pipeline failed\nstdout: {out}\nstderr: {err}");
     assert!(out.contains("quality gate passed"), "{out}");
     let v1 = p.join("models/example/1");
-    let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(v1.join("config.json")).unwrap()).unwrap();
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(v1.join("config.json")).unwrap()).unwrap();
     assert_eq!(config["kind"], "svm");
     assert_eq!(config["architecture"]["kernel"]["type"], "rbf");
 
     // The linear SVM on the pipeline's split, with a test report.
     let data = |f: &str| v1.join("data").join(f).to_string_lossy().into_owned();
-    let o = intent(&["train", "svm", "--train", &data("train.jsonl"), "--val", &data("val.jsonl"), "--test", &data("test.jsonl"), "--out", "lin"], p);
+    let o = intent(
+        &[
+            "train",
+            "svm",
+            "--train",
+            &data("train.jsonl"),
+            "--val",
+            &data("val.jsonl"),
+            "--test",
+            &data("test.jsonl"),
+            "--out",
+            "lin",
+        ],
+        p,
+    );
     let (out, err) = text(&o);
     assert!(o.status.success(), "{out}\n{err}");
     assert!(out.contains("calibration on validation"), "{out}");
@@ -123,14 +203,21 @@ fn svm_kernel_pipeline_passes_the_gate_then_linear_train_eval_predict() {
     let o = intent(&["eval", "--model", "lin", "--data", &data("test.jsonl"), "--report", "rep"], p);
     assert!(o.status.success(), "{:?}", text(&o));
     assert!(text(&o).0.contains("ECE"), "calibration error is reported");
-    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(p.join("rep/report.json")).unwrap()).unwrap();
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(p.join("rep/report.json")).unwrap()).unwrap();
     assert!(report["accuracy"].as_f64().unwrap() > 0.9, "{}", report["accuracy"]);
 
     // Bad flags name themselves.
     let train = data("train.jsonl");
     assert_clean_error(&intent(&["train", "svm", "--train", &train, "--out", "x", "--c", "0"], p), "--c");
-    assert_clean_error(&intent(&["train", "svm", "--train", &train, "--out", "x", "--char-ngrams", "5-2"], p), "--char-ngrams '5-2'");
-    assert_clean_error(&intent(&["train", "svm", "--train", &train, "--out", "x", "--kernel", "rbf", "--gamma", "wide"], p), "--gamma 'wide'");
+    assert_clean_error(
+        &intent(&["train", "svm", "--train", &train, "--out", "x", "--char-ngrams", "5-2"], p),
+        "--char-ngrams '5-2'",
+    );
+    assert_clean_error(
+        &intent(&["train", "svm", "--train", &train, "--out", "x", "--kernel", "rbf", "--gamma", "wide"], p),
+        "--gamma 'wide'",
+    );
     assert!(!p.join("x").exists(), "no model folder after a refused run");
 }
 
@@ -162,8 +249,16 @@ fn zero_shot_folder_then_eval_and_predict() {
     let snap = p.join("hf/hub/models--sentence-transformers--all-MiniLM-L6-v2/snapshots/abc123");
     std::fs::create_dir_all(&snap).unwrap();
     std::fs::create_dir_all(p.join("hf/hub/models--sentence-transformers--all-MiniLM-L6-v2/refs")).ok();
-    std::fs::write(p.join("hf/hub/models--sentence-transformers--all-MiniLM-L6-v2/refs/main"), "abc123").unwrap();
-    for f in ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "modules.json", "1_Pooling/config.json"] {
+    std::fs::write(p.join("hf/hub/models--sentence-transformers--all-MiniLM-L6-v2/refs/main"), "abc123")
+        .unwrap();
+    for f in [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "modules.json",
+        "1_Pooling/config.json",
+    ] {
         if minilm.join(f).is_file() {
             std::fs::create_dir_all(snap.join(f).parent().unwrap()).unwrap();
             std::os::unix::fs::symlink(minilm.join(f), snap.join(f)).unwrap();
@@ -199,47 +294,115 @@ fn train_bert_writes_a_hugging_face_folder_that_predicts() {
         ("hi, good morning", "greeting"),
         ("hey how are you", "greeting"),
     ];
-    let jsonl: String = rows.iter().map(|(t, l)| format!("{{\"text\": \"{t}\", \"label\": \"{l}\"}}\n")).collect();
+    let jsonl: String =
+        rows.iter().map(|(t, l)| format!("{{\"text\": \"{t}\", \"label\": \"{l}\"}}\n")).collect();
     std::fs::write(p.join("train.jsonl"), jsonl).unwrap();
     let o = intent(
-        &["train", "bert", "--base", &m, "--train", "train.jsonl", "--test", "train.jsonl", "--out", "clf", "--epochs", "3", "--batch-size", "3", "--lr", "1e-4"],
+        &[
+            "train",
+            "bert",
+            "--base",
+            &m,
+            "--train",
+            "train.jsonl",
+            "--test",
+            "train.jsonl",
+            "--out",
+            "clf",
+            "--epochs",
+            "3",
+            "--batch-size",
+            "3",
+            "--lr",
+            "1e-4",
+        ],
         p,
     );
     let (out, err) = text(&o);
     assert!(o.status.success(), "{out}\n{err}");
     assert!(out.contains("samples/s") && out.contains("accuracy"), "{out}");
-    let cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(p.join("clf/config.json")).unwrap()).unwrap();
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(p.join("clf/config.json")).unwrap()).unwrap();
     assert_eq!(cfg["architectures"][0], "BertForSequenceClassification");
     assert!(p.join("clf/intent.json").is_file() && p.join("clf/tokenizer.json").is_file());
     let o = intent(&["predict", "--model", "clf", "hello"], p);
     assert!(text(&o).0.contains("\"label\":\"greeting\""), "{:?}", text(&o));
     // Bad flags are refused by name, before any training; nothing is written.
-    assert_clean_error(&intent(&["train", "bert", "--base", &m, "--train", "train.jsonl", "--out", "x", "--max-len", "100000"], p), "--max-len");
-    assert_clean_error(&intent(&["train", "bert", "--base", &m, "--train", "train.jsonl", "--out", "x", "--lr", "0"], p), "--lr");
-    assert_clean_error(&intent(&["train", "bert", "--base", "./no-such-model", "--train", "train.jsonl", "--out", "x"], p), "--base");
-    assert_clean_error(&intent(&["train", "bert", "--base", &m, "--train", "train.jsonl", "--out", "x", "--max-grad-norm=-1"], p), "--max-grad-norm");
+    assert_clean_error(
+        &intent(
+            &["train", "bert", "--base", &m, "--train", "train.jsonl", "--out", "x", "--max-len", "100000"],
+            p,
+        ),
+        "--max-len",
+    );
+    assert_clean_error(
+        &intent(&["train", "bert", "--base", &m, "--train", "train.jsonl", "--out", "x", "--lr", "0"], p),
+        "--lr",
+    );
+    assert_clean_error(
+        &intent(&["train", "bert", "--base", "./no-such-model", "--train", "train.jsonl", "--out", "x"], p),
+        "--base",
+    );
+    assert_clean_error(
+        &intent(
+            &["train", "bert", "--base", &m, "--train", "train.jsonl", "--out", "x", "--max-grad-norm=-1"],
+            p,
+        ),
+        "--max-grad-norm",
+    );
     let o = intent(&["train", "bert", "--base", &m, "--train", "train.jsonl", "--out", "x", "--resume"], p);
     assert!(o.status.code() == Some(2) && text(&o).1.contains("--checkpoint-dir"), "{:?}", text(&o));
     assert!(!p.join("x").exists());
 
     // A run stopped after one epoch writes a checkpoint and no model; `--resume` finishes it,
     // with the same weights as the uninterrupted run above (same seed and flags).
-    let base = ["train", "bert", "--base", &m, "--train", "train.jsonl", "--out", "clf2", "--epochs", "3", "--batch-size", "3", "--lr", "1e-4", "--checkpoint-dir", "ckpt"];
+    let base = [
+        "train",
+        "bert",
+        "--base",
+        &m,
+        "--train",
+        "train.jsonl",
+        "--out",
+        "clf2",
+        "--epochs",
+        "3",
+        "--batch-size",
+        "3",
+        "--lr",
+        "1e-4",
+        "--checkpoint-dir",
+        "ckpt",
+    ];
     let o = intent(&[&base[..], &["--stop-after-epochs", "1"]].concat(), p);
     let (out, err) = text(&o);
     assert!(o.status.success() && out.contains("--resume"), "{out}\n{err}");
     assert!(!p.join("clf2").exists() && p.join("ckpt/epoch-1/state.json").is_file());
-    let o = Command::new(env!("CARGO_BIN_EXE_intent")).args([&base[..], &["--resume"]].concat()).current_dir(p).env("RUST_LOG", "info").output().unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_intent"))
+        .args([&base[..], &["--resume"]].concat())
+        .current_dir(p)
+        .env("RUST_LOG", "info")
+        .output()
+        .unwrap();
     let (out, err) = text(&o);
     assert!(o.status.success(), "{out}\n{err}");
     assert!(err.contains("resuming from") && err.contains("epoch 1 done"), "{err}");
-    let (a, b) = (std::fs::read(p.join("clf/model.safetensors")).unwrap(), std::fs::read(p.join("clf2/model.safetensors")).unwrap());
-    let (a, b) = (safetensors::SafeTensors::deserialize(&a).unwrap(), safetensors::SafeTensors::deserialize(&b).unwrap());
+    let (a, b) = (
+        std::fs::read(p.join("clf/model.safetensors")).unwrap(),
+        std::fs::read(p.join("clf2/model.safetensors")).unwrap(),
+    );
+    let (a, b) = (
+        safetensors::SafeTensors::deserialize(&a).unwrap(),
+        safetensors::SafeTensors::deserialize(&b).unwrap(),
+    );
     let mut names = a.names();
     names.sort();
     assert_eq!(names.len(), 105);
     for n in names {
-        assert!(a.tensor(n).unwrap().data() == b.tensor(n).unwrap().data(), "{n}: the resumed run differs from the uninterrupted one");
+        assert!(
+            a.tensor(n).unwrap().data() == b.tensor(n).unwrap().data(),
+            "{n}: the resumed run differs from the uninterrupted one"
+        );
     }
     assert!(p.join("clf2/metrics.json").is_file());
 }

@@ -12,7 +12,13 @@ use std::time::Duration;
 const TOKEN: &str = "0123456789abcdef0123";
 
 fn intent(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_intent")).args(args).current_dir(cwd).env("RUST_LOG", "warn").env_remove("INTENT_HALT_AT").output().expect("runs")
+    Command::new(env!("CARGO_BIN_EXE_intent"))
+        .args(args)
+        .current_dir(cwd)
+        .env("RUST_LOG", "warn")
+        .env_remove("INTENT_HALT_AT")
+        .output()
+        .expect("runs")
 }
 
 fn ok(o: &Output) -> String {
@@ -49,6 +55,7 @@ fn jsonl(n: usize, from: usize) -> String {
 
 /// Starts a process with stderr piped and reads it until `needle`; returns the child, the line
 /// and the lines read.
+#[allow(clippy::zombie_processes)] // the child is returned: the caller kills and waits for it
 fn spawn_until(cmd: &mut Command, needle: &str) -> (Child, String) {
     let mut child = cmd.stderr(Stdio::piped()).stdout(Stdio::null()).spawn().unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
@@ -73,7 +80,11 @@ fn leftovers(d: &Path) -> Vec<String> {
     for dir in ["models/faq", "models/faq/aliases", "retrain"] {
         for e in std::fs::read_dir(d.join(dir)).into_iter().flatten().flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            if name.starts_with(".staging-") || name.contains(".tmp-") || name.starts_with("candidate-") || name == "running" {
+            if name.starts_with(".staging-")
+                || name.contains(".tmp-")
+                || name.starts_with("candidate-")
+                || name == "running"
+            {
                 out.push(format!("{dir}/{name}"));
             }
         }
@@ -84,10 +95,20 @@ fn leftovers(d: &Path) -> Vec<String> {
 
 /// `intent models show faq`: (current, versions); asserts every version is complete.
 fn registry_state(d: &Path) -> (u64, Vec<u64>) {
-    let show: serde_json::Value = serde_json::from_str(&ok(&intent(&["models", "show", "faq", "--root", "models"], d))).unwrap();
-    let versions: Vec<u64> = show["versions"].as_array().unwrap().iter().map(|v| v["version"].as_u64().unwrap()).collect();
-    let on_disk: Vec<u64> = std::fs::read_dir(d.join("models/faq/versions")).unwrap().flatten().map(|e| e.file_name().to_string_lossy().parse().unwrap()).collect();
-    assert_eq!(on_disk.len(), versions.len(), "a folder in versions/ that is not a complete version: {on_disk:?} vs {versions:?}");
+    let show: serde_json::Value =
+        serde_json::from_str(&ok(&intent(&["models", "show", "faq", "--root", "models"], d))).unwrap();
+    let versions: Vec<u64> =
+        show["versions"].as_array().unwrap().iter().map(|v| v["version"].as_u64().unwrap()).collect();
+    let on_disk: Vec<u64> = std::fs::read_dir(d.join("models/faq/versions"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().parse().unwrap())
+        .collect();
+    assert_eq!(
+        on_disk.len(),
+        versions.len(),
+        "a folder in versions/ that is not a complete version: {on_disk:?} vs {versions:?}"
+    );
     for v in &versions {
         for f in ["version.json", "config.json", "model.safetensors", "data/train.jsonl"] {
             assert!(d.join(format!("models/faq/versions/{v}/{f}")).is_file(), "version {v} lacks {f}");
@@ -116,7 +137,16 @@ fn sigkill_at_eight_stages_leaves_the_registry_consistent() {
 
     let (child, line) = spawn_until(
         Command::new(env!("CARGO_BIN_EXE_intent"))
-            .args(["serve", "--model", "models/faq@current", "--addr", "127.0.0.1:0", "--no-query-log", "--http-threads", "1"])
+            .args([
+                "serve",
+                "--model",
+                "models/faq@current",
+                "--addr",
+                "127.0.0.1:0",
+                "--no-query-log",
+                "--http-threads",
+                "1",
+            ])
             .current_dir(d)
             .env("RUST_LOG", "info")
             .env("INTENT_ADMIN_TOKEN", TOKEN),
@@ -139,7 +169,11 @@ fn sigkill_at_eight_stages_leaves_the_registry_consistent() {
     for (stage, moved, left) in stages {
         let (before, versions_before) = registry_state(d);
         let (mut child, line) = spawn_until(
-            Command::new(env!("CARGO_BIN_EXE_intent")).args(["retrain", "--config", "retrain.toml", "--force"]).current_dir(d).env("RUST_LOG", "warn").env("INTENT_HALT_AT", stage),
+            Command::new(env!("CARGO_BIN_EXE_intent"))
+                .args(["retrain", "--config", "retrain.toml", "--force"])
+                .current_dir(d)
+                .env("RUST_LOG", "warn")
+                .env("INTENT_HALT_AT", stage),
             "halted at",
         );
         assert_eq!(line.trim(), format!("halted at {stage}"));
@@ -147,7 +181,10 @@ fn sigkill_at_eight_stages_leaves_the_registry_consistent() {
         child.wait().unwrap();
 
         let found = leftovers(d);
-        assert!(found.iter().any(|f| f.starts_with(left)), "{stage}: expected a leftover {left}*, found {found:?}");
+        assert!(
+            found.iter().any(|f| f.starts_with(left)),
+            "{stage}: expected a leftover {left}*, found {found:?}"
+        );
         let (after, versions) = registry_state(d);
         let new_version = versions.iter().copied().find(|v| !versions_before.contains(v));
         if moved {
@@ -169,7 +206,12 @@ fn sigkill_at_eight_stages_leaves_the_registry_consistent() {
     assert!(out.starts_with("deployed: version"), "{out}");
     assert_eq!(leftovers(d), Vec::<String>::new());
     let history = std::fs::read_to_string(d.join("retrain/retrain_history.jsonl")).unwrap();
-    let statuses: Vec<String> = history.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["status"].as_str().unwrap().to_string()).collect();
+    let statuses: Vec<String> = history
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["status"].as_str().unwrap().to_string()
+        })
+        .collect();
     assert_eq!(statuses.iter().filter(|s| *s == "interrupted").count(), 8, "{statuses:?}");
     assert_eq!(statuses.last().map(String::as_str), Some("deployed"));
     let (current, _) = registry_state(d);

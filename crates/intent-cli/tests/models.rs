@@ -5,7 +5,12 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 fn intent(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_intent")).args(args).current_dir(cwd).env("RUST_LOG", "warn").output().expect("runs")
+    Command::new(env!("CARGO_BIN_EXE_intent"))
+        .args(args)
+        .current_dir(cwd)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("runs")
 }
 
 fn ok(o: &Output) -> String {
@@ -17,7 +22,10 @@ fn ok(o: &Output) -> String {
 fn fails_with(o: &Output, needle: &str) {
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{err}");
-    assert!(err.lines().any(|l| l.starts_with("error:") && l.contains(needle)), "expected '{needle}' in: {err}");
+    assert!(
+        err.lines().any(|l| l.starts_with("error:") && l.contains(needle)),
+        "expected '{needle}' in: {err}"
+    );
 }
 
 #[test]
@@ -32,29 +40,42 @@ fn register_promote_rollback_gc() {
 
     fails_with(&intent(&["models", "list", "faq", "--root", "reg"], d), "no model 'faq'");
     fails_with(&intent(&["models", "register", "faq", "nowhere", "--root", "reg"], d), "not a model folder");
-    let out = ok(&intent(&["models", "register", "faq", "trained/example/1", "--promote", "--root", "reg"], d));
+    let out =
+        ok(&intent(&["models", "register", "faq", "trained/example/1", "--promote", "--root", "reg"], d));
     assert!(out.contains("registered faq version 1 (current)"), "{out}");
-    ok(&intent(&["models", "register", "faq", "trained/example/2", "--root", "reg", "--note", "more epochs"], d));
+    ok(&intent(
+        &["models", "register", "faq", "trained/example/2", "--root", "reg", "--note", "more epochs"],
+        d,
+    ));
     ok(&intent(&["models", "register", "faq", "trained/example/2", "--root", "reg"], d));
 
     let out = ok(&intent(&["models", "list", "--root", "reg"], d));
     assert!(out.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["faq", "3", "1", "-"]), "{out}");
     fails_with(&intent(&["models", "promote", "faq", "7", "--root", "reg"], d), "no version 7");
     ok(&intent(&["models", "promote", "faq", "2", "--root", "reg"], d));
-    let show: serde_json::Value = serde_json::from_str(&ok(&intent(&["models", "show", "faq@current", "--root", "reg"], d))).unwrap();
-    assert_eq!((show["version"].as_u64(), show["parent"].as_u64(), show["note"].as_str()), (Some(2), Some(1), Some("more epochs")));
+    let show: serde_json::Value =
+        serde_json::from_str(&ok(&intent(&["models", "show", "faq@current", "--root", "reg"], d))).unwrap();
+    assert_eq!(
+        (show["version"].as_u64(), show["parent"].as_u64(), show["note"].as_str()),
+        (Some(2), Some(1), Some("more epochs"))
+    );
     assert!(Path::new(d).join(show["dir"].as_str().unwrap()).join("model.safetensors").is_file());
 
     let out = ok(&intent(&["models", "rollback", "faq", "--root", "reg"], d));
     assert!(out.contains("current → 1"), "{out}");
     let out = ok(&intent(&["models", "list", "faq", "--root", "reg"], d));
-    let aliases_of = |v: &str| out.lines().find(|l| l.split_whitespace().next() == Some(v)).map(|l| l.split_whitespace().last().unwrap().to_string());
+    let aliases_of = |v: &str| {
+        out.lines()
+            .find(|l| l.split_whitespace().next() == Some(v))
+            .map(|l| l.split_whitespace().last().unwrap().to_string())
+    };
     assert_eq!(aliases_of("1").as_deref(), Some("current"), "{out}");
     assert_eq!(aliases_of("2").as_deref(), Some("previous"), "{out}");
 
     let out = ok(&intent(&["models", "gc", "faq", "--keep", "0", "--root", "reg"], d));
     assert!(out.contains("[3]"), "{out}");
-    let show: serde_json::Value = serde_json::from_str(&ok(&intent(&["models", "show", "faq", "--root", "reg"], d))).unwrap();
+    let show: serde_json::Value =
+        serde_json::from_str(&ok(&intent(&["models", "show", "faq", "--root", "reg"], d))).unwrap();
     assert_eq!(show["versions"].as_array().unwrap().len(), 2);
     assert_eq!(show["history"].as_array().unwrap().len(), 5, "{show}");
     fails_with(&intent(&["models", "show", "faq@nope", "--root", "reg"], d), "no alias 'nope'");
@@ -73,7 +94,10 @@ fn jsonl(n: usize, from: usize) -> String {
     let mut out = String::new();
     for (label, (a, b)) in words.iter().enumerate() {
         for i in from..from + n {
-            out.push_str(&format!("{{\"text\": \"question {i} on my {a} and {b}\", \"label\": \"{}\"}}\n", words[label].0));
+            out.push_str(&format!(
+                "{{\"text\": \"question {i} on my {a} and {b}\", \"label\": \"{}\"}}\n",
+                words[label].0
+            ));
         }
     }
     out
@@ -90,7 +114,8 @@ fn retrain_status_dry_run_force() {
         "model = \"faq\"\nkind = \"svm\"\nbase_data = \"base.jsonl\"\nholdout = \"holdout.jsonl\"\n[gate]\nmin_overall = 0.9\n",
     )
     .unwrap();
-    let status: serde_json::Value = serde_json::from_str(&ok(&intent(&["retrain", "--config", "retrain.toml", "--status"], d))).unwrap();
+    let status: serde_json::Value =
+        serde_json::from_str(&ok(&intent(&["retrain", "--config", "retrain.toml", "--status"], d))).unwrap();
     assert_eq!(status["triggers"]["would_run"], true);
     assert_eq!(status["triggers"]["reasons"][0], "no current version");
     let out = ok(&intent(&["retrain", "--config", "retrain.toml", "--dry-run"], d));

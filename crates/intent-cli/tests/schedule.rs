@@ -8,7 +8,14 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 fn intent(args: &[&str], cwd: &Path, path_env: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_intent")).args(args).current_dir(cwd).env("RUST_LOG", "warn").env("PATH", path_env).env("FAKE_CRONTAB", cwd.join("table")).output().expect("runs")
+    Command::new(env!("CARGO_BIN_EXE_intent"))
+        .args(args)
+        .current_dir(cwd)
+        .env("RUST_LOG", "warn")
+        .env("PATH", path_env)
+        .env("FAKE_CRONTAB", cwd.join("table"))
+        .output()
+        .expect("runs")
 }
 
 fn ok(o: &Output) -> String {
@@ -20,7 +27,10 @@ fn ok(o: &Output) -> String {
 fn fails_with(o: &Output, needle: &str) {
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{err}");
-    assert!(err.lines().any(|l| l.starts_with("error:") && l.contains(needle)), "expected '{needle}' in: {err}");
+    assert!(
+        err.lines().any(|l| l.starts_with("error:") && l.contains(needle)),
+        "expected '{needle}' in: {err}"
+    );
 }
 
 #[test]
@@ -33,10 +43,15 @@ fn install_print_status_remove() {
             data.push_str(&format!("{{\"text\": \"question {i} on my {a} and {b}\", \"label\": \"{a}\"}}\n"));
         }
     }
-    let (base, holdout): (Vec<&str>, Vec<&str>) = data.lines().enumerate().partition::<Vec<_>, _>(|(i, _)| i % 5 != 0).map_pair();
+    let (base, holdout): (Vec<&str>, Vec<&str>) =
+        data.lines().enumerate().partition::<Vec<_>, _>(|(i, _)| i % 5 != 0).map_pair();
     std::fs::write(d.join("base.jsonl"), base.join("\n")).unwrap();
     std::fs::write(d.join("holdout.jsonl"), holdout.join("\n")).unwrap();
-    std::fs::write(d.join("retrain.toml"), "model = \"faq\"\nkind = \"svm\"\nbase_data = \"base.jsonl\"\nholdout = \"holdout.jsonl\"\n").unwrap();
+    std::fs::write(
+        d.join("retrain.toml"),
+        "model = \"faq\"\nkind = \"svm\"\nbase_data = \"base.jsonl\"\nholdout = \"holdout.jsonl\"\n",
+    )
+    .unwrap();
     let empty = d.join("empty-bin");
     let bin_dir = d.join("bin");
     std::fs::create_dir_all(&empty).unwrap();
@@ -48,16 +63,27 @@ fn install_print_status_remove() {
     std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
 
     // --print: the line, which a shell runs as cron would.
-    let line = ok(&intent(&["schedule", "install", "--print", "--day", "1", "--hour", "3", "--minute", "0"], d, &empty));
+    let line = ok(&intent(
+        &["schedule", "install", "--print", "--day", "1", "--hour", "3", "--minute", "0"],
+        d,
+        &empty,
+    ));
     let config = d.join("retrain.toml");
     assert!(line.starts_with("0 3 1 * * cd '"), "{line}");
-    assert!(line.contains(&format!(" retrain --config '{}'", config.display())) && line.trim_end().ends_with(&format!("# intent-retrain {}", config.display())), "{line}");
+    assert!(
+        line.contains(&format!(" retrain --config '{}'", config.display()))
+            && line.trim_end().ends_with(&format!("# intent-retrain {}", config.display())),
+        "{line}"
+    );
     let command: String = line.split_whitespace().skip(5).collect::<Vec<_>>().join(" ");
     let o = Command::new("/bin/sh").arg("-c").arg(&command).current_dir("/").output().unwrap();
     assert!(o.status.success(), "{o:?}");
     let history = std::fs::read_to_string(d.join("retrain/retrain_history.jsonl")).unwrap();
     assert!(history.contains("\"status\":\"deployed\""), "{history}");
-    assert!(std::fs::read_to_string(d.join("retrain/cron.log")).unwrap().lines().any(|l| l.starts_with("deployed: version 1")));
+    assert!(std::fs::read_to_string(d.join("retrain/cron.log"))
+        .unwrap()
+        .lines()
+        .any(|l| l.starts_with("deployed: version 1")));
 
     // Errors: no crontab program, times out of range.
     fails_with(&intent(&["schedule", "install"], d, &empty), "crontab program is not installed");
@@ -67,7 +93,10 @@ fn install_print_status_remove() {
     // Install next to another job, replace, status, remove.
     std::fs::write(d.join("table"), "*/5 * * * * backup.sh\n").unwrap();
     let out = ok(&intent(&["schedule", "install"], d, &bin));
-    assert!(out.starts_with("installed the crontab entry") && out.contains("day 1 of every month at 03:00"), "{out}");
+    assert!(
+        out.starts_with("installed the crontab entry") && out.contains("day 1 of every month at 03:00"),
+        "{out}"
+    );
     let out = ok(&intent(&["schedule", "install", "--day", "15", "--hour", "4", "--minute", "30"], d, &bin));
     assert!(out.starts_with("replaced"), "{out}");
     let table = std::fs::read_to_string(d.join("table")).unwrap();

@@ -7,7 +7,13 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 fn intent(args: &[&str], cwd: &Path) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_intent")).args(args).current_dir(cwd).env("RUST_LOG", "warn").env_remove("INTENT_ADMIN_TOKEN").output().expect("runs")
+    Command::new(env!("CARGO_BIN_EXE_intent"))
+        .args(args)
+        .current_dir(cwd)
+        .env("RUST_LOG", "warn")
+        .env_remove("INTENT_ADMIN_TOKEN")
+        .output()
+        .expect("runs")
 }
 
 fn http(port: u16, method: &str, path: &str, body: &str) -> String {
@@ -48,7 +54,17 @@ fn serve_answers_and_stops_cleanly_on_sigterm() {
     }
 
     let mut child = Command::new(env!("CARGO_BIN_EXE_intent"))
-        .args(["serve", "--model", model, "--addr", "127.0.0.1:0", "--query-log", "q.sqlite", "--http-threads", "2"])
+        .args([
+            "serve",
+            "--model",
+            model,
+            "--addr",
+            "127.0.0.1:0",
+            "--query-log",
+            "q.sqlite",
+            "--http-threads",
+            "2",
+        ])
         .current_dir(d)
         .env("RUST_LOG", "info")
         .env("INTENT_ADMIN_TOKEN", "0123456789abcdef0123")
@@ -68,7 +84,10 @@ fn serve_answers_and_stops_cleanly_on_sigterm() {
     assert!(r.starts_with("HTTP/1.1 200"), "{r}");
     assert!(r.contains(r#""label":"order_status""#), "{r}");
     let r = http(port, "GET", "/v1/models", "");
-    assert!(r.contains(r#""version":"1""#) && r.contains(r#""name":"example""#) && r.contains(r#""kind":"mlp""#), "{r}");
+    assert!(
+        r.contains(r#""version":"1""#) && r.contains(r#""name":"example""#) && r.contains(r#""kind":"mlp""#),
+        "{r}"
+    );
     let r = http(port, "POST", "/admin/reload", "");
     assert!(r.starts_with("HTTP/1.1 401"), "{r}");
 

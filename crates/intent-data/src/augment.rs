@@ -91,7 +91,12 @@ pub fn augment(data: &Dataset, outcomes: &[OutcomeDef], config: AugmentConfig) -
 
 /// Like [`augment`], and never produces a text equal (normalized) to one of `avoid` (e.g. the
 /// validation and test sentences, so that augmenting the training part cannot copy them).
-pub fn augment_avoiding(data: &Dataset, outcomes: &[OutcomeDef], config: AugmentConfig, avoid: &[&str]) -> Augmented {
+pub fn augment_avoiding(
+    data: &Dataset,
+    outcomes: &[OutcomeDef],
+    config: AugmentConfig,
+    avoid: &[&str],
+) -> Augmented {
     let mut seen: HashSet<String> = data.examples.iter().map(|e| normalize_text(&e.text)).collect();
     seen.extend(avoid.iter().map(|t| normalize_text(t)));
     let mut groups: BTreeMap<String, Vec<&Example>> = BTreeMap::new();
@@ -141,7 +146,13 @@ pub fn augment_avoiding(data: &Dataset, outcomes: &[OutcomeDef], config: Augment
     Augmented { data: Dataset { examples: out, multi_label: data.multi_label }, added, short }
 }
 
-fn apply(op: Op, text: &str, templates: &[String], synonyms: &BTreeMap<&str, &Vec<String>>, rng: &mut ChaCha8Rng) -> Option<String> {
+fn apply(
+    op: Op,
+    text: &str,
+    templates: &[String],
+    synonyms: &BTreeMap<&str, &Vec<String>>,
+    rng: &mut ChaCha8Rng,
+) -> Option<String> {
     let words: Vec<&str> = text.split_whitespace().collect();
     match op {
         Op::Template => {
@@ -149,14 +160,22 @@ fn apply(op: Op, text: &str, templates: &[String], synonyms: &BTreeMap<&str, &Ve
             let mut s = t.clone();
             for slot in template_slots(t) {
                 let alts = synonyms.get(slot)?;
-                let choice = if rng.random_bool(0.5) || alts.is_empty() { slot.to_string() } else { alts.choose(rng)?.clone() };
+                let choice = if rng.random_bool(0.5) || alts.is_empty() {
+                    slot.to_string()
+                } else {
+                    alts.choose(rng)?.clone()
+                };
                 s = s.replacen(&format!("{{{slot}}}"), &choice, 1);
             }
             Some(s)
         }
         Op::Synonym => {
             let candidates: Vec<usize> = (0..words.len())
-                .filter(|&i| synonyms.get(words[i].to_lowercase().trim_matches(|c: char| !c.is_alphanumeric())).is_some())
+                .filter(|&i| {
+                    synonyms
+                        .get(words[i].to_lowercase().trim_matches(|c: char| !c.is_alphanumeric()))
+                        .is_some()
+                })
                 .collect();
             let &i = candidates.choose(rng)?;
             let key = words[i].to_lowercase();

@@ -25,7 +25,10 @@ pub fn import_clinc150(path: &Path, splits: &[&str]) -> Result<Loaded<Dataset>> 
             let have: Vec<_> = doc.keys().map(String::as_str).collect();
             DataError::invalid(
                 Location::json(path, format!("$.{split}")),
-                format!("no split '{split}' (a list of [text, intent]) in this file; it has: {}", have.join(", ")),
+                format!(
+                    "no split '{split}' (a list of [text, intent]) in this file; it has: {}",
+                    have.join(", ")
+                ),
             )
         })?;
         for (i, row) in rows.iter().enumerate() {
@@ -40,8 +43,9 @@ pub fn import_clinc150(path: &Path, splits: &[&str]) -> Result<Loaded<Dataset>> 
                 }
             };
             let ex = Example::new(t, l).with_source(format!("clinc150:{split}"));
-            check_example(&ex, false)
-                .map_err(|reason| DataError::invalid(Location::json(path, format!("$.{split}[{i}]")), reason))?;
+            check_example(&ex, false).map_err(|reason| {
+                DataError::invalid(Location::json(path, format!("$.{split}[{i}]")), reason)
+            })?;
             examples.push(ex);
             locations.push(Location::json(path, format!("$.{split}[{i}]")));
         }
@@ -54,16 +58,25 @@ pub fn import_clinc150(path: &Path, splits: &[&str]) -> Result<Loaded<Dataset>> 
 pub fn load_labeled_csv(path: &Path, opts: &LoadOptions) -> Result<Loaded<Dataset>> {
     let text = read_text(path)?;
     let delimiter = if path.extension().is_some_and(|e| e == "tsv") { b'\t' } else { b',' };
-    let mut reader = csv::ReaderBuilder::new().flexible(true).delimiter(delimiter).from_reader(text.as_bytes());
-    let headers = reader.headers().map_err(|e| DataError::invalid(Location::line(path, 1), e.to_string()))?.clone();
-    let find = |names: &[&str]| headers.iter().position(|h| names.contains(&h.trim().to_ascii_lowercase().as_str()));
+    let mut reader =
+        csv::ReaderBuilder::new().flexible(true).delimiter(delimiter).from_reader(text.as_bytes());
+    let headers =
+        reader.headers().map_err(|e| DataError::invalid(Location::line(path, 1), e.to_string()))?.clone();
+    let find =
+        |names: &[&str]| headers.iter().position(|h| names.contains(&h.trim().to_ascii_lowercase().as_str()));
     let text_col = find(&["text", "utterance", "sentence"]).ok_or_else(|| {
-        DataError::invalid(Location::line(path, 1), format!("header has no `text` column (found: {})", headers.iter().collect::<Vec<_>>().join(",")))
+        DataError::invalid(
+            Location::line(path, 1),
+            format!("header has no `text` column (found: {})", headers.iter().collect::<Vec<_>>().join(",")),
+        )
     })?;
     let label_col = find(&["category", "label", "intent"]).ok_or_else(|| {
         DataError::invalid(
             Location::line(path, 1),
-            format!("header has no `category`, `label` or `intent` column (found: {})", headers.iter().collect::<Vec<_>>().join(",")),
+            format!(
+                "header has no `category`, `label` or `intent` column (found: {})",
+                headers.iter().collect::<Vec<_>>().join(",")
+            ),
         )
     })?;
     let mut examples = Vec::new();
@@ -93,7 +106,9 @@ pub fn load_labeled_csv(path: &Path, opts: &LoadOptions) -> Result<Loaded<Datase
                 examples.push(ex);
                 locations.push(Location::line(path, line));
             }
-            Err(reason) if opts.skip_invalid => skipped.push(Skipped { location: Location::line(path, line), reason }),
+            Err(reason) if opts.skip_invalid => {
+                skipped.push(Skipped { location: Location::line(path, line), reason })
+            }
             Err(reason) => return Err(DataError::invalid(Location::line(path, line), reason)),
         }
     }
@@ -128,7 +143,10 @@ pub fn import_nlupp(path: &Path, folds: Option<&[usize]>) -> Result<Loaded<Datas
     if let Some(want) = folds {
         let have: Vec<usize> = files.iter().map(|(n, _)| *n).collect();
         if let Some(missing) = want.iter().find(|n| !have.contains(n)) {
-            return Err(DataError::Option { name: "--folds", message: format!("fold {missing} not found (have {have:?})") });
+            return Err(DataError::Option {
+                name: "--folds",
+                message: format!("fold {missing} not found (have {have:?})"),
+            });
         }
     }
     let mut examples = Vec::new();
@@ -138,15 +156,23 @@ pub fn import_nlupp(path: &Path, folds: Option<&[usize]>) -> Result<Loaded<Datas
             continue;
         }
         let text = read_text(&file)?;
-        let rows: Vec<serde_json::Value> = serde_json::from_str(&text).map_err(|e| DataError::json(&file, &e))?;
+        let rows: Vec<serde_json::Value> =
+            serde_json::from_str(&text).map_err(|e| DataError::json(&file, &e))?;
         for (i, row) in rows.iter().enumerate() {
             let loc = || Location::json(&file, format!("$[{i}]"));
-            let t = row.get("text").and_then(|t| t.as_str()).ok_or_else(|| DataError::invalid(loc(), "row has no `text` string"))?;
+            let t = row
+                .get("text")
+                .and_then(|t| t.as_str())
+                .ok_or_else(|| DataError::invalid(loc(), "row has no `text` string"))?;
             let labels = match row.get("intents") {
                 None | Some(serde_json::Value::Null) => vec![],
                 Some(serde_json::Value::Array(a)) => a
                     .iter()
-                    .map(|v| v.as_str().map(str::to_string).ok_or_else(|| DataError::invalid(loc(), "`intents` must be a list of strings")))
+                    .map(|v| {
+                        v.as_str()
+                            .map(str::to_string)
+                            .ok_or_else(|| DataError::invalid(loc(), "`intents` must be a list of strings"))
+                    })
                     .collect::<Result<Vec<_>>>()?,
                 Some(_) => return Err(DataError::invalid(loc(), "`intents` must be a list of strings")),
             };
@@ -171,10 +197,22 @@ pub fn import_movielens(path: &Path) -> Result<Interactions> {
         let cols: Vec<&str> = line.split('\t').collect();
         let loc = || Location::line(path, i + 1);
         if cols.len() != 4 {
-            return Err(DataError::invalid(loc(), format!("expected 4 tab-separated columns (user item rating timestamp), found {}", cols.len())));
+            return Err(DataError::invalid(
+                loc(),
+                format!(
+                    "expected 4 tab-separated columns (user item rating timestamp), found {}",
+                    cols.len()
+                ),
+            ));
         }
-        let rating: f32 = cols[2].trim().parse().map_err(|_| DataError::invalid(loc(), format!("rating '{}' is not a number", cols[2])))?;
-        let ts: i64 = cols[3].trim().parse().map_err(|_| DataError::invalid(loc(), format!("timestamp '{}' is not an integer", cols[3])))?;
+        let rating: f32 = cols[2]
+            .trim()
+            .parse()
+            .map_err(|_| DataError::invalid(loc(), format!("rating '{}' is not a number", cols[2])))?;
+        let ts: i64 = cols[3]
+            .trim()
+            .parse()
+            .map_err(|_| DataError::invalid(loc(), format!("timestamp '{}' is not an integer", cols[3])))?;
         rows.push(Interaction {
             user_id: cols[0].trim().to_string(),
             item_id: cols[1].trim().to_string(),
@@ -188,12 +226,16 @@ pub fn import_movielens(path: &Path) -> Result<Interactions> {
 
 /// Parses a fold list such as `0-15` or `0,3,5-7`.
 pub fn parse_folds(spec: &str) -> Result<Vec<usize>> {
-    let bad = || DataError::Option { name: "--folds", message: format!("'{spec}' is not a fold list like 0-15 or 0,3,5-7") };
+    let bad = || DataError::Option {
+        name: "--folds",
+        message: format!("'{spec}' is not a fold list like 0-15 or 0,3,5-7"),
+    };
     let mut out = Vec::new();
     for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         match part.split_once('-') {
             Some((a, b)) => {
-                let (a, b): (usize, usize) = (a.trim().parse().map_err(|_| bad())?, b.trim().parse().map_err(|_| bad())?);
+                let (a, b): (usize, usize) =
+                    (a.trim().parse().map_err(|_| bad())?, b.trim().parse().map_err(|_| bad())?);
                 if a > b || b - a > 10_000 {
                     return Err(bad());
                 }

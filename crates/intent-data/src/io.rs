@@ -1,7 +1,6 @@
 //! File reading and atomic writing shared by the loaders and writers.
 
 use std::fs;
-use std::io::Write;
 use std::path::Path;
 
 use crate::error::{DataError, Location, Result};
@@ -19,28 +18,11 @@ pub fn read_text(path: &Path) -> Result<String> {
     })
 }
 
-/// Writes `bytes` to `path` atomically: a temporary file in the same folder, flushed, then
-/// renamed over the target, so readers never see a half-written file and a failed write leaves
-/// the old file as it was.
+/// Writes `bytes` to `path` crash-safely through [`crate::durable::write_file`] (temporary file,
+/// fsync, rename, fsync of the folder): readers never see a half-written file and a failed
+/// write leaves the old file as it was.
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    fs::create_dir_all(dir).map_err(|e| DataError::io(dir, e))?;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "out".into());
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let result = (|| -> std::io::Result<()> {
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    if let Err(e) = result {
-        let _ = fs::remove_file(&tmp);
-        return Err(DataError::io(path, e));
-    }
-    Ok(())
+    crate::durable::write_file(path, bytes).map_err(|e| DataError::io(path, e))
 }
 
 /// Lists the `*.json` files of a folder, sorted by name.

@@ -6,11 +6,13 @@
 //! - [`import`]: CLINC150, BANKING77, NLU++ and MovieLens importers;
 //! - [`validate`], [`stats`]: checks and statistics;
 //! - [`augment`], [`split`]: augmentation, stratified splits, merging;
-//! - [`text`]: tokenizer, vocabulary and sparse feature vectors.
+//! - [`text`]: tokenizer, vocabulary and sparse feature vectors;
+//! - [`durable`]: the crash-safe file and folder writes every writer of the toolkit uses.
 //!
 //! Every error names the file and line (or JSON path) and what was expected.
 
 pub mod augment;
+pub mod durable;
 pub mod error;
 pub mod formats;
 pub mod import;

@@ -27,7 +27,13 @@ pub struct Example {
 impl Example {
     /// A single-label example.
     pub fn new(text: impl Into<String>, label: impl Into<String>) -> Self {
-        Example { text: text.into(), labels: vec![label.into()], confidence: None, source: None, timestamp: None }
+        Example {
+            text: text.into(),
+            labels: vec![label.into()],
+            confidence: None,
+            source: None,
+            timestamp: None,
+        }
     }
     /// A multi-label example.
     pub fn multi(text: impl Into<String>, labels: Vec<String>) -> Self {
@@ -69,7 +75,8 @@ impl Dataset {
     }
     /// The sorted set of labels used.
     pub fn labels(&self) -> Vec<String> {
-        let set: BTreeSet<&str> = self.examples.iter().flat_map(|e| e.labels.iter().map(String::as_str)).collect();
+        let set: BTreeSet<&str> =
+            self.examples.iter().flat_map(|e| e.labels.iter().map(String::as_str)).collect();
         set.into_iter().map(str::to_string).collect()
     }
     /// Number of examples per label (an example counts once for each of its labels).
@@ -92,7 +99,10 @@ impl Dataset {
         let examples = if self.multi_label {
             self.examples
                 .iter()
-                .map(|e| Example { labels: e.labels.iter().filter(|l| *l != label).cloned().collect(), ..e.clone() })
+                .map(|e| Example {
+                    labels: e.labels.iter().filter(|l| *l != label).cloned().collect(),
+                    ..e.clone()
+                })
                 .collect()
         } else {
             self.examples.iter().filter(|e| e.label() != Some(label)).cloned().collect()

@@ -40,7 +40,10 @@ pub struct Split {
 pub fn stratified_split(data: &Dataset, config: SplitConfig) -> Result<Split> {
     let SplitConfig { train_fraction, test_fraction, min_val_per_label, seed } = config;
     if !(train_fraction > 0.0 && train_fraction <= 1.0) {
-        return Err(DataError::Option { name: "--train-fraction", message: format!("{train_fraction} is not in (0, 1]") });
+        return Err(DataError::Option {
+            name: "--train-fraction",
+            message: format!("{train_fraction} is not in (0, 1]"),
+        });
     }
     if !(0.0..1.0).contains(&test_fraction) || train_fraction + test_fraction > 1.0 + 1e-9 {
         return Err(DataError::Option {
@@ -66,7 +69,8 @@ pub fn stratified_split(data: &Dataset, config: SplitConfig) -> Result<Split> {
     for (label, idx) in &mut groups {
         let n = idx.len();
         let n_test = (n as f64 * test_fraction).round() as usize;
-        let n_val = ((n as f64 * (1.0 - train_fraction - test_fraction)).round() as usize).max(min_val_per_label);
+        let n_val =
+            ((n as f64 * (1.0 - train_fraction - test_fraction)).round() as usize).max(min_val_per_label);
         if n_test.saturating_add(n_val) >= n && data.multi_label {
             tracing::warn!("label '{label}': {n} example(s) as rarest label, all kept for training");
             continue;
@@ -147,10 +151,18 @@ pub fn merge(parts: &[Dataset], policy: ConflictPolicy) -> Merged {
                 if a == b {
                     duplicates += 1;
                 } else if policy == ConflictPolicy::KeepLast {
-                    conflicts.push(Conflict { text: key, kept: e.labels.clone(), dropped: out[i].labels.clone() });
+                    conflicts.push(Conflict {
+                        text: key,
+                        kept: e.labels.clone(),
+                        dropped: out[i].labels.clone(),
+                    });
                     out[i] = e.clone();
                 } else {
-                    conflicts.push(Conflict { text: key, kept: out[i].labels.clone(), dropped: e.labels.clone() });
+                    conflicts.push(Conflict {
+                        text: key,
+                        kept: out[i].labels.clone(),
+                        dropped: e.labels.clone(),
+                    });
                 }
             }
         }
@@ -223,7 +235,11 @@ mod tests {
     #[test]
     fn merge_dedupes_and_reports_conflicts() {
         let a = Dataset::new(vec![Example::new("Hello!", "greet"), Example::new("bye", "bye")]);
-        let b = Dataset::new(vec![Example::new("hello", "greet"), Example::new("BYE", "greet"), Example::new("new", "x")]);
+        let b = Dataset::new(vec![
+            Example::new("hello", "greet"),
+            Example::new("BYE", "greet"),
+            Example::new("new", "x"),
+        ]);
         let m = merge(&[a.clone(), b.clone()], ConflictPolicy::KeepFirst);
         assert_eq!(m.data.len(), 3);
         assert_eq!(m.duplicates, 1);

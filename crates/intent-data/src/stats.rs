@@ -60,7 +60,14 @@ pub fn stats(data: &Dataset, min_per_label: usize) -> Stats {
             warnings.push(format!("{none} example(s) have no label"));
         }
     }
-    Stats { examples: data.len(), labels: per_label.len(), multi_label: data.multi_label, per_label, length, warnings }
+    Stats {
+        examples: data.len(),
+        labels: per_label.len(),
+        multi_label: data.multi_label,
+        per_label,
+        length,
+        warnings,
+    }
 }
 
 #[cfg(test)]
@@ -70,7 +77,8 @@ mod tests {
 
     #[test]
     fn counts_lengths_and_warnings() {
-        let d = Dataset::new(vec![Example::new("a b c", "x"), Example::new("a", "x"), Example::new("a b", "y")]);
+        let d =
+            Dataset::new(vec![Example::new("a b c", "x"), Example::new("a", "x"), Example::new("a b", "y")]);
         let s = stats(&d, 2);
         assert_eq!(s.per_label, vec![("x".to_string(), 2), ("y".to_string(), 1)]);
         let l = s.length.unwrap();

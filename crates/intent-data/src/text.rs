@@ -65,7 +65,8 @@ pub fn char_wb_ngrams(text: &str, n_min: usize, n_max: usize) -> Vec<String> {
     let lower = text.to_lowercase();
     let mut out = Vec::new();
     for word in lower.split_whitespace() {
-        let padded: Vec<char> = std::iter::once(' ').chain(word.chars()).chain(std::iter::once(' ')).collect();
+        let padded: Vec<char> =
+            std::iter::once(' ').chain(word.chars()).chain(std::iter::once(' ')).collect();
         for n in n_min.max(1)..=n_max {
             if padded.len() <= n {
                 out.push(padded.iter().collect());
@@ -113,7 +114,10 @@ impl std::str::FromStr for Weighting {
             "binary" => Ok(Weighting::Binary),
             "count" => Ok(Weighting::Count),
             "tfidf" => Ok(Weighting::Tfidf),
-            other => Err(DataError::Option { name: "--features", message: format!("'{other}': expected binary, count or tfidf") }),
+            other => Err(DataError::Option {
+                name: "--features",
+                message: format!("'{other}': expected binary, count or tfidf"),
+            }),
         }
     }
 }
@@ -223,7 +227,8 @@ impl Vectorizer {
                 *df.entry(term).or_insert(0) += 1;
             }
         }
-        let mut terms: Vec<(String, usize)> = df.into_iter().filter(|(_, n)| *n >= config.min_count.max(1)).collect();
+        let mut terms: Vec<(String, usize)> =
+            df.into_iter().filter(|(_, n)| *n >= config.min_count.max(1)).collect();
         terms.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         if let Some(max) = config.max_size {
             terms.truncate(max);
@@ -259,12 +264,8 @@ impl Vectorizer {
 
     /// The sparse feature vector of a text. Unknown terms are ignored.
     pub fn transform(&self, text: &str) -> SparseVec {
-        let mut counts: Vec<(u32, f32)> = self
-            .config
-            .terms(text)
-            .iter()
-            .filter_map(|t| self.index.get(t).map(|&i| (i, 1.0)))
-            .collect();
+        let mut counts: Vec<(u32, f32)> =
+            self.config.terms(text).iter().filter_map(|t| self.index.get(t).map(|&i| (i, 1.0))).collect();
         counts.sort_unstable_by_key(|&(i, _)| i);
         let mut row = SparseVec::default();
         for (i, c) in counts {
@@ -312,7 +313,10 @@ mod tests {
 
     #[test]
     fn tokenizer_is_unicode_aware() {
-        assert_eq!(tokenize("Where's my CARD? Où est-il, 2 days!"), vec!["where's", "my", "card", "où", "est", "il", "2", "days"]);
+        assert_eq!(
+            tokenize("Where's my CARD? Où est-il, 2 days!"),
+            vec!["where's", "my", "card", "où", "est", "il", "2", "days"]
+        );
         assert_eq!(ngrams(&tokenize("a b c"), 2), vec!["a", "b", "c", "a b", "b c"]);
     }
 
@@ -320,15 +324,25 @@ mod tests {
     fn sklearn_token_pattern_and_char_wb() {
         // As `TfidfVectorizer().build_analyzer()` and `TfidfVectorizer(analyzer="char_wb",
         // ngram_range=(2, 3)).build_analyzer()` give for these strings.
-        assert_eq!(tokenize_sklearn("Where's my CARD? I got 2 of them_now"), vec!["where", "my", "card", "got", "of", "them_now"]);
+        assert_eq!(
+            tokenize_sklearn("Where's my CARD? I got 2 of them_now"),
+            vec!["where", "my", "card", "got", "of", "them_now"]
+        );
         // A combining accent (NFD) is not a word character in Python: "cafe\u{301}" → "cafe";
         // a superscript digit is: "x²" is one token.
         assert_eq!(tokenize_sklearn("cafe\u{301} x\u{b2}"), vec!["cafe", "x\u{b2}"]);
-        assert_eq!(char_wb_ngrams("Hi ab", 2, 3), vec![" h", "hi", "i ", " hi", "hi ", " a", "ab", "b ", " ab", "ab "]);
+        assert_eq!(
+            char_wb_ngrams("Hi ab", 2, 3),
+            vec![" h", "hi", "i ", " hi", "hi ", " a", "ab", "b ", " ab", "ab "]
+        );
         assert_eq!(char_wb_ngrams("a", 3, 5), vec![" a "]);
         let cfg = VectorizerConfig { ngram_min: 2, ngram_max: 2, ..Default::default() };
         assert_eq!(cfg.terms("a b c"), vec!["a b", "b c"]);
-        assert!(Vectorizer::fit(&["a"], VectorizerConfig { ngram_min: 3, ngram_max: 2, ..Default::default() }).is_err());
+        assert!(Vectorizer::fit(
+            &["a"],
+            VectorizerConfig { ngram_min: 3, ngram_max: 2, ..Default::default() }
+        )
+        .is_err());
     }
 
     #[test]
@@ -336,7 +350,8 @@ mod tests {
         let texts = ["b a", "a c", "a b", "d"];
         let v = Vectorizer::fit(&texts, VectorizerConfig { min_count: 2, ..Default::default() }).unwrap();
         assert_eq!(v.terms, vec!["a", "b"]); // a: 3 docs, b: 2 docs; c and d dropped
-        let v = Vectorizer::fit(&texts, VectorizerConfig { max_size: Some(1), ..Default::default() }).unwrap();
+        let v =
+            Vectorizer::fit(&texts, VectorizerConfig { max_size: Some(1), ..Default::default() }).unwrap();
         assert_eq!(v.terms, vec!["a"]);
         assert!(Vectorizer::fit(&texts, VectorizerConfig { min_count: 9, ..Default::default() }).is_err());
     }

@@ -68,13 +68,18 @@ pub fn validate_dataset(data: &Dataset, min_per_label: usize) -> Vec<Finding> {
         if *n < min_per_label {
             findings.push(Finding {
                 severity: Severity::Warning,
-                message: format!("label '{label}' has {n} example(s), fewer than the minimum {min_per_label}"),
+                message: format!(
+                    "label '{label}' has {n} example(s), fewer than the minimum {min_per_label}"
+                ),
             });
         }
     }
     let mut by_text: BTreeMap<String, Vec<(usize, BTreeSet<&str>)>> = BTreeMap::new();
     for (i, e) in data.examples.iter().enumerate() {
-        by_text.entry(normalize_text(&e.text)).or_default().push((i, e.labels.iter().map(String::as_str).collect()));
+        by_text
+            .entry(normalize_text(&e.text))
+            .or_default()
+            .push((i, e.labels.iter().map(String::as_str).collect()));
     }
     let mut duplicates = 0usize;
     for (text, rows) in &by_text {
@@ -83,7 +88,8 @@ pub fn validate_dataset(data: &Dataset, min_per_label: usize) -> Vec<Finding> {
         }
         let distinct: BTreeSet<&BTreeSet<&str>> = rows.iter().map(|(_, l)| l).collect();
         if distinct.len() > 1 {
-            let labels: Vec<String> = distinct.iter().map(|s| s.iter().copied().collect::<Vec<_>>().join("+")).collect();
+            let labels: Vec<String> =
+                distinct.iter().map(|s| s.iter().copied().collect::<Vec<_>>().join("+")).collect();
             findings.push(Finding {
                 severity: Severity::Error,
                 message: format!(
@@ -97,7 +103,10 @@ pub fn validate_dataset(data: &Dataset, min_per_label: usize) -> Vec<Finding> {
         }
     }
     if duplicates > 0 {
-        findings.push(Finding { severity: Severity::Warning, message: format!("{duplicates} duplicate text(s) with the same label") });
+        findings.push(Finding {
+            severity: Severity::Warning,
+            message: format!("{duplicates} duplicate text(s) with the same label"),
+        });
     }
     findings
 }
@@ -119,9 +128,14 @@ mod tests {
         let f = validate_dataset(&d, 1);
         assert!(f.iter().any(|f| f.severity == Severity::Error && f.message.contains("only 1 label")));
         assert!(f.iter().any(|f| f.message.contains("1 duplicate")));
-        let d = Dataset::new(vec![Example::new("hi", "greet"), Example::new("HI", "bye"), Example::new("x", "bye")]);
+        let d = Dataset::new(vec![
+            Example::new("hi", "greet"),
+            Example::new("HI", "bye"),
+            Example::new("x", "bye"),
+        ]);
         let f = validate_dataset(&d, 1);
-        assert!(f.iter().any(|f| f.severity == Severity::Error && f.message.contains("conflicting labels for \"hi\" (records 1, 2)")));
+        assert!(f.iter().any(|f| f.severity == Severity::Error
+            && f.message.contains("conflicting labels for \"hi\" (records 1, 2)")));
     }
 
     #[test]

@@ -3,8 +3,8 @@
 use std::fs;
 use std::path::PathBuf;
 
+use intent_data::formats::intents::{dataset_to_intents, load_intents, read_intents, write_intents_dir};
 use intent_data::formats::interactions::{load_interactions, write_interactions};
-use intent_data::formats::intents::{load_intents, read_intents, write_intents_dir, dataset_to_intents};
 use intent_data::formats::jsonl::{load_jsonl, write_jsonl};
 use intent_data::formats::multilabel::{load_multilabel, write_multilabel};
 use intent_data::formats::outcomes::read_outcomes;
@@ -35,7 +35,11 @@ fn jsonl_good_round_trip_and_multi_label() {
     write_jsonl(&out, &d).unwrap();
     assert_eq!(load_jsonl(&out, &STRICT).unwrap().data, d);
 
-    let p = write(&dir, "m.jsonl", b"{\"text\": \"x\", \"labels\": [\"a\", \"b\"]}\n{\"text\": \"y\", \"labels\": []}\n");
+    let p = write(
+        &dir,
+        "m.jsonl",
+        b"{\"text\": \"x\", \"labels\": [\"a\", \"b\"]}\n{\"text\": \"y\", \"labels\": []}\n",
+    );
     let d = load_jsonl(&p, &STRICT).unwrap().data;
     assert!(d.multi_label);
     assert_eq!(d.examples[0].labels, vec!["a", "b"]);
@@ -46,7 +50,10 @@ fn jsonl_bad_lines_name_file_and_line() {
     let dir = tempfile::tempdir().unwrap();
     let p = write(&dir, "bad.jsonl", b"{\"text\": \"ok\", \"label\": \"a\"}\n[1, 2]\n");
     let err = load_jsonl(&p, &STRICT).unwrap_err().to_string();
-    assert!(err.contains("bad.jsonl:2") && err.contains("expected a JSON object") && err.contains("an array"), "{err}");
+    assert!(
+        err.contains("bad.jsonl:2") && err.contains("expected a JSON object") && err.contains("an array"),
+        "{err}"
+    );
 
     let p = write(&dir, "trunc.jsonl", b"{\"text\": \"ok\", \"label\": \"a\"}\n{\"text\": \"cut");
     let err = load_jsonl(&p, &STRICT).unwrap_err().to_string();
@@ -59,7 +66,11 @@ fn jsonl_bad_lines_name_file_and_line() {
     let p = write(&dir, "empty.jsonl", b"{\"text\": \" \", \"label\": \"a\"}\n");
     assert!(load_jsonl(&p, &STRICT).unwrap_err().to_string().contains("empty.jsonl:1: empty text"));
 
-    let p = write(&dir, "latin1.jsonl", b"{\"text\": \"ok\", \"label\": \"a\"}\n{\"text\": \"caf\xe9\", \"label\": \"a\"}\n");
+    let p = write(
+        &dir,
+        "latin1.jsonl",
+        b"{\"text\": \"ok\", \"label\": \"a\"}\n{\"text\": \"caf\xe9\", \"label\": \"a\"}\n",
+    );
     let err = load_jsonl(&p, &STRICT).unwrap_err().to_string();
     assert!(err.contains("latin1.jsonl:2") && err.contains("UTF-8"), "{err}");
 }
@@ -127,7 +138,13 @@ fn outcomes_and_template_check() {
 #[test]
 fn multilabel_round_trip_and_errors() {
     let dir = tempfile::tempdir().unwrap();
-    let d = Dataset { examples: vec![Example::multi("a", vec!["x".into(), "y".into()]), Example::multi("b", vec!["x".into()])], multi_label: true };
+    let d = Dataset {
+        examples: vec![
+            Example::multi("a", vec!["x".into(), "y".into()]),
+            Example::multi("b", vec!["x".into()]),
+        ],
+        multi_label: true,
+    };
     let p = dir.path().join("m.json");
     write_multilabel(&p, &d).unwrap();
     let text = fs::read_to_string(&p).unwrap();
@@ -148,7 +165,8 @@ fn interactions_round_trip_with_numeric_ids() {
     let out = dir.path().join("o.json");
     write_interactions(&out, &i).unwrap();
     assert_eq!(load_interactions(&out).unwrap(), i);
-    let p = write(&dir, "bad.json", br#"{"metadata": {}, "interactions": [{"user_id": null, "item_id": 1}]}"#);
+    let p =
+        write(&dir, "bad.json", br#"{"metadata": {}, "interactions": [{"user_id": null, "item_id": 1}]}"#);
     assert!(load_interactions(&p).unwrap_err().to_string().contains("bad.json:1"));
 }
 
@@ -164,7 +182,11 @@ fn importers_on_small_copies() {
     let p = write(&dir, "bad_clinc.json", br#"{"train": [["hi"]]}"#);
     assert!(import_clinc150(&p, &["train"]).unwrap_err().to_string().contains("$.train[0]"));
 
-    write(&dir, "nlupp/banking/fold0.json", br#"[{"text": "new card", "intents": ["card", "new"]}, {"text": "ok"}]"#);
+    write(
+        &dir,
+        "nlupp/banking/fold0.json",
+        br#"[{"text": "new card", "intents": ["card", "new"]}, {"text": "ok"}]"#,
+    );
     write(&dir, "nlupp/banking/fold1.json", br#"[{"text": "pin", "intents": ["pin"], "slots": {}}]"#);
     let d = import_nlupp(&dir.path().join("nlupp"), Some(&[0])).unwrap().data;
     assert!(d.multi_label);
@@ -183,7 +205,8 @@ fn importers_on_small_copies() {
 
 #[test]
 fn missing_file_and_format_flag() {
-    let err = load_dataset(std::path::Path::new("/nonexistent/x.jsonl"), None, &STRICT).unwrap_err().to_string();
+    let err =
+        load_dataset(std::path::Path::new("/nonexistent/x.jsonl"), None, &STRICT).unwrap_err().to_string();
     assert!(err.contains("/nonexistent/x.jsonl"), "{err}");
     assert!("yaml".parse::<Format>().unwrap_err().to_string().contains("unknown format 'yaml'"));
 }

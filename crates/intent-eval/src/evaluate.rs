@@ -5,7 +5,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::metrics::{argmax, classification_metrics, expected_calibration_error, f1, top_k_accuracy, Average, ClassMetrics, ConfusionMatrix};
+use crate::metrics::{
+    argmax, classification_metrics, expected_calibration_error, f1, top_k_accuracy, Average, ClassMetrics,
+    ConfusionMatrix,
+};
 
 /// Out-of-scope policy: predictions under `threshold` confidence become `label`.
 #[derive(Debug, Clone, PartialEq)]
@@ -103,7 +106,11 @@ pub fn evaluate_single(
                 p = index[label.as_str()];
             }
         }
-        g_idx.push(*index.get(g).unwrap_or_else(|| panic!("gold label '{g}' unknown to the model; callers check labels first")));
+        g_idx.push(
+            *index.get(g).unwrap_or_else(|| {
+                panic!("gold label '{g}' unknown to the model; callers check labels first")
+            }),
+        );
         p_idx.push(p);
         preds.push((labels[p].clone(), conf));
     }
@@ -118,7 +125,8 @@ pub fn evaluate_single(
         Some(o) => {
             let ins = in_scope.iter().filter(|&&i| correct[i]).count() as f64 / in_scope.len().max(1) as f64;
             let oos_rows: Vec<usize> = (0..gold.len()).filter(|&i| g_idx[i] == o).collect();
-            let rec = (!oos_rows.is_empty()).then(|| oos_rows.iter().filter(|&&i| p_idx[i] == o).count() as f64 / oos_rows.len() as f64);
+            let rec = (!oos_rows.is_empty())
+                .then(|| oos_rows.iter().filter(|&&i| p_idx[i] == o).count() as f64 / oos_rows.len() as f64);
             (Some(ins), rec)
         }
         None => (None, None),
@@ -158,7 +166,12 @@ pub fn evaluate_single(
 
 /// Evaluates multi-label predictions: a label is predicted when its score reaches its threshold.
 /// Returns the report and each example's predicted label set.
-pub fn evaluate_multi(gold: &[Vec<String>], scores: &[Vec<f32>], labels: &[String], thresholds: &[f32]) -> (Report, Vec<Vec<String>>) {
+pub fn evaluate_multi(
+    gold: &[Vec<String>],
+    scores: &[Vec<f32>],
+    labels: &[String],
+    thresholds: &[f32],
+) -> (Report, Vec<Vec<String>>) {
     let k = labels.len();
     let index: BTreeMap<&str, usize> = labels.iter().enumerate().map(|(i, l)| (l.as_str(), i)).collect();
     let (mut tp, mut fp, mut fne) = (vec![0usize; k], vec![0usize; k], vec![0usize; k]);
@@ -185,13 +198,17 @@ pub fn evaluate_multi(gold: &[Vec<String>], scores: &[Vec<f32>], labels: &[Strin
         predicted.push(pset.iter().map(|&c| labels[c].clone()).collect());
     }
     let mut per_class = BTreeMap::new();
-    let (mut mp, mut mr, mut mf, mut wp, mut wr, mut wf, mut sup_total) = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0usize);
+    let (mut mp, mut mr, mut mf, mut wp, mut wr, mut wf, mut sup_total) =
+        (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0usize);
     for c in 0..k {
         let support = tp[c] + fne[c];
         let p = if tp[c] + fp[c] > 0 { tp[c] as f64 / (tp[c] + fp[c]) as f64 } else { 0.0 };
         let r = if support > 0 { tp[c] as f64 / support as f64 } else { 0.0 };
         let f = f1(p, r);
-        per_class.insert(labels[c].clone(), ClassMetrics { precision: p, recall: r, f1: f, support, confused_with: vec![] });
+        per_class.insert(
+            labels[c].clone(),
+            ClassMetrics { precision: p, recall: r, f1: f, support, confused_with: vec![] },
+        );
         mp += p;
         mr += r;
         mf += f;
@@ -200,7 +217,8 @@ pub fn evaluate_multi(gold: &[Vec<String>], scores: &[Vec<f32>], labels: &[Strin
         wf += f * support as f64;
         sup_total += support;
     }
-    let (stp, sfp, sfn) = (tp.iter().sum::<usize>() as f64, fp.iter().sum::<usize>() as f64, fne.iter().sum::<usize>() as f64);
+    let (stp, sfp, sfn) =
+        (tp.iter().sum::<usize>() as f64, fp.iter().sum::<usize>() as f64, fne.iter().sum::<usize>() as f64);
     let micro_p = if stp + sfp > 0.0 { stp / (stp + sfp) } else { 0.0 };
     let micro_r = if stp + sfn > 0.0 { stp / (stp + sfn) } else { 0.0 };
     let n = k.max(1) as f64;
@@ -230,7 +248,12 @@ pub fn evaluate_multi(gold: &[Vec<String>], scores: &[Vec<f32>], labels: &[Strin
 /// the mean of in-scope accuracy and out-of-scope recall (ties: the lowest threshold). `gold[i]`
 /// is the gold label (the out-of-scope label, or one of `model_labels`). Returns `None` when the
 /// data has no out-of-scope example.
-pub fn tune_oos_threshold(gold: &[&str], scores: &[Vec<f32>], model_labels: &[String], oos_label: &str) -> Option<(f32, f64)> {
+pub fn tune_oos_threshold(
+    gold: &[&str],
+    scores: &[Vec<f32>],
+    model_labels: &[String],
+    oos_label: &str,
+) -> Option<(f32, f64)> {
     let model_oos = model_labels.iter().position(|l| l == oos_label);
     // Per example: (confidence, top prediction is correct, gold is oos, top prediction is oos).
     let rows: Vec<(f32, bool, bool, bool)> = gold
@@ -286,7 +309,12 @@ mod tests {
         assert_eq!(r.oos_recall, Some(1.0));
         assert_eq!(r.accuracy, 1.0);
         // without a threshold the oos example is wrong
-        let (r, _) = evaluate_single(&gold, &scores, &labels, Some(&OosPolicy { label: "oos".into(), threshold: None }));
+        let (r, _) = evaluate_single(
+            &gold,
+            &scores,
+            &labels,
+            Some(&OosPolicy { label: "oos".into(), threshold: None }),
+        );
         assert_eq!(r.oos_recall, Some(0.0));
         assert_eq!(r.accuracy, 0.75);
     }

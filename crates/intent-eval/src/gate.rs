@@ -69,7 +69,10 @@ impl QualityGate {
         let passed = overall >= self.min_overall && failing.is_empty();
         let metric = format!("{:?}", self.class_metric).to_lowercase();
         let summary = if passed {
-            format!("quality gate passed: overall {overall:.4} ≥ {:.2}, every class {metric} ≥ {:.2}", self.min_overall, self.min_per_class)
+            format!(
+                "quality gate passed: overall {overall:.4} ≥ {:.2}, every class {metric} ≥ {:.2}",
+                self.min_overall, self.min_per_class
+            )
         } else {
             let mut parts = Vec::new();
             if overall < self.min_overall {
@@ -77,7 +80,12 @@ impl QualityGate {
             }
             if !failing.is_empty() {
                 let names: Vec<String> = failing.iter().map(|(l, v)| format!("{l} ({v:.3})")).collect();
-                parts.push(format!("{} class(es) with {metric} < {:.2}: {}", failing.len(), self.min_per_class, names.join(", ")));
+                parts.push(format!(
+                    "{} class(es) with {metric} < {:.2}: {}",
+                    failing.len(),
+                    self.min_per_class,
+                    names.join(", ")
+                ));
             }
             format!("quality gate FAILED: {}", parts.join("; "))
         };

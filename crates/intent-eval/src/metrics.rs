@@ -47,11 +47,19 @@ pub struct ConfusionMatrix {
 }
 
 pub(crate) fn f1(p: f64, r: f64) -> f64 {
-    if p + r > 0.0 { 2.0 * p * r / (p + r) } else { 0.0 }
+    if p + r > 0.0 {
+        2.0 * p * r / (p + r)
+    } else {
+        0.0
+    }
 }
 
 fn ratio(a: usize, b: usize) -> f64 {
-    if b == 0 { 0.0 } else { a as f64 / b as f64 }
+    if b == 0 {
+        0.0
+    } else {
+        a as f64 / b as f64
+    }
 }
 
 /// Per-class metrics, averages and the confusion matrix of label-index predictions.
@@ -84,7 +92,10 @@ pub fn classification_metrics(
             (0..k).filter(|&o| o != c && m[c][o] > 0).map(|o| (labels[o].clone(), m[c][o])).collect();
         confused.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         confused.truncate(3);
-        per_class.insert(labels[c].clone(), ClassMetrics { precision: p, recall: r, f1: f, support, confused_with: confused });
+        per_class.insert(
+            labels[c].clone(),
+            ClassMetrics { precision: p, recall: r, f1: f, support, confused_with: confused },
+        );
         n_classes += 1;
         mp += p;
         mr += r;
@@ -135,7 +146,11 @@ pub fn expected_calibration_error(confidence: &[f32], correct: &[bool], bins: us
 
 /// Index and value of the largest score (first on ties).
 pub fn argmax(scores: &[f32]) -> (usize, f32) {
-    scores.iter().copied().enumerate().fold((0, f32::NEG_INFINITY), |best, (i, s)| if s > best.1 { (i, s) } else { best })
+    scores
+        .iter()
+        .copied()
+        .enumerate()
+        .fold((0, f32::NEG_INFINITY), |best, (i, s)| if s > best.1 { (i, s) } else { best })
 }
 
 #[cfg(test)]

@@ -18,9 +18,15 @@ fn err<E: std::fmt::Display>(e: E) -> String {
 /// Draws the row-normalised confusion matrix as a heat map.
 pub fn confusion_matrix_svg(path: &Path, cm: &ConfusionMatrix) -> Result<(), String> {
     let k = cm.labels.len();
-    let mut keep: Vec<usize> = (0..k).filter(|&i| cm.matrix[i].iter().sum::<usize>() > 0 || (0..k).any(|g| cm.matrix[g][i] > 0)).collect();
+    let mut keep: Vec<usize> = (0..k)
+        .filter(|&i| cm.matrix[i].iter().sum::<usize>() > 0 || (0..k).any(|g| cm.matrix[g][i] > 0))
+        .collect();
     let title = if keep.len() > MAX_MATRIX_LABELS {
-        let errors = |i: usize| cm.matrix[i].iter().sum::<usize>() - cm.matrix[i][i] + (0..k).map(|g| cm.matrix[g][i]).sum::<usize>() - cm.matrix[i][i];
+        let errors = |i: usize| {
+            cm.matrix[i].iter().sum::<usize>() - cm.matrix[i][i]
+                + (0..k).map(|g| cm.matrix[g][i]).sum::<usize>()
+                - cm.matrix[i][i]
+        };
         keep.sort_by_key(|&i| std::cmp::Reverse(errors(i)));
         keep.truncate(MAX_MATRIX_LABELS);
         keep.sort_unstable();
@@ -57,7 +63,11 @@ pub fn confusion_matrix_svg(path: &Path, cm: &ConfusionMatrix) -> Result<(), Str
         .x_label_formatter(&name_at)
         .y_label_formatter(&row_name)
         .x_label_style(
-            ("sans-serif", 10).into_font().transform(FontTransform::Rotate270).into_text_style(&root).pos(Pos::new(HPos::Right, VPos::Center)),
+            ("sans-serif", 10)
+                .into_font()
+                .transform(FontTransform::Rotate270)
+                .into_text_style(&root)
+                .pos(Pos::new(HPos::Right, VPos::Center)),
         )
         .y_label_style(("sans-serif", 10))
         .x_desc("predicted")
@@ -72,7 +82,10 @@ pub fn confusion_matrix_svg(path: &Path, cm: &ConfusionMatrix) -> Result<(), Str
             let shade = (255.0 * (1.0 - v)) as u8;
             let y = (n - 1 - r) as i32;
             let corner = |x: i32, y: i32| (SegmentValue::Exact(x), SegmentValue::Exact(y));
-            cells.push(Rectangle::new([corner(c as i32, y), corner(c as i32 + 1, y + 1)], RGBColor(shade, shade, 255).filled()));
+            cells.push(Rectangle::new(
+                [corner(c as i32, y), corner(c as i32 + 1, y + 1)],
+                RGBColor(shade, shade, 255).filled(),
+            ));
         }
     }
     chart.draw_series(cells).map_err(err)?;
@@ -109,6 +122,11 @@ pub fn confidence_histogram_svg(path: &Path, confidence: &[f32], correct: &[bool
             .label(label)
             .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.filled()));
     }
-    chart.configure_series_labels().border_style(BLACK).background_style(WHITE.mix(0.8)).draw().map_err(err)?;
+    chart
+        .configure_series_labels()
+        .border_style(BLACK)
+        .background_style(WHITE.mix(0.8))
+        .draw()
+        .map_err(err)?;
     root.present().map_err(err)
 }

@@ -45,7 +45,8 @@ pub fn full_ranking(top: &[Vec<u32>], relevant: &[Vec<u32>], k: usize) -> Rankin
             continue;
         }
         users += 1;
-        let hits: Vec<usize> = list.iter().take(k).enumerate().filter(|(_, i)| rel.contains(i)).map(|(r, _)| r).collect();
+        let hits: Vec<usize> =
+            list.iter().take(k).enumerate().filter(|(_, i)| rel.contains(i)).map(|(r, _)| r).collect();
         if !hits.is_empty() {
             hr += 1.0;
         }

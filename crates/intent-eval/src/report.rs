@@ -48,12 +48,22 @@ pub fn markdown(report: &Report, gate: Option<&GateResult>) -> String {
     if let Some(g) = gate {
         let _ = writeln!(s, "**{}**\n", g.summary);
     }
-    s.push_str("| class | precision | recall | F1 | support | confused with |\n|---|---:|---:|---:|---:|---|\n");
+    s.push_str(
+        "| class | precision | recall | F1 | support | confused with |\n|---|---:|---:|---:|---:|---|\n",
+    );
     let mut rows: Vec<_> = report.per_class.iter().collect();
     rows.sort_by(|a, b| a.1.f1.total_cmp(&b.1.f1).then_with(|| a.0.cmp(b.0)));
     for (label, m) in rows {
         let conf: Vec<String> = m.confused_with.iter().map(|(l, n)| format!("{l} ({n})")).collect();
-        let _ = writeln!(s, "| {label} | {:.3} | {:.3} | {:.3} | {} | {} |", m.precision, m.recall, m.f1, m.support, conf.join(", "));
+        let _ = writeln!(
+            s,
+            "| {label} | {:.3} | {:.3} | {:.3} | {} | {} |",
+            m.precision,
+            m.recall,
+            m.f1,
+            m.support,
+            conf.join(", ")
+        );
     }
     let _ = writeln!(
         s,
@@ -67,7 +77,12 @@ pub fn markdown(report: &Report, gate: Option<&GateResult>) -> String {
 /// Writes `report.json`, `report.md`, `errors.jsonl` (wrong predictions: text, gold, predicted,
 /// confidence) and, for single-label reports, `confusion_matrix.svg`, plus
 /// `confidence_histogram.svg`, into `dir` (created if needed).
-pub fn write_report(dir: &Path, report: &Report, rows: &[PredictionRow], gate: Option<&GateResult>) -> Result<(), EvalError> {
+pub fn write_report(
+    dir: &Path,
+    report: &Report,
+    rows: &[PredictionRow],
+    gate: Option<&GateResult>,
+) -> Result<(), EvalError> {
     fs::create_dir_all(dir).map_err(|e| EvalError::io(dir, e))?;
     let write = |name: &str, text: String| {
         let p = dir.join(name);
@@ -87,10 +102,12 @@ pub fn write_report(dir: &Path, report: &Report, rows: &[PredictionRow], gate: O
     write("errors.jsonl", errors)?;
     if let Some(cm) = &report.confusion_matrix {
         let p = dir.join("confusion_matrix.svg");
-        crate::plots::confusion_matrix_svg(&p, cm).map_err(|m| EvalError::Plot { path: p.clone(), message: m })?;
+        crate::plots::confusion_matrix_svg(&p, cm)
+            .map_err(|m| EvalError::Plot { path: p.clone(), message: m })?;
     }
     let conf: Vec<f32> = rows.iter().map(|r| r.confidence).collect();
     let ok: Vec<bool> = rows.iter().map(|r| r.gold == r.predicted).collect();
     let p = dir.join("confidence_histogram.svg");
-    crate::plots::confidence_histogram_svg(&p, &conf, &ok).map_err(|m| EvalError::Plot { path: p.clone(), message: m })
+    crate::plots::confidence_histogram_svg(&p, &conf, &ok)
+        .map_err(|m| EvalError::Plot { path: p.clone(), message: m })
 }

@@ -30,6 +30,10 @@ pub enum ModelError {
         /// What was expected.
         message: String,
     },
+    /// An input the model cannot take (a text its tokenizer rejects). The request is at fault,
+    /// not the model: servers answer it with a 4xx.
+    #[error("input rejected: {0}")]
+    Input(String),
     /// Training could not proceed (data unsuitable for the model, solver failure).
     #[error("{0}")]
     Fit(String),

@@ -106,7 +106,10 @@ impl ModelConfig {
     /// label (multi-label), thresholds in [0, 1]. `path` is the config file, for the message.
     pub fn check_labels(&self, path: &Path) -> Result<()> {
         if self.labels.len() < 2 {
-            return Err(ModelError::invalid(path, format!("{} label(s): a classifier has at least two", self.labels.len())));
+            return Err(ModelError::invalid(
+                path,
+                format!("{} label(s): a classifier has at least two", self.labels.len()),
+            ));
         }
         let mut seen = std::collections::HashSet::new();
         if let Some(dup) = self.labels.iter().find(|l| !seen.insert(l.as_str())) {
@@ -114,7 +117,10 @@ impl ModelConfig {
         }
         if let Some(th) = &self.thresholds {
             if th.len() != self.labels.len() {
-                return Err(ModelError::invalid(path, format!("{} thresholds for {} labels", th.len(), self.labels.len())));
+                return Err(ModelError::invalid(
+                    path,
+                    format!("{} thresholds for {} labels", th.len(), self.labels.len()),
+                ));
             }
             if let Some(t) = th.iter().find(|t| !(0.0..=1.0).contains(*t)) {
                 return Err(ModelError::invalid(path, format!("threshold {t} is not in [0, 1]")));
@@ -122,7 +128,10 @@ impl ModelConfig {
         }
         if let Some(oos) = &self.oos {
             if !(0.0..=1.0).contains(&oos.threshold) {
-                return Err(ModelError::invalid(path, format!("oos.threshold {} is not in [0, 1]", oos.threshold)));
+                return Err(ModelError::invalid(
+                    path,
+                    format!("oos.threshold {} is not in [0, 1]", oos.threshold),
+                ));
             }
         }
         Ok(())
@@ -142,9 +151,10 @@ pub fn write_json<T: Serialize>(dir: &Path, name: &str, value: &T) -> Result<()>
 }
 
 /// Writes a model folder atomically: `fill` writes every file into a fresh temporary folder next
-/// to `dir`; then the folder is renamed to `dir` (an existing `dir` is moved aside first and
-/// removed only once the new one is in place). On any error the temporary folder is removed and
-/// `dir` is left as it was.
+/// to `dir`; then the files are synced and the folder takes the place of `dir` through
+/// [`intent_data::durable::replace_dir`] (an existing `dir` is swapped out in one step where the
+/// platform allows, so the path always names a complete model). On any error the temporary
+/// folder is removed and `dir` is left as it was.
 pub fn write_model_dir(dir: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
     let parent = match dir.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -161,27 +171,10 @@ pub fn write_model_dir(dir: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Re
         }
     }
     fs::create_dir_all(&parent).map_err(|e| ModelError::io(&parent, e))?;
-    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
-    let stamp = format!("{}-{}", std::process::id(), std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
-    let tmp = parent.join(format!(".{name}.tmp-{stamp}"));
+    let tmp = intent_data::durable::sibling_name(dir, "tmp");
     fs::create_dir(&tmp).map_err(|e| ModelError::io(&tmp, e))?;
-    let result = fill(&tmp).and_then(|()| {
-        if let Ok(f) = fs::File::open(&tmp) {
-            let _ = f.sync_all();
-        }
-        if dir.exists() {
-            let old = parent.join(format!(".{name}.old-{stamp}"));
-            fs::rename(dir, &old).map_err(|e| ModelError::io(dir, e))?;
-            if let Err(e) = fs::rename(&tmp, dir) {
-                let _ = fs::rename(&old, dir); // put the old model back
-                return Err(ModelError::io(dir, e));
-            }
-            let _ = fs::remove_dir_all(&old);
-            Ok(())
-        } else {
-            fs::rename(&tmp, dir).map_err(|e| ModelError::io(dir, e))
-        }
-    });
+    let result = fill(&tmp)
+        .and_then(|()| intent_data::durable::replace_dir(&tmp, dir).map_err(|e| ModelError::io(dir, e)));
     if result.is_err() {
         let _ = fs::remove_dir_all(&tmp);
     }
@@ -208,7 +201,11 @@ pub fn read_vocab(dir: &Path, pre: &Preprocessing) -> Result<intent_data::text::
     if terms.len() != pre.vocab_size {
         return Err(ModelError::invalid(
             &path,
-            format!("has {} terms but config.json says preprocessing.vocab_size = {}", terms.len(), pre.vocab_size),
+            format!(
+                "has {} terms but config.json says preprocessing.vocab_size = {}",
+                terms.len(),
+                pre.vocab_size
+            ),
         ));
     }
     let idf = if pre.vectorizer.weighting == intent_data::text::Weighting::Tfidf {
@@ -216,7 +213,10 @@ pub fn read_vocab(dir: &Path, pre: &Preprocessing) -> Result<intent_data::text::
         let t = fs::read_to_string(&p).map_err(|e| ModelError::io(&p, e))?;
         let idf: Vec<f32> = serde_json::from_str(&t).map_err(|e| ModelError::invalid(&p, e.to_string()))?;
         if idf.len() != terms.len() {
-            return Err(ModelError::invalid(&p, format!("has {} values for {} terms", idf.len(), terms.len())));
+            return Err(ModelError::invalid(
+                &p,
+                format!("has {} values for {} terms", idf.len(), terms.len()),
+            ));
         }
         Some(idf)
     } else {

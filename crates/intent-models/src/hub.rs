@@ -29,7 +29,13 @@ const REQUIRED: [&str; 2] = ["config.json", "model.safetensors"];
 /// Tokenizer files: the first that exists is enough.
 const TOKENIZER: [&str; 2] = ["tokenizer.json", "vocab.txt"];
 /// Taken when present.
-const OPTIONAL: [&str; 5] = ["tokenizer_config.json", "special_tokens_map.json", "modules.json", "1_Pooling/config.json", "sentence_bert_config.json"];
+const OPTIONAL: [&str; 5] = [
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "modules.json",
+    "1_Pooling/config.json",
+    "sentence_bert_config.json",
+];
 
 /// Where and how to look for hub models.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,15 +58,26 @@ impl HubOptions {
             Some(dir) => PathBuf::from(dir),
             None => Cache::from_env().path().clone(),
         };
-        let offline = std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"));
-        HubOptions { revision: revision.unwrap_or("main").to_string(), cache_dir, offline, endpoint: std::env::var("HF_ENDPOINT").ok() }
+        let offline = std::env::var("HF_HUB_OFFLINE")
+            .is_ok_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"));
+        HubOptions {
+            revision: revision.unwrap_or("main").to_string(),
+            cache_dir,
+            offline,
+            endpoint: std::env::var("HF_ENDPOINT").ok(),
+        }
     }
 }
 
 /// Whether `s` can be a hub repo id (`name` or `owner/name`, letters, digits, `-_.`).
 pub fn is_repo_id(s: &str) -> bool {
     let parts: Vec<&str> = s.split('/').collect();
-    let ok = |p: &str| !p.is_empty() && !p.starts_with('.') && p.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) && !p.contains("..");
+    let ok = |p: &str| {
+        !p.is_empty()
+            && !p.starts_with('.')
+            && p.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            && !p.contains("..")
+    };
     (1..=2).contains(&parts.len()) && parts.iter().all(|p| ok(p))
 }
 
@@ -72,7 +89,13 @@ pub fn resolve(spec: &str, options: &HubOptions) -> Result<PathBuf> {
         return Ok(local.to_path_buf());
     }
     if !is_repo_id(spec) {
-        return Err(ModelError::io(local, std::io::Error::new(std::io::ErrorKind::NotFound, "model folder not found (and not a hub repo id)")));
+        return Err(ModelError::io(
+            local,
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "model folder not found (and not a hub repo id)",
+            ),
+        ));
     }
     let repo = Repo::with_revision(spec.to_string(), RepoType::Model, options.revision.clone());
     if let Some(dir) = from_cache(&repo, options) {
@@ -82,11 +105,17 @@ pub fn resolve(spec: &str, options: &HubOptions) -> Result<PathBuf> {
     let missing = |why: String| {
         ModelError::io(
             local,
-            std::io::Error::new(std::io::ErrorKind::NotFound, format!("not a local folder, and hub repo {spec}@{}: {why}", options.revision)),
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("not a local folder, and hub repo {spec}@{}: {why}", options.revision),
+            ),
         )
     };
     if options.offline {
-        return Err(missing(format!("not in the cache {} and HF_HUB_OFFLINE is set", options.cache_dir.display())));
+        return Err(missing(format!(
+            "not in the cache {} and HF_HUB_OFFLINE is set",
+            options.cache_dir.display()
+        )));
     }
     download(&repo, options).map_err(|e| missing(format!("{e} (cache: {})", options.cache_dir.display())))
 }
@@ -101,13 +130,16 @@ fn from_cache(repo: &Repo, options: &HubOptions) -> Option<PathBuf> {
         std::fs::read_to_string(base.join("refs").join(repo.revision())).ok()?.trim().to_string()
     };
     let dir = base.join("snapshots").join(commit);
-    let complete = REQUIRED.iter().all(|f| dir.join(f).is_file()) && TOKENIZER.iter().any(|f| dir.join(f).is_file());
+    let complete =
+        REQUIRED.iter().all(|f| dir.join(f).is_file()) && TOKENIZER.iter().any(|f| dir.join(f).is_file());
     complete.then_some(dir)
 }
 
 /// Downloads the needed files into the cache; returns their snapshot folder.
 fn download(repo: &Repo, options: &HubOptions) -> std::result::Result<PathBuf, String> {
-    let mut builder = ApiBuilder::from_env().with_cache_dir(options.cache_dir.clone()).with_progress(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    let mut builder = ApiBuilder::from_env()
+        .with_cache_dir(options.cache_dir.clone())
+        .with_progress(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     if let Some(endpoint) = &options.endpoint {
         builder = builder.with_endpoint(endpoint.clone());
     }
@@ -133,7 +165,12 @@ mod tests {
     use super::*;
 
     fn options(cache: &Path, offline: bool) -> HubOptions {
-        HubOptions { revision: "main".into(), cache_dir: cache.to_path_buf(), offline, endpoint: Some("http://127.0.0.1:9".into()) }
+        HubOptions {
+            revision: "main".into(),
+            cache_dir: cache.to_path_buf(),
+            offline,
+            endpoint: Some("http://127.0.0.1:9".into()),
+        }
     }
 
     /// A cache entry in the hub layout: refs/main → commit, snapshots/<commit>/files.
@@ -171,7 +208,10 @@ mod tests {
         // A complete cache entry is found offline, by branch and by commit.
         let snap = cached(&cache, "org/enc", &["config.json", "model.safetensors", "vocab.txt"]);
         assert_eq!(resolve("org/enc", &options(&cache, true)).unwrap(), snap);
-        let by_commit = HubOptions { revision: "0123456789abcdef0123456789abcdef01234567".into(), ..options(&cache, true) };
+        let by_commit = HubOptions {
+            revision: "0123456789abcdef0123456789abcdef01234567".into(),
+            ..options(&cache, true)
+        };
         assert_eq!(resolve("org/enc", &by_commit).unwrap(), snap);
 
         // Offline with nothing (or an incomplete entry) cached: the error names the repo, the
@@ -179,9 +219,14 @@ mod tests {
         cached(&cache, "org/partial", &["config.json"]);
         for repo in ["org/absent", "org/partial"] {
             let e = resolve(repo, &options(&cache, true)).unwrap_err().to_string();
-            assert!(e.contains(repo) && e.contains("@main") && e.contains("HF_HUB_OFFLINE") && e.contains("hub"), "{e}");
+            assert!(
+                e.contains(repo) && e.contains("@main") && e.contains("HF_HUB_OFFLINE") && e.contains("hub"),
+                "{e}"
+            );
         }
-        let e = resolve("org/enc", &HubOptions { revision: "v2".into(), ..options(&cache, true) }).unwrap_err().to_string();
+        let e = resolve("org/enc", &HubOptions { revision: "v2".into(), ..options(&cache, true) })
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("org/enc@v2"), "{e}");
 
         // Online with an unreachable hub: the error says what the download said.

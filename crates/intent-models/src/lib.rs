@@ -19,7 +19,6 @@ pub mod mlp;
 pub mod ncf;
 pub mod ncf_burn;
 pub mod ncf_folder;
-pub mod registry;
 pub mod svm;
 pub mod tensors;
 pub mod zero_shot;

@@ -34,10 +34,20 @@ pub struct MlpArchitecture {
 impl MlpArchitecture {
     /// Checks the numbers once, so later code can rely on them.
     pub fn validate(&self) -> Result<()> {
-        let check = |ok: bool, name: &'static str, message: String| if ok { Ok(()) } else { Err(ModelError::Hyperparameter { name, message }) };
+        let check = |ok: bool, name: &'static str, message: String| {
+            if ok {
+                Ok(())
+            } else {
+                Err(ModelError::Hyperparameter { name, message })
+            }
+        };
         check(self.input_dim > 0, "input_dim", "the vocabulary is empty".into())?;
         check(self.hidden_size > 0, "--hidden-size", format!("{} must be at least 1", self.hidden_size))?;
-        check(self.hidden_layers <= 64, "--hidden-layers", format!("{} is more than 64", self.hidden_layers))?;
+        check(
+            self.hidden_layers <= 64,
+            "--hidden-layers",
+            format!("{} is more than 64", self.hidden_layers),
+        )?;
         check((0.0..1.0).contains(&self.dropout), "--dropout", format!("{} is not in [0, 1)", self.dropout))?;
         check(self.num_classes >= 1, "num_classes", "no label".into())
     }
@@ -170,7 +180,12 @@ impl<B: Backend> Mlp<B> {
     /// already gathered (`picked`: `[nnz, width]`, row `i` for entry `i` of `x`). A trainer that
     /// keeps the input weights outside the module (see intent-train's sparse input table)
     /// passes them here.
-    pub fn forward_picked(&self, x: SparseBatch<B>, picked: Option<Tensor<B, 2>>, masks: Option<&[Tensor<B, 2>]>) -> Tensor<B, 2> {
+    pub fn forward_picked(
+        &self,
+        x: SparseBatch<B>,
+        picked: Option<Tensor<B, 2>>,
+        masks: Option<&[Tensor<B, 2>]>,
+    ) -> Tensor<B, 2> {
         let first = self.first_layer();
         let [_, width] = first.weight.dims();
         let device = first.weight.device();
@@ -217,7 +232,12 @@ pub struct BowMlp<B: Backend> {
 
 impl<B: Backend> BowMlp<B> {
     /// Wraps a trained network.
-    pub fn new(config: ModelConfig, vectorizer: Vectorizer, network: Mlp<B>, device: B::Device) -> Result<Self> {
+    pub fn new(
+        config: ModelConfig,
+        vectorizer: Vectorizer,
+        network: Mlp<B>,
+        device: B::Device,
+    ) -> Result<Self> {
         let architecture: MlpArchitecture = serde_json::from_value(config.architecture.clone())
             .map_err(|e| ModelError::invalid(folder::CONFIG_FILE, format!("architecture: {e}")))?;
         Ok(BowMlp { config, architecture, vectorizer, network, device })
@@ -266,7 +286,11 @@ impl<B: Backend> BowMlp<B> {
         if config.labels.len() != architecture.num_classes {
             return Err(ModelError::invalid(
                 &cfg_path,
-                format!("{} labels but architecture.num_classes = {}", config.labels.len(), architecture.num_classes),
+                format!(
+                    "{} labels but architecture.num_classes = {}",
+                    config.labels.len(),
+                    architecture.num_classes
+                ),
             ));
         }
         config.check_labels(&cfg_path)?;
@@ -274,13 +298,20 @@ impl<B: Backend> BowMlp<B> {
         if vectorizer.dim() != architecture.input_dim {
             return Err(ModelError::invalid(
                 &cfg_path,
-                format!("vocabulary has {} terms but architecture.input_dim = {}", vectorizer.dim(), architecture.input_dim),
+                format!(
+                    "vocabulary has {} terms but architecture.input_dim = {}",
+                    vectorizer.dim(),
+                    architecture.input_dim
+                ),
             ));
         }
         let mut network = architecture.init::<B>(device);
         let path = dir.join(WEIGHTS_FILE);
         if !path.is_file() {
-            return Err(ModelError::io(&path, std::io::Error::new(std::io::ErrorKind::NotFound, "weights file missing")));
+            return Err(ModelError::io(
+                &path,
+                std::io::Error::new(std::io::ErrorKind::NotFound, "weights file missing"),
+            ));
         }
         let mut store = SafetensorsStore::from_file(&path).allow_partial(true).validate(false);
         let result = network.load_from(&mut store).map_err(|e| ModelError::invalid(&path, e.to_string()))?;
@@ -290,12 +321,18 @@ impl<B: Backend> BowMlp<B> {
             problems.push(format!("tensors missing from the file: {}", names.join(", ")));
         }
         if !result.unused.is_empty() {
-            problems.push(format!("tensors in the file that the architecture does not have: {}", result.unused.join(", ")));
+            problems.push(format!(
+                "tensors in the file that the architecture does not have: {}",
+                result.unused.join(", ")
+            ));
         }
         if !problems.is_empty() {
             return Err(ModelError::invalid(
                 &path,
-                format!("weights do not match config.json's architecture {architecture:?}: {}", problems.join("; ")),
+                format!(
+                    "weights do not match config.json's architecture {architecture:?}: {}",
+                    problems.join("; ")
+                ),
             ));
         }
         Ok(BowMlp { config, architecture, vectorizer, network, device: device.clone() })

@@ -66,17 +66,29 @@ impl NcfArchitecture {
     pub fn validate(&self) -> Result<()> {
         let bad = |name, message: String| Err(ModelError::Hyperparameter { name, message });
         if self.num_users == 0 || self.num_items == 0 {
-            return bad("--train", format!("{} users and {} items: both must be at least 1", self.num_users, self.num_items));
+            return bad(
+                "--train",
+                format!("{} users and {} items: both must be at least 1", self.num_users, self.num_items),
+            );
         }
         if self.kind != NcfKind::Mlp && self.factors == 0 {
             return bad("--embedding-dim", "must be at least 1".into());
         }
         if self.kind != NcfKind::Gmf {
             if self.layers.len() < 2 || self.layers.contains(&0) {
-                return bad("--hidden-layers", format!("{:?}: expected at least two positive sizes such as 64,32,16,8", self.layers));
+                return bad(
+                    "--hidden-layers",
+                    format!("{:?}: expected at least two positive sizes such as 64,32,16,8", self.layers),
+                );
             }
             if !self.layers[0].is_multiple_of(2) {
-                return bad("--hidden-layers", format!("the first size {} is the user and item embeddings concatenated: it must be even", self.layers[0]));
+                return bad(
+                    "--hidden-layers",
+                    format!(
+                        "the first size {} is the user and item embeddings concatenated: it must be even",
+                        self.layers[0]
+                    ),
+                );
             }
         }
         Ok(())
@@ -92,7 +104,8 @@ impl NcfArchitecture {
 
     /// Width of the vector the output layer reads.
     pub fn out_in(&self) -> usize {
-        (if self.uses_gmf() { self.factors } else { 0 }) + (if self.uses_mlp() { *self.layers.last().expect("validated") } else { 0 })
+        (if self.uses_gmf() { self.factors } else { 0 })
+            + (if self.uses_mlp() { *self.layers.last().expect("validated") } else { 0 })
     }
 }
 
@@ -113,7 +126,12 @@ impl Dense {
     /// PyTorch's default initialisation: weight and bias uniform in ±1/√in.
     fn init(inp: usize, out: usize, rng: &mut ChaCha8Rng) -> Self {
         let a = 1.0 / (inp as f32).sqrt();
-        Dense { inp, out, weight: (0..inp * out).map(|_| rng.random_range(-a..a)).collect(), bias: (0..out).map(|_| rng.random_range(-a..a)).collect() }
+        Dense {
+            inp,
+            out,
+            weight: (0..inp * out).map(|_| rng.random_range(-a..a)).collect(),
+            bias: (0..out).map(|_| rng.random_range(-a..a)).collect(),
+        }
     }
 
     /// `y[n, out] = x[n, in] · Wᵀ + b`.
@@ -129,16 +147,44 @@ impl Dense {
 
 /// `c[m, n] = beta · c + a[m, k] · b[k, n]`, with (row, column) strides of `a` and `b`.
 #[allow(clippy::too_many_arguments)]
-pub fn gemm(m: usize, k: usize, n: usize, a: &[f32], sa: (usize, usize), b: &[f32], sb: (usize, usize), c: &mut [f32], beta: f32) {
+pub fn gemm(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    sa: (usize, usize),
+    b: &[f32],
+    sb: (usize, usize),
+    c: &mut [f32],
+    beta: f32,
+) {
     if m == 0 || n == 0 || k == 0 {
         return;
     }
     // The last element each operand's strides reach.
     let last = |rows: usize, cols: usize, (r, c): (usize, usize)| (rows - 1) * r + (cols - 1) * c;
-    assert!(c.len() >= m * n && a.len() > last(m, k, sa) && b.len() > last(k, n, sb), "gemm operands too short");
+    assert!(
+        c.len() >= m * n && a.len() > last(m, k, sa) && b.len() > last(k, n, sb),
+        "gemm operands too short"
+    );
     // SAFETY: the bounds above cover every element the strides reach.
     unsafe {
-        matrixmultiply::sgemm(m, k, n, 1.0, a.as_ptr(), sa.0 as isize, sa.1 as isize, b.as_ptr(), sb.0 as isize, sb.1 as isize, beta, c.as_mut_ptr(), n as isize, 1);
+        matrixmultiply::sgemm(
+            m,
+            k,
+            n,
+            1.0,
+            a.as_ptr(),
+            sa.0 as isize,
+            sa.1 as isize,
+            b.as_ptr(),
+            sb.0 as isize,
+            sb.1 as isize,
+            beta,
+            c.as_mut_ptr(),
+            n as isize,
+            1,
+        );
     }
 }
 
@@ -189,21 +235,41 @@ impl Ncf {
                 })
                 .collect()
         };
-        let (f, e) = (if arch.uses_gmf() { arch.factors } else { 0 }, if arch.uses_mlp() { arch.layers[0] / 2 } else { 0 });
-        let (gmf_user, gmf_item, mlp_user, mlp_item) = (normal(arch.num_users * f), normal(arch.num_items * f), normal(arch.num_users * e), normal(arch.num_items * e));
-        let tower = if arch.uses_mlp() { arch.layers.windows(2).map(|w| Dense::init(w[0], w[1], &mut rng)).collect() } else { Vec::new() };
+        let (f, e) = (
+            if arch.uses_gmf() { arch.factors } else { 0 },
+            if arch.uses_mlp() { arch.layers[0] / 2 } else { 0 },
+        );
+        let (gmf_user, gmf_item, mlp_user, mlp_item) = (
+            normal(arch.num_users * f),
+            normal(arch.num_items * f),
+            normal(arch.num_users * e),
+            normal(arch.num_items * e),
+        );
+        let tower = if arch.uses_mlp() {
+            arch.layers.windows(2).map(|w| Dense::init(w[0], w[1], &mut rng)).collect()
+        } else {
+            Vec::new()
+        };
         let out = Dense::init(arch.out_in(), 1, &mut rng);
         Ok(Ncf { arch, gmf_user, gmf_item, mlp_user, mlp_item, tower, out })
     }
 
     /// MLP embedding width.
     pub fn mlp_dim(&self) -> usize {
-        if self.arch.uses_mlp() { self.arch.layers[0] / 2 } else { 0 }
+        if self.arch.uses_mlp() {
+            self.arch.layers[0] / 2
+        } else {
+            0
+        }
     }
 
     /// GMF factor width (0 for MLP).
     pub fn gmf_dim(&self) -> usize {
-        if self.arch.uses_gmf() { self.arch.factors } else { 0 }
+        if self.arch.uses_gmf() {
+            self.arch.factors
+        } else {
+            0
+        }
     }
 
     /// Forward pass of the pairs `(users[k], items[k])`, keeping activations in `act`.
@@ -270,15 +336,30 @@ impl Ncf {
         let (f, e) = (self.gmf_dim(), self.mlp_dim());
         let mut out = Vec::new();
         if f > 0 {
-            out.push(("gmf.user.weight".to_string(), HostTensor::F32(self.gmf_user.clone(), vec![a.num_users, f])));
-            out.push(("gmf.item.weight".to_string(), HostTensor::F32(self.gmf_item.clone(), vec![a.num_items, f])));
+            out.push((
+                "gmf.user.weight".to_string(),
+                HostTensor::F32(self.gmf_user.clone(), vec![a.num_users, f]),
+            ));
+            out.push((
+                "gmf.item.weight".to_string(),
+                HostTensor::F32(self.gmf_item.clone(), vec![a.num_items, f]),
+            ));
         }
         if e > 0 {
-            out.push(("mlp.user.weight".to_string(), HostTensor::F32(self.mlp_user.clone(), vec![a.num_users, e])));
-            out.push(("mlp.item.weight".to_string(), HostTensor::F32(self.mlp_item.clone(), vec![a.num_items, e])));
+            out.push((
+                "mlp.user.weight".to_string(),
+                HostTensor::F32(self.mlp_user.clone(), vec![a.num_users, e]),
+            ));
+            out.push((
+                "mlp.item.weight".to_string(),
+                HostTensor::F32(self.mlp_item.clone(), vec![a.num_items, e]),
+            ));
         }
         for (k, l) in self.tower.iter().enumerate() {
-            out.push((format!("mlp.layers.{k}.weight"), HostTensor::F32(l.weight.clone(), vec![l.out, l.inp])));
+            out.push((
+                format!("mlp.layers.{k}.weight"),
+                HostTensor::F32(l.weight.clone(), vec![l.out, l.inp]),
+            ));
             out.push((format!("mlp.layers.{k}.bias"), HostTensor::F32(l.bias.clone(), vec![l.out])));
         }
         out.push(("out.weight".to_string(), HostTensor::F32(self.out.weight.clone(), vec![1, self.out.inp])));
@@ -290,7 +371,10 @@ impl Ncf {
     pub fn save_weights(&self, dir: &Path) -> Result<()> {
         let t = self.tensors();
         let names: Vec<String> = t.iter().map(|(n, _)| n.clone()).collect();
-        tensors::write(&dir.join("model.safetensors"), names.iter().map(String::as_str).zip(t.into_iter().map(|(_, t)| t)).collect())
+        tensors::write(
+            &dir.join("model.safetensors"),
+            names.iter().map(String::as_str).zip(t.into_iter().map(|(_, t)| t)).collect(),
+        )
     }
 
     /// Reads `dir/model.safetensors` for `arch`; a missing tensor or a wrong shape is named.
@@ -321,16 +405,39 @@ impl Ncf {
     /// `α·b_gmf + (1−α)·b_mlp`.
     pub fn neumf_from(gmf: &Ncf, mlp: &Ncf, alpha: f32) -> Result<Self> {
         if gmf.arch.kind != NcfKind::Gmf || mlp.arch.kind != NcfKind::Mlp {
-            return Err(ModelError::Fit(format!("pre-training needs a GMF and an MLP model, got {:?} and {:?}", gmf.arch.kind, mlp.arch.kind)));
+            return Err(ModelError::Fit(format!(
+                "pre-training needs a GMF and an MLP model, got {:?} and {:?}",
+                gmf.arch.kind, mlp.arch.kind
+            )));
         }
         if (gmf.arch.num_users, gmf.arch.num_items) != (mlp.arch.num_users, mlp.arch.num_items) {
-            return Err(ModelError::Fit("the GMF and MLP models were trained on different users or items".into()));
+            return Err(ModelError::Fit(
+                "the GMF and MLP models were trained on different users or items".into(),
+            ));
         }
-        let arch = NcfArchitecture { kind: NcfKind::Neumf, factors: gmf.arch.factors, layers: mlp.arch.layers.clone(), ..gmf.arch.clone() };
+        let arch = NcfArchitecture {
+            kind: NcfKind::Neumf,
+            factors: gmf.arch.factors,
+            layers: mlp.arch.layers.clone(),
+            ..gmf.arch.clone()
+        };
         let mut weight: Vec<f32> = gmf.out.weight.iter().map(|w| alpha * w).collect();
         weight.extend(mlp.out.weight.iter().map(|w| (1.0 - alpha) * w));
-        let out = Dense { inp: arch.out_in(), out: 1, weight, bias: vec![alpha * gmf.out.bias[0] + (1.0 - alpha) * mlp.out.bias[0]] };
-        Ok(Ncf { arch, gmf_user: gmf.gmf_user.clone(), gmf_item: gmf.gmf_item.clone(), mlp_user: mlp.mlp_user.clone(), mlp_item: mlp.mlp_item.clone(), tower: mlp.tower.clone(), out })
+        let out = Dense {
+            inp: arch.out_in(),
+            out: 1,
+            weight,
+            bias: vec![alpha * gmf.out.bias[0] + (1.0 - alpha) * mlp.out.bias[0]],
+        };
+        Ok(Ncf {
+            arch,
+            gmf_user: gmf.gmf_user.clone(),
+            gmf_item: gmf.gmf_item.clone(),
+            mlp_user: mlp.mlp_user.clone(),
+            mlp_item: mlp.mlp_item.clone(),
+            tower: mlp.tower.clone(),
+            out,
+        })
     }
 }
 
@@ -364,7 +471,9 @@ mod tests {
         let back = Ncf::load_weights(arch(NcfKind::Neumf), dir.path()).unwrap();
         assert_eq!(back, m);
         assert_eq!(back.score_all(1), m.score_all(1));
-        let e = Ncf::load_weights(NcfArchitecture { num_items: 6, ..arch(NcfKind::Neumf) }, dir.path()).unwrap_err().to_string();
+        let e = Ncf::load_weights(NcfArchitecture { num_items: 6, ..arch(NcfKind::Neumf) }, dir.path())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("gmf.item.weight") && e.contains("[6, 2]"), "{e}");
     }
 
@@ -373,8 +482,14 @@ mod tests {
         assert_eq!(Ncf::init(arch(NcfKind::Gmf), 1).unwrap().out.inp, 2);
         assert_eq!(Ncf::init(arch(NcfKind::Mlp), 1).unwrap().out.inp, 2);
         assert_eq!(Ncf::init(arch(NcfKind::Neumf), 1).unwrap().out.inp, 4);
-        assert_eq!(Ncf::init(arch(NcfKind::Neumf), 1).unwrap(), Ncf::init(arch(NcfKind::Neumf), 1).unwrap(), "seeded");
-        let e = Ncf::init(NcfArchitecture { layers: vec![5, 2], ..arch(NcfKind::Mlp) }, 1).unwrap_err().to_string();
+        assert_eq!(
+            Ncf::init(arch(NcfKind::Neumf), 1).unwrap(),
+            Ncf::init(arch(NcfKind::Neumf), 1).unwrap(),
+            "seeded"
+        );
+        let e = Ncf::init(NcfArchitecture { layers: vec![5, 2], ..arch(NcfKind::Mlp) }, 1)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("--hidden-layers") && e.contains("even"), "{e}");
         let (g, p) = (Ncf::init(arch(NcfKind::Gmf), 2).unwrap(), Ncf::init(arch(NcfKind::Mlp), 3).unwrap());
         let n = Ncf::neumf_from(&g, &p, 0.5).unwrap();

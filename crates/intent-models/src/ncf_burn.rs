@@ -30,7 +30,10 @@ pub struct NcfModule<B: Backend> {
 fn table<B: Backend>(values: &[f32], rows: usize, device: &B::Device) -> Option<Param<Tensor<B, 2>>> {
     (!values.is_empty()).then(|| {
         let cols = values.len() / rows.max(1);
-        Param::initialized(ParamId::new(), Tensor::from_data(TensorData::new(values.to_vec(), [rows, cols]), device).require_grad())
+        Param::initialized(
+            ParamId::new(),
+            Tensor::from_data(TensorData::new(values.to_vec(), [rows, cols]), device).require_grad(),
+        )
     })
 }
 
@@ -72,7 +75,8 @@ impl<B: Backend> NcfModule<B> {
     /// The weights back on the host, as the model of `arch` (the architecture this module was
     /// made from).
     pub fn to_host(&self, arch: &NcfArchitecture) -> Ncf {
-        let values = |p: &Option<Param<Tensor<B, 2>>>| p.as_ref().map(|p| host_values(p.val())).unwrap_or_default();
+        let values =
+            |p: &Option<Param<Tensor<B, 2>>>| p.as_ref().map(|p| host_values(p.val())).unwrap_or_default();
         Ncf {
             arch: arch.clone(),
             gmf_user: values(&self.gmf_user),
@@ -124,7 +128,8 @@ mod tests {
     fn round_trips_and_scores_as_the_host_model() {
         let device = Default::default();
         for kind in [NcfKind::Gmf, NcfKind::Mlp, NcfKind::Neumf] {
-            let arch = NcfArchitecture { kind, num_users: 5, num_items: 7, factors: 3, layers: vec![8, 4, 2] };
+            let arch =
+                NcfArchitecture { kind, num_users: 5, num_items: 7, factors: 3, layers: vec![8, 4, 2] };
             let mut host = Ncf::init(arch.clone(), 3).unwrap();
             // Larger weights than the initialisation, so that the scores differ visibly.
             for (k, x) in host.gmf_user.iter_mut().chain(host.mlp_item.iter_mut()).enumerate() {
@@ -134,7 +139,8 @@ mod tests {
             assert_eq!(module.to_host(&arch), host, "{kind:?}: host → module → host");
             let (users, items) = (vec![0u32, 4, 2, 2, 1], vec![6u32, 0, 3, 5, 1]);
             let want = host.score(&users, &items);
-            let got = host_values(module.forward(index_tensor(&users, &device), index_tensor(&items, &device)));
+            let got =
+                host_values(module.forward(index_tensor(&users, &device), index_tensor(&items, &device)));
             for (g, w) in got.iter().zip(&want) {
                 assert!((g - w).abs() < 1e-5, "{kind:?}: {got:?} vs {want:?}");
             }

@@ -92,7 +92,8 @@ impl NcfModel {
             seen[u as usize].insert(i);
             counts[i as usize] += 1;
         }
-        let mut popular: Vec<(u32, usize)> = counts.into_iter().enumerate().map(|(i, c)| (i as u32, c)).collect();
+        let mut popular: Vec<(u32, usize)> =
+            counts.into_iter().enumerate().map(|(i, c)| (i as u32, c)).collect();
         popular.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
         NcfModel { config, model, ids, split, seen, popular }
     }
@@ -107,21 +108,42 @@ impl NcfModel {
 
     /// Loads a folder; inconsistent files are named.
     pub fn load(dir: &Path) -> Result<Self> {
-        let read = |name: &str| -> Result<String> { std::fs::read_to_string(dir.join(name)).map_err(|e| ModelError::io(dir.join(name), e)) };
-        let parse = |name: &str, text: &str| ModelError::invalid(dir.join(name), format!("not valid: {text}"));
-        let config: NcfConfig = serde_json::from_str(&read("config.json")?).map_err(|e| parse("config.json", &e.to_string()))?;
+        let read = |name: &str| -> Result<String> {
+            std::fs::read_to_string(dir.join(name)).map_err(|e| ModelError::io(dir.join(name), e))
+        };
+        let parse =
+            |name: &str, text: &str| ModelError::invalid(dir.join(name), format!("not valid: {text}"));
+        let config: NcfConfig =
+            serde_json::from_str(&read("config.json")?).map_err(|e| parse("config.json", &e.to_string()))?;
         if config.kind != "ncf" {
-            return Err(ModelError::invalid(dir.join("config.json"), format!("kind '{}': not an NCF model", config.kind)));
+            return Err(ModelError::invalid(
+                dir.join("config.json"),
+                format!("kind '{}': not an NCF model", config.kind),
+            ));
         }
-        let mut ids: IdMap = serde_json::from_str(&read("ids.json")?).map_err(|e| parse("ids.json", &e.to_string()))?;
+        let mut ids: IdMap =
+            serde_json::from_str(&read("ids.json")?).map_err(|e| parse("ids.json", &e.to_string()))?;
         ids.reindex();
         let a = &config.architecture;
         if (ids.users.len(), ids.items.len()) != (a.num_users, a.num_items) {
-            return Err(ModelError::invalid(dir.join("ids.json"), format!("{} users and {} items, the architecture has {} and {}", ids.users.len(), ids.items.len(), a.num_users, a.num_items)));
+            return Err(ModelError::invalid(
+                dir.join("ids.json"),
+                format!(
+                    "{} users and {} items, the architecture has {} and {}",
+                    ids.users.len(),
+                    ids.items.len(),
+                    a.num_users,
+                    a.num_items
+                ),
+            ));
         }
-        let split: SavedSplit = serde_json::from_str(&read("split.json")?).map_err(|e| parse("split.json", &e.to_string()))?;
+        let split: SavedSplit =
+            serde_json::from_str(&read("split.json")?).map_err(|e| parse("split.json", &e.to_string()))?;
         if split.train.iter().any(|&(u, i)| u as usize >= a.num_users || i as usize >= a.num_items) {
-            return Err(ModelError::invalid(dir.join("split.json"), "a training pair names a user or item beyond the id map"));
+            return Err(ModelError::invalid(
+                dir.join("split.json"),
+                "a training pair names a user or item beyond the id map",
+            ));
         }
         let model = Ncf::load_weights(config.architecture.clone(), dir)?;
         Ok(NcfModel::new(config, model, ids, split))
@@ -136,18 +158,38 @@ impl NcfModel {
     pub fn recommend(&self, user_id: &str, k: usize, unknown: UnknownUser) -> Result<Vec<Recommendation>> {
         let Some(u) = self.ids.user(user_id) else {
             return match unknown {
-                UnknownUser::Error => Err(ModelError::Fit(format!("unknown user '{user_id}': the model knows {} users (ids in ids.json)", self.ids.users.len()))),
-                UnknownUser::Popular => Ok(self.popular.iter().take(k).map(|&(i, c)| Recommendation { item: self.ids.items[i as usize].clone(), score: c as f32 }).collect()),
+                UnknownUser::Error => Err(ModelError::Fit(format!(
+                    "unknown user '{user_id}': the model knows {} users (ids in ids.json)",
+                    self.ids.users.len()
+                ))),
+                UnknownUser::Popular => Ok(self
+                    .popular
+                    .iter()
+                    .take(k)
+                    .map(|&(i, c)| Recommendation {
+                        item: self.ids.items[i as usize].clone(),
+                        score: c as f32,
+                    })
+                    .collect()),
             };
         };
-        Ok(self.top_unseen(u, k).into_iter().map(|(i, s)| Recommendation { item: self.ids.items[i as usize].clone(), score: s }).collect())
+        Ok(self
+            .top_unseen(u, k)
+            .into_iter()
+            .map(|(i, s)| Recommendation { item: self.ids.items[i as usize].clone(), score: s })
+            .collect())
     }
 
     /// The `k` best-scored items (index, logit) that user index `u` has not interacted with in
     /// training; ties by item index, so the order is stable.
     pub fn top_unseen(&self, u: u32, k: usize) -> Vec<(u32, f32)> {
         let scores = self.model.score_all(u);
-        let mut ranked: Vec<(u32, f32)> = scores.into_iter().enumerate().map(|(i, s)| (i as u32, s)).filter(|(i, _)| !self.has_seen(u, *i)).collect();
+        let mut ranked: Vec<(u32, f32)> = scores
+            .into_iter()
+            .enumerate()
+            .map(|(i, s)| (i as u32, s))
+            .filter(|(i, _)| !self.has_seen(u, *i))
+            .collect();
         let order = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
         if k < ranked.len() {
             ranked.select_nth_unstable_by(k, order);

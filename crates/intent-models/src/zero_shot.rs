@@ -20,7 +20,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::bert::SentenceEncoder;
 use crate::error::{ModelError, Result};
-use crate::folder::{write_json, write_model_dir, ModelConfig, Preprocessing, Versions, CONFIG_FILE, METRICS_FILE, WEIGHTS_FILE};
+use crate::folder::{
+    write_json, write_model_dir, ModelConfig, Preprocessing, Versions, CONFIG_FILE, METRICS_FILE,
+    WEIGHTS_FILE,
+};
 use crate::svm::calibration::fit_temperature;
 use crate::tensors::{HostTensor, TensorFile};
 
@@ -35,10 +38,17 @@ const BATCH: usize = 32;
 /// is not guaranteed by JSON objects, so labels are sorted).
 pub fn read_label_descriptions(path: &Path) -> Result<Vec<(String, String)>> {
     let text = std::fs::read_to_string(path).map_err(|e| ModelError::io(path, e))?;
-    let m: BTreeMap<String, String> = serde_json::from_str(&text)
-        .map_err(|e| ModelError::invalid(path, format!("line {}: expected {{\"label\": \"description\", …}}: {e}", e.line())))?;
+    let m: BTreeMap<String, String> = serde_json::from_str(&text).map_err(|e| {
+        ModelError::invalid(
+            path,
+            format!("line {}: expected {{\"label\": \"description\", …}}: {e}", e.line()),
+        )
+    })?;
     if m.len() < 2 {
-        return Err(ModelError::invalid(path, format!("{} label(s): zero-shot classification needs at least two", m.len())));
+        return Err(ModelError::invalid(
+            path,
+            format!("{} label(s): zero-shot classification needs at least two", m.len()),
+        ));
     }
     if let Some((l, _)) = m.iter().find(|(_, d)| d.trim().is_empty()) {
         return Err(ModelError::invalid(path, format!("label '{l}' has an empty description")));
@@ -87,9 +97,16 @@ fn normalize(v: &mut [f32]) {
 
 impl<B: Backend> ZeroShot<B> {
     /// Builds a classifier over `labels` (name, description) with `encoder`.
-    pub fn new(encoder: SentenceEncoder<B>, labels: Vec<(String, String)>, template: Option<String>) -> Result<Self> {
+    pub fn new(
+        encoder: SentenceEncoder<B>,
+        labels: Vec<(String, String)>,
+        template: Option<String>,
+    ) -> Result<Self> {
         if labels.len() < 2 {
-            return Err(ModelError::Fit(format!("{} label(s): zero-shot classification needs at least two", labels.len())));
+            return Err(ModelError::Fit(format!(
+                "{} label(s): zero-shot classification needs at least two",
+                labels.len()
+            )));
         }
         let descriptions: Vec<String> = labels.iter().map(|l| l.1.clone()).collect();
         let refs: Vec<&str> = descriptions.iter().map(String::as_str).collect();
@@ -161,7 +178,10 @@ impl<B: Backend> ZeroShot<B> {
             write_json(tmp, METRICS_FILE, metrics)?;
             let k = self.label_vectors.len();
             let d = self.label_vectors.first().map_or(0, Vec::len);
-            crate::tensors::write(&tmp.join(WEIGHTS_FILE), vec![("label_embeddings", HostTensor::F32(self.label_vectors.concat(), vec![k, d]))])?;
+            crate::tensors::write(
+                &tmp.join(WEIGHTS_FILE),
+                vec![("label_embeddings", HostTensor::F32(self.label_vectors.concat(), vec![k, d]))],
+            )?;
             copy_dir(encoder_dir, &tmp.join(&self.arch.encoder))
         })
     }
@@ -171,19 +191,31 @@ impl<B: Backend> ZeroShot<B> {
         let config = ModelConfig::read(dir)?;
         let cfg_path = dir.join(CONFIG_FILE);
         if config.kind != "zero-shot" {
-            return Err(ModelError::invalid(&cfg_path, format!("kind is '{}', expected 'zero-shot'", config.kind)));
+            return Err(ModelError::invalid(
+                &cfg_path,
+                format!("kind is '{}', expected 'zero-shot'", config.kind),
+            ));
         }
         config.check_labels(&cfg_path)?;
-        let arch: ZeroShotArchitecture =
-            serde_json::from_value(config.architecture.clone()).map_err(|e| ModelError::invalid(&cfg_path, format!("architecture: {e}")))?;
+        let arch: ZeroShotArchitecture = serde_json::from_value(config.architecture.clone())
+            .map_err(|e| ModelError::invalid(&cfg_path, format!("architecture: {e}")))?;
         if arch.descriptions.len() != config.labels.len() {
-            return Err(ModelError::invalid(&cfg_path, format!("{} descriptions for {} labels", arch.descriptions.len(), config.labels.len())));
+            return Err(ModelError::invalid(
+                &cfg_path,
+                format!("{} descriptions for {} labels", arch.descriptions.len(), config.labels.len()),
+            ));
         }
         if !(arch.temperature.is_finite() && arch.temperature > 0.0) {
-            return Err(ModelError::invalid(&cfg_path, format!("architecture.temperature {}: expected a positive number", arch.temperature)));
+            return Err(ModelError::invalid(
+                &cfg_path,
+                format!("architecture.temperature {}: expected a positive number", arch.temperature),
+            ));
         }
         if arch.encoder.contains("..") {
-            return Err(ModelError::invalid(&cfg_path, "architecture.encoder must be a folder inside the model folder"));
+            return Err(ModelError::invalid(
+                &cfg_path,
+                "architecture.encoder must be a folder inside the model folder",
+            ));
         }
         let encoder = SentenceEncoder::load(&dir.join(&arch.encoder), Some(arch.max_len), device)?;
         let d = encoder.model.hidden_size();

@@ -19,8 +19,14 @@ fn root() -> PathBuf {
 
 /// The encoder on the CPU engine, then on burn's forward pass.
 fn encoders() -> [(&'static str, SentenceEncoder<B>); 2] {
-    let dir = std::env::var_os("INTENT_MINILM").map(PathBuf::from).unwrap_or_else(|| root().join("models/all-MiniLM-L6-v2"));
-    assert!(dir.join("model.safetensors").is_file(), "{} has no model: run `cargo xtask fetch-model minilm` first", dir.display());
+    let dir = std::env::var_os("INTENT_MINILM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("models/all-MiniLM-L6-v2"));
+    assert!(
+        dir.join("model.safetensors").is_file(),
+        "{} has no model: run `cargo xtask fetch-model minilm` first",
+        dir.display()
+    );
     let load = || SentenceEncoder::<B>::load(&dir, Some(128), &Default::default()).expect("loads");
     let host = load();
     assert!(host.uses_host_engine(), "the CPU backend runs the host engine by default");
@@ -28,8 +34,11 @@ fn encoders() -> [(&'static str, SentenceEncoder<B>); 2] {
 }
 
 fn golden() -> serde_json::Value {
-    let path = std::env::var_os("INTENT_GOLDEN").map(PathBuf::from).unwrap_or_else(|| root().join("../shared/golden/minilm-l6-v2.json"));
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e} (set INTENT_GOLDEN)", path.display()));
+    let path = std::env::var_os("INTENT_GOLDEN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("../shared/golden/minilm-l6-v2.json"));
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (set INTENT_GOLDEN)", path.display()));
     serde_json::from_str(&text).expect("golden JSON")
 }
 
@@ -81,7 +90,8 @@ fn padded_batch_equals_sentences_alone() {
     let g = golden();
     for (engine, enc) in encoders() {
         let pb = &g["padded_batch_first4"];
-        let texts: Vec<&str> = g["cases"].as_array().unwrap()[..4].iter().map(|c| c["text"].as_str().unwrap()).collect();
+        let texts: Vec<&str> =
+            g["cases"].as_array().unwrap()[..4].iter().map(|c| c["text"].as_str().unwrap()).collect();
         let (h, batch) = enc.hidden_states(&texts).unwrap();
         let want_ids: Vec<i64> = pb["input_ids"].as_array().unwrap().iter().flat_map(ints).collect();
         let want_mask: Vec<i64> = pb["attention_mask"].as_array().unwrap().iter().flat_map(ints).collect();

@@ -16,7 +16,8 @@ const I: usize = 16;
 const P: usize = 16;
 const LAYERS: usize = 2;
 const CLASSES: usize = 3;
-const WORDS: [&str; 12] = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "hello", "world", "card", "lost", "my", "the", "##s"];
+const WORDS: [&str; 12] =
+    ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "hello", "world", "card", "lost", "my", "the", "##s"];
 
 /// Deterministic pseudo-random values in (−0.5, 0.5), rounded to bfloat16 so that an f32 and a
 /// bf16 copy of the weights are the same numbers.
@@ -44,7 +45,9 @@ fn tensors() -> Vec<(String, Vec<usize>)> {
     ];
     for l in 0..LAYERS {
         let p = format!("encoder.layer.{l}.");
-        for n in ["attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense"] {
+        for n in
+            ["attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense"]
+        {
             t.push((format!("{p}{n}.weight"), vec![H, H]));
             t.push((format!("{p}{n}.bias"), vec![H]));
         }
@@ -63,8 +66,11 @@ fn tensors() -> Vec<(String, Vec<usize>)> {
     t
 }
 
+/// Renames, reshapes or drops (`None`) a tensor given its name and shape.
+type Edit<'a> = &'a dyn Fn(&str, Vec<usize>) -> Option<Vec<usize>>;
+
 /// Writes the weights; `edit` may rename, reshape or drop tensors (`None` drops).
-fn write_weights(path: &Path, prefix: &str, dtype: Dtype, edit: &dyn Fn(&str, Vec<usize>) -> Option<Vec<usize>>) {
+fn write_weights(path: &Path, prefix: &str, dtype: Dtype, edit: Edit<'_>) {
     let mut bytes = Vec::new();
     for (i, (name, shape)) in tensors().into_iter().enumerate() {
         let Some(shape) = edit(&name, shape) else { continue };
@@ -78,7 +84,8 @@ fn write_weights(path: &Path, prefix: &str, dtype: Dtype, edit: &dyn Fn(&str, Ve
         let prefix = if name.starts_with("classifier.") { "" } else { prefix };
         bytes.push((format!("{prefix}{name}"), shape, b));
     }
-    let views: Vec<(String, TensorView<'_>)> = bytes.iter().map(|(n, s, b)| (n.clone(), TensorView::new(dtype, s.clone(), b).unwrap())).collect();
+    let views: Vec<(String, TensorView<'_>)> =
+        bytes.iter().map(|(n, s, b)| (n.clone(), TensorView::new(dtype, s.clone(), b).unwrap())).collect();
     std::fs::write(path, safetensors::serialize(views, None).unwrap()).unwrap();
 }
 
@@ -111,7 +118,8 @@ fn flat(enc: &SentenceEncoder<B>, texts: &[&str]) -> (Vec<f32>, [usize; 3]) {
 #[test]
 fn loads_with_and_without_prefix_and_from_bf16_and_masks_padding() {
     let root = tempfile::tempdir().unwrap();
-    let (plain, prefixed, half) = (root.path().join("plain"), root.path().join("prefixed"), root.path().join("bf16"));
+    let (plain, prefixed, half) =
+        (root.path().join("plain"), root.path().join("prefixed"), root.path().join("bf16"));
     folder(&plain, "", Dtype::F32);
     folder(&prefixed, "bert.", Dtype::F32);
     folder(&half, "", Dtype::BF16);
@@ -146,7 +154,8 @@ fn long_input_is_truncated_and_reported_not_a_crash() {
     // A user limit below max_position_embeddings, and one above it refused.
     let short = SentenceEncoder::<B>::load(root.path(), Some(6), &Default::default()).unwrap();
     assert_eq!(short.tokenizer.encode_batch(&[&long]).unwrap().len, 6);
-    let e = SentenceEncoder::<B>::load(root.path(), Some(P + 1), &Default::default()).unwrap_err().to_string();
+    let e =
+        SentenceEncoder::<B>::load(root.path(), Some(P + 1), &Default::default()).unwrap_err().to_string();
     assert!(e.contains("--max-len") && e.contains("max_position_embeddings"), "{e}");
 }
 
@@ -180,7 +189,9 @@ fn loading_errors_name_the_problem() {
     let e = case("vocab", &|d| std::fs::write(d.join("vocab.txt"), WORDS[..10].join("\n") + "\n").unwrap());
     assert!(e.contains("vocab.txt") && e.contains("10 tokens") && e.contains("vocab_size = 12"), "{e}");
     let e = case("missing", &|d| {
-        write_weights(&d.join("model.safetensors"), "", Dtype::F32, &|n, s| (n != "encoder.layer.1.output.dense.weight").then_some(s))
+        write_weights(&d.join("model.safetensors"), "", Dtype::F32, &|n, s| {
+            (n != "encoder.layer.1.output.dense.weight").then_some(s)
+        })
     });
     assert!(e.contains("missing") && e.contains("encoder.layer.1.output.dense.weight"), "{e}");
     let e = case("shape", &|d| {
@@ -196,7 +207,12 @@ fn loading_errors_name_the_problem() {
 #[test]
 fn host_engine_equals_burn_forward_for_every_activation() {
     let root = tempfile::tempdir().unwrap();
-    let texts = ["hello world", "my card lost the cards", "hello", "the the the the the the the the the the the the the the the"];
+    let texts = [
+        "hello world",
+        "my card lost the cards",
+        "hello",
+        "the the the the the the the the the the the the the the the",
+    ];
     for act in ["gelu", "gelu_new", "relu"] {
         let d = root.path().join(act);
         folder(&d, "", Dtype::F32);
@@ -220,7 +236,8 @@ fn host_engine_equals_burn_forward_for_every_activation() {
 
 /// The values `write_weights` gives the tensor called `name`.
 fn weights_of(name: &str) -> Vec<f32> {
-    let (i, (_, shape)) = tensors().into_iter().enumerate().find(|(_, (n, _))| n == name).expect("known tensor");
+    let (i, (_, shape)) =
+        tensors().into_iter().enumerate().find(|(_, (n, _))| n == name).expect("known tensor");
     values(shape.iter().product(), i as u64)
 }
 
@@ -243,12 +260,17 @@ fn classification_head_computes_pooler_then_linear_and_reads_id2label() {
         let (h, [_, l, _]) = flat(&m.encoder, &texts);
         (h, l)
     };
-    let lin = |w: &[f32], b: &[f32], x: &[f32]| -> Vec<f32> { w.chunks(x.len()).zip(b).map(|(r, b)| r.iter().zip(x).map(|(p, q)| p * q).sum::<f32>() + b).collect() };
+    let lin = |w: &[f32], b: &[f32], x: &[f32]| -> Vec<f32> {
+        w.chunks(x.len()).zip(b).map(|(r, b)| r.iter().zip(x).map(|(p, q)| p * q).sum::<f32>() + b).collect()
+    };
     let logits = m.logits(&texts).unwrap();
     let scores = m.scores(&texts).unwrap();
     for (r, got) in logits.iter().enumerate() {
         let cls = &h[r * l * H..r * l * H + H];
-        let pooled: Vec<f32> = lin(&weights_of("pooler.dense.weight"), &weights_of("pooler.dense.bias"), cls).iter().map(|v| v.tanh()).collect();
+        let pooled: Vec<f32> = lin(&weights_of("pooler.dense.weight"), &weights_of("pooler.dense.bias"), cls)
+            .iter()
+            .map(|v| v.tanh())
+            .collect();
         let want = lin(&weights_of("classifier.weight"), &weights_of("classifier.bias"), &pooled);
         let diff = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
         assert!(diff < 1e-5, "row {r}: logits {got:?} vs {want:?}");
@@ -275,7 +297,10 @@ fn classification_head_computes_pooler_then_linear_and_reads_id2label() {
     let mut bad = c.clone();
     bad["id2label"] = serde_json::json!({"0": "a", "1": "b"});
     let e = err(bad);
-    assert!(e.contains("config.json") && e.contains("id2label has 2 labels but the classifier has 3 outputs"), "{e}");
+    assert!(
+        e.contains("config.json") && e.contains("id2label has 2 labels but the classifier has 3 outputs"),
+        "{e}"
+    );
     let mut bad = c.clone();
     bad["id2label"] = serde_json::json!({"0": "a", "1": "b", "7": "c"});
     assert!(err(bad).contains("no entry \"2\""));
@@ -286,7 +311,9 @@ fn classification_head_computes_pooler_then_linear_and_reads_id2label() {
     // Without classifier weights the folder is an encoder, not a classifier.
     let plain = root.path().join("plain");
     folder(&plain, "", Dtype::F32);
-    write_weights(&plain.join("model.safetensors"), "", Dtype::F32, &|n, s| (!n.starts_with("classifier.")).then_some(s));
+    write_weights(&plain.join("model.safetensors"), "", Dtype::F32, &|n, s| {
+        (!n.starts_with("classifier.")).then_some(s)
+    });
     assert!(!has_classification_head(&plain));
 }
 
@@ -306,7 +333,10 @@ fn sequence_classifier_loads_a_base_exports_a_hf_folder_and_serves_it_unchanged(
     let batch = served.encoder.tokenizer.encode_batch(&texts).unwrap();
     let cfg = served.encoder.config.clone();
     for pooling in [HeadPooling::Pooler, HeadPooling::Mean] {
-        let (model, head) = cfg.init_classifier::<B>(CLASSES, pooling, &Default::default()).load_weights(&base.join("model.safetensors")).unwrap();
+        let (model, head) = cfg
+            .init_classifier::<B>(CLASSES, pooling, &Default::default())
+            .load_weights(&base.join("model.safetensors"))
+            .unwrap();
         assert!(head, "the file has classifier.*");
         let [ids, types, mask] = served.encoder.tensors(&batch);
         let flat: Vec<f32> = model.forward(ids, types, mask).into_data().convert::<f32>().into_vec().unwrap();
@@ -318,7 +348,8 @@ fn sequence_classifier_loads_a_base_exports_a_hf_folder_and_serves_it_unchanged(
         // Export: a Hugging Face folder, served back with the same logits.
         let out = root.path().join(format!("out-{pooling:?}"));
         model.save_pretrained(&out, &cfg, &base, &served.config, None).unwrap();
-        let hf: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+        let hf: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
         assert_eq!(hf["architectures"][0], "BertForSequenceClassification");
         assert_eq!(hf["id2label"]["2"], "LABEL_2");
         assert_eq!(hf["problem_type"], "single_label_classification");
@@ -327,7 +358,11 @@ fn sequence_classifier_loads_a_base_exports_a_hf_folder_and_serves_it_unchanged(
         let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
         assert_eq!(st.tensor("classifier.weight").unwrap().shape(), [CLASSES, H], "PyTorch layout [out, in]");
         assert_eq!(st.tensor("bert.encoder.layer.0.intermediate.dense.weight").unwrap().shape(), [I, H]);
-        for name in ["bert.embeddings.LayerNorm.weight", "bert.encoder.layer.1.attention.self.query.bias", "bert.encoder.layer.1.output.LayerNorm.bias"] {
+        for name in [
+            "bert.embeddings.LayerNorm.weight",
+            "bert.encoder.layer.1.attention.self.query.bias",
+            "bert.encoder.layer.1.output.LayerNorm.bias",
+        ] {
             assert!(st.tensor(name).is_ok(), "{name} in HF spelling");
         }
         assert_eq!(st.tensor("bert.pooler.dense.weight").is_ok(), pooling == HeadPooling::Pooler);
@@ -335,14 +370,23 @@ fn sequence_classifier_loads_a_base_exports_a_hf_folder_and_serves_it_unchanged(
         let diff = max_abs(&burn_logits, &back.logits(&texts).unwrap());
         assert!(diff < 1e-5, "{pooling:?}: exported folder serves other logits ({diff})");
         // And it loads back into the burn module as the same model.
-        let (again, head) = cfg.init_classifier::<B>(CLASSES, pooling, &Default::default()).load_weights(&out.join("model.safetensors")).unwrap();
+        let (again, head) = cfg
+            .init_classifier::<B>(CLASSES, pooling, &Default::default())
+            .load_weights(&out.join("model.safetensors"))
+            .unwrap();
         assert!(head);
         let [ids, types, mask] = served.encoder.tensors(&batch);
-        let flat2: Vec<f32> = again.forward(ids, types, mask).into_data().convert::<f32>().into_vec().unwrap();
+        let flat2: Vec<f32> =
+            again.forward(ids, types, mask).into_data().convert::<f32>().into_vec().unwrap();
         assert_eq!(flat, flat2, "{pooling:?}: export → reload gives identical logits");
     }
     // A base encoder without a head: the head starts fresh, reported.
-    write_weights(&base.join("model.safetensors"), "", Dtype::F32, &|n, s| (!n.starts_with("classifier.")).then_some(s));
-    let (_, head) = cfg.init_classifier::<B>(CLASSES, HeadPooling::Pooler, &Default::default()).load_weights(&base.join("model.safetensors")).unwrap();
+    write_weights(&base.join("model.safetensors"), "", Dtype::F32, &|n, s| {
+        (!n.starts_with("classifier.")).then_some(s)
+    });
+    let (_, head) = cfg
+        .init_classifier::<B>(CLASSES, HeadPooling::Pooler, &Default::default())
+        .load_weights(&base.join("model.safetensors"))
+        .unwrap();
     assert!(!head);
 }

@@ -12,7 +12,11 @@ fn encoder_dir() -> PathBuf {
     let dir = std::env::var_os("INTENT_MINILM")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/all-MiniLM-L6-v2"));
-    assert!(dir.join("model.safetensors").is_file(), "{} has no model: run `cargo xtask fetch-model minilm` first", dir.display());
+    assert!(
+        dir.join("model.safetensors").is_file(),
+        "{} has no model: run `cargo xtask fetch-model minilm` first",
+        dir.display()
+    );
     dir
 }
 
@@ -26,7 +30,8 @@ fn descriptions_rank_labels_and_the_folder_round_trips() {
         ("greeting".to_string(), "The user says hello.".to_string()),
     ];
     let mut zs = ZeroShot::new(enc, labels, None).unwrap();
-    let texts = ["will it rain tomorrow in Paris", "I can't find my credit card anywhere", "hi there, good morning"];
+    let texts =
+        ["will it rain tomorrow in Paris", "I can't find my credit card anywhere", "hi there, good morning"];
     let scores = zs.scores(&texts).unwrap();
     for (r, s) in scores.iter().enumerate() {
         let best = (0..3).max_by(|&a, &b| s[a].total_cmp(&s[b])).unwrap();
@@ -61,7 +66,10 @@ fn label_files_and_templates() {
     let d = tempfile::tempdir().unwrap();
     let p = d.path().join("labels.json");
     std::fs::write(&p, r#"{"b": "second", "a": "first"}"#).unwrap();
-    assert_eq!(read_label_descriptions(&p).unwrap(), vec![("a".into(), "first".into()), ("b".into(), "second".into())]);
+    assert_eq!(
+        read_label_descriptions(&p).unwrap(),
+        vec![("a".into(), "first".into()), ("b".into(), "second".into())]
+    );
     std::fs::write(&p, r#"{"a": "first"}"#).unwrap();
     assert!(read_label_descriptions(&p).unwrap_err().to_string().contains("at least two"));
     std::fs::write(&p, r#"["a", "b"]"#).unwrap();
@@ -69,6 +77,8 @@ fn label_files_and_templates() {
     let d = describe(&["card_arrival".to_string()], "This question is about {label}");
     assert_eq!(d[0].1, "This question is about card arrival");
     // The project's example labels file describes the embedded intents.
-    let ex = read_label_descriptions(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data/labels.json")).unwrap();
+    let ex =
+        read_label_descriptions(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data/labels.json"))
+            .unwrap();
     assert_eq!(ex.len(), 15);
 }

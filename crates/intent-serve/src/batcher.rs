@@ -9,9 +9,11 @@
 use std::sync::mpsc;
 use std::sync::Arc;
 
-use tokio::sync::oneshot;
-
 use crate::{Classifier, Prediction, ServeError};
+
+/// Receives the answer to one submitted request, on the worker thread. A server passes a
+/// closure that completes its own future (a tokio `oneshot`, say); this crate needs no runtime.
+pub type Reply = Box<dyn FnOnce(Result<Vec<Prediction>, ServeError>) + Send>;
 
 /// Batching limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,7 +36,7 @@ struct Job {
     texts: Vec<String>,
     tokens: usize,
     top_k: usize,
-    reply: oneshot::Sender<Vec<Prediction>>,
+    reply: Reply,
 }
 
 /// Called after each batch with its number of texts and tokens (for metrics).
@@ -65,16 +67,28 @@ impl Batcher {
         Batcher { tx, model }
     }
 
-    /// Predicts `texts` (with `top_k` labels each) in the next batch that has room.
-    pub async fn predict(&self, texts: Vec<String>, top_k: usize) -> Result<Vec<Prediction>, ServeError> {
+    /// Queues `texts` (with `top_k` labels each) for the next batch that has room; `reply` is
+    /// called with their predictions, or with the error of this request alone (a text the
+    /// tokenizer rejects fails its own request, not the others of its batch).
+    pub fn submit(&self, texts: Vec<String>, top_k: usize, reply: Reply) -> Result<(), ServeError> {
         let tokens = texts.iter().map(|t| self.model.token_count(t)).sum();
-        let (reply, rx) = oneshot::channel();
-        self.tx.send(Job { texts, tokens, top_k, reply }).map_err(|_| ServeError::WorkerGone)?;
-        rx.await.map_err(|_| ServeError::WorkerGone)
+        self.tx.send(Job { texts, tokens, top_k, reply }).map_err(|_| ServeError::WorkerGone)
+    }
+
+    /// [`Self::submit`], waiting on the calling thread for the answer.
+    pub fn predict_blocking(&self, texts: Vec<String>, top_k: usize) -> Result<Vec<Prediction>, ServeError> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.submit(texts, top_k, Box::new(move |r| drop(tx.send(r))))?;
+        rx.recv().map_err(|_| ServeError::WorkerGone)?
     }
 }
 
-fn run_worker(model: &Classifier, rx: &mpsc::Receiver<Job>, config: BatchConfig, observer: Option<&(dyn Fn(usize, usize) + Send + Sync)>) {
+fn run_worker(
+    model: &Classifier,
+    rx: &mpsc::Receiver<Job>,
+    config: BatchConfig,
+    observer: Option<&(dyn Fn(usize, usize) + Send + Sync)>,
+) {
     let mut carried: Option<Job> = None;
     loop {
         let first = match carried.take() {
@@ -88,7 +102,10 @@ fn run_worker(model: &Classifier, rx: &mpsc::Receiver<Job>, config: BatchConfig,
         let mut jobs = vec![first];
         while tokens < config.max_batch_tokens && texts < config.max_batch_texts {
             match rx.try_recv() {
-                Ok(job) if tokens + job.tokens > config.max_batch_tokens || texts + job.texts.len() > config.max_batch_texts => {
+                Ok(job)
+                    if tokens + job.tokens > config.max_batch_tokens
+                        || texts + job.texts.len() > config.max_batch_texts =>
+                {
                     carried = Some(job);
                     break;
                 }
@@ -102,17 +119,29 @@ fn run_worker(model: &Classifier, rx: &mpsc::Receiver<Job>, config: BatchConfig,
         }
         let all: Vec<&str> = jobs.iter().flat_map(|j| j.texts.iter().map(String::as_str)).collect();
         let top_k = jobs.iter().map(|j| j.top_k).max().unwrap_or(1);
-        let mut predictions = model.predict_batch(&all, top_k).into_iter();
+        let batch = model.predict_batch(&all, top_k);
         if let Some(observe) = observer {
             observe(texts, tokens);
         }
-        for job in jobs {
-            let mut mine: Vec<Prediction> = predictions.by_ref().take(job.texts.len()).collect();
-            for p in &mut mine {
-                p.top_k.truncate(job.top_k.max(1));
+        match batch {
+            Ok(predictions) => {
+                let mut predictions = predictions.into_iter();
+                for job in jobs {
+                    let mut mine: Vec<Prediction> = predictions.by_ref().take(job.texts.len()).collect();
+                    for p in &mut mine {
+                        p.top_k.truncate(job.top_k.max(1));
+                    }
+                    // The requester may have gone (client disconnected): the reply goes nowhere.
+                    (job.reply)(Ok(mine));
+                }
             }
-            // The requester may have gone (client disconnected): nothing to do.
-            let _ = job.reply.send(mine);
+            // Some text failed: each request again on its own, so only the bad one fails.
+            Err(_) => {
+                for job in jobs {
+                    let refs: Vec<&str> = job.texts.iter().map(String::as_str).collect();
+                    (job.reply)(model.predict_batch(&refs, job.top_k));
+                }
+            }
         }
     }
 }

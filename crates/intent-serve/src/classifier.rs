@@ -1,5 +1,5 @@
 //! [`Classifier`]: any model folder this toolkit writes (MLP, SVM, zero-shot, fine-tuned BERT),
-//! loaded by kind, with one prediction interface.
+//! loaded by kind, with one prediction interface ([`Predictor`]).
 
 use std::path::Path;
 
@@ -9,11 +9,12 @@ use intent_models::zero_shot::ZeroShot;
 use intent_models::{BowMlp, CpuBackend, ModelConfig, ModelError, SvmModel};
 use serde::{Deserialize, Serialize};
 
-use crate::ServeError;
+use crate::{Predictor, ServeError};
 
 /// The `model_type` of a Hugging Face `config.json` in `dir` (which has no `kind`).
 fn hf_model_type(dir: &Path) -> Option<String> {
-    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).ok()?).ok()?;
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).ok()?).ok()?;
     if v.get("kind").is_some() {
         return None;
     }
@@ -90,17 +91,24 @@ impl Classifier {
             "mlp" => Ok(Classifier::Mlp(BowMlp::load(dir, &Default::default())?)),
             "svm" => Ok(Classifier::Svm(SvmModel::load(dir)?)),
             "zero-shot" => Ok(Classifier::ZeroShot(ZeroShot::load(dir, &Default::default())?)),
-            other => Err(ServeError::UnsupportedKind { path: dir.join("config.json"), kind: other.to_string() }),
+            other => {
+                Err(ServeError::UnsupportedKind { path: dir.join("config.json"), kind: other.to_string() })
+            }
         }
     }
 
     /// The model's `config.json`.
     pub fn config(&self) -> &ModelConfig {
+        self.predictor().config()
+    }
+
+    /// The model as a [`Predictor`].
+    pub fn predictor(&self) -> &dyn Predictor {
         match self {
-            Classifier::Mlp(m) => &m.config,
-            Classifier::Svm(m) => &m.config,
-            Classifier::ZeroShot(m) => &m.config,
-            Classifier::Bert(m) => &m.config,
+            Classifier::Mlp(m) => m,
+            Classifier::Svm(m) => m,
+            Classifier::ZeroShot(m) => m,
+            Classifier::Bert(m) => m,
         }
     }
 
@@ -109,69 +117,58 @@ impl Classifier {
         &self.config().labels
     }
 
-    /// Class probabilities of each text. Only BERT encoders (zero-shot and fine-tuned) can fail
-    /// (their tokenizer); such a text gets all-zero scores and the error is logged.
-    pub fn scores(&self, texts: &[&str]) -> Vec<Vec<f32>> {
-        match self {
-            Classifier::Mlp(m) => m.scores(texts),
-            Classifier::Svm(m) => m.scores(texts),
-            Classifier::ZeroShot(m) => m.scores(texts).unwrap_or_else(|e| {
-                tracing::error!("zero-shot scoring failed: {e}");
-                vec![vec![0.0; m.config.labels.len()]; texts.len()]
-            }),
-            Classifier::Bert(m) => m.scores(texts).unwrap_or_else(|e| {
-                tracing::error!("BERT scoring failed: {e}");
-                vec![vec![0.0; m.config.labels.len()]; texts.len()]
-            }),
-        }
+    /// Class probabilities of each text. Only BERT encoders (zero-shot and fine-tuned) can fail:
+    /// a text their tokenizer rejects is [`ServeError::Input`].
+    pub fn scores(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, ServeError> {
+        self.predictor().scores(texts)
     }
 
     /// Whether requests to this model should be batched (transformer encoders, whose cost per
     /// call is dominated by matrix products that grow better with more rows).
     pub fn batches(&self) -> bool {
-        matches!(self, Classifier::ZeroShot(_) | Classifier::Bert(_))
+        self.predictor().batches()
     }
 
     /// Tokens `text` costs in a batch: word pieces (capped at the encoder's length) for BERT
     /// encoders, whitespace-separated words otherwise. Used for the batcher's token budget.
     pub fn token_count(&self, text: &str) -> usize {
-        let tok = match self {
-            Classifier::ZeroShot(m) => &m.encoder.tokenizer,
-            Classifier::Bert(m) => &m.encoder.tokenizer,
-            _ => return text.split_whitespace().count().max(1),
-        };
-        tok.ids(text).map(|ids| ids.len().min(tok.max_len())).unwrap_or_else(|_| tok.max_len())
+        self.predictor().token_count(text)
     }
 
     /// Predicts one text with the 3 best labels.
-    pub fn predict(&self, text: &str) -> Prediction {
-        self.predict_batch(&[text], 3).remove(0)
+    pub fn predict(&self, text: &str) -> Result<Prediction, ServeError> {
+        Ok(self.predict_batch(&[text], 3)?.remove(0))
     }
 
     /// Predicts several texts, each with its `top_k` best labels.
-    pub fn predict_batch(&self, texts: &[&str], top_k: usize) -> Vec<Prediction> {
+    pub fn predict_batch(&self, texts: &[&str], top_k: usize) -> Result<Vec<Prediction>, ServeError> {
         let config = self.config();
-        let labels = &config.labels;
-        self.scores(texts)
-            .into_iter()
-            .map(|s| {
-                let mut order: Vec<usize> = (0..s.len()).collect();
-                order.sort_by(|&a, &b| s[b].total_cmp(&s[a]).then(a.cmp(&b)));
-                let best = order[0];
-                let top_k: Vec<LabelScore> =
-                    order.iter().take(top_k.max(1)).map(|&i| LabelScore { label: labels[i].clone(), score: s[i] }).collect();
-                let mut label = labels[best].clone();
-                if let Some(oos) = &config.oos {
-                    if s[best] < oos.threshold {
-                        label = oos.label.clone();
-                    }
-                }
-                let multi = config.multi_label.then(|| {
-                    let th = config.thresholds.clone().unwrap_or_else(|| vec![0.5; labels.len()]);
-                    (0..labels.len()).filter(|&i| s[i] >= th[i]).map(|i| labels[i].clone()).collect()
-                });
-                Prediction { label, confidence: s[best], top_k, labels: multi }
-            })
-            .collect()
+        Ok(self.scores(texts)?.into_iter().map(|s| decide(config, &s, top_k)).collect())
     }
+}
+
+/// The prediction from one text's class probabilities: the best label (the out-of-scope label
+/// under the model's threshold), the `top_k` best, and for multi-label models every label at its
+/// threshold.
+pub fn decide(config: &ModelConfig, s: &[f32], top_k: usize) -> Prediction {
+    let labels = &config.labels;
+    let mut order: Vec<usize> = (0..s.len()).collect();
+    order.sort_by(|&a, &b| s[b].total_cmp(&s[a]).then(a.cmp(&b)));
+    let best = order[0];
+    let top_k: Vec<LabelScore> = order
+        .iter()
+        .take(top_k.max(1))
+        .map(|&i| LabelScore { label: labels[i].clone(), score: s[i] })
+        .collect();
+    let mut label = labels[best].clone();
+    if let Some(oos) = &config.oos {
+        if s[best] < oos.threshold {
+            label = oos.label.clone();
+        }
+    }
+    let multi = config.multi_label.then(|| {
+        let th = config.thresholds.clone().unwrap_or_else(|| vec![0.5; labels.len()]);
+        (0..labels.len()).filter(|&i| s[i] >= th[i]).map(|i| labels[i].clone()).collect()
+    });
+    Prediction { label, confidence: s[best], top_k, labels: multi }
 }

@@ -4,13 +4,19 @@
 use intent_data::Dataset;
 use intent_eval::{evaluate_multi, evaluate_single, OosPolicy, PredictionRow, Report};
 
-use crate::Classifier;
+use crate::{Classifier, ServeError};
 
 /// Evaluates a model on data. `threshold`: the out-of-scope threshold to use (`None`: the
-/// model's own, if any).
-pub fn evaluate(model: &Classifier, data: &Dataset, threshold: Option<f32>, oos_label: &str) -> (Report, Vec<PredictionRow>) {
+/// model's own, if any). Fails only when the model cannot score a text (see
+/// [`Classifier::scores`]).
+pub fn evaluate(
+    model: &Classifier,
+    data: &Dataset,
+    threshold: Option<f32>,
+    oos_label: &str,
+) -> Result<(Report, Vec<PredictionRow>), ServeError> {
     let texts = data.texts();
-    let scores = model.scores(&texts);
+    let scores = model.scores(&texts)?;
     let labels = model.labels();
     let config = model.config();
     if config.multi_label {
@@ -29,7 +35,7 @@ pub fn evaluate(model: &Classifier, data: &Dataset, threshold: Option<f32>, oos_
                 confidence: s.iter().copied().fold(0.0, f32::max),
             })
             .collect();
-        return (report, rows);
+        return Ok((report, rows));
     }
     let threshold = threshold.or(config.oos.as_ref().map(|o| o.threshold));
     let policy = OosPolicy { label: oos_label.to_string(), threshold };
@@ -39,7 +45,12 @@ pub fn evaluate(model: &Classifier, data: &Dataset, threshold: Option<f32>, oos_
         .examples
         .iter()
         .zip(preds)
-        .map(|(e, (p, c))| PredictionRow { text: e.text.clone(), gold: e.labels.join("+"), predicted: p, confidence: c })
+        .map(|(e, (p, c))| PredictionRow {
+            text: e.text.clone(),
+            gold: e.labels.join("+"),
+            predicted: p,
+            confidence: c,
+        })
         .collect();
-    (report, rows)
+    Ok((report, rows))
 }

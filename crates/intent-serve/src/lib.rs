@@ -1,36 +1,52 @@
-//! intent-serve: inference over any model folder, and the HTTP server behind `intent serve`.
+//! intent-serve: the inference library. Load any model folder the toolkit writes and predict,
+//! with no HTTP, database or training code compiled in (the server is `intent-server`).
 //!
-//! - [`Classifier`] loads a model folder by kind and predicts labels with confidences.
-//! - [`ModelSpec`] names what to serve: a folder, or `models/NAME@ALIAS` in a registry.
-//! - [`ModelSlot`] holds the served model and swaps it atomically (load and smoke-test off the
-//!   request path; requests in flight finish on the model they started with; rollback).
+//! - [`Classifier`] loads a model folder by kind (MLP, SVM, zero-shot, fine-tuned BERT) and
+//!   predicts labels with confidences; every kind implements [`Predictor`].
+//! - [`ModelSpec`] names a model: a folder, or `models/NAME@ALIAS` in a registry.
 //! - [`Batcher`] groups concurrent requests to transformer models under a token budget.
-//! - [`QueryLog`] stores every prediction in SQLite (WAL) from a writer thread, and keeps the
-//!   labeling queue of low-confidence queries.
-//! - [`server`] is the axum application: routes, auth, limits, metrics, graceful shutdown.
+//! - [`evaluation`] scores a classifier on labeled data.
+//!
+//! ```
+//! use intent_data::{Dataset, Example};
+//! use intent_serve::Classifier;
+//! use intent_train::{train_mlp_to_dir, DeviceSpec, EngineConfig, MlpOptions};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // Load data (here built in place; `intent_data::load_dataset` reads files) and train a tiny MLP.
+//! let data = Dataset::new(vec![
+//!     Example::new("i lost my card", "card"),
+//!     Example::new("my card was stolen", "card"),
+//!     Example::new("send money to my brother", "transfer"),
+//!     Example::new("transfer money abroad", "transfer"),
+//! ]);
+//! let dir = tempfile::tempdir()?;
+//! let engine = EngineConfig { epochs: 30, lr: 0.05, progress: false, ..Default::default() };
+//! let options = MlpOptions { hidden_size: 8, engine, ..Default::default() };
+//! train_mlp_to_dir(DeviceSpec::Cpu, &data, None, &options, dir.path())?;
+//!
+//! // Load the folder and predict.
+//! let model = Classifier::load(dir.path())?;
+//! let prediction = model.predict("my card is gone")?;
+//! assert_eq!(prediction.label, "card");
+//! assert!(prediction.confidence > 0.5);
+//! # Ok(())
+//! # }
+//! ```
 
 use std::path::PathBuf;
 
 pub mod batcher;
 pub mod classifier;
 pub mod evaluation;
-pub mod metrics;
-pub mod querylog;
-pub mod retrain;
-pub mod server;
-pub mod slot;
+pub mod predictor;
 pub mod spec;
 
-mod admin;
-mod api;
-
-pub use batcher::Batcher;
+pub use batcher::{BatchConfig, BatchObserver, Batcher};
 pub use classifier::{Classifier, LabelScore, Prediction};
-pub use querylog::{QueryLog, QueryRow};
-pub use slot::{LoadedModel, ModelSlot};
-pub use spec::ModelSpec;
+pub use predictor::Predictor;
+pub use spec::{ModelSpec, Resolved};
 
-/// Errors of the inference library and server.
+/// Errors of the inference library.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     /// The folder holds a model kind this build cannot serve.
@@ -43,7 +59,10 @@ pub enum ServeError {
     },
     /// Loading failed.
     #[error(transparent)]
-    Model(#[from] intent_models::ModelError),
+    Model(intent_models::ModelError),
+    /// An input the model cannot take (a text its tokenizer rejects): the caller's fault.
+    #[error("{0}")]
+    Input(String),
     /// A model spec (`DIR` or `models/NAME@ALIAS`) that does not resolve.
     #[error("model '{spec}': {message}")]
     Spec {
@@ -60,22 +79,6 @@ pub enum ServeError {
         /// What was wrong with the prediction.
         message: String,
     },
-    /// The query log database.
-    #[error("query log {}: {source}", path.display())]
-    QueryLog {
-        /// The database file.
-        path: PathBuf,
-        /// The SQLite error.
-        source: rusqlite::Error,
-    },
-    /// The query log database failed its integrity check.
-    #[error("query log {}: the database is damaged ({check}); move it aside to start a new one", path.display())]
-    QueryLogDamaged {
-        /// The database file.
-        path: PathBuf,
-        /// What `PRAGMA quick_check` said.
-        check: String,
-    },
     /// A file could not be read or written.
     #[error("{}: {source}", path.display())]
     Io {
@@ -87,4 +90,20 @@ pub enum ServeError {
     /// The model worker stopped (the model was dropped while a request waited).
     #[error("the model worker stopped")]
     WorkerGone,
+}
+
+impl ServeError {
+    /// A model error, with rejected inputs as [`ServeError::Input`].
+    pub fn from_model(e: intent_models::ModelError) -> Self {
+        match e {
+            intent_models::ModelError::Input(message) => ServeError::Input(message),
+            other => ServeError::Model(other),
+        }
+    }
+}
+
+impl From<intent_models::ModelError> for ServeError {
+    fn from(e: intent_models::ModelError) -> Self {
+        ServeError::from_model(e)
+    }
 }

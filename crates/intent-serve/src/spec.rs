@@ -1,6 +1,6 @@
 //! What to serve: a model folder, or a version of a registry model named through an alias.
 //!
-//! Registry layout ([`intent_models::registry`]): `ROOT/NAME/versions/N/` holds version `N`
+//! Registry layout ([`intent_registry`]): `ROOT/NAME/versions/N/` holds version `N`
 //! (immutable), and `ROOT/NAME/aliases/ALIAS` holds the version number an alias points at. `models/faq@current` resolves through
 //! `models/faq/aliases/current`. A folder named by a number (`NAME/versions/N` or the
 //! pipeline's `NAME/N`) is model NAME, version N; any other folder is named after itself, with a
@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
-use intent_models::registry::Registry;
+use intent_registry::Registry;
 use sha2::{Digest, Sha256};
 
 use crate::ServeError;
@@ -50,7 +50,10 @@ impl ModelSpec {
         if let Some(last) = path.file_name().and_then(|n| n.to_str()) {
             if let Some((name, alias)) = last.rsplit_once('@') {
                 if !name.is_empty() && !alias.is_empty() {
-                    return ModelSpec::Alias { model_dir: path.with_file_name(name), alias: alias.to_string() };
+                    return ModelSpec::Alias {
+                        model_dir: path.with_file_name(name),
+                        alias: alias.to_string(),
+                    };
                 }
             }
         }
@@ -77,30 +80,48 @@ impl ModelSpec {
                 // A numbered version folder: `ROOT/NAME/versions/N` (registry) or `ROOT/NAME/N`
                 // (what `intent pipeline` writes) is model NAME, version N.
                 let canonical = p.canonicalize().unwrap_or_else(|_| p.clone());
-                let numbered = canonical.file_name().and_then(|n| n.to_str()).filter(|n| n.chars().all(|c| c.is_ascii_digit()));
+                let numbered = canonical
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .filter(|n| n.chars().all(|c| c.is_ascii_digit()));
                 if let Some(n) = numbered {
                     let mut parent = canonical.parent();
                     if parent.is_some_and(|v| v.file_name().is_some_and(|n| n == "versions")) {
                         parent = parent.and_then(Path::parent);
                     }
                     if let Some(name) = parent.and_then(|m| m.file_name()).and_then(|n| n.to_str()) {
-                        return Ok(Resolved { path: p.clone(), name: name.to_string(), version: n.to_string() });
+                        return Ok(Resolved {
+                            path: p.clone(),
+                            name: name.to_string(),
+                            version: n.to_string(),
+                        });
                     }
                 }
                 let name = canonical.file_name().map(|n| n.to_string_lossy().into_owned());
-                Ok(Resolved { path: p.clone(), name: name.unwrap_or_else(|| "model".into()), version: content_version(p)? })
+                Ok(Resolved {
+                    path: p.clone(),
+                    name: name.unwrap_or_else(|| "model".into()),
+                    version: content_version(p)?,
+                })
             }
             ModelSpec::Alias { model_dir, alias } => {
                 let root = model_dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-                let name = model_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                let name =
+                    model_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
                 let model = Registry::new(root).model(&name).map_err(|e| err(e.to_string()))?;
                 let version = model.alias(alias).map_err(|e| err(e.to_string()))?.ok_or_else(|| {
                     let file = model_dir.join("aliases").join(alias);
-                    err(format!("no alias file {} (expected a registry model with aliases/{alias})", file.display()))
+                    err(format!(
+                        "no alias file {} (expected a registry model with aliases/{alias})",
+                        file.display()
+                    ))
                 })?;
                 let path = model.version_dir(version);
                 if !path.is_dir() {
-                    return Err(err(format!("alias '{alias}' points at version {version}, but {} is missing", path.display())));
+                    return Err(err(format!(
+                        "alias '{alias}' points at version {version}, but {} is missing",
+                        path.display()
+                    )));
                 }
                 Ok(Resolved { path, name, version: version.to_string() })
             }
@@ -114,7 +135,8 @@ fn content_version(dir: &Path) -> Result<String, ServeError> {
     for name in ["config.json", "intent.json", "model.safetensors", "vocab.txt", "labels.json"] {
         let path = dir.join(name);
         if path.is_file() {
-            let bytes = std::fs::read(&path).map_err(|source| ServeError::Io { path: path.clone(), source })?;
+            let bytes =
+                std::fs::read(&path).map_err(|source| ServeError::Io { path: path.clone(), source })?;
             h.update(name.as_bytes());
             h.update((bytes.len() as u64).to_le_bytes());
             h.update(&bytes);
@@ -159,7 +181,10 @@ mod tests {
 
         // A real folder with an `@` in its name is a folder.
         std::fs::create_dir_all(root.path().join("odd@name")).unwrap();
-        assert_eq!(ModelSpec::parse(root.path().join("odd@name").to_str().unwrap()), ModelSpec::Dir(root.path().join("odd@name")));
+        assert_eq!(
+            ModelSpec::parse(root.path().join("odd@name").to_str().unwrap()),
+            ModelSpec::Dir(root.path().join("odd@name"))
+        );
 
         std::fs::write(m.join("aliases/previous"), "2").unwrap();
         let e = ModelSpec::parse(&format!("{}@previous", m.display())).resolve().unwrap_err().to_string();

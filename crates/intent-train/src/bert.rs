@@ -93,7 +93,12 @@ pub struct TrainedBert<B: Backend> {
 impl<B: Backend> TrainedBert<B> {
     /// The `metrics.json` content: validation report, history and best epoch.
     pub fn metrics_json(&self) -> serde_json::Value {
-        crate::validation::metrics_json(self.val_report.as_ref(), self.best_epoch, self.stopped_early, &self.history)
+        crate::validation::metrics_json(
+            self.val_report.as_ref(),
+            self.best_epoch,
+            self.stopped_early,
+            &self.history,
+        )
     }
 
     /// Writes the Hugging Face folder (see `BertForSequenceClassification::save_pretrained`)
@@ -111,7 +116,12 @@ fn tokenize(tok: &BertTokenizer, texts: &[&str]) -> Result<Vec<Vec<i64>>, TrainE
 }
 
 /// `[ids, token types, mask]` of the rows `idx`, padded to the longest.
-fn batch<B: Backend>(rows: &[Vec<i64>], idx: &[usize], pad: i64, device: &B::Device) -> [Tensor<B, 2, Int>; 3] {
+fn batch<B: Backend>(
+    rows: &[Vec<i64>],
+    idx: &[usize],
+    pad: i64,
+    device: &B::Device,
+) -> [Tensor<B, 2, Int>; 3] {
     let len = idx.iter().map(|&i| rows[i].len()).max().unwrap_or(1).max(1);
     let mut ids = vec![pad; idx.len() * len];
     let mut mask = vec![0i64; idx.len() * len];
@@ -124,13 +134,23 @@ fn batch<B: Backend>(rows: &[Vec<i64>], idx: &[usize], pad: i64, device: &B::Dev
 }
 
 /// Class probabilities of `rows` (softmax, or sigmoids for multi-label), batches of 64.
-fn probabilities<B: Backend>(model: &BertForSequenceClassification<B>, rows: &[Vec<i64>], pad: i64, multi: bool, device: &B::Device) -> Vec<Vec<f32>> {
+fn probabilities<B: Backend>(
+    model: &BertForSequenceClassification<B>,
+    rows: &[Vec<i64>],
+    pad: i64,
+    multi: bool,
+    device: &B::Device,
+) -> Vec<Vec<f32>> {
     let all: Vec<usize> = (0..rows.len()).collect();
     let mut out = Vec::with_capacity(rows.len());
     for chunk in all.chunks(64) {
         let [ids, types, mask] = batch::<B>(rows, chunk, pad, device);
         let z = model.forward(ids, types, mask);
-        let p = if multi { burn::tensor::activation::sigmoid(z) } else { burn::tensor::activation::softmax(z, 1) };
+        let p = if multi {
+            burn::tensor::activation::sigmoid(z)
+        } else {
+            burn::tensor::activation::softmax(z, 1)
+        };
         let k = p.dims()[1];
         let v: Vec<f32> = p.into_data().convert::<f32>().into_vec().unwrap_or_default();
         out.extend(v.chunks(k).map(<[f32]>::to_vec));
@@ -158,7 +178,8 @@ impl<B: AutodiffBackend> Task<B> {
             for (r, &i) in idx.iter().enumerate() {
                 self.targets[i].iter().for_each(|&c| hot[r * self.labels + c] = 1);
             }
-            let t = Tensor::<B, 2, Int>::from_data(TensorData::new(hot, [idx.len(), self.labels]), &self.device);
+            let t =
+                Tensor::<B, 2, Int>::from_data(TensorData::new(hot, [idx.len(), self.labels]), &self.device);
             BinaryCrossEntropyLossConfig::new().with_logits(true).init(&self.device).forward(logits, t)
         } else {
             let gold: Vec<i64> = idx.iter().map(|&i| self.targets[i][0] as i64).collect();
@@ -204,7 +225,8 @@ impl<B: AutodiffBackend> TrainTask<B, BertForSequenceClassification<B>> for Task
         let mut ok = 0;
         for chunk in all.chunks(64) {
             let [ids, types, mask] = batch::<B::InnerBackend>(&self.val_rows, chunk, self.pad, &self.device);
-            let z: Vec<f32> = model.forward(ids, types, mask).into_data().convert::<f32>().into_vec().unwrap_or_default();
+            let z: Vec<f32> =
+                model.forward(ids, types, mask).into_data().convert::<f32>().into_vec().unwrap_or_default();
             let gold: Vec<&Vec<usize>> = chunk.iter().map(|&i| &self.val_targets[i]).collect();
             ok += correct(z, self.labels, &gold, self.multi);
         }
@@ -235,7 +257,10 @@ pub fn train_bert<B: AutodiffBackend>(
     if opts.max_len < 2 || opts.max_len > bert_config.max_position_embeddings {
         return Err(TrainError::Hyperparameter {
             name: "--max-len",
-            message: format!("{}: expected 2..={} (max_position_embeddings)", opts.max_len, bert_config.max_position_embeddings),
+            message: format!(
+                "{}: expected 2..={} (max_position_embeddings)",
+                opts.max_len, bert_config.max_position_embeddings
+            ),
         });
     }
     let tok = BertTokenizer::from_dir(base, bert_config.vocab_size, opts.max_len)?;
@@ -247,13 +272,19 @@ pub fn train_bert<B: AutodiffBackend>(
         v.dedup();
         v
     };
-    let targets: Vec<Vec<usize>> = train.examples.iter().map(|e| sorted(e.labels.iter().map(|l| index[l.as_str()]).collect())).collect();
+    let targets: Vec<Vec<usize>> =
+        train.examples.iter().map(|e| sorted(e.labels.iter().map(|l| index[l.as_str()]).collect())).collect();
     let known: Vec<(&str, Vec<usize>)> = val
         .map(|v| {
             v.examples
                 .iter()
                 .filter(|e| multi || e.label().is_some_and(|l| index.contains_key(l)))
-                .map(|e| (e.text.as_str(), sorted(e.labels.iter().filter_map(|l| index.get(l.as_str()).copied()).collect())))
+                .map(|e| {
+                    (
+                        e.text.as_str(),
+                        sorted(e.labels.iter().filter_map(|l| index.get(l.as_str()).copied()).collect()),
+                    )
+                })
                 .collect()
         })
         .unwrap_or_default();
@@ -269,9 +300,15 @@ pub fn train_bert<B: AutodiffBackend>(
         B::name(device)
     );
     B::seed(device, opts.engine.seed);
-    let (mut model, had_head) = bert_config.init_classifier::<B>(labels.len(), opts.pooling, device).load_weights(&base.join(WEIGHTS_FILE))?;
+    let (mut model, had_head) = bert_config
+        .init_classifier::<B>(labels.len(), opts.pooling, device)
+        .load_weights(&base.join(WEIGHTS_FILE))?;
     if had_head {
-        tracing::warn!("{}: the base already has a classification head; it is replaced by a fresh one of {} labels", base.display(), labels.len());
+        tracing::warn!(
+            "{}: the base already has a classification head; it is replaced by a fresh one of {} labels",
+            base.display(),
+            labels.len()
+        );
     }
     if opts.freeze_encoder {
         tracing::info!("encoder frozen: training the head only");
@@ -280,10 +317,17 @@ pub fn train_bert<B: AutodiffBackend>(
     }
     let rows = tokenize(&tok, &texts)?;
     let train_hash = data_hash(train);
-    let options_json = serde_json::to_string(&BertOptions { engine: EngineConfig::default(), ..opts.clone() }).expect("serializes");
+    let options_json =
+        serde_json::to_string(&BertOptions { engine: EngineConfig::default(), ..opts.clone() })
+            .expect("serializes");
     let mut task = Task::<B> {
         lengths: rows.iter().map(Vec::len).collect(),
-        fingerprint: format!("base={} {options_json} train={} val={}", base.display(), train_hash, val.map(data_hash).unwrap_or_default()),
+        fingerprint: format!(
+            "base={} {options_json} train={} val={}",
+            base.display(),
+            train_hash,
+            val.map(data_hash).unwrap_or_default()
+        ),
         rows,
         targets,
         val_rows: tokenize(&tok, &val_texts)?,
@@ -305,7 +349,11 @@ pub fn train_bert<B: AutodiffBackend>(
         preprocessing: Preprocessing {
             tokenizer: "bert".into(),
             vectorizer: VectorizerConfig::default(),
-            vocab_file: if base.join("tokenizer.json").is_file() { "tokenizer.json".into() } else { "vocab.txt".into() },
+            vocab_file: if base.join("tokenizer.json").is_file() {
+                "tokenizer.json".into()
+            } else {
+                "vocab.txt".into()
+            },
             vocab_size: bert_config.vocab_size,
         },
         training: serde_json::json!({ "options": opts, "history": fitted.history, "best_epoch": fitted.best_epoch, "backend": B::name(device) }),
@@ -366,7 +414,8 @@ impl crate::device::BackendJob for BertJob<'_> {
         if !trained.interrupted {
             trained.save(self.out)?;
         }
-        let mut rates: Vec<f64> = trained.history.iter().map(|h| self.train.len() as f64 / h.seconds.max(1e-9)).collect();
+        let mut rates: Vec<f64> =
+            trained.history.iter().map(|h| self.train.len() as f64 / h.seconds.max(1e-9)).collect();
         rates.sort_by(f64::total_cmp);
         Ok(BertRunSummary {
             samples_per_second: rates[rates.len() / 2],

@@ -76,11 +76,23 @@ pub enum OptimizerState<'a> {
     /// The host AdamW's moments.
     Host(&'a HostAdamW),
     /// burn's optimizer, written by its record.
-    Device(Box<dyn FnOnce(&Path) -> Result<(), String> + 'a>),
+    Device(WriteRecord<'a>),
 }
 
+/// Writes burn's optimizer record under the path it is given.
+pub type WriteRecord<'a> = Box<dyn FnOnce(&Path) -> Result<(), String> + 'a>;
+
+/// First and second moments of one parameter, as read back (either may be missing).
+type MomentPair = (Option<Vec<f32>>, Option<Vec<f32>>);
+
 /// Writes the checkpoint of epoch `state.epochs_done` under `dir` (see the module doc).
-pub fn save<B: AutodiffBackend, M: AutodiffModule<B>>(dir: &Path, state: &EngineState, model: &M, best: &M::InnerModule, optim: OptimizerState<'_>) -> Result<(), TrainError> {
+pub fn save<B: AutodiffBackend, M: AutodiffModule<B>>(
+    dir: &Path,
+    state: &EngineState,
+    model: &M,
+    best: &M::InnerModule,
+    optim: OptimizerState<'_>,
+) -> Result<(), TrainError> {
     fs::create_dir_all(dir).map_err(|e| err(dir, e))?;
     let name = format!("epoch-{}", state.epochs_done);
     let tmp = dir.join(format!("{name}.partial"));
@@ -96,7 +108,10 @@ pub fn save<B: AutodiffBackend, M: AutodiffModule<B>>(dir: &Path, state: &Engine
         OptimizerState::Host(o) => {
             let path = tmp.join("optimizer.safetensors");
             let (_, moments) = o.moments();
-            let names: Vec<(String, String)> = moments.iter().map(|(id, _, _)| (format!("{}.m", id.val()), format!("{}.v", id.val()))).collect();
+            let names: Vec<(String, String)> = moments
+                .iter()
+                .map(|(id, _, _)| (format!("{}.m", id.val()), format!("{}.v", id.val())))
+                .collect();
             let mut tensors = Vec::with_capacity(moments.len() * 2);
             for ((_, m, v), (nm, nv)) in moments.iter().zip(&names) {
                 tensors.push((nm.as_str(), HostTensor::F32(m.to_vec(), vec![m.len()])));
@@ -104,16 +119,14 @@ pub fn save<B: AutodiffBackend, M: AutodiffModule<B>>(dir: &Path, state: &Engine
             }
             tensors::write(&path, tensors).map_err(|e| err(&path, e))?;
         }
-        OptimizerState::Device(write) => write(&tmp.join("optimizer")).map_err(|e| err(&tmp.join("optimizer.mpk"), e))?,
+        OptimizerState::Device(write) => {
+            write(&tmp.join("optimizer")).map_err(|e| err(&tmp.join("optimizer.mpk"), e))?
+        }
     }
     let done = dir.join(&name);
-    if done.exists() {
-        fs::remove_dir_all(&done).map_err(|e| err(&done, e))?;
-    }
-    fs::rename(&tmp, &done).map_err(|e| err(&done, e))?;
-    let pointer_tmp = dir.join("latest.tmp");
-    fs::write(&pointer_tmp, &name).map_err(|e| err(&pointer_tmp, e))?;
-    fs::rename(&pointer_tmp, dir.join("latest")).map_err(|e| err(&dir.join("latest"), e))?;
+    intent_data::durable::replace_dir(&tmp, &done).map_err(|e| err(&done, e))?;
+    let pointer = dir.join("latest");
+    intent_data::durable::write_file(&pointer, name.as_bytes()).map_err(|e| err(&pointer, e))?;
     // Older epochs are no longer needed.
     for entry in fs::read_dir(dir).map_err(|e| err(dir, e))?.flatten() {
         let n = entry.file_name().to_string_lossy().into_owned();
@@ -129,7 +142,8 @@ pub fn save<B: AutodiffBackend, M: AutodiffModule<B>>(dir: &Path, state: &Engine
 pub fn read_state(ckpt: &Path, fingerprint: &str) -> Result<EngineState, TrainError> {
     let path = ckpt.join("state.json");
     let text = fs::read_to_string(&path).map_err(|e| err(&path, e))?;
-    let state: EngineState = serde_json::from_str(&text).map_err(|e| err(&path, format!("not a checkpoint state: {e}")))?;
+    let state: EngineState =
+        serde_json::from_str(&text).map_err(|e| err(&path, format!("not a checkpoint state: {e}")))?;
     if state.fingerprint != fingerprint {
         return Err(err(
             &path,
@@ -143,15 +157,29 @@ pub fn read_state(ckpt: &Path, fingerprint: &str) -> Result<EngineState, TrainEr
 }
 
 /// Loads the model and the best model of a checkpoint into modules of the same architecture.
-pub fn load_models<B: AutodiffBackend, M: AutodiffModule<B>>(ckpt: &Path, model: M, device: &B::Device) -> Result<(M, M::InnerModule), TrainError> {
-    let best = model.valid().load_file(ckpt.join("best"), &recorder(), device).map_err(|e| err(&ckpt.join("best.mpk"), e))?;
-    let model = model.load_file(ckpt.join("model"), &recorder(), device).map_err(|e| err(&ckpt.join("model.mpk"), e))?;
+pub fn load_models<B: AutodiffBackend, M: AutodiffModule<B>>(
+    ckpt: &Path,
+    model: M,
+    device: &B::Device,
+) -> Result<(M, M::InnerModule), TrainError> {
+    let best = model
+        .valid()
+        .load_file(ckpt.join("best"), &recorder(), device)
+        .map_err(|e| err(&ckpt.join("best.mpk"), e))?;
+    let model = model
+        .load_file(ckpt.join("model"), &recorder(), device)
+        .map_err(|e| err(&ckpt.join("model.mpk"), e))?;
     Ok((model, best))
 }
 
 /// The host AdamW of a checkpoint, checked against the parameters of `model` (the checkpoint's
 /// own model, loaded by [`load_models`]): every moment must belong to one of them and have its size.
-pub fn load_host_optimizer<B: AutodiffBackend, M: AutodiffModule<B>>(ckpt: &Path, params: AdamWParams, time: i32, model: &M) -> Result<HostAdamW, TrainError> {
+pub fn load_host_optimizer<B: AutodiffBackend, M: AutodiffModule<B>>(
+    ckpt: &Path,
+    params: AdamWParams,
+    time: i32,
+    model: &M,
+) -> Result<HostAdamW, TrainError> {
     struct Sizes(HashMap<ParamId, usize>);
     impl<B: burn::tensor::backend::Backend> burn::module::ModuleVisitor<B> for Sizes {
         fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<burn::tensor::Tensor<B, D>>) {
@@ -162,10 +190,12 @@ pub fn load_host_optimizer<B: AutodiffBackend, M: AutodiffModule<B>>(ckpt: &Path
     model.visit(&mut sizes);
     let path = ckpt.join("optimizer.safetensors");
     let file = TensorFile::open(&path).map_err(|e| err(&path, e))?;
-    let mut parts: HashMap<String, (Option<Vec<f32>>, Option<Vec<f32>>)> = HashMap::new();
+    let mut parts: HashMap<String, MomentPair> = HashMap::new();
     for name in tensors::tensor_names(&path).map_err(|e| err(&path, e))? {
-        let (id, which) = name.rsplit_once('.').ok_or_else(|| err(&path, format!("unexpected tensor {name}")))?;
-        let values = file.shape(&name).and_then(|shape| file.f32(&name, &shape)).map_err(|e| err(&path, e))?;
+        let (id, which) =
+            name.rsplit_once('.').ok_or_else(|| err(&path, format!("unexpected tensor {name}")))?;
+        let values =
+            file.shape(&name).and_then(|shape| file.f32(&name, &shape)).map_err(|e| err(&path, e))?;
         let e = parts.entry(id.to_string()).or_default();
         match which {
             "m" => e.0 = Some(values),
@@ -177,13 +207,28 @@ pub fn load_host_optimizer<B: AutodiffBackend, M: AutodiffModule<B>>(ckpt: &Path
     for (id, (m, v)) in parts {
         match (m, v) {
             (Some(m), Some(v)) if m.len() == v.len() => {
-                let pid = id.parse::<u64>().map(ParamId::from).map_err(|_| err(&path, format!("unexpected parameter id {id:?}")))?;
+                let pid = id
+                    .parse::<u64>()
+                    .map(ParamId::from)
+                    .map_err(|_| err(&path, format!("unexpected parameter id {id:?}")))?;
                 match sizes.0.get(&pid) {
                     Some(&n) if n == m.len() => moments.push((pid, m, v)),
-                    _ => return Err(err(&path, format!("parameter {id}: not a parameter of the checkpoint's model, or of another size"))),
+                    _ => {
+                        return Err(err(
+                            &path,
+                            format!(
+                            "parameter {id}: not a parameter of the checkpoint's model, or of another size"
+                        ),
+                        ))
+                    }
                 }
             }
-            _ => return Err(err(&path, format!("parameter {id}: first and second moments missing or of different sizes"))),
+            _ => {
+                return Err(err(
+                    &path,
+                    format!("parameter {id}: first and second moments missing or of different sizes"),
+                ))
+            }
         }
     }
     Ok(HostAdamW::restore(params, time, moments))

@@ -20,7 +20,13 @@ impl FromStr for DeviceSpec {
     fn from_str(s: &str) -> Result<Self, TrainError> {
         let bad = |m: String| TrainError::Device(m);
         let (kind, index) = match s.split_once(':') {
-            Some((k, i)) => (k, Some(i.parse::<usize>().map_err(|_| bad(format!("'{s}': the index after ':' must be a number")))?)),
+            Some((k, i)) => (
+                k,
+                Some(
+                    i.parse::<usize>()
+                        .map_err(|_| bad(format!("'{s}': the index after ':' must be a number")))?,
+                ),
+            ),
             None => (s, None),
         };
         match (kind, index) {
@@ -39,6 +45,44 @@ impl std::fmt::Display for DeviceSpec {
             DeviceSpec::Ndarray => write!(f, "ndarray"),
             DeviceSpec::Cuda(i) => write!(f, "cuda:{i}"),
         }
+    }
+}
+
+/// A training job generic over the backend, run by [`dispatch`] on the backend a
+/// [`DeviceSpec`] names (a generic closure cannot be passed, hence the trait).
+pub trait BackendJob {
+    /// What the job returns.
+    type Output;
+    /// Runs on autodiff backend `B` and its `device`.
+    fn run<B: burn::tensor::backend::AutodiffBackend>(
+        self,
+        device: B::Device,
+    ) -> Result<Self::Output, TrainError>;
+}
+
+/// Runs `job` on the backend named by `spec`: flex on the CPU, ndarray and CUDA when compiled
+/// in (features `ndarray`, `cuda`); a CUDA device that cannot run a kernel is an error, not a
+/// panic.
+pub fn dispatch<J: BackendJob>(spec: DeviceSpec, job: J) -> Result<J::Output, TrainError> {
+    use burn::backend::{Autodiff, Flex};
+    match spec {
+        DeviceSpec::Cpu => job.run::<Autodiff<Flex>>(Default::default()),
+        #[cfg(feature = "ndarray")]
+        DeviceSpec::Ndarray => job.run::<Autodiff<burn::backend::NdArray>>(Default::default()),
+        #[cfg(feature = "cuda")]
+        DeviceSpec::Cuda(i) => {
+            if !cuda_usable(i) {
+                return Err(TrainError::Device(format!(
+                    "CUDA device {i} is not usable (no driver or no such GPU)"
+                )));
+            }
+            job.run::<Autodiff<burn::backend::Cuda>>(burn::backend::cuda::CudaDevice::new(i))
+        }
+        #[allow(unreachable_patterns)]
+        other => Err(TrainError::Device(format!(
+            "device '{other}' is not compiled into this build (rebuild with --features {})",
+            if matches!(other, DeviceSpec::Ndarray) { "ndarray" } else { "cuda" }
+        ))),
     }
 }
 
@@ -67,38 +111,5 @@ mod tests {
         assert_eq!("cuda".parse::<DeviceSpec>().unwrap(), DeviceSpec::Cuda(0));
         assert!("gpu".parse::<DeviceSpec>().unwrap_err().to_string().contains("unknown device 'gpu'"));
         assert!("cuda:x".parse::<DeviceSpec>().is_err());
-    }
-}
-
-/// A training job generic over the backend, run by [`dispatch`] on the backend a
-/// [`DeviceSpec`] names (a generic closure cannot be passed, hence the trait).
-pub trait BackendJob {
-    /// What the job returns.
-    type Output;
-    /// Runs on autodiff backend `B` and its `device`.
-    fn run<B: burn::tensor::backend::AutodiffBackend>(self, device: B::Device) -> Result<Self::Output, TrainError>;
-}
-
-/// Runs `job` on the backend named by `spec`: flex on the CPU, ndarray and CUDA when compiled
-/// in (features `ndarray`, `cuda`); a CUDA device that cannot run a kernel is an error, not a
-/// panic.
-pub fn dispatch<J: BackendJob>(spec: DeviceSpec, job: J) -> Result<J::Output, TrainError> {
-    use burn::backend::{Autodiff, Flex};
-    match spec {
-        DeviceSpec::Cpu => job.run::<Autodiff<Flex>>(Default::default()),
-        #[cfg(feature = "ndarray")]
-        DeviceSpec::Ndarray => job.run::<Autodiff<burn::backend::NdArray>>(Default::default()),
-        #[cfg(feature = "cuda")]
-        DeviceSpec::Cuda(i) => {
-            if !cuda_usable(i) {
-                return Err(TrainError::Device(format!("CUDA device {i} is not usable (no driver or no such GPU)")));
-            }
-            job.run::<Autodiff<burn::backend::Cuda>>(burn::backend::cuda::CudaDevice::new(i))
-        }
-        #[allow(unreachable_patterns)]
-        other => Err(TrainError::Device(format!(
-            "device '{other}' is not compiled into this build (rebuild with --features {})",
-            if matches!(other, DeviceSpec::Ndarray) { "ndarray" } else { "cuda" }
-        ))),
     }
 }

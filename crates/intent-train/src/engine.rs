@@ -120,11 +120,17 @@ impl EngineConfig {
         }
         if let Some(m) = self.max_grad_norm {
             if !(m > 0.0 && m.is_finite()) {
-                return bad("--max-grad-norm", format!("{m} must be a positive number (0 on the command line disables clipping)"));
+                return bad(
+                    "--max-grad-norm",
+                    format!("{m} must be a positive number (0 on the command line disables clipping)"),
+                );
             }
         }
         if self.stop_after_epochs.is_some() && self.checkpoint_dir.is_none() {
-            return bad("--stop-after-epochs", "needs --checkpoint-dir (the run continues from there)".into());
+            return bad(
+                "--stop-after-epochs",
+                "needs --checkpoint-dir (the run continues from there)".into(),
+            );
         }
         if self.stop_after_epochs == Some(0) {
             return bad("--stop-after-epochs", "must be at least 1".into());
@@ -203,7 +209,13 @@ pub trait TrainTask<B: AutodiffBackend, M: AutodiffModule<B>> {
 /// The batches of one epoch: a permutation drawn from the seed and the epoch alone (so a resumed
 /// run draws the same ones), cut into batches; with `lengths`, grouped by length as described
 /// at [`EngineConfig::length_buckets`].
-pub fn epoch_batches(n: usize, batch_size: usize, seed: u64, epoch: usize, lengths: Option<&[usize]>) -> Vec<Vec<usize>> {
+pub fn epoch_batches(
+    n: usize,
+    batch_size: usize,
+    seed: u64,
+    epoch: usize,
+    lengths: Option<&[usize]>,
+) -> Vec<Vec<usize>> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     rng.set_stream(epoch as u64);
     let mut order: Vec<usize> = (0..n).collect();
@@ -248,7 +260,12 @@ pub fn flush_denormals() {
 /// to zero on the calling thread and the threads of the current rayon pool. With
 /// `config.checkpoint_dir`, a checkpoint is written after every epoch, and with `config.resume`
 /// the run continues from the latest one (see [`crate::checkpoint`]).
-pub fn fit<B, M, T>(model: M, n_train: usize, config: &EngineConfig, task: &mut T) -> Result<Fitted<M::InnerModule>, TrainError>
+pub fn fit<B, M, T>(
+    model: M,
+    n_train: usize,
+    config: &EngineConfig,
+    task: &mut T,
+) -> Result<Fitted<M::InnerModule>, TrainError>
 where
     B: AutodiffBackend,
     M: AutodiffModule<B>,
@@ -260,15 +277,26 @@ where
     if n_train == 0 {
         return Err(TrainError::Data("no training example".into()));
     }
-    let device = model.devices().first().cloned().ok_or_else(|| TrainError::Device("the model has no parameters".into()))?;
+    let device = model
+        .devices()
+        .first()
+        .cloned()
+        .ok_or_else(|| TrainError::Device("the model has no parameters".into()))?;
     let fingerprint = match (&config.checkpoint_dir, task.fingerprint()) {
         (Some(_), None) => {
-            return Err(TrainError::Hyperparameter { name: "--checkpoint-dir", message: "this model's training cannot be checkpointed".into() })
+            return Err(TrainError::Hyperparameter {
+                name: "--checkpoint-dir",
+                message: "this model's training cannot be checkpointed".into(),
+            })
         }
         (_, f) => {
             let mut c = config.clone();
             c.progress = true;
-            format!("{} n={n_train} {}", serde_json::to_string(&c).expect("serializes"), f.unwrap_or_default())
+            format!(
+                "{} n={n_train} {}",
+                serde_json::to_string(&c).expect("serializes"),
+                f.unwrap_or_default()
+            )
         }
     };
     let mut run = Run::<B, M>::new(model, config, &device, fingerprint)?;
@@ -283,7 +311,12 @@ where
             break;
         }
         if config.stop_after_epochs.is_some_and(|n| epoch - first >= n) {
-            tracing::info!("stopping after epoch {} of {} as asked; resume from {}", epoch - 1, config.epochs, config.checkpoint_dir.as_deref().unwrap_or(std::path::Path::new("?")).display());
+            tracing::info!(
+                "stopping after epoch {} of {} as asked; resume from {}",
+                epoch - 1,
+                config.epochs,
+                config.checkpoint_dir.as_deref().unwrap_or(std::path::Path::new("?")).display()
+            );
             interrupted = true;
             break;
         }
@@ -315,14 +348,31 @@ where
         let seconds = start.elapsed().as_secs_f64();
         run.model = task.end_of_epoch(run.model);
         let val_score = task.validate(&run.model.valid());
-        let log = EpochLog { epoch, loss: loss_sum / seen as f64, train_accuracy: correct as f64 / seen as f64, val_score, seconds, lr };
+        let log = EpochLog {
+            epoch,
+            loss: loss_sum / seen as f64,
+            train_accuracy: correct as f64 / seen as f64,
+            val_score,
+            seconds,
+            lr,
+        };
         let rate = seen as f64 / seconds.max(1e-9);
         match val_score {
             Some(v) => tracing::info!(
                 "epoch {epoch}/{}: loss {:.4}  train acc {:.4}  val {:.4}  {:.2}s ({rate:.1} samples/s)",
-                config.epochs, log.loss, log.train_accuracy, v, seconds
+                config.epochs,
+                log.loss,
+                log.train_accuracy,
+                v,
+                seconds
             ),
-            None => tracing::info!("epoch {epoch}/{}: loss {:.4}  train acc {:.4}  {:.2}s ({rate:.1} samples/s)", config.epochs, log.loss, log.train_accuracy, seconds),
+            None => tracing::info!(
+                "epoch {epoch}/{}: loss {:.4}  train acc {:.4}  {:.2}s ({rate:.1} samples/s)",
+                config.epochs,
+                log.loss,
+                log.train_accuracy,
+                seconds
+            ),
         }
         run.state.history.push(log);
         run.state.epochs_done = epoch;
@@ -334,7 +384,10 @@ where
         } else {
             run.state.since_best += 1;
             if val_score.is_some() && config.patience.is_some_and(|p| run.state.since_best >= p) {
-                tracing::info!("early stopping: no better validation score for {} epoch(s)", run.state.since_best);
+                tracing::info!(
+                    "early stopping: no better validation score for {} epoch(s)",
+                    run.state.since_best
+                );
                 run.state.stopped_early = true;
             }
         }
@@ -344,7 +397,13 @@ where
     }
     let best_epoch = run.state.best.map(|(_, e)| e).expect("at least one epoch ran");
     let model = run.best.expect("set with the best epoch");
-    Ok(Fitted { model, history: run.state.history, best_epoch, stopped_early: run.state.stopped_early, interrupted })
+    Ok(Fitted {
+        model,
+        history: run.state.history,
+        best_epoch,
+        stopped_early: run.state.stopped_early,
+        interrupted,
+    })
 }
 
 /// The model, optimizer and position of a run ([`fit`]'s state, checkpointed between epochs).
@@ -358,7 +417,12 @@ struct Run<B: AutodiffBackend, M: AutodiffModule<B>> {
 
 impl<B: AutodiffBackend, M: AutodiffModule<B>> Run<B, M> {
     /// A fresh run, or the latest checkpoint's when resuming.
-    fn new(model: M, config: &EngineConfig, device: &B::Device, fingerprint: String) -> Result<Self, TrainError> {
+    fn new(
+        model: M,
+        config: &EngineConfig,
+        device: &B::Device,
+        fingerprint: String,
+    ) -> Result<Self, TrainError> {
         // CPU backends: the fused host AdamW (same update, one pass); others: burn's AdamW on device.
         let params = config.adamw_params();
         let on_cpu = is_cpu_backend::<B>(device);
@@ -391,7 +455,13 @@ impl<B: AutodiffBackend, M: AutodiffModule<B>> Run<B, M> {
             _ => None,
         };
         let Some(ckpt) = resume_from else {
-            return Ok(Run { model, best: None, host_optim: on_cpu.then(|| HostAdamW::new(params)), device_optim: (!on_cpu).then(device_optim), state: fresh });
+            return Ok(Run {
+                model,
+                best: None,
+                host_optim: on_cpu.then(|| HostAdamW::new(params)),
+                device_optim: (!on_cpu).then(device_optim),
+                state: fresh,
+            });
         };
         let state = checkpoint::read_state(&ckpt, &fresh.fingerprint)?;
         let (model, best) = checkpoint::load_models::<B, M>(&ckpt, model, device)?;
@@ -410,7 +480,12 @@ impl<B: AutodiffBackend, M: AutodiffModule<B>> Run<B, M> {
                 })
             }
         };
-        tracing::info!("resuming from {} (epoch {} done, step {})", ckpt.display(), state.epochs_done, state.global_step);
+        tracing::info!(
+            "resuming from {} (epoch {} done, step {})",
+            ckpt.display(),
+            state.epochs_done,
+            state.global_step
+        );
         Ok(Run { model, best: Some(best), host_optim, device_optim, state })
     }
 
@@ -437,7 +512,13 @@ impl<B: AutodiffBackend, M: AutodiffModule<B>> Run<B, M> {
             (None, Some(o)) => {
                 let record = o.to_record();
                 OptimizerState::Device(Box::new(move |path: &std::path::Path| {
-                    burn::record::Recorder::<B>::record(&checkpoint::file_recorder(), record, path.to_path_buf()).map(|_| ()).map_err(|e| e.to_string())
+                    burn::record::Recorder::<B>::record(
+                        &checkpoint::file_recorder(),
+                        record,
+                        path.to_path_buf(),
+                    )
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
                 }))
             }
             (None, None) => unreachable!("one optimizer is always set"),
@@ -464,10 +545,15 @@ mod tests {
             assert_ne!(b, epoch_batches(n, 8, 7, 2, lens), "another epoch, other batches");
         }
         // Padding (sum over batches of size × longest) falls with buckets.
-        let padded = |b: &[Vec<usize>]| b.iter().map(|x| x.len() * x.iter().map(|&i| lengths[i]).max().unwrap()).sum::<usize>();
+        let padded = |b: &[Vec<usize>]| {
+            b.iter().map(|x| x.len() * x.iter().map(|&i| lengths[i]).max().unwrap()).sum::<usize>()
+        };
         let plain = padded(&epoch_batches(n, 8, 7, 1, None));
         let bucketed = padded(&epoch_batches(n, 8, 7, 1, Some(&lengths)));
         let real: usize = lengths.iter().sum();
-        assert!(bucketed < plain && (bucketed as f64) < 1.1 * real as f64, "plain {plain}, bucketed {bucketed}, tokens {real}");
+        assert!(
+            bucketed < plain && (bucketed as f64) < 1.1 * real as f64,
+            "plain {plain}, bucketed {bucketed}, tokens {real}"
+        );
     }
 }

@@ -19,9 +19,9 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::epoch_batches;
-use crate::schedule::{lr_at, LrSchedule};
 use crate::optim::{adamw_update, AdamWParams};
 use crate::progress::EpochBar;
+use crate::schedule::{lr_at, LrSchedule};
 use crate::TrainError;
 
 /// Training settings.
@@ -48,7 +48,16 @@ pub struct NcfTrainConfig {
 
 impl Default for NcfTrainConfig {
     fn default() -> Self {
-        NcfTrainConfig { epochs: 20, batch_size: 256, lr: 1e-3, num_neg: 4, seed: 42, weight_decay: 0.0, schedule: LrSchedule::Constant, progress: true }
+        NcfTrainConfig {
+            epochs: 20,
+            batch_size: 256,
+            lr: 1e-3,
+            num_neg: 4,
+            seed: 42,
+            weight_decay: 0.0,
+            schedule: LrSchedule::Constant,
+            progress: true,
+        }
     }
 }
 
@@ -85,7 +94,14 @@ impl SampledEval {
     /// From a split and the negatives of [`intent_data::recsys::test_negatives`]; users without
     /// a test item or without negatives are left out.
     pub fn new(split: &LeaveOneOut, negatives: &[Vec<u32>], k: usize) -> Self {
-        let cases = split.test.iter().enumerate().filter_map(|(u, t)| t.filter(|_| !negatives[u].is_empty()).map(|t| (u as u32, t, negatives[u].clone()))).collect();
+        let cases = split
+            .test
+            .iter()
+            .enumerate()
+            .filter_map(|(u, t)| {
+                t.filter(|_| !negatives[u].is_empty()).map(|t| (u as u32, t, negatives[u].clone()))
+            })
+            .collect();
         SampledEval { cases, k }
     }
 
@@ -147,14 +163,21 @@ pub struct Sampler<'a> {
 
 impl<'a> Sampler<'a> {
     /// Checks that every user has an item left to sample.
-    pub fn new(split: &'a LeaveOneOut, num_items: usize, num_neg: usize, seed: u64) -> Result<Self, TrainError> {
+    pub fn new(
+        split: &'a LeaveOneOut,
+        num_items: usize,
+        num_neg: usize,
+        seed: u64,
+    ) -> Result<Self, TrainError> {
         if split.train.is_empty() {
             return Err(TrainError::Data("no training pair".into()));
         }
         let seen: Vec<HashSet<u32>> = split.seen(split.test.len());
         if num_neg > 0 {
             if let Some(u) = seen.iter().position(|s| !s.is_empty() && s.len() >= num_items) {
-                return Err(TrainError::Data(format!("user index {u} interacted with every item: no negative to sample")));
+                return Err(TrainError::Data(format!(
+                    "user index {u} interacted with every item: no negative to sample"
+                )));
             }
         }
         Ok(Sampler { train: &split.train, seen, num_items, num_neg, seed })
@@ -240,7 +263,14 @@ const MLP_USER: usize = 2;
 const MLP_ITEM: usize = 3;
 
 /// Mean BCE-with-logits of the batch; fills `grads` (zeroed first) with its gradient.
-fn backward(model: &Ncf, users: &[u32], items: &[u32], labels: &[f32], act: &mut Activations, grads: &mut [Vec<f32>]) -> f64 {
+fn backward(
+    model: &Ncf,
+    users: &[u32],
+    items: &[u32],
+    labels: &[f32],
+    act: &mut Activations,
+    grads: &mut [Vec<f32>],
+) -> f64 {
     for g in grads.iter_mut() {
         g.iter_mut().for_each(|x| *x = 0.0);
     }
@@ -278,7 +308,8 @@ fn backward(model: &Ncf, users: &[u32], items: &[u32], labels: &[f32], act: &mut
     }
     if e > 0 {
         let last = *model.arch.layers.last().expect("validated");
-        let mut dx: Vec<f32> = (0..n).flat_map(|r| dhead[r * width + f..r * width + f + last].iter().copied()).collect();
+        let mut dx: Vec<f32> =
+            (0..n).flat_map(|r| dhead[r * width + f..r * width + f + last].iter().copied()).collect();
         for (k, layer) in model.tower.iter().enumerate().rev() {
             let (x_in, x_out) = (&act.xs[k], &act.xs[k + 1]);
             for (d, &y) in dx.iter_mut().zip(x_out) {
@@ -322,13 +353,24 @@ pub struct NcfFit {
 /// Trains `model` on the training pairs of `split` (`num_items` items); with `eval`, reports
 /// HR/NDCG after every epoch. The model after the last epoch is returned (no selection on the
 /// test items).
-pub fn fit_ncf(mut model: Ncf, split: &LeaveOneOut, num_items: usize, eval: Option<&SampledEval>, config: &NcfTrainConfig) -> Result<NcfFit, TrainError> {
+pub fn fit_ncf(
+    mut model: Ncf,
+    split: &LeaveOneOut,
+    num_items: usize,
+    eval: Option<&SampledEval>,
+    config: &NcfTrainConfig,
+) -> Result<NcfFit, TrainError> {
     config.validate()?;
     crate::engine::flush_denormals();
     let sampler = Sampler::new(split, num_items, config.num_neg, config.seed)?;
-    let adam = AdamWParams { beta_1: 0.9, beta_2: 0.999, epsilon: 1e-8, weight_decay: config.weight_decay as f32 };
+    let adam =
+        AdamWParams { beta_1: 0.9, beta_2: 0.999, epsilon: 1e-8, weight_decay: config.weight_decay as f32 };
     let sizes: Vec<usize> = params(&mut model).iter().map(|p| p.len()).collect();
-    let mut slots = Slots { grads: sizes.iter().map(|&n| vec![0.0; n]).collect(), m: sizes.iter().map(|&n| vec![0.0; n]).collect(), v: sizes.iter().map(|&n| vec![0.0; n]).collect() };
+    let mut slots = Slots {
+        grads: sizes.iter().map(|&n| vec![0.0; n]).collect(),
+        m: sizes.iter().map(|&n| vec![0.0; n]).collect(),
+        v: sizes.iter().map(|&n| vec![0.0; n]).collect(),
+    };
     let total = sampler.len();
     let mut samples = EpochSamples::default();
     let (mut bu, mut bi, mut bl) = (Vec::new(), Vec::new(), Vec::new());
@@ -352,7 +394,12 @@ pub fn fit_ncf(mut model: Ncf, split: &LeaveOneOut, num_items: usize, eval: Opti
             seen += batch.len();
             let lr = lr_at(config.schedule, time as usize, 0, steps * config.epochs, config.lr) as f32;
             time += 1;
-            for (((p, g), m), v) in params(&mut model).into_iter().zip(&slots.grads).zip(slots.m.iter_mut()).zip(slots.v.iter_mut()) {
+            for (((p, g), m), v) in params(&mut model)
+                .into_iter()
+                .zip(&slots.grads)
+                .zip(slots.m.iter_mut())
+                .zip(slots.v.iter_mut())
+            {
                 adamw_update(adam, time, lr, 1.0, p, g, m, v);
             }
             if s % 64 == 0 {
@@ -362,9 +409,22 @@ pub fn fit_ncf(mut model: Ncf, split: &LeaveOneOut, num_items: usize, eval: Opti
         bar.finish();
         let seconds = start.elapsed().as_secs_f64();
         let report = eval.map(|e| e.run(&model));
-        let log = NcfEpoch { epoch, loss: loss_sum / total as f64, seconds, hr: report.as_ref().map(|r| r.hr), ndcg: report.as_ref().map(|r| r.ndcg) };
+        let log = NcfEpoch {
+            epoch,
+            loss: loss_sum / total as f64,
+            seconds,
+            hr: report.as_ref().map(|r| r.hr),
+            ndcg: report.as_ref().map(|r| r.ndcg),
+        };
         match &report {
-            Some(r) => tracing::info!("epoch {epoch}/{}: loss {:.4}  HR@{k} {:.4}  NDCG@{k} {:.4}  {seconds:.2}s", config.epochs, log.loss, r.hr, r.ndcg, k = r.k),
+            Some(r) => tracing::info!(
+                "epoch {epoch}/{}: loss {:.4}  HR@{k} {:.4}  NDCG@{k} {:.4}  {seconds:.2}s",
+                config.epochs,
+                log.loss,
+                r.hr,
+                r.ndcg,
+                k = r.k
+            ),
             None => tracing::info!("epoch {epoch}/{}: loss {:.4}  {seconds:.2}s", config.epochs, log.loss),
         }
         history.push(log);
@@ -380,9 +440,11 @@ mod tests {
     /// The analytic gradient of every parameter against central finite differences (f64 loss
     /// on f32 weights: a relative tolerance of a few per cent on entries that matter).
     #[test]
+    #[allow(clippy::needless_range_loop)] // indices name the parameter and entry being nudged
     fn backward_matches_finite_differences() {
         for kind in [NcfKind::Gmf, NcfKind::Mlp, NcfKind::Neumf] {
-            let arch = NcfArchitecture { kind, num_users: 4, num_items: 6, factors: 3, layers: vec![6, 5, 3] };
+            let arch =
+                NcfArchitecture { kind, num_users: 4, num_items: 6, factors: 3, layers: vec![6, 5, 3] };
             let mut m = Ncf::init(arch, 5).unwrap();
             // Larger weights than the N(0, 0.01) init, so that gradients are far from zero.
             for p in params(&mut m) {
@@ -390,14 +452,20 @@ mod tests {
                     *x = ((k * 37 % 23) as f32 / 23.0 - 0.4) * 1.5;
                 }
             }
-            let (users, items, labels) = (vec![0u32, 1, 3, 1, 2], vec![5u32, 2, 0, 2, 4], vec![1.0f32, 0.0, 1.0, 1.0, 0.0]);
+            let (users, items, labels) =
+                (vec![0u32, 1, 3, 1, 2], vec![5u32, 2, 0, 2, 4], vec![1.0f32, 0.0, 1.0, 1.0, 0.0]);
             let mut grads: Vec<Vec<f32>> = params(&mut m).iter().map(|p| vec![0.0; p.len()]).collect();
             let mut act = Activations::default();
             backward(&m, &users, &items, &labels, &mut act, &mut grads);
             let loss_of = |m: &Ncf| {
                 let mut act = Activations::default();
                 m.forward(&users, &items, &mut act);
-                act.logits.iter().zip(&labels).map(|(&z, &y)| (z.max(0.0) - z * y + (-z.abs()).exp().ln_1p()) as f64).sum::<f64>() / users.len() as f64
+                act.logits
+                    .iter()
+                    .zip(&labels)
+                    .map(|(&z, &y)| (z.max(0.0) - z * y + (-z.abs()).exp().ln_1p()) as f64)
+                    .sum::<f64>()
+                    / users.len() as f64
             };
             let mut checked = 0;
             for pi in 0..grads.len() {
@@ -409,7 +477,10 @@ mod tests {
                     params(&mut minus)[pi][k] -= h;
                     let numeric = (loss_of(&plus) - loss_of(&minus)) / (2.0 * h as f64);
                     let analytic = grads[pi][k] as f64;
-                    assert!((numeric - analytic).abs() <= 2e-3 + 0.03 * numeric.abs(), "{kind:?} param {pi}[{k}]: numeric {numeric} analytic {analytic}");
+                    assert!(
+                        (numeric - analytic).abs() <= 2e-3 + 0.03 * numeric.abs(),
+                        "{kind:?} param {pi}[{k}]: numeric {numeric} analytic {analytic}"
+                    );
                     checked += usize::from(analytic.abs() > 1e-3);
                 }
             }
@@ -429,11 +500,18 @@ mod tests {
         sampler.fill(1, &mut a);
         assert_eq!(a.users.len(), sampler.len());
         for (k, &(u, i)) in split.train.iter().enumerate() {
-            assert_eq!((a.users[5 * k], a.items[5 * k], a.labels[5 * k]), (u, i, 1.0), "the positive leads its group");
+            assert_eq!(
+                (a.users[5 * k], a.items[5 * k], a.labels[5 * k]),
+                (u, i, 1.0),
+                "the positive leads its group"
+            );
             for s in 1..5 {
                 let (su, si, sl) = (a.users[5 * k + s], a.items[5 * k + s], a.labels[5 * k + s]);
                 assert_eq!((su, sl), (u, 0.0));
-                assert!(!seen[u as usize].contains(&si), "user {u}: sampled negative {si} is one of their items");
+                assert!(
+                    !seen[u as usize].contains(&si),
+                    "user {u}: sampled negative {si} is one of their items"
+                );
                 assert!((si as usize) < ix.num_items());
             }
         }
@@ -455,10 +533,18 @@ mod tests {
         let split = intent_data::recsys::leave_one_out(&ix);
         let negs = intent_data::recsys::test_negatives(&split, ix.num_items(), 20, 1).unwrap();
         let eval = SampledEval::new(&split, &negs, 5);
-        let arch = NcfArchitecture { kind: NcfKind::Neumf, num_users: ix.num_users(), num_items: ix.num_items(), factors: 8, layers: vec![16, 8] };
+        let arch = NcfArchitecture {
+            kind: NcfKind::Neumf,
+            num_users: ix.num_users(),
+            num_items: ix.num_items(),
+            factors: 8,
+            layers: vec![16, 8],
+        };
         let before = eval.run(&Ncf::init(arch.clone(), 1).unwrap());
-        let config = NcfTrainConfig { epochs: 20, batch_size: 64, lr: 5e-3, progress: false, ..Default::default() };
-        let fit = fit_ncf(Ncf::init(arch.clone(), 1).unwrap(), &split, ix.num_items(), Some(&eval), &config).unwrap();
+        let config =
+            NcfTrainConfig { epochs: 20, batch_size: 64, lr: 5e-3, progress: false, ..Default::default() };
+        let fit = fit_ncf(Ncf::init(arch.clone(), 1).unwrap(), &split, ix.num_items(), Some(&eval), &config)
+            .unwrap();
         let after = eval.run(&fit.model);
         // 21 candidates, K = 5: chance is ~0.24; the taste groups lift it well above.
         assert!(after.hr > 0.5 && after.hr > before.hr + 0.25, "before {before:?} after {after:?}");

@@ -34,7 +34,14 @@ impl<B: AutodiffBackend> TrainTask<B, NcfModule<B>> for NcfTask<'_, B> {
         self.samples.gather(batch, users, items, labels);
         let y = Tensor::<B, 1>::from_data(TensorData::new(labels.clone(), [labels.len()]), &self.device);
         let logits = model.forward(index_tensor(users, &self.device), index_tensor(items, &self.device));
-        let correct = logits.clone().greater_elem(0.0).equal(y.clone().greater_elem(0.5)).int().sum().into_scalar().elem::<i64>();
+        let correct = logits
+            .clone()
+            .greater_elem(0.0)
+            .equal(y.clone().greater_elem(0.5))
+            .int()
+            .sum()
+            .into_scalar()
+            .elem::<i64>();
         (bce_with_logits(logits, y), correct as usize)
     }
 
@@ -47,7 +54,13 @@ impl<B: AutodiffBackend> TrainTask<B, NcfModule<B>> for NcfTask<'_, B> {
     fn validate(&mut self, model: &NcfModule<B::InnerBackend>) -> Option<f64> {
         let report = self.eval.map(|e| e.run(&model.to_host(&self.arch)));
         if let Some(r) = &report {
-            tracing::info!("epoch {}: HR@{k} {:.4}  NDCG@{k} {:.4}", self.reports.len() + 1, r.hr, r.ndcg, k = r.k);
+            tracing::info!(
+                "epoch {}: HR@{k} {:.4}  NDCG@{k} {:.4}",
+                self.reports.len() + 1,
+                r.hr,
+                r.ndcg,
+                k = r.k
+            );
         }
         self.reports.push(report);
         None
@@ -86,13 +99,27 @@ pub fn fit_ncf_on<B: AutodiffBackend>(
     };
     let arch = model.arch.clone();
     let module = NcfModule::<B>::from_host(&model, device);
-    let mut task = NcfTask::<B> { sampler, samples: EpochSamples::default(), eval, arch: arch.clone(), device: device.clone(), reports: Vec::new(), batch: Default::default() };
+    let mut task = NcfTask::<B> {
+        sampler,
+        samples: EpochSamples::default(),
+        eval,
+        arch: arch.clone(),
+        device: device.clone(),
+        reports: Vec::new(),
+        batch: Default::default(),
+    };
     let fitted = fit(module, n, &engine, &mut task)?;
     let history = fitted
         .history
         .iter()
         .zip(&task.reports)
-        .map(|(h, r)| NcfEpoch { epoch: h.epoch, loss: h.loss, seconds: h.seconds, hr: r.as_ref().map(|r| r.hr), ndcg: r.as_ref().map(|r| r.ndcg) })
+        .map(|(h, r)| NcfEpoch {
+            epoch: h.epoch,
+            loss: h.loss,
+            seconds: h.seconds,
+            hr: r.as_ref().map(|r| r.hr),
+            ndcg: r.as_ref().map(|r| r.ndcg),
+        })
         .collect();
     Ok(NcfFit { model: fitted.model.to_host(&arch), history })
 }
@@ -114,7 +141,14 @@ impl BackendJob for NcfJob<'_> {
 }
 
 /// [`fit_ncf_on`] on the backend `spec` names (`cpu`, `ndarray`, `cuda:N`).
-pub fn fit_ncf_device(model: Ncf, split: &LeaveOneOut, num_items: usize, eval: Option<&SampledEval>, config: &NcfTrainConfig, spec: DeviceSpec) -> Result<NcfFit, TrainError> {
+pub fn fit_ncf_device(
+    model: Ncf,
+    split: &LeaveOneOut,
+    num_items: usize,
+    eval: Option<&SampledEval>,
+    config: &NcfTrainConfig,
+    spec: DeviceSpec,
+) -> Result<NcfFit, TrainError> {
     dispatch(spec, NcfJob { model, split, num_items, eval, config })
 }
 
@@ -135,13 +169,34 @@ mod tests {
         let negs = test_negatives(&split, ix.num_items(), 20, 1).unwrap();
         let eval = SampledEval::new(&split, &negs, 5);
         for kind in [NcfKind::Gmf, NcfKind::Mlp, NcfKind::Neumf] {
-            let arch = NcfArchitecture { kind, num_users: ix.num_users(), num_items: ix.num_items(), factors: 4, layers: vec![8, 4] };
-            let config = NcfTrainConfig { epochs: 2, batch_size: 32, lr: 1e-2, progress: false, ..Default::default() };
-            let host = fit_ncf(Ncf::init(arch.clone(), 4).unwrap(), &split, ix.num_items(), Some(&eval), &config).unwrap();
-            let burn = fit_ncf_device(Ncf::init(arch.clone(), 4).unwrap(), &split, ix.num_items(), Some(&eval), &config, DeviceSpec::Cpu).unwrap();
-            let moved = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+            let arch = NcfArchitecture {
+                kind,
+                num_users: ix.num_users(),
+                num_items: ix.num_items(),
+                factors: 4,
+                layers: vec![8, 4],
+            };
+            let config =
+                NcfTrainConfig { epochs: 2, batch_size: 32, lr: 1e-2, progress: false, ..Default::default() };
+            let host =
+                fit_ncf(Ncf::init(arch.clone(), 4).unwrap(), &split, ix.num_items(), Some(&eval), &config)
+                    .unwrap();
+            let burn = fit_ncf_device(
+                Ncf::init(arch.clone(), 4).unwrap(),
+                &split,
+                ix.num_items(),
+                Some(&eval),
+                &config,
+                DeviceSpec::Cpu,
+            )
+            .unwrap();
+            let moved =
+                |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
             let (h, b) = (&host.model, &burn.model);
-            let mut diff = moved(&h.gmf_user, &b.gmf_user).max(moved(&h.gmf_item, &b.gmf_item)).max(moved(&h.mlp_user, &b.mlp_user)).max(moved(&h.mlp_item, &b.mlp_item));
+            let mut diff = moved(&h.gmf_user, &b.gmf_user)
+                .max(moved(&h.gmf_item, &b.gmf_item))
+                .max(moved(&h.mlp_user, &b.mlp_user))
+                .max(moved(&h.mlp_item, &b.mlp_item));
             for (x, y) in h.tower.iter().zip(&b.tower).chain([(&h.out, &b.out)]) {
                 diff = diff.max(moved(&x.weight, &y.weight)).max(moved(&x.bias, &y.bias));
             }
@@ -151,7 +206,12 @@ mod tests {
             assert!(diff < 1e-3, "{kind:?}: host and engine differ by {diff}");
             for (x, y) in host.history.iter().zip(&burn.history) {
                 assert!((x.loss - y.loss).abs() < 1e-4, "{kind:?}: losses {} vs {}", x.loss, y.loss);
-                assert!((x.hr.unwrap() - y.hr.unwrap()).abs() <= 0.04, "{kind:?}: HR {:?} vs {:?}", x.hr, y.hr);
+                assert!(
+                    (x.hr.unwrap() - y.hr.unwrap()).abs() <= 0.04,
+                    "{kind:?}: HR {:?} vs {:?}",
+                    x.hr,
+                    y.hr
+                );
             }
         }
     }

@@ -5,7 +5,9 @@
 use std::path::{Path, PathBuf};
 
 use intent_data::formats::interactions::Interactions;
-use intent_data::recsys::{interactions_hash, leave_one_out, rec_stats, test_negatives, Indexed, LeaveOneOut, RecStats};
+use intent_data::recsys::{
+    interactions_hash, leave_one_out, rec_stats, test_negatives, Indexed, LeaveOneOut, RecStats,
+};
 use intent_eval::ranking::RankingReport;
 use intent_models::folder::{now_unix, write_json, write_model_dir, Versions};
 use intent_models::ncf::{Ncf, NcfArchitecture, NcfKind};
@@ -14,8 +16,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::device::DeviceSpec;
-use crate::ncf_engine::fit_ncf_device;
 use crate::ncf::{fit_ncf, NcfEpoch, NcfTrainConfig, SampledEval};
+use crate::ncf_engine::fit_ncf_device;
 use crate::TrainError;
 
 /// Everything `intent train ncf` takes.
@@ -54,7 +56,20 @@ pub struct NcfOptions {
 
 impl Default for NcfOptions {
     fn default() -> Self {
-        NcfOptions { kind: NcfKind::Neumf, factors: 8, layers: vec![64, 32, 16, 8], train: NcfTrainConfig::default(), holdout: true, test_negatives: 99, test_negatives_file: None, k: 10, min_per_user: 5, pretrained: None, alpha: 0.5, device: None }
+        NcfOptions {
+            kind: NcfKind::Neumf,
+            factors: 8,
+            layers: vec![64, 32, 16, 8],
+            train: NcfTrainConfig::default(),
+            holdout: true,
+            test_negatives: 99,
+            test_negatives_file: None,
+            k: 10,
+            min_per_user: 5,
+            pretrained: None,
+            alpha: 0.5,
+            device: None,
+        }
     }
 }
 
@@ -87,43 +102,76 @@ fn split_of(ix: &Indexed, holdout: bool) -> LeaveOneOut {
 fn load_pretrained(dir: &Path, ix: &Indexed) -> Result<NcfModel, TrainError> {
     let m = NcfModel::load(dir)?;
     if m.ids.users != ix.ids.users || m.ids.items != ix.ids.items {
-        return Err(TrainError::Data(format!("{}: trained on other users or items than this data", dir.display())));
+        return Err(TrainError::Data(format!(
+            "{}: trained on other users or items than this data",
+            dir.display()
+        )));
     }
     Ok(m)
 }
 
 /// Trains an NCF model on `data` and writes its folder to `out` (atomically). `source` names the
 /// data in the config.
-pub fn train_ncf_to_dir(data: &Interactions, source: &str, opts: &NcfOptions, out: &Path) -> Result<NcfRunSummary, TrainError> {
+pub fn train_ncf_to_dir(
+    data: &Interactions,
+    source: &str,
+    opts: &NcfOptions,
+    out: &Path,
+) -> Result<NcfRunSummary, TrainError> {
     opts.train.validate()?;
     if opts.k == 0 {
         return Err(TrainError::Hyperparameter { name: "-k", message: "must be at least 1".into() });
     }
     if opts.holdout && opts.test_negatives == 0 && opts.test_negatives_file.is_none() {
-        return Err(TrainError::Hyperparameter { name: "--test-negatives", message: "must be at least 1 (or --no-holdout)".into() });
+        return Err(TrainError::Hyperparameter {
+            name: "--test-negatives",
+            message: "must be at least 1 (or --no-holdout)".into(),
+        });
     }
     if opts.pretrained.is_some() && opts.kind != NcfKind::Neumf {
-        return Err(TrainError::Hyperparameter { name: "--pretrain-gmf", message: "pre-training initialises NeuMF (--model neumf)".into() });
+        return Err(TrainError::Hyperparameter {
+            name: "--pretrain-gmf",
+            message: "pre-training initialises NeuMF (--model neumf)".into(),
+        });
     }
     let ix = Indexed::new(data);
     let stats = rec_stats(&ix, opts.min_per_user);
     for w in &stats.warnings {
         tracing::warn!("{source}: {w}");
     }
-    tracing::info!("{source}: {} users, {} items, {} pairs, density {:.4}", stats.users, stats.items, stats.pairs, stats.density);
-    let arch = NcfArchitecture { kind: opts.kind, num_users: ix.num_users(), num_items: ix.num_items(), factors: opts.factors, layers: opts.layers.clone() };
+    tracing::info!(
+        "{source}: {} users, {} items, {} pairs, density {:.4}",
+        stats.users,
+        stats.items,
+        stats.pairs,
+        stats.density
+    );
+    let arch = NcfArchitecture {
+        kind: opts.kind,
+        num_users: ix.num_users(),
+        num_items: ix.num_items(),
+        factors: opts.factors,
+        layers: opts.layers.clone(),
+    };
     arch.validate()?;
     let split = split_of(&ix, opts.holdout);
     let negatives = match (&opts.test_negatives_file, opts.holdout) {
         (_, false) => vec![Vec::new(); split.test.len()],
-        (Some(f), true) => intent_data::recsys::load_test_negatives(f, &ix.ids, &split).map_err(|e| TrainError::Data(e.to_string()))?,
-        (None, true) => test_negatives(&split, ix.num_items(), opts.test_negatives, opts.train.seed).map_err(|e| TrainError::Data(format!("--test-negatives {}: {e}", opts.test_negatives)))?,
+        (Some(f), true) => intent_data::recsys::load_test_negatives(f, &ix.ids, &split)
+            .map_err(|e| TrainError::Data(e.to_string()))?,
+        (None, true) => test_negatives(&split, ix.num_items(), opts.test_negatives, opts.train.seed)
+            .map_err(|e| TrainError::Data(format!("--test-negatives {}: {e}", opts.test_negatives)))?,
     };
     let eval = opts.holdout.then(|| SampledEval::new(&split, &negatives, opts.k));
     let model = match &opts.pretrained {
         Some((gmf, mlp)) => {
             let (g, m) = (load_pretrained(gmf, &ix)?, load_pretrained(mlp, &ix)?);
-            tracing::info!("NeuMF from pre-trained {} and {} (alpha {})", gmf.display(), mlp.display(), opts.alpha);
+            tracing::info!(
+                "NeuMF from pre-trained {} and {} (alpha {})",
+                gmf.display(),
+                mlp.display(),
+                opts.alpha
+            );
             Ncf::neumf_from(&g.model, &m.model, opts.alpha)?
         }
         None => Ncf::init(arch, opts.train.seed)?,

@@ -44,6 +44,9 @@ pub struct HostAdamW {
     time: i32,
 }
 
+/// One parameter's id with its first and second moments.
+pub type ParamMoments<'a> = (ParamId, &'a [f32], &'a [f32]);
+
 impl HostAdamW {
     /// A fresh optimizer (moments start at zero, as in PyTorch).
     pub fn new(params: AdamWParams) -> Self {
@@ -54,25 +57,45 @@ impl HostAdamW {
     /// are first scaled as PyTorch's `clip_grad_norm_` does (one L2 norm over all of them,
     /// factor `max / (norm + 1e-6)` when the norm exceeds `max`). Returns the model and the
     /// gradients' global norm before clipping.
-    pub fn step<B: AutodiffBackend, M: AutodiffModule<B>>(&mut self, lr: f64, model: M, mut grads: GradientsParams, max_grad_norm: Option<f64>) -> (M, f64) {
+    pub fn step<B: AutodiffBackend, M: AutodiffModule<B>>(
+        &mut self,
+        lr: f64,
+        model: M,
+        mut grads: GradientsParams,
+        max_grad_norm: Option<f64>,
+    ) -> (M, f64) {
         self.time += 1;
-        let mut host = HostGrads::<B> { grads: &mut grads, out: HashMap::new(), _b: std::marker::PhantomData };
+        let mut host =
+            HostGrads::<B> { grads: &mut grads, out: HashMap::new(), _b: std::marker::PhantomData };
         model.visit(&mut host);
         let host = host.out;
-        let norm = host.values().map(|g| g.par_chunks(1 << 16).map(|c| c.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>()).sum::<f64>()).sum::<f64>().sqrt();
+        let norm = host
+            .values()
+            .map(|g| {
+                g.par_chunks(1 << 16)
+                    .map(|c| c.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>())
+                    .sum::<f64>()
+            })
+            .sum::<f64>()
+            .sqrt();
         let scale = clip_factor(norm, max_grad_norm);
-        let mut mapper = Mapper::<B> { opt: self, lr: lr as f32, grads: host, scale, _b: std::marker::PhantomData };
+        let mut mapper =
+            Mapper::<B> { opt: self, lr: lr as f32, grads: host, scale, _b: std::marker::PhantomData };
         (model.map(&mut mapper), norm)
     }
 
     /// The optimizer's step count and moments, for a checkpoint.
-    pub fn moments(&self) -> (i32, Vec<(ParamId, &[f32], &[f32])>) {
+    pub fn moments(&self) -> (i32, Vec<ParamMoments<'_>>) {
         (self.time, self.states.iter().map(|(id, s)| (*id, s.m.as_slice(), s.v.as_slice())).collect())
     }
 
     /// An optimizer continuing from [`HostAdamW::moments`]; the parameter values are read from
     /// the model at the next step.
-    pub fn restore(params: AdamWParams, time: i32, moments: impl IntoIterator<Item = (ParamId, Vec<f32>, Vec<f32>)>) -> Self {
+    pub fn restore(
+        params: AdamWParams,
+        time: i32,
+        moments: impl IntoIterator<Item = (ParamId, Vec<f32>, Vec<f32>)>,
+    ) -> Self {
         let states = moments.into_iter().map(|(id, m, v)| (id, State { value: Vec::new(), m, v })).collect();
         HostAdamW { params, states, time }
     }
@@ -85,7 +108,9 @@ impl HostAdamW {
     /// [`HostAdamW::update`] with the gradient multiplied by `scale` (clipping).
     fn update_scaled(&self, lr: f32, p: &mut [f32], g: &[f32], scale: f32, m: &mut [f32], v: &mut [f32]) {
         let (params, time) = (self.params, self.time);
-        let kernel = |p: &mut [f32], m: &mut [f32], v: &mut [f32], g: &[f32]| adamw_update(params, time, lr, scale, p, g, m, v);
+        let kernel = |p: &mut [f32], m: &mut [f32], v: &mut [f32], g: &[f32]| {
+            adamw_update(params, time, lr, scale, p, g, m, v)
+        };
         // Below a million values, waking the thread pool costs more than it saves.
         const PARALLEL_FROM: usize = 1 << 20;
         const CHUNK: usize = 1 << 16;
@@ -104,7 +129,16 @@ impl HostAdamW {
 /// One AdamW update of a flat parameter at step `time` (1-based), in place, with the gradient
 /// multiplied by `scale`: PyTorch's `AdamW` (and `Adam` when `weight_decay` is 0).
 #[allow(clippy::too_many_arguments)]
-pub fn adamw_update(params: AdamWParams, time: i32, lr: f32, scale: f32, p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
+pub fn adamw_update(
+    params: AdamWParams,
+    time: i32,
+    lr: f32,
+    scale: f32,
+    p: &mut [f32],
+    g: &[f32],
+    m: &mut [f32],
+    v: &mut [f32],
+) {
     let AdamWParams { beta_1: b1, beta_2: b2, epsilon: eps, weight_decay: wd } = params;
     let bc1 = 1.0 - b1.powi(time);
     let inv_bc2_sqrt = 1.0 / (1.0 - b2.powi(time)).sqrt();
@@ -146,7 +180,11 @@ impl<B: AutodiffBackend> ModuleVisitor<B> for HostGrads<'_, B> {
 /// read-back), then every gradient scaled by [`clip_factor`] when it exceeds the maximum.
 /// burn's `GradientClippingConfig::Norm` clips each parameter on its own, not the global norm
 /// that `clip_grad_norm_` (and Hugging Face's `max_grad_norm`) uses, hence this function.
-pub fn clip_device_grads<B: AutodiffBackend, M: AutodiffModule<B>>(model: &M, grads: &mut GradientsParams, max_grad_norm: Option<f64>) -> f64 {
+pub fn clip_device_grads<B: AutodiffBackend, M: AutodiffModule<B>>(
+    model: &M,
+    grads: &mut GradientsParams,
+    max_grad_norm: Option<f64>,
+) -> f64 {
     struct Norm<'a, B: AutodiffBackend> {
         grads: &'a GradientsParams,
         sum: Option<Tensor<B::InnerBackend, 1>>,
@@ -202,12 +240,17 @@ impl<B: AutodiffBackend> ModuleMapper<B> for Mapper<'_, B> {
         let device = inner.device();
         let shape = inner.shape();
         let n = g.len();
-        let mut state = self.opt.states.remove(&id).unwrap_or_else(|| State { value: Vec::new(), m: vec![0.0; n], v: vec![0.0; n] });
+        let mut state = self.opt.states.remove(&id).unwrap_or_else(|| State {
+            value: Vec::new(),
+            m: vec![0.0; n],
+            v: vec![0.0; n],
+        });
         if state.value.is_empty() {
             state.value = inner.into_data().convert::<f32>().into_vec().expect("f32 after convert");
         }
         self.opt.update_scaled(self.lr, &mut state.value, &g, self.scale, &mut state.m, &mut state.v);
-        let updated = Tensor::<B::InnerBackend, D>::from_data(TensorData::new(state.value.clone(), shape), &device);
+        let updated =
+            Tensor::<B::InnerBackend, D>::from_data(TensorData::new(state.value.clone(), shape), &device);
         self.opt.states.insert(id, state);
         Param::from_mapped_value(id, Tensor::from_inner(updated).require_grad(), mapper)
     }
@@ -220,7 +263,8 @@ mod tests {
     #[test]
     fn matches_pytorch_adamw_by_hand() {
         // One parameter, two steps, lr 0.1, wd 0.01, betas (0.9, 0.999), eps 1e-8.
-        let mut opt = HostAdamW::new(AdamWParams { beta_1: 0.9, beta_2: 0.999, epsilon: 1e-8, weight_decay: 0.01 });
+        let mut opt =
+            HostAdamW::new(AdamWParams { beta_1: 0.9, beta_2: 0.999, epsilon: 1e-8, weight_decay: 0.01 });
         let (mut p, mut m, mut v) = (vec![1.0f32], vec![0.0f32], vec![0.0f32]);
         opt.time = 1;
         opt.update(0.1, &mut p, &[0.5], &mut m, &mut v);
@@ -254,13 +298,21 @@ mod tests {
         let norm = clip_device_grads::<AD, _>(&lin, &mut grads, Some(1.3));
         assert!((norm - 13.0).abs() < 1e-5, "{norm}");
         let gw: Vec<f32> = grads.get::<Flex, 2>(lin.weight.id).unwrap().into_data().to_vec().unwrap();
-        let gb: Vec<f32> = grads.get::<Flex, 1>(lin.bias.as_ref().unwrap().id).unwrap().into_data().to_vec().unwrap();
+        let gb: Vec<f32> =
+            grads.get::<Flex, 1>(lin.bias.as_ref().unwrap().id).unwrap().into_data().to_vec().unwrap();
         let f = 1.3 / (13.0 + 1e-6);
-        assert!((gw[0] - 3.0 * f).abs() < 1e-5 && (gw[1] - 4.0 * f).abs() < 1e-5 && (gb[0] - 12.0 * f).abs() < 1e-5, "{gw:?} {gb:?}");
+        assert!(
+            (gw[0] - 3.0 * f).abs() < 1e-5
+                && (gw[1] - 4.0 * f).abs() < 1e-5
+                && (gb[0] - 12.0 * f).abs() < 1e-5,
+            "{gw:?} {gb:?}"
+        );
         // The host optimizer reports the same norm before clipping.
-        let loss = lin.forward(Tensor::<AD, 2>::from_data([[3.0f32, 4.0]], &device)).sum() + lin.bias.as_ref().unwrap().val().sum().mul_scalar(11.0);
+        let loss = lin.forward(Tensor::<AD, 2>::from_data([[3.0f32, 4.0]], &device)).sum()
+            + lin.bias.as_ref().unwrap().val().sum().mul_scalar(11.0);
         let grads = GradientsParams::from_grads(loss.backward(), &lin);
-        let mut opt = HostAdamW::new(AdamWParams { beta_1: 0.9, beta_2: 0.999, epsilon: 1e-8, weight_decay: 0.0 });
+        let mut opt =
+            HostAdamW::new(AdamWParams { beta_1: 0.9, beta_2: 0.999, epsilon: 1e-8, weight_decay: 0.0 });
         let (_, host_norm) = opt.step::<AD, _>(0.1, lin, grads, Some(1.3));
         assert!((host_norm - 13.0).abs() < 1e-5, "{host_norm}");
     }

@@ -31,7 +31,15 @@ impl EpochBar {
         });
         // Plain lines only for epochs long enough to be worth them.
         let plain = enabled && bar.is_none() && steps >= 50;
-        EpochBar { bar, start: std::time::Instant::now(), epoch, epochs, steps, done: std::cell::Cell::new(0), plain }
+        EpochBar {
+            bar,
+            start: std::time::Instant::now(),
+            epoch,
+            epochs,
+            steps,
+            done: std::cell::Cell::new(0),
+            plain,
+        }
     }
     /// Advances one step, showing the running loss and the examples per second so far.
     pub fn step(&self, loss: f64, examples_seen: usize) {
@@ -41,8 +49,13 @@ impl EpochBar {
         if let Some(b) = &self.bar {
             b.set_message(format!("loss {loss:.4} {rate:.1} samples/s"));
             b.inc(1);
-        } else if self.plain && done % self.steps.div_ceil(10) == 0 && done < self.steps {
-            tracing::info!("epoch {}/{} step {done}/{}: loss {loss:.4} {rate:.1} samples/s", self.epoch, self.epochs, self.steps);
+        } else if self.plain && done.is_multiple_of(self.steps.div_ceil(10)) && done < self.steps {
+            tracing::info!(
+                "epoch {}/{} step {done}/{}: loss {loss:.4} {rate:.1} samples/s",
+                self.epoch,
+                self.epochs,
+                self.steps
+            );
         }
     }
     /// Removes the bar (the epoch's log line follows).

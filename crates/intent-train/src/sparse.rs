@@ -102,7 +102,10 @@ mod tests {
     #[test]
     fn only_touched_rows_move_and_repeats_are_summed() {
         let w = Tensor::<Flex, 2>::from_floats([[1.0, 1.0], [2.0, 2.0], [3.0, 3.0]], &Default::default());
-        let mut t = SparseInputTable::from_tensor(w, AdamWParams { beta_1: 0.9, beta_2: 0.999, epsilon: 1e-8, weight_decay: 0.0 });
+        let mut t = SparseInputTable::from_tensor(
+            w,
+            AdamWParams { beta_1: 0.9, beta_2: 0.999, epsilon: 1e-8, weight_decay: 0.0 },
+        );
         assert_eq!(t.gather(&[2, 0]), vec![3.0, 3.0, 1.0, 1.0]);
         // Row 0 twice (gradients 1 and 1 → 2), row 2 once with gradient −1; row 1 untouched.
         t.apply(0.1, &[0, 2, 0], &[1.0, 1.0, -1.0, -1.0, 1.0, 1.0]);

@@ -39,7 +39,12 @@ pub struct SvmOptions {
 
 impl Default for SvmOptions {
     fn default() -> Self {
-        SvmOptions { params: SvmParams::default(), vectorizer: VectorizerConfig::sklearn_tfidf(), oos_label: "oos".into(), calibration_holdout: 0.1 }
+        SvmOptions {
+            params: SvmParams::default(),
+            vectorizer: VectorizerConfig::sklearn_tfidf(),
+            oos_label: "oos".into(),
+            calibration_holdout: 0.1,
+        }
     }
 }
 
@@ -89,10 +94,16 @@ struct Fitted {
     info: FitInfo,
 }
 
-fn fit_on(data: &Dataset, index: &BTreeMap<&str, usize>, k: usize, opts: &SvmOptions) -> Result<Fitted, TrainError> {
+fn fit_on(
+    data: &Dataset,
+    index: &BTreeMap<&str, usize>,
+    k: usize,
+    opts: &SvmOptions,
+) -> Result<Fitted, TrainError> {
     let vectorizer = Vectorizer::fit(&data.texts(), opts.vectorizer.clone())?;
     let rows: Vec<SparseVec> = data.examples.iter().map(|e| vectorizer.transform(&e.text)).collect();
-    let targets: Vec<Vec<usize>> = data.examples.iter().map(|e| e.labels.iter().map(|l| index[l.as_str()]).collect()).collect();
+    let targets: Vec<Vec<usize>> =
+        data.examples.iter().map(|e| e.labels.iter().map(|l| index[l.as_str()]).collect()).collect();
     let (body, info) = fit_body(&rows, &targets, k, data.multi_label, vectorizer.dim(), &opts.params)?;
     Ok(Fitted { vectorizer, body, info })
 }
@@ -111,7 +122,12 @@ fn placeholder_config() -> ModelConfig {
         multi_label: false,
         thresholds: None,
         oos: None,
-        preprocessing: Preprocessing { tokenizer: String::new(), vectorizer: VectorizerConfig::default(), vocab_file: VOCAB_FILE.into(), vocab_size: 0 },
+        preprocessing: Preprocessing {
+            tokenizer: String::new(),
+            vectorizer: VectorizerConfig::default(),
+            vocab_file: VOCAB_FILE.into(),
+            vocab_size: 0,
+        },
         training: serde_json::Value::Null,
         data_hash: String::new(),
         versions: Versions::default(),
@@ -132,10 +148,18 @@ fn fit_calibration(dec: &[Vec<f32>], gold: &[Vec<usize>], multi: bool) -> Option
         }
         let bce = |a: f64, b: f64| {
             let n = f.len().max(1) as f64;
-            f.iter().zip(&t).map(|(&x, &y)| {
-                let p = (1.0 / (1.0 + (-(a * x + b)).exp())).clamp(1e-12, 1.0 - 1e-12);
-                if y { -p.ln() } else { -(1.0 - p).ln() }
-            }).sum::<f64>() / n
+            f.iter()
+                .zip(&t)
+                .map(|(&x, &y)| {
+                    let p = (1.0 / (1.0 + (-(a * x + b)).exp())).clamp(1e-12, 1.0 - 1e-12);
+                    if y {
+                        -p.ln()
+                    } else {
+                        -(1.0 - p).ln()
+                    }
+                })
+                .sum::<f64>()
+                / n
         };
         let (a, b) = fit_platt(&f, &t)?;
         Some((Calibration::Platt { a, b }, bce(1.0, 0.0), bce(a, b)))
@@ -148,7 +172,11 @@ fn fit_calibration(dec: &[Vec<f32>], gold: &[Vec<usize>], multi: bool) -> Option
 }
 
 /// Trains an SVM on `train`; `val` (optional) calibrates it, tunes thresholds and is reported.
-pub fn train_svm(train: &Dataset, val: Option<&Dataset>, opts: &SvmOptions) -> Result<TrainedSvm, TrainError> {
+pub fn train_svm(
+    train: &Dataset,
+    val: Option<&Dataset>,
+    opts: &SvmOptions,
+) -> Result<TrainedSvm, TrainError> {
     opts.params.validate()?;
     if !(0.0..0.5).contains(&opts.calibration_holdout) {
         return Err(TrainError::Hyperparameter {
@@ -176,8 +204,11 @@ pub fn train_svm(train: &Dataset, val: Option<&Dataset>, opts: &SvmOptions) -> R
 
     // Calibration data: validation rows with known labels, else a held-out share of train.
     let start = Instant::now();
-    let known = |e: &intent_data::Example| !e.labels.is_empty() && e.labels.iter().all(|l| index.contains_key(l.as_str()));
-    let gold_of = |e: &intent_data::Example| e.labels.iter().map(|l| index[l.as_str()]).collect::<Vec<usize>>();
+    let known = |e: &intent_data::Example| {
+        !e.labels.is_empty() && e.labels.iter().all(|l| index.contains_key(l.as_str()))
+    };
+    let gold_of =
+        |e: &intent_data::Example| e.labels.iter().map(|l| index[l.as_str()]).collect::<Vec<usize>>();
     let (fitted_calibration, calibrated_on) = match val.filter(|v| v.examples.iter().any(known)) {
         Some(v) => {
             let ex: Vec<&intent_data::Example> = v.examples.iter().filter(|e| known(e)).collect();
@@ -188,11 +219,18 @@ pub fn train_svm(train: &Dataset, val: Option<&Dataset>, opts: &SvmOptions) -> R
         None if opts.calibration_holdout > 0.0 => {
             let split = stratified_split(
                 train,
-                SplitConfig { train_fraction: 1.0 - opts.calibration_holdout, test_fraction: 0.0, min_val_per_label: 0, seed: opts.params.seed },
+                SplitConfig {
+                    train_fraction: 1.0 - opts.calibration_holdout,
+                    test_fraction: 0.0,
+                    min_val_per_label: 0,
+                    seed: opts.params.seed,
+                },
             )?;
             let sub_labels = split.train.labels();
             if split.val.is_empty() || sub_labels.len() != k {
-                tracing::warn!("too few examples to hold some out for calibration; confidences use temperature 1");
+                tracing::warn!(
+                    "too few examples to hold some out for calibration; confidences use temperature 1"
+                );
                 (None, "none")
             } else {
                 let sub = fit_on(&split.train, &index, k, opts)?;
@@ -209,8 +247,12 @@ pub fn train_svm(train: &Dataset, val: Option<&Dataset>, opts: &SvmOptions) -> R
     };
     let calibration_seconds = start.elapsed().as_secs_f64();
     match calibration {
-        Calibration::Temperature { temperature } => tracing::info!("calibration ({calibrated_on}): temperature {temperature:.4}"),
-        Calibration::Platt { a, b } => tracing::info!("calibration ({calibrated_on}): Platt a = {a:.4}, b = {b:.4}"),
+        Calibration::Temperature { temperature } => {
+            tracing::info!("calibration ({calibrated_on}): temperature {temperature:.4}")
+        }
+        Calibration::Platt { a, b } => {
+            tracing::info!("calibration ({calibrated_on}): Platt a = {a:.4}, b = {b:.4}")
+        }
     }
 
     let config = ModelConfig {
@@ -219,7 +261,10 @@ pub fn train_svm(train: &Dataset, val: Option<&Dataset>, opts: &SvmOptions) -> R
         multi_label: multi,
         thresholds: multi.then(|| vec![0.5; k]),
         preprocessing: Preprocessing {
-            tokenizer: serde_json::to_value(opts.vectorizer.tokenizer).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(),
+            tokenizer: serde_json::to_value(opts.vectorizer.tokenizer)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default(),
             vectorizer: opts.vectorizer.clone(),
             vocab_file: VOCAB_FILE.into(),
             vocab_size: fitted.vectorizer.dim(),
@@ -270,7 +315,12 @@ pub struct SvmRunSummary {
 }
 
 /// Trains and saves the model folder to `out` (atomically).
-pub fn train_svm_to_dir(train: &Dataset, val: Option<&Dataset>, opts: &SvmOptions, out: &Path) -> Result<SvmRunSummary, TrainError> {
+pub fn train_svm_to_dir(
+    train: &Dataset,
+    val: Option<&Dataset>,
+    opts: &SvmOptions,
+    out: &Path,
+) -> Result<SvmRunSummary, TrainError> {
     let trained = train_svm(train, val, opts)?;
     trained.model.save(out, &trained.metrics_json())?;
     Ok(SvmRunSummary {

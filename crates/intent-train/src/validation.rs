@@ -41,7 +41,13 @@ fn per_label_thresholds(gold: &[Vec<String>], scores: &[Vec<f32>], labels: &[Str
 /// Tunes the thresholds of `config` on validation data `v` scored as `scores` (multi-label:
 /// per-label thresholds maximising each label's F1; single-label: the out-of-scope threshold when
 /// `v` has `oos_label` rows, rows with labels the model lacks left out) and reports on it.
-pub(crate) fn validation_report(config: &mut ModelConfig, scores: &[Vec<f32>], v: &Dataset, index: &BTreeMap<&str, usize>, oos_label: &str) -> Report {
+pub(crate) fn validation_report(
+    config: &mut ModelConfig,
+    scores: &[Vec<f32>],
+    v: &Dataset,
+    index: &BTreeMap<&str, usize>,
+    oos_label: &str,
+) -> Report {
     let labels = config.labels.clone();
     if config.multi_label {
         let gold: Vec<Vec<String>> = v.examples.iter().map(|e| e.labels.clone()).collect();
@@ -50,11 +56,14 @@ pub(crate) fn validation_report(config: &mut ModelConfig, scores: &[Vec<f32>], v
         evaluate_multi(&gold, scores, &labels, &th).0
     } else {
         let gold: Vec<&str> = v.examples.iter().map(|e| e.label().unwrap_or("")).collect();
-        let usable: Vec<usize> = (0..gold.len()).filter(|&i| index.contains_key(gold[i]) || gold[i] == oos_label).collect();
+        let usable: Vec<usize> =
+            (0..gold.len()).filter(|&i| index.contains_key(gold[i]) || gold[i] == oos_label).collect();
         let g: Vec<&str> = usable.iter().map(|&i| gold[i]).collect();
         let s: Vec<Vec<f32>> = usable.iter().map(|&i| scores[i].clone()).collect();
         let policy = tune_oos_threshold(&g, &s, &labels, oos_label).map(|(t, score)| {
-            tracing::info!("out-of-scope threshold {t:.4} tuned on validation data (balanced score {score:.4})");
+            tracing::info!(
+                "out-of-scope threshold {t:.4} tuned on validation data (balanced score {score:.4})"
+            );
             config.oos = Some(OosConfig { label: oos_label.to_string(), threshold: t });
             OosPolicy { label: oos_label.to_string(), threshold: Some(t) }
         });
@@ -77,7 +86,12 @@ pub(crate) fn require_two_labels(train: &Dataset) -> Result<Vec<String>, crate::
 
 /// The `metrics.json` content of a trained model: validation report, best epoch, whether early
 /// stopping ended training, per-epoch history.
-pub(crate) fn metrics_json(val_report: Option<&Report>, best_epoch: usize, stopped_early: bool, history: &[crate::engine::EpochLog]) -> serde_json::Value {
+pub(crate) fn metrics_json(
+    val_report: Option<&Report>,
+    best_epoch: usize,
+    stopped_early: bool,
+    history: &[crate::engine::EpochLog],
+) -> serde_json::Value {
     serde_json::json!({
         "validation": val_report,
         "best_epoch": best_epoch,

@@ -13,7 +13,11 @@ fn minilm() -> PathBuf {
     let dir = std::env::var_os("INTENT_MINILM")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/all-MiniLM-L6-v2"));
-    assert!(dir.join("model.safetensors").is_file(), "{}: run `cargo xtask fetch-model minilm` first", dir.display());
+    assert!(
+        dir.join("model.safetensors").is_file(),
+        "{}: run `cargo xtask fetch-model minilm` first",
+        dir.display()
+    );
     dir
 }
 
@@ -47,7 +51,11 @@ fn fine_tuning_fits_the_data_saves_a_servable_folder_and_is_deterministic() {
     let device = Default::default();
     let a = train_bert::<Autodiff<Flex>>(&base, &train, Some(&train), &opts, &device).unwrap();
     let last = a.history.last().unwrap();
-    assert!(a.history[0].loss > last.loss, "loss falls: {:?}", a.history.iter().map(|h| h.loss).collect::<Vec<_>>());
+    assert!(
+        a.history[0].loss > last.loss,
+        "loss falls: {:?}",
+        a.history.iter().map(|h| h.loss).collect::<Vec<_>>()
+    );
     assert_eq!(a.history.iter().filter_map(|h| h.val_score).fold(0.0, f64::max), 1.0, "fits the 12 texts");
 
     let dir = tempfile::tempdir().unwrap();

@@ -50,7 +50,9 @@ fn multi() -> Dataset {
         ("hello i want to return this jacket", &["greeting", "return_item"]),
         ("return the blender i bought", &["return_item"]),
     ];
-    let mut d = Dataset::new(rows.iter().map(|(t, l)| Example::multi(*t, l.iter().map(|s| s.to_string()).collect())).collect());
+    let mut d = Dataset::new(
+        rows.iter().map(|(t, l)| Example::multi(*t, l.iter().map(|s| s.to_string()).collect())).collect(),
+    );
     d.multi_label = true;
     d
 }
@@ -69,7 +71,8 @@ fn values(n: usize, seed: u64, scale: f32) -> Vec<f32> {
 /// Writes a tiny BERT base (no pooler, no head) whose vocabulary holds every word of the data,
 /// with dropout probability `dropout` in the encoder.
 fn write_tiny_bert(dir: &Path, dropout: f64) {
-    let mut words: Vec<String> = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"].iter().map(|s| s.to_string()).collect();
+    let mut words: Vec<String> =
+        ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"].iter().map(|s| s.to_string()).collect();
     for d in [single(), multi()] {
         for e in &d.examples {
             for w in e.text.split_whitespace() {
@@ -97,7 +100,9 @@ fn write_tiny_bert(dir: &Path, dropout: f64) {
     ];
     for l in 0..LAYERS {
         let p = format!("encoder.layer.{l}.");
-        for n in ["attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense"] {
+        for n in
+            ["attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense"]
+        {
             t.push((format!("{p}{n}.weight"), vec![H, H]));
             t.push((format!("{p}{n}.bias"), vec![H]));
         }
@@ -125,7 +130,10 @@ fn write_tiny_bert(dir: &Path, dropout: f64) {
             (name, shape, v.iter().flat_map(|x| x.to_le_bytes()).collect())
         })
         .collect();
-    let views: Vec<(String, TensorView)> = data.iter().map(|(n, s, b)| (n.clone(), TensorView::new(Dtype::F32, s.clone(), b).unwrap())).collect();
+    let views: Vec<(String, TensorView)> = data
+        .iter()
+        .map(|(n, s, b)| (n.clone(), TensorView::new(Dtype::F32, s.clone(), b).unwrap()))
+        .collect();
     safetensors::serialize_to_file(views, None, &dir.join("model.safetensors")).unwrap();
 }
 
@@ -138,6 +146,7 @@ fn tiny_bert(dropout: f64) -> (std::sync::MutexGuard<'static, ()>, tempfile::Tem
     (turn, dir, base)
 }
 
+#[allow(clippy::field_reassign_with_default)] // reads as the list of what the tests change
 fn options(epochs: usize) -> BertOptions {
     let mut o = BertOptions::default();
     o.max_len = 16;
@@ -156,7 +165,9 @@ fn weights(dir: &Path) -> Vec<(String, Vec<f32>)> {
     let mut out: Vec<(String, Vec<f32>)> = st
         .tensors()
         .into_iter()
-        .map(|(n, v)| (n, v.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()))
+        .map(|(n, v)| {
+            (n, v.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
+        })
         .collect();
     out.sort_by(|a, b| a.0.cmp(&b.0));
     out
@@ -171,7 +182,11 @@ fn a_tiny_bert_overfits_single_and_multi_label_data() {
     let t = train_bert::<AD>(&base, &train, Some(&train), &options(25), &device).unwrap();
     let scores: Vec<f64> = t.history.iter().filter_map(|h| h.val_score).collect();
     assert_eq!(scores.iter().cloned().fold(0.0, f64::max), 1.0, "validation accuracy per epoch: {scores:?}");
-    assert!(t.history[0].loss > 1.3 * t.history.last().unwrap().loss, "{:?}", t.history.iter().map(|h| h.loss).collect::<Vec<_>>());
+    assert!(
+        t.history[0].loss > 1.3 * t.history.last().unwrap().loss,
+        "{:?}",
+        t.history.iter().map(|h| h.loss).collect::<Vec<_>>()
+    );
     let report = t.val_report.as_ref().expect("validation report");
     assert_eq!(report.accuracy, 1.0);
 
@@ -189,7 +204,8 @@ fn a_tiny_bert_overfits_single_and_multi_label_data() {
     let served = intent_models::bert::BertClassifier::<Flex>::load(&out, None, &device).unwrap();
     assert_eq!(served.config.thresholds.as_ref(), Some(&th), "thresholds reach intent.json");
     assert_eq!(served.encoder.tokenizer.max_len(), 16, "served texts are cut where training cut them");
-    let metrics: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
+    let metrics: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
     assert_eq!(metrics["history"].as_array().unwrap().len(), 100);
 }
 
@@ -259,7 +275,8 @@ fn head_only_training_leaves_the_encoder_as_loaded() {
     let t = train_bert::<AD>(&base, &train, None, &o, &device).unwrap();
     let out = dir.path().join("frozen");
     t.save(&out).unwrap();
-    let before: std::collections::BTreeMap<String, Vec<f32>> = weights(&base).into_iter().map(|(n, v)| (format!("bert.{n}"), v)).collect();
+    let before: std::collections::BTreeMap<String, Vec<f32>> =
+        weights(&base).into_iter().map(|(n, v)| (format!("bert.{n}"), v)).collect();
     let after = weights(&out);
     let mut compared = 0;
     for (n, v) in &after {

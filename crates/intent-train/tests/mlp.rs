@@ -39,7 +39,15 @@ fn options() -> MlpOptions {
         hidden_size: 32,
         hidden_layers: 1,
         dropout: 0.1,
-        engine: EngineConfig { epochs: 15, batch_size: 16, lr: 1e-2, patience: None, seed: 7, progress: false, ..Default::default() },
+        engine: EngineConfig {
+            epochs: 15,
+            batch_size: 16,
+            lr: 1e-2,
+            patience: None,
+            seed: 7,
+            progress: false,
+            ..Default::default()
+        },
         ..Default::default()
     }
 }
@@ -103,7 +111,11 @@ fn every_parameter_is_trained() {
         let diff: f32 = (after - before).abs().max().into_scalar();
         assert!(diff > 1e-4, "parameter {i} did not move");
     }
-    let bias_diff: f32 = (net.output.bias.as_ref().unwrap().val() - initial.output.bias.as_ref().unwrap().val()).abs().max().into_scalar();
+    let bias_diff: f32 = (net.output.bias.as_ref().unwrap().val()
+        - initial.output.bias.as_ref().unwrap().val())
+    .abs()
+    .max()
+    .into_scalar();
     assert!(bias_diff > 1e-4, "output bias did not move");
 }
 
@@ -132,7 +144,10 @@ fn mismatched_folders_say_what_differs() {
     cfg["architecture"]["hidden_size"] = 16.into();
     std::fs::write(out.join("config.json"), cfg.to_string()).unwrap();
     let err = BowMlp::<Flex>::load(&out, &device).unwrap_err().to_string();
-    assert!(err.contains("model.safetensors") && err.contains("hidden.0.weight") && err.contains("16"), "{err}");
+    assert!(
+        err.contains("model.safetensors") && err.contains("hidden.0.weight") && err.contains("16"),
+        "{err}"
+    );
 
     // Thresholds that do not match the labels.
     let mut cfg: serde_json::Value = serde_json::from_str(&cfg_text).unwrap();

@@ -72,8 +72,11 @@ fn separable_data_reaches_100_percent_and_round_trips() {
         assert_eq!(loaded.decision_function(&texts), trained.model.decision_function(&texts), "{kernel:?}");
         assert_eq!(loaded.scores(&texts), trained.model.scores(&texts));
         assert_eq!(loaded.config.oos, trained.model.config.oos);
-        let metrics: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
-        assert!(metrics["fit_seconds"].as_f64().is_some() && metrics["calibration"]["fitted_on"] == "validation");
+        let metrics: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
+        assert!(
+            metrics["fit_seconds"].as_f64().is_some() && metrics["calibration"]["fitted_on"] == "validation"
+        );
     }
 }
 
@@ -91,7 +94,8 @@ fn character_ngrams_learn_and_survive_typos() {
     assert_eq!(accuracy(&trained.model, &train), 1.0);
     assert!(trained.model.vectorizer.terms.iter().any(|t| t == " ca"), "char_wb terms are padded words");
     // Misspelled keywords still land on the right label through shared character n-grams.
-    let typos = Dataset::new(vec![Example::new("pasword logn", "label_3"), Example::new("refnd mony", "label_2")]);
+    let typos =
+        Dataset::new(vec![Example::new("pasword logn", "label_3"), Example::new("refnd mony", "label_2")]);
     assert_eq!(accuracy(&trained.model, &typos), 1.0);
 }
 
@@ -107,9 +111,15 @@ fn same_seed_same_model_and_holdout_calibration() {
     let none = SvmOptions { calibration_holdout: 0.0, ..opts(KernelChoice::Linear) };
     let c = train_svm(&train, None, &none).unwrap();
     assert_eq!(c.calibrated_on, "none");
-    assert_eq!(serde_json::to_value(c.model.calibration).unwrap(), serde_json::json!({"method": "temperature", "temperature": 1.0}));
+    assert_eq!(
+        serde_json::to_value(c.model.calibration).unwrap(),
+        serde_json::json!({"method": "temperature", "temperature": 1.0})
+    );
     // Balanced class weights train too (equal class sizes: the same weights as none).
-    let balanced = SvmOptions { params: SvmParams { class_weight: ClassWeight::Balanced, ..SvmParams::default() }, ..none };
+    let balanced = SvmOptions {
+        params: SvmParams { class_weight: ClassWeight::Balanced, ..SvmParams::default() },
+        ..none
+    };
     assert_eq!(train_svm(&train, None, &balanced).unwrap().model.body, c.model.body);
 }
 
@@ -118,8 +128,14 @@ fn multi_label_one_vs_rest_with_platt_scaling() {
     let mut ex = Vec::new();
     for i in 0..20 {
         ex.push(Example { labels: vec!["card".into()], ..Example::new(format!("card problem {i}"), "card") });
-        ex.push(Example { labels: vec!["refund".into()], ..Example::new(format!("refund please {i}"), "refund") });
-        ex.push(Example { labels: vec!["card".into(), "refund".into()], ..Example::new(format!("card refund both {i}"), "card") });
+        ex.push(Example {
+            labels: vec!["refund".into()],
+            ..Example::new(format!("refund please {i}"), "refund")
+        });
+        ex.push(Example {
+            labels: vec!["card".into(), "refund".into()],
+            ..Example::new(format!("card refund both {i}"), "card")
+        });
     }
     let mut train = Dataset::new(ex);
     train.multi_label = true;
@@ -144,7 +160,8 @@ fn bad_hyperparameters_and_unsuitable_data_are_refused() {
         (SvmParams { max_iter: 0, ..SvmParams::default() }, "--max-iter"),
         (SvmParams { kernel: KernelChoice::Rbf { gamma: Some(-2.0) }, ..SvmParams::default() }, "--gamma"),
     ] {
-        let err = train_svm(&train, None, &SvmOptions { params, ..SvmOptions::default() }).unwrap_err().to_string();
+        let err =
+            train_svm(&train, None, &SvmOptions { params, ..SvmOptions::default() }).unwrap_err().to_string();
         assert!(err.contains(flag), "expected {flag} in: {err}");
     }
     // Texts with no token of two word characters: scikit-learn's pattern finds nothing.
@@ -178,7 +195,8 @@ fn tampered_model_folders_are_refused_with_the_field_named() {
             let e = e.unwrap();
             std::fs::copy(e.path(), d.join(e.file_name())).unwrap();
         }
-        let mut c: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(d.join("config.json")).unwrap()).unwrap();
+        let mut c: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(d.join("config.json")).unwrap()).unwrap();
         f(&mut c);
         std::fs::write(d.join("config.json"), c.to_string()).unwrap();
         SvmModel::load(&d).unwrap_err().to_string()
@@ -198,13 +216,22 @@ fn tampered_model_folders_are_refused_with_the_field_named() {
         let e = e.unwrap();
         std::fs::copy(e.path(), d.join(e.file_name())).unwrap();
     }
-    intent_models::tensors::write(&d.join("model.safetensors"), vec![("coef", intent_models::tensors::HostTensor::F32(vec![0.0; 4], vec![4, 1]))]).unwrap();
+    intent_models::tensors::write(
+        &d.join("model.safetensors"),
+        vec![("coef", intent_models::tensors::HostTensor::F32(vec![0.0; 4], vec![4, 1]))],
+    )
+    .unwrap();
     let e = SvmModel::load(&d).unwrap_err().to_string();
     assert!(e.contains("tensor 'coef' has shape [4, 1]"), "{e}");
     std::fs::write(d.join("model.safetensors"), b"not a tensor file").unwrap();
     assert!(SvmModel::load(&d).unwrap_err().to_string().contains("not a safetensors file"));
     // The kernel SVC has no class weights and says so.
-    let p = SvmParams { kernel: KernelChoice::Rbf { gamma: None }, class_weight: ClassWeight::Balanced, ..SvmParams::default() };
-    let e = train_svm(&train, None, &SvmOptions { params: p, ..SvmOptions::default() }).unwrap_err().to_string();
+    let p = SvmParams {
+        kernel: KernelChoice::Rbf { gamma: None },
+        class_weight: ClassWeight::Balanced,
+        ..SvmParams::default()
+    };
+    let e =
+        train_svm(&train, None, &SvmOptions { params: p, ..SvmOptions::default() }).unwrap_err().to_string();
     assert!(e.contains("no class weights"), "{e}");
 }

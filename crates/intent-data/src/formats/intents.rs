@@ -48,7 +48,9 @@ pub fn read_intents_file(path: &Path) -> Result<Vec<Intent>> {
             // Untagged enums give vague errors: re-parse as the closest shape for a precise one.
             let err = match &value {
                 serde_json::Value::Array(_) => serde_json::from_value::<Vec<Intent>>(value).err(),
-                v if v.get("intents").is_some() => serde_json::from_value::<BTreeMap<String, Vec<Intent>>>(value).err(),
+                v if v.get("intents").is_some() => {
+                    serde_json::from_value::<BTreeMap<String, Vec<Intent>>>(value).err()
+                }
                 _ => serde_json::from_value::<Intent>(value).err(),
             };
             let msg = err.map_or_else(|| "unrecognised layout".to_string(), |e| e.to_string());
@@ -70,7 +72,10 @@ pub fn read_intents(path: &Path) -> Result<Vec<(std::path::PathBuf, Vec<Intent>)
 }
 
 /// Turns intents into labeled examples: one example per pattern, labeled with the tag.
-pub fn intents_to_dataset(files: &[(std::path::PathBuf, Vec<Intent>)], opts: &LoadOptions) -> Result<Loaded<Dataset>> {
+pub fn intents_to_dataset(
+    files: &[(std::path::PathBuf, Vec<Intent>)],
+    opts: &LoadOptions,
+) -> Result<Loaded<Dataset>> {
     let mut examples = Vec::new();
     let mut skipped = Vec::new();
     let mut locations = Vec::new();
@@ -85,7 +90,8 @@ pub fn intents_to_dataset(files: &[(std::path::PathBuf, Vec<Intent>)], opts: &Lo
                 return Err(DataError::invalid(loc, "empty tag: every intent needs a label"));
             }
             for (j, pattern) in intent.patterns.iter().enumerate() {
-                let ex = Example::new(pattern.clone(), intent.tag.clone()).with_source(file.display().to_string());
+                let ex =
+                    Example::new(pattern.clone(), intent.tag.clone()).with_source(file.display().to_string());
                 let loc = Location::json(file, format!("intent '{}' patterns[{j}]", intent.tag));
                 if let Err(reason) = check_example(&ex, false) {
                     if opts.skip_invalid {
@@ -117,15 +123,23 @@ pub fn dataset_to_intents(data: &Dataset) -> Vec<Intent> {
     }
     by_tag
         .into_iter()
-        .map(|(tag, patterns)| Intent { tag: tag.to_string(), patterns, responses: vec![], context_set: None })
+        .map(|(tag, patterns)| Intent {
+            tag: tag.to_string(),
+            patterns,
+            responses: vec![],
+            context_set: None,
+        })
         .collect()
 }
 
 /// Writes intents as one `<tag>.json` file each into `dir`.
 pub fn write_intents_dir(dir: &Path, intents: &[Intent]) -> Result<()> {
     for intent in intents {
-        let safe: String =
-            intent.tag.chars().map(|c| if c.is_alphanumeric() || c == '_' || c == '-' { c } else { '_' }).collect();
+        let safe: String = intent
+            .tag
+            .chars()
+            .map(|c| if c.is_alphanumeric() || c == '_' || c == '-' { c } else { '_' })
+            .collect();
         let json = serde_json::to_string_pretty(intent).expect("intent serializes");
         atomic_write(&dir.join(format!("{safe}.json")), json.as_bytes())?;
     }

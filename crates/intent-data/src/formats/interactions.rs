@@ -14,7 +14,9 @@ fn id<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<String, D::Error> 
     match serde_json::Value::deserialize(d)? {
         serde_json::Value::String(s) if !s.is_empty() => Ok(s),
         serde_json::Value::Number(n) => Ok(n.to_string()),
-        other => Err(serde::de::Error::custom(format!("expected a non-empty string or number id, found {other}"))),
+        other => {
+            Err(serde::de::Error::custom(format!("expected a non-empty string or number id, found {other}")))
+        }
     }
 }
 

@@ -39,7 +39,9 @@ fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Resu
         None | Some(serde_json::Value::Null) => Ok(None),
         Some(serde_json::Value::String(s)) => Ok(Some(s)),
         Some(serde_json::Value::Number(n)) => Ok(Some(n.to_string())),
-        Some(other) => Err(serde::de::Error::custom(format!("timestamp must be a string or number, found {other}"))),
+        Some(other) => {
+            Err(serde::de::Error::custom(format!("timestamp must be a string or number, found {other}")))
+        }
     }
 }
 
@@ -59,7 +61,11 @@ fn parse_line(line: &str) -> std::result::Result<(Example, bool), String> {
     let value: serde_json::Value = serde_json::from_str(line).map_err(|e| {
         let msg = e.to_string();
         let msg = msg.rsplit_once(" at line ").map_or(msg.as_str(), |(m, _)| m).to_string();
-        if e.is_eof() { format!("truncated JSON object: {msg}") } else { format!("not valid JSON: {msg}") }
+        if e.is_eof() {
+            format!("truncated JSON object: {msg}")
+        } else {
+            format!("not valid JSON: {msg}")
+        }
     })?;
     if !value.is_object() {
         return Err(format!(
@@ -74,7 +80,13 @@ fn parse_line(line: &str) -> std::result::Result<(Example, bool), String> {
         (None, Some(ls)) => (ls, true),
         (None, None) => return Err("record has no `label` (or `labels` for multi-label data)".into()),
     };
-    let example = Example { text: rec.text, labels, confidence: rec.confidence, source: rec.source, timestamp: rec.timestamp };
+    let example = Example {
+        text: rec.text,
+        labels,
+        confidence: rec.confidence,
+        source: rec.source,
+        timestamp: rec.timestamp,
+    };
     Ok((example, multi))
 }
 
@@ -89,7 +101,9 @@ pub fn load_jsonl(path: &Path, opts: &LoadOptions) -> Result<Loaded<Dataset>> {
     for (i, raw) in bytes.split(|&b| b == b'\n').enumerate() {
         let loc = Location::line(path, i + 1);
         let parsed = std::str::from_utf8(raw)
-            .map_err(|e| format!("not valid UTF-8 (byte {} of the line); files must be UTF-8", e.valid_up_to() + 1))
+            .map_err(|e| {
+                format!("not valid UTF-8 (byte {} of the line); files must be UTF-8", e.valid_up_to() + 1)
+            })
             .and_then(|line| {
                 let line = line.trim_end_matches('\r');
                 if line.trim().is_empty() {

@@ -1,7 +1,7 @@
 //! File formats: loaders and writers, plus detection of the format from a file's content.
 
-pub mod interactions;
 pub mod intents;
+pub mod interactions;
 pub mod jsonl;
 pub mod multilabel;
 pub mod outcomes;
@@ -81,7 +81,8 @@ pub fn detect_format(path: &Path) -> Result<Format> {
         }
         let first = crate::io::json_files_in(path)?.remove(0);
         let text = crate::io::read_text(&first)?;
-        let looks_outcome = text.contains("\"examples\"") && text.contains("\"name\"") && !text.contains("\"tag\"");
+        let looks_outcome =
+            text.contains("\"examples\"") && text.contains("\"name\"") && !text.contains("\"tag\"");
         return Ok(if looks_outcome { Format::Outcomes } else { Format::Intents });
     }
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
@@ -130,7 +131,10 @@ pub fn detect_format(path: &Path) -> Result<Format> {
 /// Loads labeled utterances from `path` in `format` (detected when `None`).
 pub fn load_dataset(path: &Path, format: Option<Format>, opts: &LoadOptions) -> Result<Loaded<Dataset>> {
     if !path.exists() {
-        return Err(DataError::io(path, std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or folder")));
+        return Err(DataError::io(
+            path,
+            std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or folder"),
+        ));
     }
     let format = match format {
         Some(f) => f,

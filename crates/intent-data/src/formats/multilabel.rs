@@ -60,7 +60,13 @@ pub fn load_multilabel(path: &Path, opts: &LoadOptions) -> Result<Loaded<Dataset
     let mut skipped = Vec::new();
     let mut locations = Vec::new();
     for (i, s) in file.samples.into_iter().enumerate() {
-        let ex = Example { text: s.text, labels: s.taxonomy_codes, confidence: s.confidence, source: None, timestamp: None };
+        let ex = Example {
+            text: s.text,
+            labels: s.taxonomy_codes,
+            confidence: s.confidence,
+            source: None,
+            timestamp: None,
+        };
         let loc = Location::json(path, format!("$.samples[{i}]"));
         match check_example(&ex, true) {
             Ok(()) => {
@@ -90,7 +96,11 @@ pub fn to_multilabel_file(data: &Dataset) -> MultiLabelFile {
         samples: data
             .examples
             .iter()
-            .map(|e| MultiLabelSample { text: e.text.clone(), taxonomy_codes: e.labels.clone(), confidence: e.confidence })
+            .map(|e| MultiLabelSample {
+                text: e.text.clone(),
+                taxonomy_codes: e.labels.clone(),
+                confidence: e.confidence,
+            })
             .collect(),
     }
 }

@@ -78,7 +78,9 @@ pub fn read_outcomes(path: &Path) -> Result<Vec<OutcomeDef>> {
 pub fn outcomes_to_dataset(defs: &[OutcomeDef]) -> Dataset {
     Dataset::new(
         defs.iter()
-            .flat_map(|d| d.examples.iter().map(|t| Example::new(t.clone(), d.name.clone()).with_source("outcome")))
+            .flat_map(|d| {
+                d.examples.iter().map(|t| Example::new(t.clone(), d.name.clone()).with_source("outcome"))
+            })
             .collect(),
     )
 }

@@ -90,11 +90,18 @@ pub struct Indexed {
 impl Indexed {
     /// Maps the ids of `data` to indices.
     pub fn new(data: &Interactions) -> Self {
-        let ids = IdMap::new(sorted_ids(data.interactions.iter().map(|i| i.user_id.as_str())), sorted_ids(data.interactions.iter().map(|i| i.item_id.as_str())));
+        let ids = IdMap::new(
+            sorted_ids(data.interactions.iter().map(|i| i.user_id.as_str())),
+            sorted_ids(data.interactions.iter().map(|i| i.item_id.as_str())),
+        );
         let events = data
             .interactions
             .iter()
-            .map(|i| Event { user: ids.user(&i.user_id).expect("mapped"), item: ids.item(&i.item_id).expect("mapped"), timestamp: i.timestamp.unwrap_or(0) })
+            .map(|i| Event {
+                user: ids.user(&i.user_id).expect("mapped"),
+                item: ids.item(&i.item_id).expect("mapped"),
+                timestamp: i.timestamp.unwrap_or(0),
+            })
             .collect();
         Indexed { ids, events }
     }
@@ -134,7 +141,8 @@ pub fn leave_one_out(data: &Indexed) -> LeaveOneOut {
         // Stable sort on (time, item), then one entry per item (its latest time).
         list.sort();
         let mut seen = HashSet::new();
-        let mut dedup: Vec<u32> = list.iter().rev().filter(|(_, i)| seen.insert(*i)).map(|&(_, i)| i).collect();
+        let mut dedup: Vec<u32> =
+            list.iter().rev().filter(|(_, i)| seen.insert(*i)).map(|&(_, i)| i).collect();
         dedup.reverse();
         if dedup.len() >= 2 {
             test.push(dedup.pop());
@@ -171,7 +179,9 @@ pub fn test_negatives(split: &LeaveOneOut, num_items: usize, n: usize, seed: u64
         };
         let free = num_items - seen[u].len() - usize::from(!seen[u].contains(&t));
         if free < n {
-            return Err(DataError::Dataset(format!("user index {u} has only {free} items left to draw {n} negatives from")));
+            return Err(DataError::Dataset(format!(
+                "user index {u} has only {free} items left to draw {n} negatives from"
+            )));
         }
         let mut picked = HashSet::with_capacity(n);
         let mut list = Vec::with_capacity(n);
@@ -189,7 +199,11 @@ pub fn test_negatives(split: &LeaveOneOut, num_items: usize, n: usize, seed: u64
 /// Reads test negatives from a file in the format of He et al.'s `*.test.negative`: one line per
 /// user, `(USER,ITEM)` (the user's held-out item) then the negative item ids, tab-separated. Users
 /// absent from the file get none (they are then not evaluated). Every problem names the line.
-pub fn load_test_negatives(path: &std::path::Path, ids: &IdMap, split: &LeaveOneOut) -> Result<Vec<Vec<u32>>> {
+pub fn load_test_negatives(
+    path: &std::path::Path,
+    ids: &IdMap,
+    split: &LeaveOneOut,
+) -> Result<Vec<Vec<u32>>> {
     let text = crate::io::read_text(path)?;
     let mut out = vec![Vec::new(); split.test.len()];
     let seen_by = split.seen(split.test.len());
@@ -202,20 +216,30 @@ pub fn load_test_negatives(path: &std::path::Path, ids: &IdMap, split: &LeaveOne
         let head = fields.next().unwrap_or("").trim();
         let pair = head.strip_prefix('(').and_then(|h| h.strip_suffix(')')).and_then(|h| h.split_once(','));
         let Some((user, item)) = pair else {
-            return Err(bad(format!("expected '(USER,ITEM)' then negative item ids, tab-separated; found '{head}'")));
+            return Err(bad(format!(
+                "expected '(USER,ITEM)' then negative item ids, tab-separated; found '{head}'"
+            )));
         };
         let u = ids.user(user.trim()).ok_or_else(|| bad(format!("unknown user '{}'", user.trim())))?;
         let i = ids.item(item.trim()).ok_or_else(|| bad(format!("unknown item '{}'", item.trim())))?;
         if split.test[u as usize] != Some(i) {
-            let held = split.test[u as usize].map_or("none".to_string(), |t| format!("'{}'", ids.items[t as usize]));
-            return Err(bad(format!("item '{}' is not the held-out item of user '{}' (that is {held})", item.trim(), user.trim())));
+            let held =
+                split.test[u as usize].map_or("none".to_string(), |t| format!("'{}'", ids.items[t as usize]));
+            return Err(bad(format!(
+                "item '{}' is not the held-out item of user '{}' (that is {held})",
+                item.trim(),
+                user.trim()
+            )));
         }
         let seen = &seen_by[u as usize];
         let mut negs = Vec::new();
         for id in fields.map(str::trim).filter(|f| !f.is_empty()) {
             let j = ids.item(id).ok_or_else(|| bad(format!("unknown item '{id}'")))?;
             if j == i || seen.contains(&j) {
-                return Err(bad(format!("item '{id}' is not a negative: user '{}' interacted with it", user.trim())));
+                return Err(bad(format!(
+                    "item '{id}' is not a negative: user '{}' interacted with it",
+                    user.trim()
+                )));
             }
             negs.push(j);
         }
@@ -288,7 +312,11 @@ pub fn rec_stats(data: &Indexed, min_per_user: usize) -> RecStats {
         items,
         pairs: pairs.len(),
         density: pairs.len() as f64 / (users * items).max(1) as f64,
-        per_user: (sorted.first().copied().unwrap_or(0), sorted.get(sorted.len() / 2).copied().unwrap_or(0), sorted.last().copied().unwrap_or(0)),
+        per_user: (
+            sorted.first().copied().unwrap_or(0),
+            sorted.get(sorted.len() / 2).copied().unwrap_or(0),
+            sorted.last().copied().unwrap_or(0),
+        ),
         thin_users,
         single_items,
         min_per_user,
@@ -302,12 +330,30 @@ mod tests {
     use crate::formats::interactions::Interaction;
 
     fn rows(r: &[(&str, &str, i64)]) -> Interactions {
-        Interactions::new(r.iter().map(|&(u, i, t)| Interaction { user_id: u.into(), item_id: i.into(), timestamp: Some(t), interaction_type: None, implicit_rating: 1.0 }).collect())
+        Interactions::new(
+            r.iter()
+                .map(|&(u, i, t)| Interaction {
+                    user_id: u.into(),
+                    item_id: i.into(),
+                    timestamp: Some(t),
+                    interaction_type: None,
+                    implicit_rating: 1.0,
+                })
+                .collect(),
+        )
     }
 
     #[test]
     fn ids_split_and_negatives() {
-        let data = rows(&[("10", "5", 3), ("2", "7", 1), ("10", "7", 9), ("10", "40", 2), ("2", "5", 4), ("2", "5", 5), ("3", "40", 1)]);
+        let data = rows(&[
+            ("10", "5", 3),
+            ("2", "7", 1),
+            ("10", "7", 9),
+            ("10", "40", 2),
+            ("2", "5", 4),
+            ("2", "5", 5),
+            ("3", "40", 1),
+        ]);
         let ix = Indexed::new(&data);
         assert_eq!(ix.ids.users, ["2", "3", "10"], "numeric ids in numeric order");
         assert_eq!(ix.ids.items, ["5", "7", "40"]);
@@ -327,7 +373,10 @@ mod tests {
         assert_eq!(negs, test_negatives(&s, 50, 20, 7).unwrap());
         assert_ne!(negs, test_negatives(&s, 50, 20, 8).unwrap());
         // User "10" (index 2) has seen every one of 3 items.
-        assert!(test_negatives(&s, 3, 1, 7).unwrap_err().to_string().contains("user index 2 has only 0 items left"));
+        assert!(test_negatives(&s, 3, 1, 7)
+            .unwrap_err()
+            .to_string()
+            .contains("user index 2 has only 0 items left"));
         // Negatives from a file: ids, checked against the split.
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("t.negative");

@@ -9,7 +9,13 @@ use crate::formats::interactions::{Interaction, Interactions};
 /// `users` users with `per_user` distinct items each among `items` items, in `groups` taste
 /// groups (a user picks from their group with probability 0.8); timestamps increase per user.
 /// The same arguments give the same data.
-pub fn synthetic_interactions(users: usize, items: usize, per_user: usize, groups: usize, seed: u64) -> Interactions {
+pub fn synthetic_interactions(
+    users: usize,
+    items: usize,
+    per_user: usize,
+    groups: usize,
+    seed: u64,
+) -> Interactions {
     let groups = groups.clamp(1, items.max(1));
     let per_user = per_user.min(items);
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -28,7 +34,13 @@ pub fn synthetic_interactions(users: usize, items: usize, per_user: usize, group
             };
             if picked.insert(item) {
                 t += rng.random_range(60..86_400i64);
-                rows.push(Interaction { user_id: format!("u{u}"), item_id: format!("i{item}"), timestamp: Some(t), interaction_type: None, implicit_rating: 1.0 });
+                rows.push(Interaction {
+                    user_id: format!("u{u}"),
+                    item_id: format!("i{item}"),
+                    timestamp: Some(t),
+                    interaction_type: None,
+                    implicit_rating: 1.0,
+                });
             }
         }
     }
@@ -46,7 +58,13 @@ mod tests {
         assert_ne!(a, synthetic_interactions(30, 50, 10, 5, 2));
         assert_eq!((a.metadata.num_users, a.metadata.num_interactions), (30, 300));
         // Mostly in-group: item index ≡ user index (mod 5).
-        let same = a.interactions.iter().filter(|i| i.user_id[1..].parse::<usize>().unwrap() % 5 == i.item_id[1..].parse::<usize>().unwrap() % 5).count();
+        let same = a
+            .interactions
+            .iter()
+            .filter(|i| {
+                i.user_id[1..].parse::<usize>().unwrap() % 5 == i.item_id[1..].parse::<usize>().unwrap() % 5
+            })
+            .count();
         assert!(same > 200, "{same}");
     }
 }

@@ -15,8 +15,8 @@ use intent_data::text::VectorizerConfig;
 use super::sequence::{HeadPooling, INTENT_FILE};
 use super::{BertConfig, Pooling, PoolingMode, SentenceEncoder};
 use crate::error::{ModelError, Result};
-use crate::svm::Calibration;
 use crate::folder::{ModelConfig, Preprocessing, Versions, CONFIG_FILE, WEIGHTS_FILE};
+use crate::svm::Calibration;
 use crate::tensors::TensorFile;
 
 /// Texts per encoder batch.
@@ -37,12 +37,20 @@ struct HostLinear {
 impl HostLinear {
     fn read(file: &TensorFile, prefix: &str, outputs: usize, inputs: usize) -> Result<Self> {
         let weight = file.float(&format!("{prefix}.weight"), &[outputs, inputs])?;
-        let bias = if file.has(&format!("{prefix}.bias")) { file.float(&format!("{prefix}.bias"), &[outputs])? } else { vec![0.0; outputs] };
+        let bias = if file.has(&format!("{prefix}.bias")) {
+            file.float(&format!("{prefix}.bias"), &[outputs])?
+        } else {
+            vec![0.0; outputs]
+        };
         Ok(HostLinear { weight, bias, inputs })
     }
 
     fn apply(&self, x: &[f32]) -> Vec<f32> {
-        self.weight.chunks(self.inputs).zip(&self.bias).map(|(row, b)| row.iter().zip(x).map(|(w, v)| w * v).sum::<f32>() + b).collect()
+        self.weight
+            .chunks(self.inputs)
+            .zip(&self.bias)
+            .map(|(row, b)| row.iter().zip(x).map(|(w, v)| w * v).sum::<f32>() + b)
+            .collect()
     }
 }
 
@@ -62,7 +70,9 @@ pub struct BertClassifier<B: Backend> {
 /// (read from the weights file's header only).
 pub fn has_classification_head(dir: &Path) -> bool {
     let is_bert = BertConfig::read(&dir.join(CONFIG_FILE)).is_ok();
-    is_bert && crate::tensors::tensor_names(&dir.join(WEIGHTS_FILE)).is_ok_and(|names| names.iter().any(|n| n == "classifier.weight"))
+    is_bert
+        && crate::tensors::tensor_names(&dir.join(WEIGHTS_FILE))
+            .is_ok_and(|names| names.iter().any(|n| n == "classifier.weight"))
 }
 
 impl<B: Backend> BertClassifier<B> {
@@ -76,18 +86,28 @@ impl<B: Backend> BertClassifier<B> {
         let meta_path = dir.join(INTENT_FILE);
         let meta: Option<ModelConfig> = if meta_path.is_file() {
             let text = std::fs::read_to_string(&meta_path).map_err(|e| ModelError::io(&meta_path, e))?;
-            Some(serde_json::from_str(&text).map_err(|e| ModelError::invalid(&meta_path, format!("line {}: {e}", e.line())))?)
+            Some(
+                serde_json::from_str(&text)
+                    .map_err(|e| ModelError::invalid(&meta_path, format!("line {}: {e}", e.line())))?,
+            )
         } else {
             None
         };
-        let trained_len = meta.as_ref().and_then(|c| c.architecture.get("max_len")).and_then(|v| v.as_u64()).map(|v| v as usize);
+        let trained_len = meta
+            .as_ref()
+            .and_then(|c| c.architecture.get("max_len"))
+            .and_then(|v| v.as_u64())
+            .map(|v| v as usize);
         let encoder = SentenceEncoder::<B>::load(dir, max_len.or(trained_len), device)?;
         let bert = encoder.config.clone();
         let file = TensorFile::open(&dir.join(WEIGHTS_FILE))?;
         let shape = file.shape("classifier.weight")?;
         let h = bert.hidden_size;
         if shape.len() != 2 || shape[1] != h || shape[0] == 0 {
-            return Err(ModelError::invalid(file.path(), format!("tensor 'classifier.weight' has shape {shape:?}, expected [num_labels, {h}]")));
+            return Err(ModelError::invalid(
+                file.path(),
+                format!("tensor 'classifier.weight' has shape {shape:?}, expected [num_labels, {h}]"),
+            ));
         }
         let n = shape[0];
         let labels = labels_of(&bert, n).map_err(|m| ModelError::invalid(&cfg_path, m))?;
@@ -96,7 +116,12 @@ impl<B: Backend> BertClassifier<B> {
             Some(p) => Some(HostLinear::read(&file, p, h, h)?),
             None => None,
         };
-        let problem = bert.extra.get("problem_type").and_then(|v| v.as_str()).unwrap_or("single_label_classification").to_string();
+        let problem = bert
+            .extra
+            .get("problem_type")
+            .and_then(|v| v.as_str())
+            .unwrap_or("single_label_classification")
+            .to_string();
         let multi_label = match problem.as_str() {
             "multi_label_classification" => true,
             "single_label_classification" => false,
@@ -111,10 +136,15 @@ impl<B: Backend> BertClassifier<B> {
         if let Some(config) = meta {
             config.check_labels(&meta_path)?;
             if config.labels != labels || config.multi_label != multi_label {
-                return Err(ModelError::invalid(&meta_path, "labels or multi_label differ from config.json's id2label / problem_type"));
+                return Err(ModelError::invalid(
+                    &meta_path,
+                    "labels or multi_label differ from config.json's id2label / problem_type",
+                ));
             }
             let pooling: HeadPooling = match config.architecture.get("head_pooling") {
-                Some(v) => serde_json::from_value(v.clone()).map_err(|e| ModelError::invalid(&meta_path, format!("architecture.head_pooling: {e}")))?,
+                Some(v) => serde_json::from_value(v.clone()).map_err(|e| {
+                    ModelError::invalid(&meta_path, format!("architecture.head_pooling: {e}"))
+                })?,
                 None => HeadPooling::Pooler,
             };
             return Ok(BertClassifier { config, encoder, pooler, classifier, pooling });
@@ -154,7 +184,9 @@ impl<B: Backend> BertClassifier<B> {
         Ok(vectors
             .iter()
             .map(|h| match (&self.pooler, self.pooling) {
-                (Some(p), HeadPooling::Pooler) => self.classifier.apply(&p.apply(h).iter().map(|v| v.tanh()).collect::<Vec<_>>()),
+                (Some(p), HeadPooling::Pooler) => {
+                    self.classifier.apply(&p.apply(h).iter().map(|v| v.tanh()).collect::<Vec<_>>())
+                }
                 _ => self.classifier.apply(h),
             })
             .collect())
@@ -163,7 +195,11 @@ impl<B: Backend> BertClassifier<B> {
     /// Probabilities: softmax over labels, or one sigmoid per label for multi-label models.
     pub fn scores(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
         // The calibration maps of the SVMs: softmax at temperature 1, or the plain sigmoid.
-        let map = if self.config.multi_label { Calibration::Platt { a: 1.0, b: 0.0 } } else { Calibration::Temperature { temperature: 1.0 } };
+        let map = if self.config.multi_label {
+            Calibration::Platt { a: 1.0, b: 0.0 }
+        } else {
+            Calibration::Temperature { temperature: 1.0 }
+        };
         Ok(self.logits(texts)?.iter().map(|z| map.apply(z)).collect())
     }
 }
@@ -174,5 +210,11 @@ fn labels_of(c: &BertConfig, n: usize) -> std::result::Result<Vec<String>, Strin
     if map.len() != n {
         return Err(format!("id2label has {} labels but the classifier has {n} outputs", map.len()));
     }
-    (0..n).map(|i| map.get(&i.to_string()).cloned().ok_or_else(|| format!("id2label has no entry \"{i}\" (expected ids 0..{})", n - 1))).collect()
+    (0..n)
+        .map(|i| {
+            map.get(&i.to_string())
+                .cloned()
+                .ok_or_else(|| format!("id2label has no entry \"{i}\" (expected ids 0..{})", n - 1))
+        })
+        .collect()
 }

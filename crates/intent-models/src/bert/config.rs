@@ -78,7 +78,8 @@ impl BertConfig {
     /// Reads `dir/config.json`; a missing or mistyped field is named with its line.
     pub fn read(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| ModelError::io(path, e))?;
-        let c: BertConfig = serde_json::from_str(&text).map_err(|e| ModelError::invalid(path, format!("line {}: {e}", e.line())))?;
+        let c: BertConfig = serde_json::from_str(&text)
+            .map_err(|e| ModelError::invalid(path, format!("line {}: {e}", e.line())))?;
         c.validate().map_err(|m| ModelError::invalid(path, m))?;
         Ok(c)
     }
@@ -114,8 +115,11 @@ impl BertConfig {
                 return Err(format!("{name} is 0"));
             }
         }
-        if self.hidden_size % self.num_attention_heads != 0 {
-            return Err(format!("hidden_size {} is not a multiple of num_attention_heads {}", self.hidden_size, self.num_attention_heads));
+        if !self.hidden_size.is_multiple_of(self.num_attention_heads) {
+            return Err(format!(
+                "hidden_size {} is not a multiple of num_attention_heads {}",
+                self.hidden_size, self.num_attention_heads
+            ));
         }
         if !(self.layer_norm_eps.is_finite() && self.layer_norm_eps > 0.0) {
             return Err(format!("layer_norm_eps {} must be positive", self.layer_norm_eps));
@@ -129,16 +133,20 @@ impl BertConfig {
             "gelu" => Ok(Activation::Gelu),
             "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Ok(Activation::GeluTanh),
             "relu" => Ok(Activation::Relu),
-            other => Err(format!("hidden_act '{other}' is not supported (gelu, gelu_new, gelu_pytorch_tanh, relu)")),
+            other => Err(format!(
+                "hidden_act '{other}' is not supported (gelu, gelu_new, gelu_pytorch_tanh, relu)"
+            )),
         }
     }
 
     /// Class names by output index when the checkpoint has a classification head.
     pub fn labels(&self) -> Option<Vec<String>> {
         let m = self.id2label.as_ref()?;
-        let mut v: Vec<(usize, String)> = m.iter().filter_map(|(k, l)| Some((k.parse().ok()?, l.clone()))).collect();
+        let mut v: Vec<(usize, String)> =
+            m.iter().filter_map(|(k, l)| Some((k.parse().ok()?, l.clone()))).collect();
         v.sort();
-        (v.len() == m.len() && v.iter().enumerate().all(|(i, (k, _))| i == *k)).then(|| v.into_iter().map(|p| p.1).collect())
+        (v.len() == m.len() && v.iter().enumerate().all(|(i, (k, _))| i == *k))
+            .then(|| v.into_iter().map(|p| p.1).collect())
     }
 }
 
@@ -187,19 +195,25 @@ impl Pooling {
         let mut mode = PoolingMode::Mean;
         if pool_path.is_file() {
             let text = std::fs::read_to_string(&pool_path).map_err(|e| ModelError::io(&pool_path, e))?;
-            let p: StPooling = serde_json::from_str(&text).map_err(|e| ModelError::invalid(&pool_path, e.to_string()))?;
+            let p: StPooling =
+                serde_json::from_str(&text).map_err(|e| ModelError::invalid(&pool_path, e.to_string()))?;
             mode = match (p.pooling_mode_cls_token, p.pooling_mode_mean_tokens) {
                 (true, false) => PoolingMode::Cls,
                 (false, true) => PoolingMode::Mean,
                 _ => {
-                    return Err(ModelError::invalid(&pool_path, "expected exactly one of pooling_mode_cls_token / pooling_mode_mean_tokens"))
+                    return Err(ModelError::invalid(
+                        &pool_path,
+                        "expected exactly one of pooling_mode_cls_token / pooling_mode_mean_tokens",
+                    ))
                 }
             };
         }
         let mut normalize = false;
         if modules_path.is_file() {
-            let text = std::fs::read_to_string(&modules_path).map_err(|e| ModelError::io(&modules_path, e))?;
-            let m: Vec<StModule> = serde_json::from_str(&text).map_err(|e| ModelError::invalid(&modules_path, e.to_string()))?;
+            let text =
+                std::fs::read_to_string(&modules_path).map_err(|e| ModelError::io(&modules_path, e))?;
+            let m: Vec<StModule> =
+                serde_json::from_str(&text).map_err(|e| ModelError::invalid(&modules_path, e.to_string()))?;
             normalize = m.iter().any(|m| m.kind.ends_with(".Normalize"));
         }
         Ok(Some(Pooling { mode, normalize }))

@@ -59,12 +59,17 @@ impl Backward<Flex, 1> for FastDropout {
 }
 
 fn multiply(x: &mut [f32], m: &[f32]) {
-    x.par_chunks_mut(CHUNK).zip(m.par_chunks(CHUNK)).for_each(|(x, m)| x.iter_mut().zip(m).for_each(|(x, m)| *x *= m));
+    x.par_chunks_mut(CHUNK)
+        .zip(m.par_chunks(CHUNK))
+        .for_each(|(x, m)| x.iter_mut().zip(m).for_each(|(x, m)| *x *= m));
 }
 
 /// A mask seed from burn's CPU backend generator (seeded by `Backend::seed`).
 pub(crate) fn backend_seed() -> u64 {
-    let bits: Vec<f32> = Tensor::<Flex, 1>::random([2], Distribution::Uniform(0.0, 1.0), &Default::default()).into_data().to_vec().expect("f32");
+    let bits: Vec<f32> = Tensor::<Flex, 1>::random([2], Distribution::Uniform(0.0, 1.0), &Default::default())
+        .into_data()
+        .to_vec()
+        .expect("f32");
     ((bits[0].to_bits() as u64) << 32) | bits[1].to_bits() as u64
 }
 
@@ -114,14 +119,20 @@ mod tests {
 
         let d = DropoutConfig::new(0.25).init();
         AD::seed(&device, 3);
-        let x = Tensor::<AD, 2>::from_data(TensorData::new(vec![2.0f32; 600], [20, 30]), &device).require_grad();
+        let x =
+            Tensor::<AD, 2>::from_data(TensorData::new(vec![2.0f32; 600], [20, 30]), &device).require_grad();
         let y = dropout(&d, x.clone());
         let yv: Vec<f32> = y.clone().into_data().to_vec().unwrap();
-        let g = (y * Tensor::<AD, 2>::from_data(TensorData::new(vec![3.0f32; 600], [20, 30]), &device)).sum().backward();
+        let g = (y * Tensor::<AD, 2>::from_data(TensorData::new(vec![3.0f32; 600], [20, 30]), &device))
+            .sum()
+            .backward();
         let gv: Vec<f32> = x.grad(&g).unwrap().into_data().to_vec().unwrap();
         for (y, g) in yv.iter().zip(&gv) {
             // kept: y = 2/0.75, ∂ = 3/0.75; dropped: both 0.
-            assert!((*y == 0.0 && *g == 0.0) || ((y - 2.0 / 0.75).abs() < 1e-5 && (g - 3.0 / 0.75).abs() < 1e-5), "{y} {g}");
+            assert!(
+                (*y == 0.0 && *g == 0.0) || ((y - 2.0 / 0.75).abs() < 1e-5 && (g - 3.0 / 0.75).abs() < 1e-5),
+                "{y} {g}"
+            );
         }
         AD::seed(&device, 3);
         let again: Vec<f32> = dropout(&d, x.clone()).into_data().to_vec().unwrap();

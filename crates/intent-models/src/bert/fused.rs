@@ -43,10 +43,40 @@ pub fn available<B: Backend>() -> bool {
 /// Every addressed element must lie inside its buffer, and `dst` must not be written by another
 /// thread meanwhile.
 #[allow(clippy::too_many_arguments)]
-unsafe fn product(m: usize, n: usize, k: usize, dst: *mut f32, dst_rs: usize, accumulate: bool, a: (*const f32, isize, isize), b: (*const f32, isize, isize), alpha: f32) {
+unsafe fn product(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: *mut f32,
+    dst_rs: usize,
+    accumulate: bool,
+    a: (*const f32, isize, isize),
+    b: (*const f32, isize, isize),
+    alpha: f32,
+) {
     // SAFETY: forwarded from the caller.
     unsafe {
-        gemm(m, n, k, dst, 1, dst_rs as isize, accumulate, a.0, a.2, a.1, b.0, b.2, b.1, 1.0, alpha, false, false, false, Parallelism::None);
+        gemm(
+            m,
+            n,
+            k,
+            dst,
+            1,
+            dst_rs as isize,
+            accumulate,
+            a.0,
+            a.2,
+            a.1,
+            b.0,
+            b.2,
+            b.1,
+            1.0,
+            alpha,
+            false,
+            false,
+            false,
+            Parallelism::None,
+        );
     }
 }
 
@@ -55,7 +85,8 @@ unsafe fn product(m: usize, n: usize, k: usize, dst: *mut f32, dst_rs: usize, ac
 fn softmax_rows(s: &mut [f32], keep: &[i64]) {
     let len = keep.len();
     for row in s.chunks_mut(len) {
-        let max = row.iter().zip(keep).filter(|(_, &k)| k != 0).map(|(x, _)| *x).fold(f32::NEG_INFINITY, f32::max);
+        let max =
+            row.iter().zip(keep).filter(|(_, &k)| k != 0).map(|(x, _)| *x).fold(f32::NEG_INFINITY, f32::max);
         if max == f32::NEG_INFINITY {
             // No kept key (not produced by tokenizers: [CLS] is always there): uniform, as HF.
             row.iter_mut().for_each(|x| *x = 1.0 / len as f32);
@@ -115,34 +146,63 @@ impl AttentionShape {
 }
 
 /// Forward pass: the context `[texts·len, hidden]` and the probabilities.
-fn attention_forward(q: &[f32], k: &[f32], v: &[f32], keep: &[i64], sh: AttentionShape, seed: u64) -> (Vec<f32>, Vec<f32>) {
+fn attention_forward(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    keep: &[i64],
+    sh: AttentionShape,
+    seed: u64,
+) -> (Vec<f32>, Vec<f32>) {
     let (len, heads, d, dh) = (sh.len, sh.heads, sh.hidden, sh.head_dim());
     let mut ctx = vec![0.0f32; sh.texts * len * d];
     let mut probs = vec![0.0f32; sh.texts * heads * len * len];
-    ctx.par_chunks_mut(len * d).zip(probs.par_chunks_mut(heads * len * len)).enumerate().for_each(|(t, (ctx, probs))| {
-        let rows = t * len * d;
-        let keep = &keep[t * len..(t + 1) * len];
-        let mut dropped = vec![0.0f32; len * len];
-        for (h, p) in probs.chunks_mut(len * len).enumerate() {
-            let at = rows + h * dh;
-            // SAFETY: rows t·len.. of q, k, v (stride d), columns h·dh..(h+1)·dh, are in bounds;
-            // `p` is this task's own len × len block; `ctx` is this text's own rows.
-            unsafe {
-                product(len, len, dh, p.as_mut_ptr(), len, false, (q[at..].as_ptr(), d as isize, 1), (k[at..].as_ptr(), 1, d as isize), sh.scale());
+    ctx.par_chunks_mut(len * d).zip(probs.par_chunks_mut(heads * len * len)).enumerate().for_each(
+        |(t, (ctx, probs))| {
+            let rows = t * len * d;
+            let keep = &keep[t * len..(t + 1) * len];
+            let mut dropped = vec![0.0f32; len * len];
+            for (h, p) in probs.chunks_mut(len * len).enumerate() {
+                let at = rows + h * dh;
+                // SAFETY: rows t·len.. of q, k, v (stride d), columns h·dh..(h+1)·dh, are in bounds;
+                // `p` is this task's own len × len block; `ctx` is this text's own rows.
+                unsafe {
+                    product(
+                        len,
+                        len,
+                        dh,
+                        p.as_mut_ptr(),
+                        len,
+                        false,
+                        (q[at..].as_ptr(), d as isize, 1),
+                        (k[at..].as_ptr(), 1, d as isize),
+                        sh.scale(),
+                    );
+                }
+                softmax_rows(p, keep);
+                let weights = if sh.dropout > 0.0 {
+                    dropout_factors(&mut dropped, sh.dropout, seed, (t * heads + h) as u64);
+                    dropped.iter_mut().zip(p.iter()).for_each(|(m, p)| *m *= p);
+                    &dropped[..]
+                } else {
+                    &p[..]
+                };
+                unsafe {
+                    product(
+                        len,
+                        dh,
+                        len,
+                        ctx[h * dh..].as_mut_ptr(),
+                        d,
+                        false,
+                        (weights.as_ptr(), len as isize, 1),
+                        (v[at..].as_ptr(), d as isize, 1),
+                        1.0,
+                    );
+                }
             }
-            softmax_rows(p, keep);
-            let weights = if sh.dropout > 0.0 {
-                dropout_factors(&mut dropped, sh.dropout, seed, (t * heads + h) as u64);
-                dropped.iter_mut().zip(p.iter()).for_each(|(m, p)| *m *= p);
-                &dropped[..]
-            } else {
-                &p[..]
-            };
-            unsafe {
-                product(len, dh, len, ctx[h * dh..].as_mut_ptr(), d, false, (weights.as_ptr(), len as isize, 1), (v[at..].as_ptr(), d as isize, 1), 1.0);
-            }
-        }
-    });
+        },
+    );
     (ctx, probs)
 }
 
@@ -152,40 +212,85 @@ fn attention_backward(s: &AttentionState, g: &[f32]) -> [Vec<f32>; 3] {
     let (len, heads, d, dh) = (sh.len, sh.heads, sh.hidden, sh.head_dim());
     let n = sh.texts * len * d;
     let (mut dq, mut dk, mut dv) = (vec![0.0f32; n], vec![0.0f32; n], vec![0.0f32; n]);
-    dq.par_chunks_mut(len * d).zip(dk.par_chunks_mut(len * d)).zip(dv.par_chunks_mut(len * d)).enumerate().for_each(|(t, ((dq, dk), dv))| {
-        let rows = t * len * d;
-        let (mut factors, mut weights, mut dp) = (vec![0.0f32; len * len], vec![0.0f32; len * len], vec![0.0f32; len * len]);
-        for h in 0..heads {
-            let at = rows + h * dh;
-            let p = &s.probs[(t * heads + h) * len * len..][..len * len];
-            let dropping = sh.dropout > 0.0;
-            if dropping {
-                dropout_factors(&mut factors, sh.dropout, s.seed, (t * heads + h) as u64);
-                weights.iter_mut().zip(p).zip(&factors).for_each(|((w, p), m)| *w = p * m);
+    dq.par_chunks_mut(len * d)
+        .zip(dk.par_chunks_mut(len * d))
+        .zip(dv.par_chunks_mut(len * d))
+        .enumerate()
+        .for_each(|(t, ((dq, dk), dv))| {
+            let rows = t * len * d;
+            let (mut factors, mut weights, mut dp) =
+                (vec![0.0f32; len * len], vec![0.0f32; len * len], vec![0.0f32; len * len]);
+            for h in 0..heads {
+                let at = rows + h * dh;
+                let p = &s.probs[(t * heads + h) * len * len..][..len * len];
+                let dropping = sh.dropout > 0.0;
+                if dropping {
+                    dropout_factors(&mut factors, sh.dropout, s.seed, (t * heads + h) as u64);
+                    weights.iter_mut().zip(p).zip(&factors).for_each(|((w, p), m)| *w = p * m);
+                }
+                let w = if dropping { &weights[..] } else { p };
+                // SAFETY: as in the forward pass; dq, dk, dv are this text's own rows.
+                unsafe {
+                    // dV = Wᵀ·dO
+                    product(
+                        len,
+                        dh,
+                        len,
+                        dv[h * dh..].as_mut_ptr(),
+                        d,
+                        false,
+                        (w.as_ptr(), 1, len as isize),
+                        (g[at..].as_ptr(), d as isize, 1),
+                        1.0,
+                    );
+                    // dP = dO·Vᵀ (then through the dropout factors)
+                    product(
+                        len,
+                        len,
+                        dh,
+                        dp.as_mut_ptr(),
+                        len,
+                        false,
+                        (g[at..].as_ptr(), d as isize, 1),
+                        (s.v[at..].as_ptr(), 1, d as isize),
+                        1.0,
+                    );
+                }
+                if dropping {
+                    dp.iter_mut().zip(&factors).for_each(|(g, m)| *g *= m);
+                }
+                // dS = P ⊙ (dP − rowsum(dP ⊙ P)) · scale
+                for (dp, p) in dp.chunks_mut(len).zip(p.chunks(len)) {
+                    let dot: f32 = dp.iter().zip(p).map(|(a, b)| a * b).sum();
+                    dp.iter_mut().zip(p).for_each(|(g, p)| *g = p * (*g - dot) * sh.scale());
+                }
+                unsafe {
+                    // dQ = dS·K, dK = dSᵀ·Q
+                    product(
+                        len,
+                        dh,
+                        len,
+                        dq[h * dh..].as_mut_ptr(),
+                        d,
+                        false,
+                        (dp.as_ptr(), len as isize, 1),
+                        (s.k[at..].as_ptr(), d as isize, 1),
+                        1.0,
+                    );
+                    product(
+                        len,
+                        dh,
+                        len,
+                        dk[h * dh..].as_mut_ptr(),
+                        d,
+                        false,
+                        (dp.as_ptr(), 1, len as isize),
+                        (s.q[at..].as_ptr(), d as isize, 1),
+                        1.0,
+                    );
+                }
             }
-            let w = if dropping { &weights[..] } else { p };
-            // SAFETY: as in the forward pass; dq, dk, dv are this text's own rows.
-            unsafe {
-                // dV = Wᵀ·dO
-                product(len, dh, len, dv[h * dh..].as_mut_ptr(), d, false, (w.as_ptr(), 1, len as isize), (g[at..].as_ptr(), d as isize, 1), 1.0);
-                // dP = dO·Vᵀ (then through the dropout factors)
-                product(len, len, dh, dp.as_mut_ptr(), len, false, (g[at..].as_ptr(), d as isize, 1), (s.v[at..].as_ptr(), 1, d as isize), 1.0);
-            }
-            if dropping {
-                dp.iter_mut().zip(&factors).for_each(|(g, m)| *g *= m);
-            }
-            // dS = P ⊙ (dP − rowsum(dP ⊙ P)) · scale
-            for (dp, p) in dp.chunks_mut(len).zip(p.chunks(len)) {
-                let dot: f32 = dp.iter().zip(p).map(|(a, b)| a * b).sum();
-                dp.iter_mut().zip(p).for_each(|(g, p)| *g = p * (*g - dot) * sh.scale());
-            }
-            unsafe {
-                // dQ = dS·K, dK = dSᵀ·Q
-                product(len, dh, len, dq[h * dh..].as_mut_ptr(), d, false, (dp.as_ptr(), len as isize, 1), (s.k[at..].as_ptr(), d as isize, 1), 1.0);
-                product(len, dh, len, dk[h * dh..].as_mut_ptr(), d, false, (dp.as_ptr(), 1, len as isize), (s.q[at..].as_ptr(), d as isize, 1), 1.0);
-            }
-        }
-    });
+        });
     [dq, dk, dv]
 }
 
@@ -215,7 +320,15 @@ impl Backward<Flex, 3> for FusedAttention {
 ///
 /// # Panics
 /// When `B` is not `Autodiff<Flex>` (a programming error: callers check [`available`]).
-pub fn attention<B: Backend>(q: Tensor<B, 2>, k: Tensor<B, 2>, v: Tensor<B, 2>, keep: &Arc<Vec<i64>>, len: usize, heads: usize, p: f64) -> Tensor<B, 2> {
+pub fn attention<B: Backend>(
+    q: Tensor<B, 2>,
+    k: Tensor<B, 2>,
+    v: Tensor<B, 2>,
+    keep: &Arc<Vec<i64>>,
+    len: usize,
+    heads: usize,
+    p: f64,
+) -> Tensor<B, 2> {
     assert!(available::<B>(), "fused attention serves Autodiff<Flex> only");
     let [rows, hidden] = q.dims();
     assert_eq!(keep.len(), rows, "one mask entry per token");
@@ -223,7 +336,13 @@ pub fn attention<B: Backend>(q: Tensor<B, 2>, k: Tensor<B, 2>, v: Tensor<B, 2>, 
     same(attention_ad(same(q), same(k), same(v), keep, shape))
 }
 
-fn attention_ad(q: Tensor<Autodiff<Flex>, 2>, k: Tensor<Autodiff<Flex>, 2>, v: Tensor<Autodiff<Flex>, 2>, keep: &Arc<Vec<i64>>, shape: AttentionShape) -> Tensor<Autodiff<Flex>, 2> {
+fn attention_ad(
+    q: Tensor<Autodiff<Flex>, 2>,
+    k: Tensor<Autodiff<Flex>, 2>,
+    v: Tensor<Autodiff<Flex>, 2>,
+    keep: &Arc<Vec<i64>>,
+    shape: AttentionShape,
+) -> Tensor<Autodiff<Flex>, 2> {
     let seed = if shape.dropout > 0.0 { super::dropout::backend_seed() } else { 0 };
     let (q, k, v) = (q.into_primitive().tensor(), k.into_primitive().tensor(), v.into_primitive().tensor());
     let (qh, dims) = to_host(q.primitive.clone());
@@ -231,8 +350,14 @@ fn attention_ad(q: Tensor<Autodiff<Flex>, 2>, k: Tensor<Autodiff<Flex>, 2>, v: T
     let (vh, _) = to_host(v.primitive.clone());
     let (ctx, probs) = attention_forward(&qh, &kh, &vh, keep, shape, seed);
     let out = from_host(ctx, dims);
-    let out = match FusedAttention.prepare::<NoCheckpointing>([q.node.clone(), k.node.clone(), v.node.clone()]).compute_bound().stateful() {
-        OpsKind::Tracked(prep) => prep.finish(Arc::new(AttentionState { q: qh, k: kh, v: vh, probs, shape, seed }), out),
+    let out = match FusedAttention
+        .prepare::<NoCheckpointing>([q.node.clone(), k.node.clone(), v.node.clone()])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => {
+            prep.finish(Arc::new(AttentionState { q: qh, k: kh, v: vh, probs, shape, seed }), out)
+        }
         OpsKind::UnTracked(prep) => prep.finish(out),
     };
     Tensor::from_primitive(TensorPrimitive::Float(out))
@@ -252,23 +377,35 @@ struct NormState {
 }
 
 /// `LayerNorm(x + residual)` row by row: the output, x̂ and 1/σ.
-fn add_norm_forward(x: &[f32], r: &[f32], gamma: &[f32], beta: &[f32], eps: f32) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+fn add_norm_forward(
+    x: &[f32],
+    r: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+    eps: f32,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let d = gamma.len();
-    let (mut y, mut xhat, mut rstd) = (vec![0.0f32; x.len()], vec![0.0f32; x.len()], vec![0.0f32; x.len() / d]);
-    y.par_chunks_mut(d * NORM_ROWS).zip(xhat.par_chunks_mut(d * NORM_ROWS)).zip(rstd.par_chunks_mut(NORM_ROWS)).enumerate().for_each(|(c, ((y, xhat), rstd))| {
-        let base = c * d * NORM_ROWS;
-        for (i, ((y, xh), rs)) in y.chunks_mut(d).zip(xhat.chunks_mut(d)).zip(rstd.iter_mut()).enumerate() {
-            let (xr, rr) = (&x[base + i * d..][..d], &r[base + i * d..][..d]);
-            xh.iter_mut().zip(xr).zip(rr).for_each(|((h, a), b)| *h = a + b);
-            let mean = xh.iter().sum::<f32>() / d as f32;
-            let var = xh.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / d as f32;
-            *rs = 1.0 / (var + eps).sqrt();
-            for (((y, h), g), b) in y.iter_mut().zip(xh.iter_mut()).zip(gamma).zip(beta) {
-                *h = (*h - mean) * *rs;
-                *y = *h * g + b;
+    let (mut y, mut xhat, mut rstd) =
+        (vec![0.0f32; x.len()], vec![0.0f32; x.len()], vec![0.0f32; x.len() / d]);
+    y.par_chunks_mut(d * NORM_ROWS)
+        .zip(xhat.par_chunks_mut(d * NORM_ROWS))
+        .zip(rstd.par_chunks_mut(NORM_ROWS))
+        .enumerate()
+        .for_each(|(c, ((y, xhat), rstd))| {
+            let base = c * d * NORM_ROWS;
+            for (i, ((y, xh), rs)) in y.chunks_mut(d).zip(xhat.chunks_mut(d)).zip(rstd.iter_mut()).enumerate()
+            {
+                let (xr, rr) = (&x[base + i * d..][..d], &r[base + i * d..][..d]);
+                xh.iter_mut().zip(xr).zip(rr).for_each(|((h, a), b)| *h = a + b);
+                let mean = xh.iter().sum::<f32>() / d as f32;
+                let var = xh.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / d as f32;
+                *rs = 1.0 / (var + eps).sqrt();
+                for (((y, h), g), b) in y.iter_mut().zip(xh.iter_mut()).zip(gamma).zip(beta) {
+                    *h = (*h - mean) * *rs;
+                    *y = *h * g + b;
+                }
             }
-        }
-    });
+        });
     (y, xhat, rstd)
 }
 
@@ -342,14 +479,27 @@ impl Backward<Flex, 4> for FusedAddNorm {
 
 /// `norm.forward(x + residual)` for `[rows, d]` tensors, as one operation on `Autodiff<Flex>`
 /// (see the module doc) and as burn's ops elsewhere or when the norm has no β.
-pub fn add_layer_norm<B: Backend>(x: Tensor<B, 2>, residual: Tensor<B, 2>, norm: &LayerNorm<B>, eps: f64) -> Tensor<B, 2> {
+pub fn add_layer_norm<B: Backend>(
+    x: Tensor<B, 2>,
+    residual: Tensor<B, 2>,
+    norm: &LayerNorm<B>,
+    eps: f64,
+) -> Tensor<B, 2> {
     match &norm.beta {
-        Some(beta) if available::<B>() => same(add_norm_ad(same(x), same(residual), same(norm.gamma.val()), same(beta.val()), eps as f32)),
+        Some(beta) if available::<B>() => {
+            same(add_norm_ad(same(x), same(residual), same(norm.gamma.val()), same(beta.val()), eps as f32))
+        }
         _ => norm.forward(x + residual),
     }
 }
 
-fn add_norm_ad(x: Tensor<Autodiff<Flex>, 2>, r: Tensor<Autodiff<Flex>, 2>, gamma: Tensor<Autodiff<Flex>, 1>, beta: Tensor<Autodiff<Flex>, 1>, eps: f32) -> Tensor<Autodiff<Flex>, 2> {
+fn add_norm_ad(
+    x: Tensor<Autodiff<Flex>, 2>,
+    r: Tensor<Autodiff<Flex>, 2>,
+    gamma: Tensor<Autodiff<Flex>, 1>,
+    beta: Tensor<Autodiff<Flex>, 1>,
+    eps: f32,
+) -> Tensor<Autodiff<Flex>, 2> {
     let (x, r) = (x.into_primitive().tensor(), r.into_primitive().tensor());
     let (gamma, beta) = (gamma.into_primitive().tensor(), beta.into_primitive().tensor());
     let (xh, shape) = to_host(x.primitive.clone());
@@ -358,7 +508,11 @@ fn add_norm_ad(x: Tensor<Autodiff<Flex>, 2>, r: Tensor<Autodiff<Flex>, 2>, gamma
     let (bh, _) = to_host(beta.primitive.clone());
     let (y, xhat, rstd) = add_norm_forward(&xh, &rh, &gh, &bh, eps);
     let out: FlexPrimitive = from_host(y, shape);
-    let out = match FusedAddNorm.prepare::<NoCheckpointing>([x.node.clone(), r.node.clone(), gamma.node.clone(), beta.node.clone()]).compute_bound().stateful() {
+    let out = match FusedAddNorm
+        .prepare::<NoCheckpointing>([x.node.clone(), r.node.clone(), gamma.node.clone(), beta.node.clone()])
+        .compute_bound()
+        .stateful()
+    {
         OpsKind::Tracked(prep) => prep.finish(Arc::new(NormState { xhat, rstd, gamma: gh }), out),
         OpsKind::UnTracked(prep) => prep.finish(out),
     };
@@ -390,13 +544,28 @@ mod tests {
     }
 
     /// burn's composition: split heads, scores, mask, softmax, (fixed dropout factors), · v.
-    fn reference(q: Tensor<AD, 2>, k: Tensor<AD, 2>, v: Tensor<AD, 2>, keep: &[i64], texts: usize, heads: usize, factors: Option<Vec<f32>>) -> Tensor<AD, 2> {
+    fn reference(
+        q: Tensor<AD, 2>,
+        k: Tensor<AD, 2>,
+        v: Tensor<AD, 2>,
+        keep: &[i64],
+        texts: usize,
+        heads: usize,
+        factors: Option<Vec<f32>>,
+    ) -> Tensor<AD, 2> {
         let [rows, d] = q.dims();
         let len = rows / texts;
         let split = |t: Tensor<AD, 2>| t.reshape([texts, len, heads, d / heads]).swap_dims(1, 2);
         let device = Default::default();
-        let pad = Tensor::<AD, 1, burn::tensor::Int>::from_data(TensorData::new(keep.to_vec(), [rows]), &device).equal_elem(0).reshape([texts, 1, 1, len]).expand([texts, heads, len, len]);
-        let scores = split(q).matmul(split(k).swap_dims(2, 3)).mul_scalar(1.0 / ((d / heads) as f64).sqrt()).mask_fill(pad, f32::MIN);
+        let pad =
+            Tensor::<AD, 1, burn::tensor::Int>::from_data(TensorData::new(keep.to_vec(), [rows]), &device)
+                .equal_elem(0)
+                .reshape([texts, 1, 1, len])
+                .expand([texts, heads, len, len]);
+        let scores = split(q)
+            .matmul(split(k).swap_dims(2, 3))
+            .mul_scalar(1.0 / ((d / heads) as f64).sqrt())
+            .mask_fill(pad, f32::MIN);
         let mut p = softmax(scores, 3);
         if let Some(f) = factors {
             p = p * Tensor::<AD, 4>::from_data(TensorData::new(f, [texts, heads, len, len]), &device);
@@ -423,7 +592,7 @@ mod tests {
                 for (s, c) in all.chunks_mut(len * len).enumerate() {
                     dropout_factors(c, p, seed, s as u64);
                 }
-                assert!(all.iter().any(|&m| m == 0.0) && all.iter().any(|&m| m > 1.0));
+                assert!(all.contains(&0.0) && all.iter().any(|&m| m > 1.0));
                 all
             });
             let want = reference(q.clone(), k.clone(), v.clone(), &keep, texts, heads, factors);
@@ -450,9 +619,16 @@ mod tests {
         let (rows, d) = (150, 24); // more than one task of NORM_ROWS rows
         let device = Default::default();
         let mut norm = LayerNormConfig::new(d).with_epsilon(1e-12).init::<AD>(&device);
-        norm.gamma = burn::module::Param::from_tensor(random([1, d], 4).reshape([d]).add_scalar(1.0).detach().require_grad());
-        norm.beta = Some(burn::module::Param::from_tensor(random([1, d], 5).reshape([d]).detach().require_grad()));
-        let (x, r, w) = (random([rows, d], 6).mul_scalar(3.0).add_scalar(2.0).detach().require_grad(), random([rows, d], 7), random([rows, d], 8).detach());
+        norm.gamma = burn::module::Param::from_tensor(
+            random([1, d], 4).reshape([d]).add_scalar(1.0).detach().require_grad(),
+        );
+        norm.beta =
+            Some(burn::module::Param::from_tensor(random([1, d], 5).reshape([d]).detach().require_grad()));
+        let (x, r, w) = (
+            random([rows, d], 6).mul_scalar(3.0).add_scalar(2.0).detach().require_grad(),
+            random([rows, d], 7),
+            random([rows, d], 8).detach(),
+        );
         let fused = add_layer_norm(x.clone(), r.clone(), &norm, 1e-12);
         let plain = norm.forward(x.clone() + r.clone());
         close(&values(fused.clone()), &values(plain.clone()), 1e-5, "forward");

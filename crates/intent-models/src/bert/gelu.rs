@@ -23,7 +23,14 @@ use burn::tensor::{Tensor, TensorData, TensorPrimitive};
 /// odd. Branch-free, so loops over it vectorise (libm's `erff` does not); evaluated in f64.
 #[inline(always)]
 pub(crate) fn erf(x: f32) -> f32 {
-    const A: [f64; 6] = [0.070_523_078_4, 0.042_282_012_3, 0.009_270_527_2, 0.000_152_014_3, 0.000_276_567_2, 0.000_043_063_8];
+    const A: [f64; 6] = [
+        0.070_523_078_4,
+        0.042_282_012_3,
+        0.009_270_527_2,
+        0.000_152_014_3,
+        0.000_276_567_2,
+        0.000_043_063_8,
+    ];
     let t = (x as f64).abs();
     let p = 1.0 + t * (A[0] + t * (A[1] + t * (A[2] + t * (A[3] + t * (A[4] + t * A[5])))));
     let p2 = p * p;
@@ -142,7 +149,7 @@ pub(crate) fn to_host(p: FlexPrimitive) -> (Vec<f32>, burn::tensor::Shape) {
     let t = Tensor::<Flex, 1>::from_primitive(TensorPrimitive::Float(p));
     let data = t.into_data();
     let shape = data.shape.clone();
-    (data.convert::<f32>().into_vec::<f32>().expect("f32 after convert"), burn::tensor::Shape::from(shape))
+    (data.convert::<f32>().into_vec::<f32>().expect("f32 after convert"), shape)
 }
 
 pub(crate) fn from_host(v: Vec<f32>, shape: burn::tensor::Shape) -> FlexPrimitive {
@@ -201,7 +208,9 @@ pub fn gelu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
     }
     if TypeId::of::<B>() == TypeId::of::<Flex>() {
         let t: Tensor<Flex, D> = same(x);
-        return same(Tensor::<Flex, D>::from_primitive(TensorPrimitive::Float(flex_gelu(t.into_primitive().tensor()))));
+        return same(Tensor::<Flex, D>::from_primitive(TensorPrimitive::Float(flex_gelu(
+            t.into_primitive().tensor(),
+        ))));
     }
     burn::tensor::activation::gelu(x)
 }
@@ -223,18 +232,23 @@ mod tests {
     #[test]
     fn erf_exp_and_the_derivative_are_within_their_error_bounds() {
         let grid = || (-3000..=3000).map(|i| i as f64 / 1000.0);
-        let worst = grid().map(|x| (erf(x as f32) as f64 - erf_series((x as f32) as f64)).abs()).fold(0.0, f64::max);
+        let worst =
+            grid().map(|x| (erf(x as f32) as f64 - erf_series((x as f32) as f64)).abs()).fold(0.0, f64::max);
         assert!(worst < 4e-7, "erf: max |error| {worst:e}");
         assert_eq!(erf(0.0), 0.0);
         assert_eq!(erf(f32::INFINITY), 1.0);
-        let worst = (0..=7000).map(|i| -(i as f64) / 10.0).map(|y| ((exp_nonpositive(y) - y.exp()) / y.exp()).abs()).fold(0.0, f64::max);
+        let worst = (0..=7000)
+            .map(|i| -(i as f64) / 10.0)
+            .map(|y| ((exp_nonpositive(y) - y.exp()) / y.exp()).abs())
+            .fold(0.0, f64::max);
         assert!(worst < 1e-9, "exp: max relative error {worst:e}");
         // GELU'(x) against the closed form with f64 erf (series) and exp.
         let worst = grid()
             .map(|x| {
                 let xf = x as f32;
                 let xd = xf as f64;
-                let want = 0.5 * (1.0 + erf_series(xd / 2f64.sqrt())) + xd * (-0.5 * xd * xd).exp() / (2.0 * std::f64::consts::PI).sqrt();
+                let want = 0.5 * (1.0 + erf_series(xd / 2f64.sqrt()))
+                    + xd * (-0.5 * xd * xd).exp() / (2.0 * std::f64::consts::PI).sqrt();
                 (gelu_grad_one(xf, 1.0) as f64 - want).abs()
             })
             .fold(0.0, f64::max);
@@ -250,7 +264,10 @@ mod tests {
         let v: Vec<f32> = (0..40_000).map(|i| (i as f32 * 0.618_034).sin() * 6.0).collect();
         let ours = Tensor::<AD, 2>::from_data(TensorData::new(v.clone(), [200, 200]), &device).require_grad();
         let theirs = Tensor::<AD, 2>::from_data(TensorData::new(v, [200, 200]), &device).require_grad();
-        let w = Tensor::<AD, 2>::from_data(TensorData::new((0..40_000).map(|i| (i % 7) as f32 - 3.0).collect::<Vec<_>>(), [200, 200]), &device);
+        let w = Tensor::<AD, 2>::from_data(
+            TensorData::new((0..40_000).map(|i| (i % 7) as f32 - 3.0).collect::<Vec<_>>(), [200, 200]),
+            &device,
+        );
         let (a, b) = (gelu(ours.clone()), burn::tensor::activation::gelu(theirs.clone()));
         let diff = |x: Tensor<Flex, 2>, y: Tensor<Flex, 2>| (x - y).abs().max().into_scalar();
         assert!(diff(a.clone().inner(), b.clone().inner()) < 1e-6);
@@ -261,6 +278,12 @@ mod tests {
         // The plain backend path too.
         let x = Tensor::<Flex, 2>::from_data([[-1.0f32, 0.0, 1.0, 30.0]], &device);
         let g: Vec<f32> = gelu(x).into_data().to_vec().unwrap();
-        assert!((g[0] + 0.158_655_25).abs() < 1e-6 && g[1] == 0.0 && (g[2] - 0.841_344_7).abs() < 1e-6 && g[3] == 30.0, "{g:?}");
+        assert!(
+            (g[0] + 0.158_655_25).abs() < 1e-6
+                && g[1] == 0.0
+                && (g[2] - 0.841_344_7).abs() < 1e-6
+                && g[3] == 30.0,
+            "{g:?}"
+        );
     }
 }

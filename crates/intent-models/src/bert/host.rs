@@ -81,12 +81,7 @@ fn dense<B: Backend>(l: &burn::nn::Linear<B>) -> Result<Dense> {
         Some(b) => host_vec(b.val())?,
         None => vec![0.0; outputs],
     };
-    Ok(Dense {
-        weight: host_vec(l.weight.val())?,
-        bias,
-        inputs,
-        outputs,
-    })
+    Ok(Dense { weight: host_vec(l.weight.val())?, bias, inputs, outputs })
 }
 
 fn norm<B: Backend>(n: &burn::nn::LayerNorm<B>, eps: f64) -> Result<Norm> {
@@ -95,11 +90,7 @@ fn norm<B: Backend>(n: &burn::nn::LayerNorm<B>, eps: f64) -> Result<Norm> {
         Some(b) => host_vec(b.val())?,
         None => vec![0.0; gamma.len()],
     };
-    Ok(Norm {
-        gamma,
-        beta,
-        eps: eps as f32,
-    })
+    Ok(Norm { gamma, beta, eps: eps as f32 })
 }
 
 /// Query, key and value weights as one `[d, 3d]` matrix (one product instead of three).
@@ -112,12 +103,7 @@ fn fused_qkv(q: Dense, k: Dense, v: Dense) -> Dense {
         }
     }
     let bias = [q.bias, k.bias, v.bias].concat();
-    Dense {
-        weight,
-        bias,
-        inputs: d,
-        outputs: 3 * n,
-    }
+    Dense { weight, bias, inputs: d, outputs: 3 * n }
 }
 
 impl HostBert {
@@ -166,10 +152,7 @@ impl HostBert {
         let (rows, len, d) = (batch.rows, batch.len, self.hidden);
         let m = rows * len;
         if len > self.positions {
-            return Err(ModelError::Fit(format!(
-                "{len} tokens: the model takes at most {}",
-                self.positions
-            )));
+            return Err(ModelError::Fit(format!("{len} tokens: the model takes at most {}", self.positions)));
         }
         let mut x = vec![0.0f32; m * d];
         for (t, out) in x.chunks_mut(d).enumerate() {
@@ -214,11 +197,7 @@ impl HostBert {
         (0..rows * h).into_par_iter().for_each(|task| {
             let (r, head) = (task / h, task % h);
             let base = r * len * 3 * d + head * dh;
-            let (q, k, v) = (
-                qkv[base..].as_ptr(),
-                qkv[base + d..].as_ptr(),
-                qkv[base + 2 * d..].as_ptr(),
-            );
+            let (q, k, v) = (qkv[base..].as_ptr(), qkv[base + d..].as_ptr(), qkv[base + 2 * d..].as_ptr());
             let mut s = vec![0.0f32; len * len];
             let rs = (3 * d) as isize;
             // SAFETY: every pointer stays inside its buffer (rows·len rows of width 3d or d,
@@ -378,12 +357,8 @@ impl Dense {
 /// Softmax of one row of scores over the kept keys (mask ≠ 0); masked keys get 0. A row with no
 /// kept key gets the uniform distribution over all keys, as Hugging Face's additive mask gives.
 fn softmax_masked(row: &mut [f32], keep: &[i64]) {
-    let max = row
-        .iter()
-        .zip(keep)
-        .filter(|(_, &k)| k != 0)
-        .map(|(x, _)| *x)
-        .fold(f32::NEG_INFINITY, f32::max);
+    let max =
+        row.iter().zip(keep).filter(|(_, &k)| k != 0).map(|(x, _)| *x).fold(f32::NEG_INFINITY, f32::max);
     if max == f32::NEG_INFINITY {
         let u = 1.0 / row.len() as f32;
         row.iter_mut().for_each(|x| *x = u);
@@ -402,9 +377,7 @@ fn layer_norm(x: &mut [f32], residual: Option<&[f32]>, n: &Norm) {
     let d = n.gamma.len();
     let work = |(i, row): (usize, &mut [f32])| {
         if let Some(r) = residual {
-            row.iter_mut()
-                .zip(&r[i * d..(i + 1) * d])
-                .for_each(|(a, b)| *a += b);
+            row.iter_mut().zip(&r[i * d..(i + 1) * d]).for_each(|(a, b)| *a += b);
         }
         let mean = row.iter().sum::<f32>() / d as f32;
         let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / d as f32;
@@ -428,9 +401,7 @@ fn activate(x: &mut [f32], a: Activation) {
             c.iter_mut().for_each(|x| {
                 *x = 0.5
                     * *x
-                    * (1.0
-                        + ((2.0f32 / std::f32::consts::PI).sqrt() * (*x + 0.044715 * *x * *x * *x))
-                            .tanh())
+                    * (1.0 + ((2.0f32 / std::f32::consts::PI).sqrt() * (*x + 0.044715 * *x * *x * *x)).tanh())
             })
         },
         Activation::Relu => |c| c.iter_mut().for_each(|x| *x = x.max(0.0)),

@@ -26,8 +26,8 @@ use burn::prelude::*;
 use burn::store::{ModuleAdapter, ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore, TensorSnapshot};
 use burn::tensor::DType;
 
-pub use config::{BertConfig, Pooling, PoolingMode};
 pub use classifier::BertClassifier;
+pub use config::{BertConfig, Pooling, PoolingMode};
 pub use host::HostBert;
 pub use model::BertModel;
 pub use sequence::{BertForSequenceClassification, HeadPooling};
@@ -70,7 +70,10 @@ fn hf_name(path: &str) -> String {
 /// `self_attn`; partial (the caller checks what is missing).
 fn hf_store(path: &Path) -> Result<SafetensorsStore> {
     if !path.is_file() {
-        return Err(ModelError::io(path, std::io::Error::new(std::io::ErrorKind::NotFound, "weights file missing")));
+        return Err(ModelError::io(
+            path,
+            std::io::Error::new(std::io::ErrorKind::NotFound, "weights file missing"),
+        ));
     }
     Ok(SafetensorsStore::from_file(path)
         .with_from_adapter(PyTorchToBurnAdapter.chain(CastToF32))
@@ -86,13 +89,22 @@ fn hf_store(path: &Path) -> Result<SafetensorsStore> {
 fn check_load(r: &burn::store::ApplyResult, path: &Path, optional: impl Fn(&str) -> bool) -> Result<()> {
     if !r.errors.is_empty() {
         let list: Vec<String> = r.errors.iter().take(5).map(|e| hf_name(&e.to_string())).collect();
-        return Err(ModelError::invalid(path, format!("{} tensor(s) do not fit the config: {}", r.errors.len(), list.join("; "))));
+        return Err(ModelError::invalid(
+            path,
+            format!("{} tensor(s) do not fit the config: {}", r.errors.len(), list.join("; ")),
+        ));
     }
-    let missing: Vec<String> = r.missing.iter().filter(|(p, _)| !optional(p)).map(|(p, _)| hf_name(p)).collect();
+    let missing: Vec<String> =
+        r.missing.iter().filter(|(p, _)| !optional(p)).map(|(p, _)| hf_name(p)).collect();
     if !missing.is_empty() {
         return Err(ModelError::invalid(
             path,
-            format!("{} tensor(s) missing: {}{}", missing.len(), missing[..missing.len().min(8)].join(", "), if missing.len() > 8 { ", …" } else { "" }),
+            format!(
+                "{} tensor(s) missing: {}{}",
+                missing.len(),
+                missing[..missing.len().min(8)].join(", "),
+                if missing.len() > 8 { ", …" } else { "" }
+            ),
         ));
     }
     Ok(())
@@ -103,13 +115,20 @@ fn check_load(r: &burn::store::ApplyResult, path: &Path, optional: impl Fn(&str)
 /// (pooler, classification heads, `position_ids`) are listed in a debug log.
 pub fn load_weights<B: Backend>(mut model: BertModel<B>, path: &Path) -> Result<BertModel<B>> {
     let mut store = hf_store(path)?;
-    let r = model.load_from(&mut store).map_err(|e| ModelError::invalid(path, format!("cannot read the weights: {e}")))?;
+    let r = model
+        .load_from(&mut store)
+        .map_err(|e| ModelError::invalid(path, format!("cannot read the weights: {e}")))?;
     check_load(&r, path, |_| false)?;
     // burn 0.21 also lists LayerNorm weights matched through the adapter's weight → gamma
     // fallback as unused; they were loaded.
     let unused: Vec<&String> = r.unused.iter().filter(|p| !p.contains("layer_norm.")).collect();
     if !unused.is_empty() {
-        tracing::debug!("{}: {} tensor(s) not used by the encoder: {:?}", path.display(), unused.len(), unused);
+        tracing::debug!(
+            "{}: {} tensor(s) not used by the encoder: {:?}",
+            path.display(),
+            unused.len(),
+            unused
+        );
     }
     Ok(model)
 }
@@ -136,32 +155,50 @@ impl<B: Backend> SentenceEncoder<B> {
     /// (default and upper bound: `max_position_embeddings`).
     pub fn load(dir: &Path, max_len: Option<usize>, device: &B::Device) -> Result<Self> {
         if !dir.is_dir() {
-            return Err(ModelError::io(dir, std::io::Error::new(std::io::ErrorKind::NotFound, "model folder not found")));
+            return Err(ModelError::io(
+                dir,
+                std::io::Error::new(std::io::ErrorKind::NotFound, "model folder not found"),
+            ));
         }
         let config = BertConfig::read(&dir.join("config.json"))?;
         let limit = max_len.unwrap_or(config.max_position_embeddings);
         if limit < 2 || limit > config.max_position_embeddings {
             return Err(ModelError::Hyperparameter {
                 name: "--max-len",
-                message: format!("{limit}: expected 2..={} (max_position_embeddings)", config.max_position_embeddings),
+                message: format!(
+                    "{limit}: expected 2..={} (max_position_embeddings)",
+                    config.max_position_embeddings
+                ),
             });
         }
         let tokenizer = BertTokenizer::from_dir(dir, config.vocab_size, limit)?;
         let model = load_weights(config.init::<B>(device), &dir.join("model.safetensors"))?;
-        let pooling = Pooling::from_sentence_transformers(dir)?.unwrap_or(Pooling { mode: PoolingMode::Mean, normalize: false });
+        let pooling = Pooling::from_sentence_transformers(dir)?
+            .unwrap_or(Pooling { mode: PoolingMode::Mean, normalize: false });
         Self::from_parts(config, model, tokenizer, pooling, device)
     }
 
     /// Loads a local folder or, when `spec` is no folder, a hub repo id at `revision` (see
     /// [`crate::hub`]: cache, `HF_HUB_OFFLINE`, download). Returns the encoder and its folder.
-    pub fn from_pretrained(spec: &str, revision: Option<&str>, max_len: Option<usize>, device: &B::Device) -> Result<(Self, std::path::PathBuf)> {
+    pub fn from_pretrained(
+        spec: &str,
+        revision: Option<&str>,
+        max_len: Option<usize>,
+        device: &B::Device,
+    ) -> Result<(Self, std::path::PathBuf)> {
         let dir = crate::hub::resolve(spec, &crate::hub::HubOptions::from_env(revision))?;
         Ok((Self::load(&dir, max_len, device)?, dir))
     }
 
     /// Builds an encoder from parts (tests, fine-tuned models). On a CPU backend inference runs
     /// on the [`HostBert`] engine (see [`host::wanted`]).
-    pub fn from_parts(config: BertConfig, model: BertModel<B>, tokenizer: BertTokenizer, pooling: Pooling, device: &B::Device) -> Result<Self> {
+    pub fn from_parts(
+        config: BertConfig,
+        model: BertModel<B>,
+        tokenizer: BertTokenizer,
+        pooling: Pooling,
+        device: &B::Device,
+    ) -> Result<Self> {
         let host = if host::wanted::<B>() { Some(HostBert::from_model(&model, &config)?) } else { None };
         Ok(SentenceEncoder { config, model, tokenizer, pooling, host, device: device.clone() })
     }
@@ -179,7 +216,9 @@ impl<B: Backend> SentenceEncoder<B> {
 
     /// Tensors of a token batch.
     pub fn tensors(&self, b: &TokenBatch) -> [Tensor<B, 2, Int>; 3] {
-        let t = |v: &Vec<i64>| Tensor::<B, 2, Int>::from_data(TensorData::new(v.clone(), [b.rows, b.len]), &self.device);
+        let t = |v: &Vec<i64>| {
+            Tensor::<B, 2, Int>::from_data(TensorData::new(v.clone(), [b.rows, b.len]), &self.device)
+        };
         [t(&b.input_ids), t(&b.token_type_ids), t(&b.attention_mask)]
     }
 
@@ -188,7 +227,10 @@ impl<B: Backend> SentenceEncoder<B> {
         let batch = self.tokenizer.encode_batch(texts)?;
         if let Some(host) = &self.host {
             let h = host.forward(&batch)?;
-            let t = Tensor::<B, 3>::from_data(TensorData::new(h, [batch.rows, batch.len, host.hidden_size()]), &self.device);
+            let t = Tensor::<B, 3>::from_data(
+                TensorData::new(h, [batch.rows, batch.len, host.hidden_size()]),
+                &self.device,
+            );
             return Ok((t, batch));
         }
         let [ids, types, mask] = self.tensors(&batch);
@@ -271,7 +313,8 @@ impl<B: Backend> SentenceEncoder<B> {
         let [ids, types, mask] = self.tensors(batch);
         let pooled = Self::pool_with(self.model.forward(ids, types, mask.clone()), mask, pooling);
         let d = pooled.dims()[1];
-        let flat: Vec<f32> = pooled.into_data().convert::<f32>().into_vec().map_err(|e| ModelError::Fit(format!("{e:?}")))?;
+        let flat: Vec<f32> =
+            pooled.into_data().convert::<f32>().into_vec().map_err(|e| ModelError::Fit(format!("{e:?}")))?;
         Ok(flat.chunks(d).map(<[f32]>::to_vec).collect())
     }
 }

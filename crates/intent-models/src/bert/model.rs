@@ -1,7 +1,7 @@
 //! The BERT encoder in burn. The module tree mirrors Hugging Face's weight names
 //! (`embeddings.word_embeddings`, `encoder.layer.N.attention.self.query`, …; `LayerNorm` →
 //! `layer_norm` and `self` → `self_attn`, Rust names), so loading is a prefix strip, two renames
-//! and PyTorch → burn layout ([`super::load`]).
+//! and PyTorch → burn layout ([`super::load_weights`]).
 //!
 //! It computes what `transformers.BertModel` computes: embeddings (word + absolute position +
 //! token type) → LayerNorm → N post-LN layers (self-attention with the padding mask, then
@@ -10,7 +10,9 @@
 //! autodiff backends.
 
 use burn::module::Module;
-use burn::nn::{Dropout, DropoutConfig, Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::nn::{
+    Dropout, DropoutConfig, Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig,
+};
 use burn::tensor::activation::{relu, softmax, tanh};
 use burn::tensor::backend::Backend;
 use burn::tensor::module::attention;
@@ -145,7 +147,11 @@ impl BertConfig {
                 layer: (0..self.num_hidden_layers)
                     .map(|_| BertLayer {
                         attention: BertAttention {
-                            self_attn: BertSelfAttention { query: linear(d, d), key: linear(d, d), value: linear(d, d) },
+                            self_attn: BertSelfAttention {
+                                query: linear(d, d),
+                                key: linear(d, d),
+                                value: linear(d, d),
+                            },
                             output: block(d),
                         },
                         intermediate: BertIntermediate { dense: linear(d, self.intermediate_size) },
@@ -174,7 +180,8 @@ fn activate<B: Backend>(x: Tensor<B, 2>, a: Activation) -> Tensor<B, 2> {
         Activation::Relu => relu(x),
         Activation::GeluTanh => {
             // 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))
-            let inner = (x.clone() + x.clone().powi_scalar(3).mul_scalar(0.044715)).mul_scalar((2.0f64 / std::f64::consts::PI).sqrt());
+            let inner = (x.clone() + x.clone().powi_scalar(3).mul_scalar(0.044715))
+                .mul_scalar((2.0f64 / std::f64::consts::PI).sqrt());
             x.clone().mul_scalar(0.5) * (tanh(inner) + 1.0)
         }
     }
@@ -222,33 +229,55 @@ impl<B: Backend> BertLayer<B> {
             ctx.swap_dims(1, 2).reshape([b * l, d])
         };
         let o = &self.attention.output;
-        let x = add_layer_norm(x, super::dropout::dropout(cx.hidden, o.dense.forward(ctx)), &o.layer_norm, cx.norm_eps);
+        let x = add_layer_norm(
+            x,
+            super::dropout::dropout(cx.hidden, o.dense.forward(ctx)),
+            &o.layer_norm,
+            cx.norm_eps,
+        );
         let h = activate(self.intermediate.dense.forward(x.clone()), cx.activation);
         let o = &self.output;
-        add_layer_norm(x, super::dropout::dropout(cx.hidden, o.dense.forward(h)), &o.layer_norm, cx.norm_eps).reshape([b, l, d])
+        add_layer_norm(x, super::dropout::dropout(cx.hidden, o.dense.forward(h)), &o.layer_norm, cx.norm_eps)
+            .reshape([b, l, d])
     }
 }
 
 impl<B: Backend> BertModel<B> {
     /// Last hidden states `[batch, len, hidden]` of token ids, token types and the attention mask
     /// (1 = token, 0 = padding), all `[batch, len]`.
-    pub fn forward(&self, input_ids: Tensor<B, 2, Int>, token_type_ids: Tensor<B, 2, Int>, attention_mask: Tensor<B, 2, Int>) -> Tensor<B, 3> {
+    pub fn forward(
+        &self,
+        input_ids: Tensor<B, 2, Int>,
+        token_type_ids: Tensor<B, 2, Int>,
+        attention_mask: Tensor<B, 2, Int>,
+    ) -> Tensor<B, 3> {
         let [b, l] = input_ids.dims();
         let device = input_ids.device();
         let positions = Tensor::<B, 1, Int>::arange(0..l as i64, &device).reshape([1, l]).expand([b, l]);
         let e = &self.embeddings;
-        let x = e.word_embeddings.forward(input_ids) + e.position_embeddings.forward(positions) + e.token_type_embeddings.forward(token_type_ids);
+        let x = e.word_embeddings.forward(input_ids)
+            + e.position_embeddings.forward(positions)
+            + e.token_type_embeddings.forward(token_type_ids);
         let mut x = super::dropout::dropout(&self.hidden_dropout, e.layer_norm.forward(x));
         let h = self.heads;
         let (pad, fused_keep) = if super::fused::available::<B>() {
-            let keep: Vec<i64> = attention_mask.into_data().convert::<i64>().into_vec().expect("i64 after convert");
+            let keep: Vec<i64> =
+                attention_mask.into_data().convert::<i64>().into_vec().expect("i64 after convert");
             (None, Some(Arc::new(keep)))
         } else {
             // Without padding (one text, or texts of one length) no mask is needed at all.
             let padded = attention_mask.clone().equal_elem(0).any().into_scalar().elem::<bool>();
             (padded.then(|| attention_mask.equal_elem(0).reshape([b, 1, 1, l]).expand([b, h, l, l])), None)
         };
-        let cx = LayerContext { heads: h, activation: self.activation.0, hidden: &self.hidden_dropout, attention: &self.attention_dropout, pad, fused_keep, norm_eps: self.norm_eps };
+        let cx = LayerContext {
+            heads: h,
+            activation: self.activation.0,
+            hidden: &self.hidden_dropout,
+            attention: &self.attention_dropout,
+            pad,
+            fused_keep,
+            norm_eps: self.norm_eps,
+        };
         for layer in &self.encoder.layer {
             x = layer.forward(x, &cx);
         }

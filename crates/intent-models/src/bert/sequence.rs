@@ -28,7 +28,8 @@ use crate::folder::{write_json, write_model_dir, ModelConfig, CONFIG_FILE, METRI
 pub const INTENT_FILE: &str = "intent.json";
 
 /// Tokenizer files copied into an exported folder when the source has them.
-const TOKENIZER_FILES: [&str; 4] = ["tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json"];
+const TOKENIZER_FILES: [&str; 4] =
+    ["tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json"];
 
 /// Which sentence vector the classifier reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -65,11 +66,18 @@ impl BertConfig {
 
     /// A classifier of this configuration with `labels` outputs (burn's initialisation; weights
     /// are then loaded, and the head stays fresh when the checkpoint has none).
-    pub fn init_classifier<B: Backend>(&self, labels: usize, pooling: HeadPooling, device: &B::Device) -> BertForSequenceClassification<B> {
+    pub fn init_classifier<B: Backend>(
+        &self,
+        labels: usize,
+        pooling: HeadPooling,
+        device: &B::Device,
+    ) -> BertForSequenceClassification<B> {
         // Hugging Face's `_init_weights`: weights ~ N(0, initializer_range), biases 0.
         let std = self.extra.get("initializer_range").and_then(|v| v.as_f64()).unwrap_or(0.02);
         let linear = |d_in: usize, d_out: usize| {
-            let mut l = LinearConfig::new(d_in, d_out).with_initializer(Initializer::Normal { mean: 0.0, std }).init::<B>(device);
+            let mut l = LinearConfig::new(d_in, d_out)
+                .with_initializer(Initializer::Normal { mean: 0.0, std })
+                .init::<B>(device);
             l.bias = Some(Param::from_tensor(Tensor::zeros([d_out], device)));
             l
         };
@@ -89,11 +97,18 @@ impl BertConfig {
 impl<B: Backend> BertForSequenceClassification<B> {
     /// Logits `[batch, labels]` of token ids, token types and the attention mask (`[batch, len]`).
     /// Dropout is active only on an autodiff backend in training mode.
-    pub fn forward(&self, input_ids: Tensor<B, 2, Int>, token_type_ids: Tensor<B, 2, Int>, attention_mask: Tensor<B, 2, Int>) -> Tensor<B, 2> {
+    pub fn forward(
+        &self,
+        input_ids: Tensor<B, 2, Int>,
+        token_type_ids: Tensor<B, 2, Int>,
+        attention_mask: Tensor<B, 2, Int>,
+    ) -> Tensor<B, 2> {
         let h = self.bert.forward(input_ids, token_type_ids, attention_mask.clone());
         let [b, _, d] = h.dims();
         let v = match (self.pooling, &self.bert.pooler) {
-            (HeadPooling::Pooler, Some(p)) => tanh(p.dense.forward(h.slice([0..b, 0..1, 0..d]).reshape([b, d]))),
+            (HeadPooling::Pooler, Some(p)) => {
+                tanh(p.dense.forward(h.slice([0..b, 0..1, 0..d]).reshape([b, d])))
+            }
             (HeadPooling::Pooler, None) => h.slice([0..b, 0..1, 0..d]).reshape([b, d]),
             (HeadPooling::Mean, _) => {
                 let m = attention_mask.float().unsqueeze_dim::<3>(2);
@@ -110,7 +125,9 @@ impl<B: Backend> BertForSequenceClassification<B> {
     pub fn load_weights(mut self, path: &Path) -> Result<(Self, bool)> {
         // The file's `bert.` prefix is stripped by `hf_store`; this tree wants it back.
         let mut store = hf_store(path)?.with_key_remapping(r"^(embeddings|encoder|pooler)\.", "bert.$1.");
-        let r = self.load_from(&mut store).map_err(|e| ModelError::invalid(path, format!("cannot read the weights: {e}")))?;
+        let r = self
+            .load_from(&mut store)
+            .map_err(|e| ModelError::invalid(path, format!("cannot read the weights: {e}")))?;
         check_load(&r, path, |p| p.starts_with("classifier.") || p.starts_with("bert.pooler."))?;
         let head = !r.missing.iter().any(|(p, _)| p.starts_with("classifier."));
         Ok((self, head))
@@ -124,7 +141,8 @@ impl<B: Backend> BertForSequenceClassification<B> {
             .with_to_adapter(BurnToPyTorchAdapter)
             .with_key_remapping(r"\.layer_norm\.", ".LayerNorm.")
             .with_key_remapping(r"\.self_attn\.", ".self.");
-        self.save_into(&mut store).map_err(|e| ModelError::invalid(path, format!("cannot write the weights: {e}")))
+        self.save_into(&mut store)
+            .map_err(|e| ModelError::invalid(path, format!("cannot write the weights: {e}")))
     }
 }
 
@@ -134,11 +152,20 @@ impl<B: Backend> BertForSequenceClassification<B> {
     /// names, the tokenizer files of `tokenizer_dir`, and [`INTENT_FILE`] (`meta`, this crate's
     /// description of the model, with the head pooling in `architecture.head_pooling`), and
     /// `metrics.json` when `metrics` is given.
-    pub fn save_pretrained(&self, dir: &Path, base: &BertConfig, tokenizer_dir: &Path, meta: &ModelConfig, metrics: Option<&serde_json::Value>) -> Result<()> {
+    pub fn save_pretrained(
+        &self,
+        dir: &Path,
+        base: &BertConfig,
+        tokenizer_dir: &Path,
+        meta: &ModelConfig,
+        metrics: Option<&serde_json::Value>,
+    ) -> Result<()> {
         let mut config = base.clone();
-        config.id2label = Some(meta.labels.iter().enumerate().map(|(i, l)| (i.to_string(), l.clone())).collect());
+        config.id2label =
+            Some(meta.labels.iter().enumerate().map(|(i, l)| (i.to_string(), l.clone())).collect());
         config.label2id = Some(meta.labels.iter().enumerate().map(|(i, l)| (l.clone(), i)).collect());
-        let problem = if meta.multi_label { "multi_label_classification" } else { "single_label_classification" };
+        let problem =
+            if meta.multi_label { "multi_label_classification" } else { "single_label_classification" };
         config.extra.insert("architectures".into(), serde_json::json!(["BertForSequenceClassification"]));
         config.extra.insert("problem_type".into(), problem.into());
         let mut meta = meta.clone();

@@ -81,7 +81,10 @@ impl BertTokenizer {
         } else {
             let vocab = dir.join("vocab.txt");
             if !vocab.is_file() {
-                return Err(ModelError::invalid(dir, "no tokenizer.json and no vocab.txt: the folder has no tokenizer"));
+                return Err(ModelError::invalid(
+                    dir,
+                    "no tokenizer.json and no vocab.txt: the folder has no tokenizer",
+                ));
             }
             (wordpiece_from_vocab(&vocab, lowercase_of(dir))?, vocab)
         };
@@ -92,7 +95,8 @@ impl BertTokenizer {
                 format!("the tokenizer has {n} tokens but config.json says vocab_size = {vocab_size}: tokenizer and weights do not belong together"),
             ));
         }
-        let pad_id = inner.get_padding().map(|p| p.pad_id).or_else(|| inner.token_to_id("[PAD]")).unwrap_or(0);
+        let pad_id =
+            inner.get_padding().map(|p| p.pad_id).or_else(|| inner.token_to_id("[PAD]")).unwrap_or(0);
         inner.with_padding(None);
         inner
             .with_truncation(Some(TruncationParams {
@@ -112,13 +116,19 @@ impl BertTokenizer {
 
     /// Token ids of one text (with `[CLS]`/`[SEP]`), truncated.
     pub fn ids(&self, text: &str) -> Result<Vec<u32>> {
-        let e = self.inner.encode(text, true).map_err(|e| ModelError::Fit(format!("tokenizing: {e}")))?;
+        let e = self
+            .inner
+            .encode(text, true)
+            .map_err(|e| ModelError::Input(format!("the tokenizer rejected the text: {e}")))?;
         Ok(e.get_ids().to_vec())
     }
 
     /// Tokenizes and pads a batch to its longest member.
     pub fn encode_batch(&self, texts: &[&str]) -> Result<TokenBatch> {
-        let enc = self.inner.encode_batch(texts.to_vec(), true).map_err(|e| ModelError::Fit(format!("tokenizing: {e}")))?;
+        let enc = self
+            .inner
+            .encode_batch(texts.to_vec(), true)
+            .map_err(|e| ModelError::Input(format!("the tokenizer rejected the text: {e}")))?;
         let len = enc.iter().map(|e| e.get_ids().len()).max().unwrap_or(0).max(1);
         let rows = enc.len();
         let mut b = TokenBatch {
@@ -130,14 +140,21 @@ impl BertTokenizer {
             truncated: enc.iter().filter(|e| !e.get_overflowing().is_empty()).count(),
         };
         for (r, e) in enc.iter().enumerate() {
-            for (t, ((&id, &ty), &m)) in e.get_ids().iter().zip(e.get_type_ids()).zip(e.get_attention_mask()).enumerate() {
+            for (t, ((&id, &ty), &m)) in
+                e.get_ids().iter().zip(e.get_type_ids()).zip(e.get_attention_mask()).enumerate()
+            {
                 b.input_ids[r * len + t] = id as i64;
                 b.token_type_ids[r * len + t] = ty as i64;
                 b.attention_mask[r * len + t] = m as i64;
             }
         }
         if b.truncated > 0 {
-            tracing::warn!("{} of {} texts were longer than {} tokens and were truncated", b.truncated, rows, self.max_len);
+            tracing::warn!(
+                "{} of {} texts were longer than {} tokens and were truncated",
+                b.truncated,
+                rows,
+                self.max_len
+            );
         }
         Ok(b)
     }
@@ -157,7 +174,10 @@ fn wordpiece_from_vocab(vocab: &Path, lowercase: bool) -> Result<Tokenizer> {
     let path = vocab.to_string_lossy().into_owned();
     let wp = WordPiece::from_file(&path).unk_token("[UNK]".into()).build().map_err(|e| err(vocab, e))?;
     let mut t = Tokenizer::new(wp);
-    let id = |tok: &str| t.token_to_id(tok).ok_or_else(|| ModelError::invalid(vocab, format!("the vocabulary has no {tok} token")));
+    let id = |tok: &str| {
+        t.token_to_id(tok)
+            .ok_or_else(|| ModelError::invalid(vocab, format!("the vocabulary has no {tok} token")))
+    };
     let (cls, sep) = (id("[CLS]")?, id("[SEP]")?);
     t.with_normalizer(Some(BertNormalizer::new(true, true, None, lowercase)));
     t.with_pre_tokenizer(Some(BertPreTokenizer));

@@ -134,7 +134,7 @@ pub fn fit_platt(f: &[f64], target: &[bool]) -> Option<(f64, f64)> {
             })
             .sum()
     };
-    let (mut a, mut b) = (1.0, ((n_neg + 1.0) / (n_pos + 1.0)).ln() * -1.0);
+    let (mut a, mut b) = (1.0, -((n_neg + 1.0) / (n_pos + 1.0)).ln());
     let mut current = loss(a, b);
     for _ in 0..100 {
         let (mut ga, mut gb, mut haa, mut hab, mut hbb) = (0.0, 0.0, 1e-12, 0.0, 1e-12);

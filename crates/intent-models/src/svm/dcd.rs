@@ -116,7 +116,8 @@ pub fn solve(x: &Csr, y: &[bool], c_pos: f64, c_neg: f64, bias_scale: f64, s: &D
             let i = index[k];
             let (cols, vals) = x.row(i);
             let yi = sign(i);
-            let dot: f64 = cols.iter().zip(vals).map(|(&c, &v)| w[c as usize] * v).sum::<f64>() + bias * bias_scale;
+            let dot: f64 =
+                cols.iter().zip(vals).map(|(&c, &v)| w[c as usize] * v).sum::<f64>() + bias * bias_scale;
             let g = yi * dot - 1.0 + alpha[i] * diag(i);
             // The L2 loss has no upper bound on α, so only the lower bound (0) projects.
             let pg = if alpha[i] == 0.0 {
@@ -160,12 +161,21 @@ pub fn solve(x: &Csr, y: &[bool], c_pos: f64, c_neg: f64, bias_scale: f64, s: &D
 }
 
 /// The primal objective `½(‖w‖² + bias²) + Σ Cᵢ max(0, 1 − yᵢ f(xᵢ))²` (for tests and logs).
-pub fn primal_objective(x: &Csr, y: &[bool], c_pos: f64, c_neg: f64, bias_scale: f64, w: &[f64], bias: f64) -> f64 {
+pub fn primal_objective(
+    x: &Csr,
+    y: &[bool],
+    c_pos: f64,
+    c_neg: f64,
+    bias_scale: f64,
+    w: &[f64],
+    bias: f64,
+) -> f64 {
     let reg = 0.5 * (w.iter().map(|a| a * a).sum::<f64>() + bias * bias);
     let loss: f64 = (0..x.n_rows())
         .map(|i| {
             let (cols, vals) = x.row(i);
-            let f: f64 = cols.iter().zip(vals).map(|(&c, &v)| w[c as usize] * v).sum::<f64>() + bias * bias_scale;
+            let f: f64 =
+                cols.iter().zip(vals).map(|(&c, &v)| w[c as usize] * v).sum::<f64>() + bias * bias_scale;
             let (yi, ci) = if y[i] { (1.0, c_pos) } else { (-1.0, c_neg) };
             ci * (1.0 - yi * f).max(0.0).powi(2)
         })
@@ -181,7 +191,10 @@ mod tests {
     fn csr(rows: &[&[(u32, f32)]], n_cols: usize) -> Csr {
         let rows: Vec<SparseVec> = rows
             .iter()
-            .map(|r| SparseVec { indices: r.iter().map(|p| p.0).collect(), values: r.iter().map(|p| p.1).collect() })
+            .map(|r| SparseVec {
+                indices: r.iter().map(|p| p.0).collect(),
+                values: r.iter().map(|p| p.1).collect(),
+            })
             .collect();
         Csr::from_rows(&rows.iter().collect::<Vec<_>>(), n_cols)
     }
@@ -207,7 +220,14 @@ mod tests {
         // X = [[1,0,2],[0,1,1],[2,1,0],[0,0,1],[1,2,0],[3,0,1]], y = [1,0,1,0,0,1]
         // gives coef_ [[0.78723404, -0.5212766, 0.07446809]], intercept_ [-0.39361702].
         let x = csr(
-            &[&[(0, 1.0), (2, 2.0)], &[(1, 1.0), (2, 1.0)], &[(0, 2.0), (1, 1.0)], &[(2, 1.0)], &[(0, 1.0), (1, 2.0)], &[(0, 3.0), (2, 1.0)]],
+            &[
+                &[(0, 1.0), (2, 2.0)],
+                &[(1, 1.0), (2, 1.0)],
+                &[(0, 2.0), (1, 1.0)],
+                &[(2, 1.0)],
+                &[(0, 1.0), (1, 2.0)],
+                &[(0, 3.0), (2, 1.0)],
+            ],
             3,
         );
         let y = [true, false, true, false, false, true];
@@ -225,6 +245,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::needless_range_loop)] // row i of x with label i of y
     fn separable_data_is_separated_and_seed_is_deterministic() {
         let x = csr(&[&[(0, 1.0)], &[(0, 0.8), (1, 0.2)], &[(1, 1.0)], &[(1, 0.9), (2, 0.1)]], 3);
         let y = [true, true, false, false];

@@ -49,7 +49,10 @@ impl Kernel {
 /// of the (dense) matrix.
 pub fn gamma_scale(rows: &[&SparseVec], dim: usize) -> f64 {
     let n = (rows.len() * dim) as f64;
-    let (s, s2) = rows.iter().flat_map(|r| &r.values).fold((0.0f64, 0.0f64), |(a, b), &v| (a + v as f64, b + (v as f64).powi(2)));
+    let (s, s2) = rows
+        .iter()
+        .flat_map(|r| &r.values)
+        .fold((0.0f64, 0.0f64), |(a, b), &v| (a + v as f64, b + (v as f64).powi(2)));
     let var = s2 / n - (s / n).powi(2);
     if var > 0.0 {
         1.0 / (dim as f64 * var)
@@ -116,7 +119,11 @@ impl KernelWeights {
     /// Decision values of the pairs (positive: the pair's second class).
     pub fn pair_decisions(&self, row: &SparseVec) -> Vec<f64> {
         let xx = sparse_dot(row, row);
-        let kv: Vec<f64> = self.support.iter().map(|s| self.kernel.value(sparse_dot(row, s), xx, sparse_dot(s, s))).collect();
+        let kv: Vec<f64> = self
+            .support
+            .iter()
+            .map(|s| self.kernel.value(sparse_dot(row, s), xx, sparse_dot(s, s)))
+            .collect();
         self.pair_terms
             .iter()
             .zip(&self.pair_intercept)
@@ -192,7 +199,13 @@ struct SvcParts {
 
 /// Fits one binary SVC for the rows `idx` (labels `positive[i]` = second class of the pair).
 /// Returns `(row index, coefficient)` terms and the intercept.
-fn fit_pair(rows: &[SparseVec], idx: &[usize], positive: &[bool], kernel: Kernel, s: &KernelSettings) -> Result<(Vec<(usize, f64)>, f64)> {
+fn fit_pair(
+    rows: &[SparseVec],
+    idx: &[usize],
+    positive: &[bool],
+    kernel: Kernel,
+    s: &KernelSettings,
+) -> Result<(Vec<(usize, f64)>, f64)> {
     let pair_rows: Vec<&SparseVec> = idx.iter().map(|&i| &rows[i]).collect();
     let (z, r) = gram_factor(&pair_rows)?;
     // Rows exactly as handed to smartcore (a pair without any feature gets one zero column).
@@ -204,19 +217,27 @@ fn fit_pair(rows: &[SparseVec], idx: &[usize], positive: &[bool], kernel: Kernel
         Kernel::Linear => Kernels::linear(),
         Kernel::Rbf { gamma } => Kernels::rbf().with_gamma(gamma),
     };
-    let params = SVCParameters::default().with_c(s.c).with_tol(s.tol).with_epoch(s.epochs).with_seed(Some(s.seed)).with_kernel(smart_kernel);
+    let params = SVCParameters::default()
+        .with_c(s.c)
+        .with_tol(s.tol)
+        .with_epoch(s.epochs)
+        .with_seed(Some(s.seed))
+        .with_kernel(smart_kernel);
     let svc = SVC::fit(&x, &y, &params).map_err(|e| ModelError::Fit(format!("smartcore SVC: {e}")))?;
     let parts: SvcParts = serde_json::to_value(&svc)
         .and_then(serde_json::from_value)
         .map_err(|e| ModelError::Fit(format!("reading smartcore's SVC: {e}")))?;
     // Map each support vector (a copy of a row of Z) back to its row.
     let key = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<u64>>();
-    let by_row: HashMap<Vec<u64>, usize> = z.iter().enumerate().rev().map(|(i, v)| (key(v), idx[i])).collect();
+    let by_row: HashMap<Vec<u64>, usize> =
+        z.iter().enumerate().rev().map(|(i, v)| (key(v), idx[i])).collect();
     let mut terms = Vec::new();
-    for (inst, &coef) in parts.instances.unwrap_or_default().iter().zip(parts.w.as_deref().unwrap_or_default()) {
-        let row = by_row
-            .get(&key(inst))
-            .ok_or_else(|| ModelError::Fit("smartcore returned a support vector that is not a training row".into()))?;
+    for (inst, &coef) in
+        parts.instances.unwrap_or_default().iter().zip(parts.w.as_deref().unwrap_or_default())
+    {
+        let row = by_row.get(&key(inst)).ok_or_else(|| {
+            ModelError::Fit("smartcore returned a support vector that is not a training row".into())
+        })?;
         if coef != 0.0 {
             terms.push((*row, coef));
         }
@@ -225,7 +246,13 @@ fn fit_pair(rows: &[SparseVec], idx: &[usize], positive: &[bool], kernel: Kernel
 }
 
 /// Fits the one-vs-one kernel SVC on sparse rows with single class indices.
-pub fn fit(rows: &[SparseVec], target: &[usize], k: usize, kernel: Kernel, s: &KernelSettings) -> Result<KernelWeights> {
+pub fn fit(
+    rows: &[SparseVec],
+    target: &[usize],
+    k: usize,
+    kernel: Kernel,
+    s: &KernelSettings,
+) -> Result<KernelWeights> {
     let pairs: Vec<(usize, usize)> = (0..k).flat_map(|i| (i + 1..k).map(move |j| (i, j))).collect();
     let fitted: Vec<(Vec<(usize, f64)>, f64)> = pairs
         .par_iter()
@@ -233,7 +260,13 @@ pub fn fit(rows: &[SparseVec], target: &[usize], k: usize, kernel: Kernel, s: &K
         .map(|(p, &(i, j))| {
             let idx: Vec<usize> = (0..rows.len()).filter(|&r| target[r] == i || target[r] == j).collect();
             let positive: Vec<bool> = idx.iter().map(|&r| target[r] == j).collect();
-            fit_pair(rows, &idx, &positive, kernel, &KernelSettings { seed: s.seed.wrapping_add(p as u64), ..*s })
+            fit_pair(
+                rows,
+                &idx,
+                &positive,
+                kernel,
+                &KernelSettings { seed: s.seed.wrapping_add(p as u64), ..*s },
+            )
         })
         .collect::<Result<_>>()?;
     // Store each support vector once.
@@ -261,12 +294,20 @@ mod tests {
     use super::*;
 
     fn sv(pairs: &[(u32, f32)]) -> SparseVec {
-        SparseVec { indices: pairs.iter().map(|p| p.0).collect(), values: pairs.iter().map(|p| p.1).collect() }
+        SparseVec {
+            indices: pairs.iter().map(|p| p.0).collect(),
+            values: pairs.iter().map(|p| p.1).collect(),
+        }
     }
 
     #[test]
     fn gram_factor_preserves_dot_products() {
-        let rows = [sv(&[(0, 1.0), (5, 2.0)]), sv(&[(5, 1.0), (9, 1.0)]), sv(&[(0, 1.0), (5, 2.0)]), sv(&[(2, 3.0)])];
+        let rows = [
+            sv(&[(0, 1.0), (5, 2.0)]),
+            sv(&[(5, 1.0), (9, 1.0)]),
+            sv(&[(0, 1.0), (5, 2.0)]),
+            sv(&[(2, 3.0)]),
+        ];
         let refs: Vec<&SparseVec> = rows.iter().collect();
         let (z, r) = gram_factor(&refs).unwrap();
         assert_eq!(r, 3, "rank 3: rows 0 and 2 are equal");
@@ -280,7 +321,8 @@ mod tests {
 
     #[test]
     fn decisions_on_original_rows_match_smartcore_on_the_gram_factor() {
-        let rows: Vec<SparseVec> = (0..10u32).map(|i| sv(&[(i, 1.0), (20 + i % 3, 0.7), (40 + i / 5, 0.4)])).collect();
+        let rows: Vec<SparseVec> =
+            (0..10u32).map(|i| sv(&[(i, 1.0), (20 + i % 3, 0.7), (40 + i / 5, 0.4)])).collect();
         let target: Vec<usize> = (0..10).map(|i| usize::from(i % 2 == 1 || i == 4)).collect();
         let s = KernelSettings { c: 1.0, tol: 1e-3, epochs: 2, seed: 11 };
         for kernel in [Kernel::Linear, Kernel::Rbf { gamma: 0.7 }] {
@@ -293,7 +335,12 @@ mod tests {
                 Kernel::Linear => Kernels::linear(),
                 Kernel::Rbf { gamma } => Kernels::rbf().with_gamma(gamma),
             };
-            let params = SVCParameters::default().with_c(1.0).with_tol(1e-3).with_epoch(2).with_seed(Some(11)).with_kernel(sk);
+            let params = SVCParameters::default()
+                .with_c(1.0)
+                .with_tol(1e-3)
+                .with_epoch(2)
+                .with_seed(Some(11))
+                .with_kernel(sk);
             let svc = SVC::fit(&x, &y, &params).unwrap();
             let theirs = svc.decision_function(&x).unwrap();
             for (row, t) in rows.iter().zip(theirs) {

@@ -102,10 +102,20 @@ pub fn negative_weights(targets: &[Vec<usize>], k: usize, mode: ClassWeight) -> 
 
 /// Fits one-vs-rest (or one binary problem for two single-label classes). `targets[i]` holds
 /// the class indices of row `i` (one for single-label data).
-pub fn fit(x: &Csr, targets: &[Vec<usize>], k: usize, multi_label: bool, params: &SvmParams) -> (LinearWeights, FitInfo) {
+pub fn fit(
+    x: &Csr,
+    targets: &[Vec<usize>],
+    k: usize,
+    multi_label: bool,
+    params: &SvmParams,
+) -> (LinearWeights, FitInfo) {
     let weights = class_weights(targets, k, multi_label, params.class_weight);
     let neg = if multi_label { negative_weights(targets, k, params.class_weight) } else { vec![1.0; k] };
-    let settings = |c: usize| DcdSettings { tol: params.tol, max_iter: params.max_iter, seed: params.seed.wrapping_add(c as u64) };
+    let settings = |c: usize| DcdSettings {
+        tol: params.tol,
+        max_iter: params.max_iter,
+        seed: params.seed.wrapping_add(c as u64),
+    };
     let scale = params.intercept_scaling;
     let dim = x.n_cols;
     let mut info = FitInfo::default();
@@ -121,7 +131,8 @@ pub fn fit(x: &Csr, targets: &[Vec<usize>], k: usize, multi_label: bool, params:
         }
         intercept[1] = (s.bias * scale) as f32;
         intercept[0] = -intercept[1];
-        info = FitInfo { problems: 1, max_iterations: s.iterations, not_converged: usize::from(!s.converged) };
+        info =
+            FitInfo { problems: 1, max_iterations: s.iterations, not_converged: usize::from(!s.converged) };
     } else {
         // One class against the rest; as LIBLINEAR, the class weight scales the positives' C.
         let solutions: Vec<_> = (0..k)
@@ -173,26 +184,53 @@ mod tests {
         // y = [0,1,1,2,1,0,1] → coef_ [[0.34055681, -0.61700527, 0.39668924],
         //   [-0.11503325, 0.82854975, -0.3605983], [-0.57480315, -0.64566934, -0.1417323]],
         //   intercept_ [-0.61339353, -0.08965289, 0.43307089].
-        let rows: Vec<SparseVec> = [[1.0f32, 0.0, 2.0], [0.0, 1.0, 1.0], [2.0, 1.0, 0.0], [0.0, 0.0, 1.0], [1.0, 2.0, 0.0], [3.0, 0.0, 1.0], [0.0, 2.0, 2.0]]
-            .iter()
-            .map(|r| {
-                let nz: Vec<usize> = (0..3).filter(|&j| r[j] != 0.0).collect();
-                SparseVec { indices: nz.iter().map(|&j| j as u32).collect(), values: nz.iter().map(|&j| r[j]).collect() }
-            })
-            .collect();
+        let rows: Vec<SparseVec> = [
+            [1.0f32, 0.0, 2.0],
+            [0.0, 1.0, 1.0],
+            [2.0, 1.0, 0.0],
+            [0.0, 0.0, 1.0],
+            [1.0, 2.0, 0.0],
+            [3.0, 0.0, 1.0],
+            [0.0, 2.0, 2.0],
+        ]
+        .iter()
+        .map(|r| {
+            let nz: Vec<usize> = (0..3).filter(|&j| r[j] != 0.0).collect();
+            SparseVec {
+                indices: nz.iter().map(|&j| j as u32).collect(),
+                values: nz.iter().map(|&j| r[j]).collect(),
+            }
+        })
+        .collect();
         let x = Csr::from_rows(&rows.iter().collect::<Vec<_>>(), 3);
-        let params = SvmParams { c: 0.5, tol: 1e-12, max_iter: 1_000_000, class_weight: ClassWeight::Balanced, ..SvmParams::default() };
+        let params = SvmParams {
+            c: 0.5,
+            tol: 1e-12,
+            max_iter: 1_000_000,
+            class_weight: ClassWeight::Balanced,
+            ..SvmParams::default()
+        };
         let close = |got: &[f32], want: &[f32]| got.iter().zip(want).all(|(a, b)| (a - b).abs() < 1e-5);
         let t2: Vec<Vec<usize>> = [1, 0, 0, 0, 0, 1, 0].iter().map(|&c| vec![c]).collect();
         let (w, _) = fit(&x, &t2, 2, false, &params);
         let coef = w.coef();
-        assert!(close(&coef[3..], &[0.33032188, -0.63942173, 0.41616728]), "{coef:?}");
+        assert!(close(&coef[3..], &[0.33032188, -0.639_421_7, 0.416_167_3]), "{coef:?}");
         assert!(close(&w.intercept[1..], &[-0.49787255]), "{:?}", w.intercept);
         let t3: Vec<Vec<usize>> = [0, 1, 1, 2, 1, 0, 1].iter().map(|&c| vec![c]).collect();
         let (w, _) = fit(&x, &t3, 3, false, &params);
-        let want = [0.34055681, -0.61700527, 0.39668924, -0.11503325, 0.82854975, -0.3605983, -0.57480315, -0.64566934, -0.1417323];
+        let want = [
+            0.340_556_8,
+            -0.617_005_3,
+            0.39668924,
+            -0.11503325,
+            0.82854975,
+            -0.3605983,
+            -0.574_803_2,
+            -0.64566934,
+            -0.1417323,
+        ];
         assert!(close(&w.coef(), &want), "{:?}", w.coef());
-        assert!(close(&w.intercept, &[-0.61339353, -0.08965289, 0.43307089]), "{:?}", w.intercept);
+        assert!(close(&w.intercept, &[-0.61339353, -0.08965289, 0.433_070_9]), "{:?}", w.intercept);
     }
 
     #[test]

@@ -21,7 +21,10 @@ use intent_data::text::{SparseVec, Vectorizer};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ModelError, Result};
-use crate::folder::{read_vocab, write_json, write_model_dir, write_vocab, ModelConfig, CONFIG_FILE, METRICS_FILE, WEIGHTS_FILE};
+use crate::folder::{
+    read_vocab, write_json, write_model_dir, write_vocab, ModelConfig, CONFIG_FILE, METRICS_FILE,
+    WEIGHTS_FILE,
+};
 use crate::tensors::{HostTensor, TensorFile};
 pub use calibration::Calibration;
 pub use kernel::{Kernel, KernelWeights};
@@ -77,7 +80,15 @@ pub struct SvmParams {
 impl Default for SvmParams {
     /// scikit-learn's `LinearSVC()` defaults: C = 1, tol = 1e-4, max_iter = 1000.
     fn default() -> Self {
-        SvmParams { c: 1.0, tol: 1e-4, max_iter: 1000, class_weight: ClassWeight::None, intercept_scaling: 1.0, kernel: KernelChoice::Linear, seed: 42 }
+        SvmParams {
+            c: 1.0,
+            tol: 1e-4,
+            max_iter: 1000,
+            class_weight: ClassWeight::None,
+            intercept_scaling: 1.0,
+            kernel: KernelChoice::Linear,
+            seed: 42,
+        }
     }
 }
 
@@ -187,7 +198,10 @@ impl SvmModel {
 
     /// Calibrated class probabilities of each text.
     pub fn scores(&self, texts: &[&str]) -> Vec<Vec<f32>> {
-        texts.iter().map(|t| self.calibration.apply(&self.decision_row(&self.vectorizer.transform(t)))).collect()
+        texts
+            .iter()
+            .map(|t| self.calibration.apply(&self.decision_row(&self.vectorizer.transform(t))))
+            .collect()
     }
 
     /// Saves the model folder atomically, with `metrics` as `metrics.json`.
@@ -202,7 +216,10 @@ impl SvmModel {
             match &self.body {
                 SvmBody::Linear(w) => crate::tensors::write(
                     &path,
-                    vec![("coef", HostTensor::F32(w.coef(), vec![w.k, w.dim])), ("intercept", HostTensor::F32(w.intercept.clone(), vec![w.k]))],
+                    vec![
+                        ("coef", HostTensor::F32(w.coef(), vec![w.k, w.dim])),
+                        ("intercept", HostTensor::F32(w.intercept.clone(), vec![w.k])),
+                    ],
                 ),
                 SvmBody::Kernel(w) => crate::tensors::write(&path, kernel_tensors(w)),
             }
@@ -222,16 +239,25 @@ impl SvmModel {
         config.check_labels(&cfg_path)?;
         match arch.calibration {
             Calibration::Temperature { temperature: t } if !(t.is_finite() && t > 0.0) => {
-                return Err(ModelError::invalid(&cfg_path, format!("architecture.calibration.temperature {t}: expected a positive number")))
+                return Err(ModelError::invalid(
+                    &cfg_path,
+                    format!("architecture.calibration.temperature {t}: expected a positive number"),
+                ))
             }
             Calibration::Platt { a, b } if !(a.is_finite() && b.is_finite()) => {
-                return Err(ModelError::invalid(&cfg_path, format!("architecture.calibration: a = {a}, b = {b}: expected finite numbers")))
+                return Err(ModelError::invalid(
+                    &cfg_path,
+                    format!("architecture.calibration: a = {a}, b = {b}: expected finite numbers"),
+                ))
             }
             _ => {}
         }
         if let Some(Kernel::Rbf { gamma }) = arch.kernel {
             if !(gamma.is_finite() && gamma > 0.0) {
-                return Err(ModelError::invalid(&cfg_path, format!("architecture.kernel.gamma {gamma}: expected a positive number")));
+                return Err(ModelError::invalid(
+                    &cfg_path,
+                    format!("architecture.kernel.gamma {gamma}: expected a positive number"),
+                ));
             }
         }
         let vectorizer = read_vocab(dir, &config.preprocessing)?;
@@ -255,7 +281,12 @@ impl SvmModel {
                 SvmBody::Linear(LinearWeights::from_coef(&coef, file.f32("intercept", &[k])?, dim))
             }
             ("kernel", Some(kernel)) => SvmBody::Kernel(read_kernel(&file, kernel, k, dim)?),
-            (other, _) => return Err(ModelError::invalid(&cfg_path, format!("architecture.type '{other}': expected 'linear' or 'kernel' (with a kernel)"))),
+            (other, _) => {
+                return Err(ModelError::invalid(
+                    &cfg_path,
+                    format!("architecture.type '{other}': expected 'linear' or 'kernel' (with a kernel)"),
+                ))
+            }
         };
         Ok(SvmModel { config, vectorizer, body, calibration: arch.calibration })
     }
@@ -267,10 +298,20 @@ pub const KERNEL_MAX_SECONDS: f64 = 60.0;
 
 /// Fits the weights chosen by `params.kernel` on feature rows of `dim` columns. `targets[i]`
 /// holds the class indices of row `i` (exactly one for single-label data).
-pub fn fit_body(rows: &[SparseVec], targets: &[Vec<usize>], k: usize, multi_label: bool, dim: usize, params: &SvmParams) -> Result<(SvmBody, linear::FitInfo)> {
+pub fn fit_body(
+    rows: &[SparseVec],
+    targets: &[Vec<usize>],
+    k: usize,
+    multi_label: bool,
+    dim: usize,
+    params: &SvmParams,
+) -> Result<(SvmBody, linear::FitInfo)> {
     params.validate()?;
     if rows.is_empty() || k < 2 {
-        return Err(ModelError::Fit(format!("an SVM needs examples of at least two classes ({} examples, {k} classes)", rows.len())));
+        return Err(ModelError::Fit(format!(
+            "an SVM needs examples of at least two classes ({} examples, {k} classes)",
+            rows.len()
+        )));
     }
     let kernel = match params.kernel {
         KernelChoice::Linear => {
@@ -286,7 +327,9 @@ pub fn fit_body(rows: &[SparseVec], targets: &[Vec<usize>], k: usize, multi_labe
         }
     };
     if multi_label {
-        return Err(ModelError::Fit("the kernel SVC is single-label; use --kernel linear (one-vs-rest) for multi-label data".into()));
+        return Err(ModelError::Fit(
+            "the kernel SVC is single-label; use --kernel linear (one-vs-rest) for multi-label data".into(),
+        ));
     }
     if params.class_weight != ClassWeight::None {
         return Err(ModelError::Fit(
@@ -353,7 +396,10 @@ fn read_kernel(file: &TensorFile, kernel: Kernel, k: usize, dim: usize) -> Resul
     let one = |name: &str| -> Result<usize> {
         match file.shape(name)?.as_slice() {
             [n] => Ok(*n),
-            s => Err(ModelError::invalid(file.path(), format!("tensor '{name}' has shape {s:?}, expected one dimension"))),
+            s => Err(ModelError::invalid(
+                file.path(),
+                format!("tensor '{name}' has shape {s:?}, expected one dimension"),
+            )),
         }
     };
     let sv_ptr = file.i64("sv_indptr", &[one("sv_indptr")?])?;
@@ -367,24 +413,43 @@ fn read_kernel(file: &TensorFile, kernel: Kernel, k: usize, dim: usize) -> Resul
     let pair_coef = file.f32("pair_coef", &[m])?;
     let pair_intercept = file.f32("pair_intercept", &[pairs])?;
     let n_sv = sv_ptr.len().saturating_sub(1);
-    let monotone = |p: &[i64], end: usize| p.first() == Some(&0) && p.windows(2).all(|w| w[0] <= w[1]) && *p.last().unwrap_or(&0) as usize == end;
+    let monotone = |p: &[i64], end: usize| {
+        p.first() == Some(&0) && p.windows(2).all(|w| w[0] <= w[1]) && *p.last().unwrap_or(&0) as usize == end
+    };
     if !monotone(&sv_ptr, nnz) || !monotone(&pair_ptr, m) {
-        return Err(ModelError::invalid(file.path(), "sv_indptr / pair_indptr are not non-decreasing offsets starting at 0"));
+        return Err(ModelError::invalid(
+            file.path(),
+            "sv_indptr / pair_indptr are not non-decreasing offsets starting at 0",
+        ));
     }
     if let Some(i) = sv_idx.iter().find(|&&i| i < 0 || i as usize >= dim) {
-        return Err(ModelError::invalid(file.path(), format!("tensor 'sv_indices' holds {i}, out of range for {dim} features")));
+        return Err(ModelError::invalid(
+            file.path(),
+            format!("tensor 'sv_indices' holds {i}, out of range for {dim} features"),
+        ));
     }
     if let Some(i) = pair_sv.iter().find(|&&i| i < 0 || i as usize >= n_sv) {
-        return Err(ModelError::invalid(file.path(), format!("tensor 'pair_sv' holds {i}, out of range for {n_sv} support vectors")));
+        return Err(ModelError::invalid(
+            file.path(),
+            format!("tensor 'pair_sv' holds {i}, out of range for {n_sv} support vectors"),
+        ));
     }
     // Sparse dot products need each row's indices strictly increasing.
-    if let Some(s) = (0..n_sv).find(|&s| sv_idx[sv_ptr[s] as usize..sv_ptr[s + 1] as usize].windows(2).any(|w| w[0] >= w[1])) {
-        return Err(ModelError::invalid(file.path(), format!("tensor 'sv_indices': support vector {s} has indices not strictly increasing")));
+    if let Some(s) = (0..n_sv)
+        .find(|&s| sv_idx[sv_ptr[s] as usize..sv_ptr[s + 1] as usize].windows(2).any(|w| w[0] >= w[1]))
+    {
+        return Err(ModelError::invalid(
+            file.path(),
+            format!("tensor 'sv_indices': support vector {s} has indices not strictly increasing"),
+        ));
     }
     let support = (0..n_sv)
         .map(|s| {
             let (a, b) = (sv_ptr[s] as usize, sv_ptr[s + 1] as usize);
-            SparseVec { indices: sv_idx[a..b].iter().map(|&i| i as u32).collect(), values: sv_val[a..b].to_vec() }
+            SparseVec {
+                indices: sv_idx[a..b].iter().map(|&i| i as u32).collect(),
+                values: sv_val[a..b].to_vec(),
+            }
         })
         .collect();
     let pair_terms = (0..pairs)

@@ -1,0 +1,188 @@
+//! Automated retraining: `retrain.toml` → triggers → merged data → candidate → validation on a
+//! held-out set (quality gate, no regression against `current`) → register, promote, tell the
+//! server → one history line per run.
+//!
+//! Every run holds the registry model's lock, so concurrent retrains are refused. Nothing moves
+//! `current` until the candidate is registered (a complete version folder) and validated.
+
+mod run;
+pub mod schedule;
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub use run::{history, retrain, status, RunOptions, Status};
+
+/// Errors of retraining (configuration, data, training, registry).
+#[derive(Debug, thiserror::Error)]
+pub enum RetrainError {
+    /// The config file.
+    #[error("{}: {message}", path.display())]
+    Config {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A data file.
+    #[error(transparent)]
+    Data(#[from] intent_data::DataError),
+    /// Registry or model folders.
+    #[error(transparent)]
+    Model(#[from] intent_models::ModelError),
+    /// Training.
+    #[error(transparent)]
+    Train(#[from] intent_train::TrainError),
+    /// Loading a model for validation.
+    #[error(transparent)]
+    Serve(#[from] intent_serve::ServeError),
+    /// A file of the state folder (history, log).
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+/// When a retrain runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Triggers {
+    /// Days since the last successful retrain (30).
+    pub min_days: f64,
+    /// New labeled samples: texts of the merged data that the current version did not train on (50).
+    pub min_new_samples: usize,
+}
+
+impl Default for Triggers {
+    fn default() -> Self {
+        Triggers { min_days: 30.0, min_new_samples: 50 }
+    }
+}
+
+/// What a candidate must reach on the held-out set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Gate {
+    /// Minimum accuracy (micro-F1 for multi-label) (0.0).
+    pub min_overall: f64,
+    /// Minimum F1 of every class (0.0).
+    pub min_class: f64,
+    /// Largest drop allowed against the current version's score on the same set (0.01).
+    pub max_regression: f64,
+}
+
+impl Default for Gate {
+    fn default() -> Self {
+        Gate { min_overall: 0.0, min_class: 0.0, max_regression: 0.01 }
+    }
+}
+
+/// A running server to reload after a deployment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerNotify {
+    /// Base URL, e.g. `http://127.0.0.1:8080`.
+    pub url: String,
+    /// Environment variable holding the admin token (`INTENT_ADMIN_TOKEN`).
+    #[serde(default = "default_token_env")]
+    pub token_env: String,
+    /// File holding the admin token instead (for cron jobs, whose environment is bare).
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+    /// Fetch the labeled items of the server's labeling queue (`/admin/labeling/export`) at the
+    /// start of each run into `STATE_DIR/labels/from_server.jsonl`, which joins the new data.
+    #[serde(default)]
+    pub pull_labels: bool,
+}
+
+fn default_token_env() -> String {
+    "INTENT_ADMIN_TOKEN".into()
+}
+
+fn default_registry() -> PathBuf {
+    "models".into()
+}
+
+fn default_state() -> PathBuf {
+    "retrain".into()
+}
+
+/// `retrain.toml`. Relative paths are relative to the file's folder.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetrainConfig {
+    /// Registry model name.
+    pub model: String,
+    /// Registry root (`models`).
+    #[serde(default = "default_registry")]
+    pub registry: PathBuf,
+    /// Model kind to train: `mlp` or `svm`.
+    pub kind: String,
+    /// The base labeled data set.
+    pub base_data: PathBuf,
+    /// More labeled files (labeling-queue exports, new files); a folder means its `.jsonl` files.
+    #[serde(default)]
+    pub new_data: Vec<PathBuf>,
+    /// Held-out validation set: never trained on (its texts are removed from training data).
+    pub holdout: PathBuf,
+    /// History (`retrain_history.jsonl`) and log (`retrain.log`) folder (`retrain`).
+    #[serde(default = "default_state")]
+    pub state_dir: PathBuf,
+    /// Triggers.
+    #[serde(default)]
+    pub triggers: Triggers,
+    /// Validation gate.
+    #[serde(default)]
+    pub gate: Gate,
+    /// Server to reload after deploying.
+    #[serde(default)]
+    pub server: Option<ServerNotify>,
+    /// The config file (set by [`RetrainConfig::read`]).
+    #[serde(skip)]
+    pub path: PathBuf,
+    /// Training options of the kind (the fields of `MlpOptions` / `SvmOptions`; engine settings
+    /// under `engine`), over the defaults.
+    #[serde(default)]
+    pub train: toml::Table,
+}
+
+impl RetrainConfig {
+    /// Reads and checks `path`; relative paths become relative to its folder.
+    pub fn read(path: &Path) -> Result<Self, RetrainError> {
+        let err = |message: String| RetrainError::Config { path: path.to_path_buf(), message };
+        let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+        let mut c: RetrainConfig =
+            toml::from_str(&text).map_err(|e| err(e.to_string().trim().replace('\n', " ")))?;
+        if !matches!(c.kind.as_str(), "mlp" | "svm") {
+            return Err(err(format!("kind '{}': expected mlp or svm", c.kind)));
+        }
+        intent_registry::Registry::new(".").model(&c.model).map_err(|e| err(format!("model: {e}")))?;
+        // NaN fails every check.
+        let non_negative = |x: f64| x >= 0.0;
+        if !non_negative(c.triggers.min_days)
+            || !(0.0..=1.0).contains(&c.gate.min_overall)
+            || !(0.0..=1.0).contains(&c.gate.min_class)
+            || !non_negative(c.gate.max_regression)
+        {
+            return Err(err("triggers.min_days and gate.max_regression must be ≥ 0; gate.min_overall and gate.min_class in [0, 1]".into()));
+        }
+        c.path = path.to_path_buf();
+        run::check_options(&c, path)?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let token_file = c.server.as_mut().and_then(|s| s.token_file.as_mut());
+        for p in [&mut c.registry, &mut c.base_data, &mut c.holdout, &mut c.state_dir]
+            .into_iter()
+            .chain(c.new_data.iter_mut())
+            .chain(token_file)
+        {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        Ok(c)
+    }
+}

@@ -1,0 +1,569 @@
+//! One retrain run and the status report.
+
+use std::collections::HashSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use intent_data::split::{merge, ConflictPolicy};
+use intent_data::{load_dataset, normalize_text, write_dataset, Dataset};
+use intent_eval::{ClassMetric, QualityGate};
+use intent_models::folder::now_unix;
+use intent_registry::failpoints::halt_point;
+use intent_registry::{RegisteredModel, Registry, RegistryLock};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use super::{RetrainConfig, RetrainError};
+use intent_serve::evaluation::evaluate;
+use intent_serve::Classifier;
+
+/// `--force`, `--dry-run`, and whether to reload the configured server.
+#[derive(Debug, Clone, Copy)]
+pub struct RunOptions {
+    /// Run whatever the triggers say.
+    pub force: bool,
+    /// Say what would happen; change nothing.
+    pub dry_run: bool,
+    /// Call the `[server]` of the config after deploying (true). A server that runs the job
+    /// itself (`intent serve --retrain-every`) reloads in process instead.
+    pub notify: bool,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions { force: false, dry_run: false, notify: true }
+    }
+}
+
+const HISTORY: &str = "retrain_history.jsonl";
+const LOG: &str = "retrain.log";
+/// Marker of a run in progress (its id, pid and start); left behind only by a killed run.
+const RUNNING: &str = "running";
+/// The labeled items fetched from the server (`[server] pull_labels`).
+const PULLED: &str = "labels/from_server.jsonl";
+
+/// Data and triggers as they stand now.
+struct Assessment {
+    train: Dataset,
+    holdout: Dataset,
+    duplicates: usize,
+    conflicts: usize,
+    removed_holdout: usize,
+    new_samples: usize,
+    current: Option<u32>,
+    days_since_success: Option<f64>,
+    reasons: Vec<String>,
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> RetrainError + '_ {
+    move |source| RetrainError::Io { path: path.to_path_buf(), source }
+}
+
+fn data_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, RetrainError> {
+    let mut out = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(p)
+                .map_err(io_err(p))?
+                .flatten()
+                .map(|e| e.path())
+                .filter(|f| f.extension().is_some_and(|x| x == "jsonl"))
+                .collect();
+            files.sort();
+            out.extend(files);
+        } else {
+            out.push(p.clone());
+        }
+    }
+    Ok(out)
+}
+
+/// The history lines of the config's state folder (a line cut short by a crash is skipped).
+pub fn history(cfg: &RetrainConfig) -> Vec<Value> {
+    let text = std::fs::read_to_string(cfg.state_dir.join(HISTORY)).unwrap_or_default();
+    text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+}
+
+fn assess(cfg: &RetrainConfig, model: &RegisteredModel, force: bool) -> Result<Assessment, RetrainError> {
+    let opts = intent_data::LoadOptions::default();
+    let mut parts = vec![load_dataset(&cfg.base_data, None, &opts)?.data];
+    let mut files = data_files(&cfg.new_data)?;
+    let pulled = cfg.state_dir.join(PULLED);
+    if pulled.is_file() && !files.contains(&pulled) {
+        files.push(pulled);
+    }
+    for f in files {
+        parts.push(load_dataset(&f, None, &opts)?.data);
+    }
+    let merged = merge(&parts, ConflictPolicy::KeepFirst);
+    let holdout = load_dataset(&cfg.holdout, None, &opts)?.data;
+    let held: HashSet<String> = holdout.examples.iter().map(|e| normalize_text(&e.text)).collect();
+    let mut train = merged.data;
+    let before = train.len();
+    train.examples.retain(|e| !held.contains(&normalize_text(&e.text)));
+    let removed_holdout = before - train.len();
+
+    let current = model.alias("current")?;
+    let seen: HashSet<String> = match current {
+        Some(n) => load_dataset(&model.version_dir(n).join("data/train.jsonl"), None, &opts)
+            .map(|d| d.data.examples.iter().map(|e| normalize_text(&e.text)).collect())
+            .unwrap_or_default(),
+        None => HashSet::new(),
+    };
+    let new_samples = train.examples.iter().filter(|e| !seen.contains(&normalize_text(&e.text))).count();
+    // The last successful retrain, else the creation of the current version.
+    let last = history(cfg)
+        .iter()
+        .rev()
+        .find(|h| h["status"] == "deployed")
+        .and_then(|h| h["timestamp_unix"].as_u64())
+        .or_else(|| current.and_then(|n| model.version(n).ok()).map(|v| v.created_unix));
+    let days_since_success = last.map(|t| now_unix().saturating_sub(t) as f64 / 86400.0);
+    let mut reasons = Vec::new();
+    if force {
+        reasons.push("--force".to_string());
+    }
+    if current.is_none() {
+        reasons.push("no current version".to_string());
+    }
+    if let Some(d) = days_since_success.filter(|&d| d >= cfg.triggers.min_days) {
+        reasons.push(format!("{d:.1} days since the last successful retrain ≥ {}", cfg.triggers.min_days));
+    }
+    if new_samples >= cfg.triggers.min_new_samples {
+        reasons.push(format!("{new_samples} new samples ≥ {}", cfg.triggers.min_new_samples));
+    }
+    Ok(Assessment {
+        train,
+        holdout,
+        duplicates: merged.duplicates,
+        conflicts: merged.conflicts.len(),
+        removed_holdout,
+        new_samples,
+        current,
+        days_since_success,
+        reasons,
+    })
+}
+
+/// `defaults` of `T` with the config's `[train]` table laid over them.
+fn options<T: Serialize + DeserializeOwned + Default>(
+    cfg: &RetrainConfig,
+    path_hint: &Path,
+) -> Result<T, RetrainError> {
+    fn overlay(base: &mut Value, top: Value) {
+        match (base, top) {
+            (Value::Object(b), Value::Object(t)) => {
+                for (k, v) in t {
+                    overlay(b.entry(k).or_insert(Value::Null), v);
+                }
+            }
+            (b, t) => *b = t,
+        }
+    }
+    // Keys the options do not have (a typo would otherwise be ignored silently).
+    fn unknown(base: &Value, top: &Value, prefix: &str, out: &mut Vec<String>) {
+        if let (Value::Object(b), Value::Object(t)) = (base, top) {
+            for (k, v) in t {
+                match b.get(k) {
+                    None => out.push(format!("{prefix}{k}")),
+                    Some(bv) => unknown(bv, v, &format!("{prefix}{k}."), out),
+                }
+            }
+        }
+    }
+    let mut v = serde_json::to_value(T::default()).expect("options serialize");
+    let top = serde_json::to_value(&cfg.train).expect("toml values serialize");
+    let mut bad = Vec::new();
+    unknown(&v, &top, "", &mut bad);
+    if !bad.is_empty() {
+        let known: Vec<&String> = v.as_object().map(|o| o.keys().collect()).unwrap_or_default();
+        return Err(RetrainError::Config {
+            path: path_hint.to_path_buf(),
+            message: format!(
+                "[train]: unknown option(s) {} (options of this kind: {known:?})",
+                bad.join(", ")
+            ),
+        });
+    }
+    overlay(&mut v, top);
+    serde_json::from_value(v)
+        .map_err(|e| RetrainError::Config { path: path_hint.to_path_buf(), message: format!("[train]: {e}") })
+}
+
+/// Checks the `[train]` table against the options of the kind (before any work).
+pub(super) fn check_options(cfg: &RetrainConfig, path: &Path) -> Result<(), RetrainError> {
+    match cfg.kind.as_str() {
+        "mlp" => options::<intent_train::MlpOptions>(cfg, path).map(drop),
+        _ => options::<intent_train::SvmOptions>(cfg, path).map(drop),
+    }
+}
+
+/// Trains the candidate into `dir` with the configured kind, and stores its training data.
+fn train(cfg: &RetrainConfig, data: &Dataset, dir: &Path) -> Result<(), RetrainError> {
+    let hint = &cfg.path;
+    match cfg.kind.as_str() {
+        "mlp" => {
+            let mut o: intent_train::MlpOptions = options(cfg, hint)?;
+            o.engine.progress = false;
+            intent_train::train_mlp_to_dir(intent_train::DeviceSpec::Cpu, data, None, &o, dir)?;
+        }
+        _ => {
+            let o: intent_train::SvmOptions = options(cfg, hint)?;
+            intent_train::train_svm_to_dir(data, None, &o, dir)?;
+        }
+    }
+    std::fs::create_dir_all(dir.join("data")).map_err(io_err(dir))?;
+    write_dataset(&dir.join("data/train.jsonl"), data)?;
+    Ok(())
+}
+
+/// Accuracy (micro-F1 for multi-label) on the held-out set and the gate's verdict.
+fn score(
+    dir: &Path,
+    holdout: &Dataset,
+    gate: &QualityGate,
+) -> Result<(f64, intent_eval::GateResult), RetrainError> {
+    let model = Classifier::load(dir)?;
+    let (report, _) = evaluate(&model, holdout, None, "oos")?;
+    let verdict = gate.check(&report);
+    Ok((report.micro_f1.unwrap_or(report.accuracy), verdict))
+}
+
+fn admin_token(server: &super::ServerNotify) -> Result<String, String> {
+    match &server.token_file {
+        Some(f) => std::fs::read_to_string(f)
+            .map(|t| t.trim().to_string())
+            .map_err(|e| format!("{}: the admin token file: {e}", f.display())),
+        None => std::env::var(&server.token_env)
+            .map_err(|_| format!("environment variable {} (admin token) is not set", server.token_env)),
+    }
+}
+
+/// Fetches the server's labeled items into `dest` (replaced only by a complete, valid export;
+/// an empty export leaves the last copy). Returns the number of items fetched.
+fn pull_labels(server: &super::ServerNotify, dest: &Path) -> Result<usize, String> {
+    let token = admin_token(server)?;
+    let url = format!("{}/admin/labeling/export?format=jsonl", server.url.trim_end_matches('/'));
+    let body = match ureq::get(&url)
+        .set("authorization", &format!("Bearer {token}"))
+        .timeout(std::time::Duration::from_secs(300))
+        .call()
+    {
+        Ok(r) => r.into_string().map_err(|e| format!("{url}: {e}"))?,
+        Err(ureq::Error::Status(code, r)) => {
+            return Err(format!("{url}: status {code}: {}", r.into_string().unwrap_or_default()))
+        }
+        Err(e) => return Err(format!("{url}: {e}")),
+    };
+    if body.trim().is_empty() {
+        return Ok(0);
+    }
+    let dir = dest.parent().expect("a file in the state folder");
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let tmp = dir.join(".from_server.jsonl.tmp");
+    std::fs::write(&tmp, &body).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    let n = match load_dataset(&tmp, None, &intent_data::LoadOptions::default()) {
+        Ok(d) => d.data.len(),
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(format!("the export of {url} is not valid labeled data: {e}"));
+        }
+    };
+    let _ = std::fs::remove_file(&tmp);
+    intent_data::durable::write_file(dest, body.as_bytes())
+        .map_err(|e| format!("{}: {e}", dest.display()))?;
+    Ok(n)
+}
+
+fn notify(server: &super::ServerNotify) -> Result<(), String> {
+    let token = admin_token(server)?;
+    let url = format!("{}/admin/reload", server.url.trim_end_matches('/'));
+    match ureq::post(&url)
+        .set("authorization", &format!("Bearer {token}"))
+        .timeout(std::time::Duration::from_secs(600))
+        .call()
+    {
+        Ok(_) => Ok(()),
+        Err(ureq::Error::Status(code, r)) => {
+            Err(format!("{url}: status {code}: {}", r.into_string().unwrap_or_default()))
+        }
+        Err(e) => Err(format!("{url}: {e}")),
+    }
+}
+
+struct Journal {
+    path: PathBuf,
+    id: String,
+    write: bool,
+}
+
+impl Journal {
+    fn line(&self, message: &str) {
+        tracing::info!("{message}");
+        if self.write {
+            if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(&self.path) {
+                let _ = writeln!(f, "{} {} {message}", now_unix(), self.id);
+            }
+        }
+    }
+}
+
+/// Appends `line` to the history file (fsynced).
+fn append_history(cfg: &RetrainConfig, line: &Value) -> Result<(), RetrainError> {
+    let path = cfg.state_dir.join(HISTORY);
+    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&path).map_err(io_err(&path))?;
+    writeln!(f, "{line}").and_then(|()| f.sync_all()).map_err(io_err(&path))
+}
+
+/// Runs a retrain: returns its history line (also appended to `retrain_history.jsonl` unless
+/// `dry_run`). A rejected or failed candidate is an `Ok` with that status: `current` unchanged.
+/// An error (bad data file, registry trouble) is also recorded as a `failed` line.
+///
+/// A run that was killed leaves its `running` marker in the state folder: the next run records
+/// it as `interrupted` and removes what it left (candidate folder, registry staging files).
+pub fn retrain(cfg: &RetrainConfig, opts: RunOptions) -> Result<Value, RetrainError> {
+    let t0 = Instant::now();
+    let id = format!("{}-{}", now_unix(), std::process::id());
+    let model = Registry::new(&cfg.registry).model(&cfg.model)?;
+    let journal = Journal { path: cfg.state_dir.join(LOG), id: id.clone(), write: !opts.dry_run };
+    if opts.dry_run {
+        return run(cfg, opts, &model, &journal, None, t0);
+    }
+    std::fs::create_dir_all(&cfg.state_dir).map_err(io_err(&cfg.state_dir))?;
+    let lock = model.lock()?;
+    let marker = cfg.state_dir.join(RUNNING);
+    if let Ok(text) = std::fs::read_to_string(&marker) {
+        let old: Value = serde_json::from_str(&text).unwrap_or_else(|_| json!({}));
+        let line = json!({
+            "retrain_id": old["retrain_id"], "timestamp_unix": now_unix(), "model": cfg.model, "status": "interrupted",
+            "reason": format!("the run started at {} stopped before finishing (killed or crashed); its leftovers were removed", old["started_unix"]),
+            "versions": { "current": model.alias("current")? },
+        });
+        journal.line(&format!("interrupted: run {} did not finish", old["retrain_id"]));
+        append_history(cfg, &line)?;
+    }
+    for p in model.cleanup(&lock)? {
+        journal.line(&format!("removed leftover {}", p.display()));
+    }
+    for p in std::fs::read_dir(&cfg.state_dir)
+        .map_err(io_err(&cfg.state_dir))?
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("candidate-"))
+    {
+        let _ = std::fs::remove_dir_all(p.path());
+        journal.line(&format!("removed leftover {}", p.path().display()));
+    }
+    let mark = json!({ "retrain_id": id, "pid": std::process::id(), "started_unix": now_unix() }).to_string();
+    std::fs::write(&marker, mark).map_err(io_err(&marker))?;
+    let result = run(cfg, opts, &model, &journal, Some(lock), t0);
+    if let Err(e) = &result {
+        let line = json!({ "retrain_id": id, "timestamp_unix": now_unix(), "model": cfg.model, "kind": cfg.kind, "status": "failed",
+                           "reason": e.to_string(), "versions": { "current": model.alias("current").ok().flatten() },
+                           "durations_s": { "total": t0.elapsed().as_secs_f64() } });
+        journal.line(&format!("failed: {e}"));
+        append_history(cfg, &line)?;
+    }
+    std::fs::remove_file(&marker).map_err(io_err(&marker))?;
+    result
+}
+
+/// The run itself, under the lock (none for a dry run).
+fn run(
+    cfg: &RetrainConfig,
+    opts: RunOptions,
+    model: &RegisteredModel,
+    journal: &Journal,
+    lock: Option<RegistryLock>,
+    t0: Instant,
+) -> Result<Value, RetrainError> {
+    let id = journal.id.clone();
+    // Labels from the server first (not in a dry run: it changes nothing); a failed pull is
+    // noted and the last copy used.
+    let pulled = match cfg.server.as_ref().filter(|s| s.pull_labels && lock.is_some()) {
+        Some(server) => {
+            let r = pull_labels(server, &cfg.state_dir.join(PULLED));
+            journal.line(&match &r {
+                Ok(n) => format!("pulled {n} labeled items from {}", server.url),
+                Err(e) => format!("could not pull labels ({e}); using the last copy"),
+            });
+            Some(r)
+        }
+        None => None,
+    };
+    let a = assess(cfg, model, opts.force)?;
+    halt_point("retrain:assessed");
+    let data_s = t0.elapsed().as_secs_f64();
+    journal.line(&format!(
+        "data: {} training examples ({} duplicates dropped, {} conflicts kept first, {} held-out texts removed), {} new; holdout {}",
+        a.train.len(), a.duplicates, a.conflicts, a.removed_holdout, a.new_samples, a.holdout.len()
+    ));
+    let mut line = json!({
+        "retrain_id": id,
+        "timestamp_unix": now_unix(),
+        "model": cfg.model,
+        "kind": cfg.kind,
+        "triggers": a.reasons,
+        "dataset_quality": { "total_entries": a.train.len(), "new_samples": a.new_samples, "duplicates": a.duplicates,
+                             "conflicts": a.conflicts, "holdout_removed": a.removed_holdout, "accuracy_improvement": null },
+        "versions": { "before": a.current, "candidate": null, "current": a.current },
+    });
+    match pulled {
+        Some(Ok(n)) => line["labels_pulled"] = json!(n),
+        Some(Err(e)) => line["labels_pulled"] = json!({ "error": e }),
+        None => {}
+    }
+    let finish =
+        |line: &mut Value, status: &str, reason: String, durations: Value| -> Result<Value, RetrainError> {
+            line["status"] = status.into();
+            line["reason"] = reason.clone().into();
+            line["durations_s"] = durations;
+            journal.line(&format!("{status}: {reason}"));
+            if !opts.dry_run {
+                append_history(cfg, line)?;
+            }
+            Ok(line.clone())
+        };
+    if a.reasons.is_empty() {
+        let why = format!(
+            "no trigger: {} new samples < {}, {} days since the last successful retrain < {}",
+            a.new_samples,
+            cfg.triggers.min_new_samples,
+            a.days_since_success.map_or("-".into(), |d| format!("{d:.1}")),
+            cfg.triggers.min_days
+        );
+        return finish(
+            &mut line,
+            "skipped",
+            why,
+            json!({ "data": data_s, "total": t0.elapsed().as_secs_f64() }),
+        );
+    }
+    let Some(lock) = lock else {
+        let plan = format!("would train a {} on {} examples, validate on {} held-out examples against version {:?}, then register and promote it", cfg.kind, a.train.len(), a.holdout.len(), a.current);
+        return finish(&mut line, "dry-run", plan, json!({ "data": data_s }));
+    };
+
+    let candidate = cfg.state_dir.join(format!("candidate-{id}"));
+    let t1 = Instant::now();
+    let trained = train(cfg, &a.train, &candidate);
+    let train_s = t1.elapsed().as_secs_f64();
+    if let Err(e) = trained {
+        let _ = std::fs::remove_dir_all(&candidate);
+        return finish(
+            &mut line,
+            "failed",
+            format!("training failed: {e}"),
+            json!({ "data": data_s, "train": train_s, "total": t0.elapsed().as_secs_f64() }),
+        );
+    }
+    journal.line(&format!("trained a candidate in {train_s:.1} s"));
+    halt_point("retrain:trained");
+
+    let t2 = Instant::now();
+    let gate = QualityGate {
+        min_overall: cfg.gate.min_overall,
+        min_per_class: cfg.gate.min_class,
+        class_metric: ClassMetric::F1,
+    };
+    let (cand, verdict) = score(&candidate, &a.holdout, &gate)?;
+    let current_score = match a.current {
+        Some(n) => Some(score(&model.version_dir(n), &a.holdout, &gate)?.0),
+        None => None,
+    };
+    let validate_s = t2.elapsed().as_secs_f64();
+    line["scores"] = json!({ "candidate": cand, "current": current_score });
+    line["dataset_quality"]["accuracy_improvement"] = json!(current_score.map(|c| cand - c));
+    journal.line(&format!(
+        "holdout: candidate {cand:.4}, current {}",
+        current_score.map_or("-".into(), |c| format!("{c:.4}"))
+    ));
+    let mut durations = json!({ "data": data_s, "train": train_s, "validate": validate_s });
+    let rejection = if !verdict.passed {
+        Some(verdict.summary.clone())
+    } else {
+        current_score.filter(|&c| cand < c - cfg.gate.max_regression).map(|c| {
+            format!("regression: candidate {cand:.4} < current {c:.4} − {}", cfg.gate.max_regression)
+        })
+    };
+    if let Some(why) = rejection {
+        let _ = std::fs::remove_dir_all(&candidate);
+        durations["total"] = json!(t0.elapsed().as_secs_f64());
+        return finish(&mut line, "rejected", why, durations);
+    }
+
+    // The held-out score goes with the version (metrics.json, then version.json).
+    let metrics_path = candidate.join("metrics.json");
+    let mut metrics: Value = std::fs::read_to_string(&metrics_path)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_else(|| json!({}));
+    if let Some(m) = metrics.as_object_mut() {
+        m.insert(
+            "holdout".into(),
+            json!({ "accuracy": cand, "examples": a.holdout.len(), "current_accuracy": current_score }),
+        );
+        std::fs::write(&metrics_path, serde_json::to_string_pretty(&metrics).expect("serializes"))
+            .map_err(io_err(&metrics_path))?;
+    }
+    halt_point("retrain:validated");
+    let t3 = Instant::now();
+    let n = model.register(
+        &lock,
+        &candidate,
+        a.current,
+        Some(format!("retrain {id}: {}", a.reasons.join("; "))),
+    )?;
+    let _ = std::fs::remove_dir_all(&candidate);
+    line["versions"]["candidate"] = json!(n);
+    halt_point("retrain:registered");
+    model.promote(&lock, n, &format!("retrain {id}"))?;
+    halt_point("retrain:promoted");
+    let notified = match (&cfg.server, opts.notify) {
+        (Some(server), true) => notify(server),
+        _ => Ok(()),
+    };
+    durations["deploy"] = json!(t3.elapsed().as_secs_f64());
+    durations["total"] = json!(t0.elapsed().as_secs_f64());
+    if let Err(e) = notified {
+        // The server did not take the new version: `current` goes back where it was.
+        if let Some(old) = a.current {
+            model.promote(&lock, old, &format!("retrain {id}: server reload failed"))?;
+        }
+        return finish(
+            &mut line,
+            "failed",
+            format!(
+                "version {n} registered, but the server reload failed ({e}); current stays at {:?}",
+                a.current
+            ),
+            durations,
+        );
+    }
+    line["versions"]["current"] = json!(n);
+    finish(&mut line, "deployed", format!("version {n} is current (holdout {cand:.4})"), durations)
+}
+
+/// What `--status` prints.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    /// The last history line.
+    pub last_run: Option<Value>,
+    /// What the triggers say now.
+    pub triggers: Value,
+    /// Registry state: aliases and versions.
+    pub registry: Value,
+}
+
+/// The last run, the triggers now and the registry state; changes nothing.
+pub fn status(cfg: &RetrainConfig) -> Result<Status, RetrainError> {
+    let model = Registry::new(&cfg.registry).model(&cfg.model)?;
+    let a = assess(cfg, &model, false)?;
+    Ok(Status {
+        last_run: history(cfg).pop(),
+        triggers: json!({ "would_run": !a.reasons.is_empty(), "reasons": a.reasons, "new_samples": a.new_samples,
+                          "days_since_success": a.days_since_success, "min_new_samples": cfg.triggers.min_new_samples, "min_days": cfg.triggers.min_days }),
+        registry: json!({ "aliases": model.aliases()?, "versions": model.version_numbers()? }),
+    })
+}

@@ -1,0 +1,154 @@
+//! Retraining: triggers (none, new samples, force), dry run and status change nothing, a worse
+//! candidate (shuffled labels) is rejected with `current` unchanged, concurrent runs are refused
+//! by the lock, bad configs name the problem. (A deployment that reloads a running server: intent-server's
+//! tests.)
+
+use std::path::Path;
+
+use intent_data::write_dataset;
+use intent_lifecycle::retrain::{retrain, status, RetrainConfig, RunOptions};
+use intent_registry::Registry;
+use intent_testkit::{new_examples, retrain_setup};
+
+/// The retrain scenario of the test kit, read.
+fn setup(dir: &Path, extra: &str) -> RetrainConfig {
+    RetrainConfig::read(&retrain_setup(dir, extra)).unwrap()
+}
+
+fn history_len(dir: &Path) -> usize {
+    std::fs::read_to_string(dir.join("retrain/retrain_history.jsonl")).map_or(0, |t| t.lines().count())
+}
+
+#[test]
+fn triggers_deploy_skip_dry_run_and_status() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let cfg = setup(d, "");
+    let model = Registry::new(d.join("models")).model("faq").unwrap();
+
+    let first = retrain(&cfg, RunOptions::default()).unwrap();
+    assert_eq!(first["status"], "deployed", "{first}");
+    assert_eq!(first["triggers"][0], "no current version");
+    assert_eq!(model.alias("current").unwrap(), Some(1));
+    assert!(
+        model.version_dir(1).join("data/train.jsonl").is_file(),
+        "the training data is kept with the version"
+    );
+    assert_eq!(first["dataset_quality"]["total_entries"], 96);
+
+    let again = retrain(&cfg, RunOptions::default()).unwrap();
+    assert_eq!(again["status"], "skipped", "{again}");
+    assert!(again["reason"].as_str().unwrap().contains("0 new samples < 50"), "{again}");
+    assert_eq!(history_len(d), 2);
+
+    // 60 new labeled samples fire the trigger.
+    write_dataset(&d.join("new/export.jsonl"), &new_examples(60, false)).unwrap();
+    let s = status(&cfg).unwrap();
+    assert_eq!(
+        (s.triggers["would_run"].as_bool(), s.triggers["new_samples"].as_u64()),
+        (Some(true), Some(60))
+    );
+    let dry = retrain(&cfg, RunOptions { dry_run: true, ..RunOptions::default() }).unwrap();
+    assert_eq!(dry["status"], "dry-run");
+    assert_eq!((history_len(d), model.version_numbers().unwrap()), (2, vec![1]), "a dry run changes nothing");
+
+    let third = retrain(&cfg, RunOptions::default()).unwrap();
+    assert_eq!(third["status"], "deployed", "{third}");
+    assert_eq!(third["dataset_quality"]["new_samples"], 60);
+    assert!(third["dataset_quality"]["accuracy_improvement"].is_number());
+    assert_eq!((model.alias("current").unwrap(), model.alias("previous").unwrap()), (Some(2), Some(1)));
+    assert_eq!(model.version(2).unwrap().parent, Some(1));
+    assert_eq!(
+        model.version(2).unwrap().metrics["holdout"]["accuracy"],
+        third["scores"]["candidate"],
+        "the held-out score is stored"
+    );
+    let s = status(&cfg).unwrap();
+    assert_eq!(s.triggers["would_run"], false);
+    assert_eq!(s.last_run.unwrap()["versions"]["current"], 2);
+    let log = std::fs::read_to_string(d.join("retrain/retrain.log")).unwrap();
+    assert!(log.contains("deployed: version 2 is current"), "{log}");
+
+    // Time: the last successful retrain 31 days ago fires the days trigger.
+    let path = d.join("retrain/retrain_history.jsonl");
+    let month_ago = intent_models::folder::now_unix() - 31 * 86400;
+    let aged: Vec<String> = std::fs::read_to_string(&path)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["timestamp_unix"] = month_ago.into();
+            v.to_string()
+        })
+        .collect();
+    std::fs::write(&path, aged.join("\n") + "\n").unwrap();
+    let s = status(&cfg).unwrap();
+    assert_eq!(s.triggers["would_run"], true, "{}", s.triggers);
+    assert!(
+        s.triggers["reasons"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("31.0 days since the last successful retrain ≥ 30"),
+        "{}",
+        s.triggers
+    );
+    assert_eq!(retrain(&cfg, RunOptions::default()).unwrap()["status"], "deployed");
+}
+
+#[test]
+fn worse_candidate_is_rejected_and_current_stays() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let cfg = setup(d, "");
+    assert_eq!(retrain(&cfg, RunOptions::default()).unwrap()["status"], "deployed");
+    // The base data with every label shuffled.
+    let mut bad = intent_data::load_dataset(&d.join("base.jsonl"), None, &Default::default()).unwrap().data;
+    let labels = ["card", "transfer", "refund", "password"];
+    for (i, e) in bad.examples.iter_mut().enumerate() {
+        e.labels = vec![labels[(i * 7 + 1) % 4].to_string()];
+    }
+    write_dataset(&d.join("shuffled.jsonl"), &bad).unwrap();
+    let mut worse = cfg.clone();
+    worse.base_data = d.join("shuffled.jsonl");
+    worse.new_data.clear();
+    let r = retrain(&worse, RunOptions { force: true, ..RunOptions::default() }).unwrap();
+    assert_eq!(r["status"], "rejected", "{r}");
+    let reason = r["reason"].as_str().unwrap();
+    assert!(reason.contains("regression") || reason.contains("quality gate"), "{reason}");
+    let model = Registry::new(d.join("models")).model("faq").unwrap();
+    assert_eq!((model.alias("current").unwrap(), model.version_numbers().unwrap()), (Some(1), vec![1]));
+    assert!(std::fs::read_dir(d.join("retrain"))
+        .unwrap()
+        .flatten()
+        .all(|e| !e.file_name().to_string_lossy().starts_with("candidate-")));
+}
+
+#[test]
+fn concurrent_runs_are_refused_and_bad_configs_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let cfg = setup(d, "");
+    let model = Registry::new(d.join("models")).model("faq").unwrap();
+    let held = model.lock().unwrap();
+    let e = retrain(&cfg, RunOptions::default()).unwrap_err().to_string();
+    assert!(e.contains("another process"), "{e}");
+    drop(held);
+
+    for (toml, needle) in [
+        ("model = \"faq\"\nkind = \"bert5\"\nbase_data = \"b\"\nholdout = \"h\"\n", "kind 'bert5'"),
+        ("model = \"faq\"\nkind = \"mlp\"\nbase_data = \"b\"\n", "holdout"),
+        ("model = \"faq\"\nkind = \"mlp\"\nbase_data = \"b\"\nholdout = \"h\"\ncolour = 1\n", "colour"),
+        ("model = \"../x\"\nkind = \"mlp\"\nbase_data = \"b\"\nholdout = \"h\"\n", "model name"),
+    ] {
+        std::fs::write(d.join("bad.toml"), toml).unwrap();
+        let e = RetrainConfig::read(&d.join("bad.toml")).unwrap_err().to_string();
+        assert!(e.contains("bad.toml") && e.contains(needle), "{needle}: {e}");
+    }
+    std::fs::write(
+        d.join("bad.toml"),
+        "model = \"faq\"\nkind = \"mlp\"\nbase_data = \"b\"\nholdout = \"h\"\n[train.engine]\nnope = 1\n",
+    )
+    .unwrap();
+    let e = RetrainConfig::read(&d.join("bad.toml")).unwrap_err().to_string();
+    assert!(e.contains("bad.toml: [train]: unknown option(s) engine.nope"), "{e}");
+}

@@ -1,0 +1,213 @@
+//! Admin routes (bearer token): model reload and rollback, the labeling queue and its export.
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::api::{ApiError, JsonBody};
+use crate::server::AppState;
+use crate::{QueryLog, Served, ServerError};
+use intent_serve::ModelSpec;
+
+/// Admin routes need `Authorization: Bearer <token>`. Without a configured token they are
+/// disabled (403), not open. Tokens are compared as SHA-256 digests in constant time, so
+/// neither the content nor the length of the token leaks through timing.
+pub(crate) async fn require_token(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let Some(expected) = state.0.admin_digest else {
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "admin routes are disabled: the server has no admin token (set INTENT_ADMIN_TOKEN or --admin-token-file)",
+        )
+        .into_response();
+    };
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let ok = given.is_some_and(|t| {
+        let digest: [u8; 32] = Sha256::digest(t.trim().as_bytes()).into();
+        bool::from(digest.ct_eq(&expected))
+    });
+    if !ok {
+        let message =
+            if given.is_none() { "missing `Authorization: Bearer <token>`" } else { "wrong admin token" };
+        let mut r = ApiError::new(StatusCode::UNAUTHORIZED, message).into_response();
+        r.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+        return r;
+    }
+    next.run(req).await
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReloadRequest {
+    model: Option<String>,
+}
+
+/// Loads a model (the served spec re-resolved, or `{"model": "DIR|ROOT/NAME@ALIAS"}`), checks
+/// it and swaps it in; metrics follow. Returns the status and body of the answer.
+pub(crate) async fn do_reload(state: &AppState, spec: Option<ModelSpec>) -> (StatusCode, serde_json::Value) {
+    let metrics = state.metrics();
+    match state.slot().reload(spec, state.load_options()).await {
+        Ok(swap) => {
+            metrics.swaps.inc();
+            metrics.set_model(&swap.to.name, &swap.to.version);
+            (StatusCode::OK, json!({ "swapped": true, "from": swap.from, "to": swap.to }))
+        }
+        Err(e) => {
+            metrics.swap_failures.inc();
+            tracing::warn!("reload refused: {e}");
+            let serving = state.slot().current().map(|m| m.info());
+            (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                json!({ "error": format!("reload refused, the current model keeps serving: {e}"), "swapped": false, "serving": serving }),
+            )
+        }
+    }
+}
+
+/// `POST /admin/reload`, body optional: `{"model": "…"}`.
+pub(crate) async fn reload(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
+    let req: ReloadRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        ReloadRequest::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError::unprocessable(format!(
+                "body: {e}; expected {{\"model\": \"DIR or ROOT/NAME@ALIAS\"}} or nothing"
+            ))
+        })?
+    };
+    let (status, body) = do_reload(&state, req.model.as_deref().map(ModelSpec::parse)).await;
+    Ok((status, Json(body)).into_response())
+}
+
+/// `POST /admin/rollback`: back to the model that served before the last swap.
+pub(crate) async fn rollback(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let swap = state
+        .slot()
+        .rollback()
+        .await
+        .ok_or_else(|| ApiError::new(StatusCode::CONFLICT, "no previous model to roll back to"))?;
+    state.metrics().swaps.inc();
+    state.metrics().set_model(&swap.to.name, &swap.to.version);
+    Ok(Json(json!({ "swapped": true, "from": swap.from, "to": swap.to })).into_response())
+}
+
+fn log_of(state: &AppState) -> Result<&QueryLog, ApiError> {
+    state.query_log().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "the labeling queue needs the query log, which is disabled (--no-query-log)",
+        )
+    })
+}
+
+/// Runs a query-log operation on a blocking thread.
+async fn blocking<T: Send + 'static>(
+    state: &AppState,
+    f: impl FnOnce(&QueryLog) -> Result<T, ServerError> + Send + 'static,
+) -> Result<T, ApiError> {
+    log_of(state)?;
+    let st = state.clone();
+    let out = tokio::task::spawn_blocking(move || f(st.query_log().expect("checked above")))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("query log task: {e}")))?;
+    Ok(out?)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct QueueParams {
+    limit: Option<usize>,
+    all: Option<bool>,
+}
+
+/// `GET /admin/labeling/queue?limit=100&all=false`: pending low-confidence queries, oldest
+/// first (`all=true`: labeled ones too).
+pub(crate) async fn queue(
+    State(state): State<AppState>,
+    params: Result<Query<QueueParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(p) = params.map_err(|e| ApiError::unprocessable(e.body_text()))?;
+    let limit = p.limit.unwrap_or(100).min(10_000);
+    let all = p.all.unwrap_or(false);
+    let items = blocking(&state, move |log| log.queue(limit, all)).await?;
+    Ok(Json(json!({ "items": items })).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LabelRequest {
+    label: Option<String>,
+    labels: Option<Vec<String>>,
+}
+
+/// `POST /admin/labeling/{id}` with `{"label": "…"}` (or `{"labels": […]}`, multi-label).
+pub(crate) async fn label(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    JsonBody(req): JsonBody<LabelRequest>,
+) -> Result<Response, ApiError> {
+    let id: i64 =
+        id.parse().map_err(|_| ApiError::unprocessable(format!("queue id '{id}' is not a number")))?;
+    let labels = match (req.label, req.labels) {
+        (Some(l), None) => vec![l],
+        (None, Some(ls)) if !ls.is_empty() => ls,
+        (None, Some(_)) => return Err(ApiError::unprocessable("`labels` is empty")),
+        (Some(_), Some(_)) => {
+            return Err(ApiError::unprocessable("give either `label` or `labels`, not both"))
+        }
+        (None, None) => return Err(ApiError::unprocessable("missing `label` (a string)")),
+    };
+    let labels: Vec<String> = labels.into_iter().map(|l| l.trim().to_string()).collect();
+    if let Some(bad) =
+        labels.iter().find(|l| l.is_empty() || l.chars().count() > 200 || l.chars().any(char::is_control))
+    {
+        return Err(ApiError::unprocessable(format!(
+            "label '{bad}': expected 1 to 200 characters without control characters"
+        )));
+    }
+    let known = state
+        .slot()
+        .current()
+        .map(|m| matches!(&m.served, Served::Classifier(c) if labels.iter().all(|l| c.labels().contains(l))));
+    let ls = labels.clone();
+    let found = blocking(&state, move |log| log.set_labels(id, &ls)).await?;
+    if !found {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, format!("no labeling queue item {id}")));
+    }
+    Ok(Json(json!({ "id": id, "labels": labels, "known_labels": known })).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ExportParams {
+    format: Option<String>,
+}
+
+/// `GET /admin/labeling/export?format=jsonl`: labeled items as labeled JSONL, the format
+/// `intent train` reads.
+pub(crate) async fn export(
+    State(state): State<AppState>,
+    params: Result<Query<ExportParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(p) = params.map_err(|e| ApiError::unprocessable(e.body_text()))?;
+    match p.format.as_deref().unwrap_or("jsonl") {
+        "jsonl" => {}
+        other => {
+            return Err(ApiError::unprocessable(format!(
+                "format '{other}' is not supported; use format=jsonl"
+            )))
+        }
+    }
+    let body = blocking(&state, |log| log.export_jsonl()).await?;
+    Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response())
+}

@@ -1,0 +1,75 @@
+//! The retrain job inside a running server (`intent serve --retrain-every 30d`): training runs
+//! on a blocking thread, off the request path, and a deployed version is hot-swapped in.
+
+use std::path::Path;
+use std::time::Duration;
+
+use intent_models::folder::now_unix;
+
+use intent_lifecycle::retrain::{history, retrain, RetrainConfig, RunOptions};
+use intent_serve::ModelSpec;
+
+use crate::server::AppState;
+
+/// Checks that the server serves the config's registry model through an alias, so that a reload
+/// after a deployment picks up the new version. The error says what to pass.
+pub fn check_served_spec(spec: &ModelSpec, cfg: &RetrainConfig) -> Result<(), String> {
+    let want = cfg.registry.join(&cfg.model);
+    let same = |a: &Path, b: &Path| match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    };
+    match spec {
+        ModelSpec::Alias { model_dir, .. } if same(model_dir, &want) => Ok(()),
+        _ => Err(format!("the served model must be the retrain config's registry model through an alias, such as --model {}@current (got {})", want.display(), spec.display())),
+    }
+}
+
+/// Seconds to wait before the next run: `every` after the last run of the history (any status),
+/// so a restarted server keeps the rhythm; at once when that time has passed; `every` when there
+/// is no history.
+fn wait_for(cfg: &RetrainConfig, every: Duration) -> Duration {
+    let last = history(cfg).iter().rev().find_map(|h| h["timestamp_unix"].as_u64());
+    match last {
+        Some(t) => Duration::from_secs((t + every.as_secs()).saturating_sub(now_unix())),
+        None => every,
+    }
+}
+
+/// Runs the retrain job every `every` (as `intent retrain` would: its triggers decide) and, when
+/// a version is deployed, reloads the served alias. The config's `[server]` is not called: this
+/// server reloads itself.
+pub fn spawn_retrainer(state: AppState, cfg: RetrainConfig, every: Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let wait = wait_for(&cfg, every);
+            tracing::info!("retrain: next run in {} s", wait.as_secs());
+            tokio::time::sleep(wait).await;
+            let job = cfg.clone();
+            let result = tokio::task::spawn_blocking(move || {
+                retrain(&job, RunOptions { notify: false, ..RunOptions::default() })
+            })
+            .await;
+            match result {
+                Ok(Ok(line)) if line["status"] == "deployed" => {
+                    tracing::info!("retrain: {}; reloading", line["reason"].as_str().unwrap_or(""));
+                    let (code, body) = crate::admin::do_reload(&state, None).await;
+                    if !code.is_success() {
+                        tracing::warn!("retrain: the new version was deployed but the reload failed ({body}); the old model keeps serving");
+                    }
+                }
+                Ok(Ok(line)) => tracing::info!(
+                    "retrain: {}: {}",
+                    line["status"].as_str().unwrap_or("?"),
+                    line["reason"].as_str().unwrap_or("")
+                ),
+                Ok(Err(e)) => tracing::warn!("retrain failed: {e}"),
+                Err(e) => tracing::warn!("retrain task stopped: {e}"),
+            }
+            if wait_for(&cfg, every).is_zero() {
+                // The run left no history line (e.g. the lock was held): try again after `every`.
+                tokio::time::sleep(every).await;
+            }
+        }
+    })
+}

@@ -1,0 +1,56 @@
+//! intent-server: the HTTP server behind `intent serve`, on top of the inference library
+//! ([`intent_serve`]).
+//!
+//! - [`ModelSlot`] holds the served model and swaps it atomically (load and smoke-test off the
+//!   request path; requests in flight finish on the model they started with; rollback).
+//! - [`QueryLog`] stores every prediction in SQLite (WAL) from a writer thread, and keeps the
+//!   labeling queue of low-confidence queries.
+//! - [`server`] is the axum application: routes, auth, limits, metrics, graceful shutdown.
+//! - [`background`] runs the retrain job of [`intent_lifecycle`] inside the server.
+
+use std::path::PathBuf;
+
+pub mod background;
+pub mod metrics;
+pub mod querylog;
+pub mod server;
+pub mod slot;
+
+mod admin;
+mod api;
+
+pub use querylog::{QueryLog, QueryRow};
+pub use slot::{LoadedModel, ModelSlot, Served};
+
+/// Errors of the server's own stores (the query log); model errors come from the inference
+/// library.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The inference library (loading, predicting).
+    #[error(transparent)]
+    Serve(#[from] intent_serve::ServeError),
+    /// The query log database.
+    #[error("query log {}: {source}", path.display())]
+    QueryLog {
+        /// The database file.
+        path: PathBuf,
+        /// The SQLite error.
+        source: rusqlite::Error,
+    },
+    /// The query log database failed its integrity check.
+    #[error("query log {}: the database is damaged ({check}); move it aside to start a new one", path.display())]
+    QueryLogDamaged {
+        /// The database file.
+        path: PathBuf,
+        /// What `PRAGMA quick_check` said.
+        check: String,
+    },
+    /// A file could not be read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+}

@@ -1,0 +1,115 @@
+//! Prometheus metrics of the server (text exposition format at `GET /metrics`).
+
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+/// Every metric the server exports.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    /// Requests by route (the matched pattern) and status code.
+    pub requests: IntCounterVec,
+    /// Request latency in seconds by route.
+    pub latency: HistogramVec,
+    /// Predictions by predicted label.
+    pub predictions: IntCounterVec,
+    /// Predictions under the fallback threshold.
+    pub low_confidence: IntCounter,
+    /// 1 for the model (name, version) serving now.
+    pub model_info: IntGaugeVec,
+    /// The registry version number of the model serving now (0 when it is not numbered).
+    pub model_version: IntGauge,
+    /// Successful swaps (reloads and rollbacks).
+    pub swaps: IntCounter,
+    /// Refused swaps (the new model failed to load or its smoke test).
+    pub swap_failures: IntCounter,
+    /// Requests refused because the server was at its concurrency bound.
+    pub rejected: IntCounter,
+    /// Texts per batch of the batcher.
+    pub batch_texts: Histogram,
+}
+
+fn check<T>(r: prometheus::Result<T>) -> T {
+    // Metric names and label sets are constants of this file: an error is a bug here.
+    r.expect("metric definition")
+}
+
+impl Metrics {
+    /// Creates and registers the metrics.
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let latency_buckets =
+            vec![0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0];
+        let m = Metrics {
+            requests: check(IntCounterVec::new(
+                Opts::new("intent_http_requests_total", "HTTP requests by route and status"),
+                &["route", "status"],
+            )),
+            latency: check(HistogramVec::new(
+                HistogramOpts::new("intent_http_request_duration_seconds", "HTTP request latency by route")
+                    .buckets(latency_buckets),
+                &["route"],
+            )),
+            predictions: check(IntCounterVec::new(
+                Opts::new("intent_predictions_total", "Predictions by predicted label"),
+                &["label"],
+            )),
+            low_confidence: check(IntCounter::new(
+                "intent_low_confidence_total",
+                "Predictions under the fallback threshold",
+            )),
+            model_info: check(IntGaugeVec::new(
+                Opts::new("intent_model_info", "The model serving now (value 1)"),
+                &["model", "version"],
+            )),
+            model_version: check(IntGauge::new(
+                "intent_model_version",
+                "Registry version number of the model serving now (0: not numbered)",
+            )),
+            swaps: check(IntCounter::new("intent_model_swaps_total", "Model swaps (reloads and rollbacks)")),
+            swap_failures: check(IntCounter::new("intent_model_swap_failures_total", "Refused model swaps")),
+            rejected: check(IntCounter::new(
+                "intent_rejected_requests_total",
+                "Requests refused at the concurrency bound (429)",
+            )),
+            batch_texts: check(Histogram::with_opts(
+                HistogramOpts::new("intent_batch_texts", "Texts per model batch")
+                    .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]),
+            )),
+            registry,
+        };
+        for c in [&m.requests, &m.predictions] {
+            check(m.registry.register(Box::new(c.clone())));
+        }
+        check(m.registry.register(Box::new(m.latency.clone())));
+        for c in [&m.low_confidence, &m.swaps, &m.swap_failures, &m.rejected] {
+            check(m.registry.register(Box::new(c.clone())));
+        }
+        check(m.registry.register(Box::new(m.model_info.clone())));
+        check(m.registry.register(Box::new(m.model_version.clone())));
+        check(m.registry.register(Box::new(m.batch_texts.clone())));
+        m
+    }
+
+    /// Marks `(name, version)` as the model serving now.
+    pub fn set_model(&self, name: &str, version: &str) {
+        self.model_info.reset();
+        self.model_info.with_label_values(&[name, version]).set(1);
+        self.model_version.set(version.parse().unwrap_or(0));
+    }
+
+    /// The text exposition of every metric.
+    pub fn render(&self) -> String {
+        TextEncoder::new()
+            .encode_to_string(&self.registry.gather())
+            .unwrap_or_else(|e| format!("# error encoding metrics: {e}\n"))
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,254 @@
+//! The HTTP server: state, router, middleware (metrics, concurrency bound), graceful shutdown
+//! and the optional watcher of a registry alias.
+//!
+//! Routes: `POST /v1/predict`, `POST /v1/recommend`, `GET /v1/models`, `GET /health`,
+//! `GET /ready`, `GET /metrics`; admin (bearer token): `POST /admin/reload`,
+//! `POST /admin/rollback`, `GET /admin/labeling/queue`, `POST /admin/labeling/{id}`,
+//! `GET /admin/labeling/export`.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
+
+use crate::api::{self, ApiError};
+use crate::metrics::Metrics;
+use crate::slot::LoadOptions;
+use crate::{admin, ModelSlot, QueryLog};
+
+/// Limits and settings of the server.
+#[derive(Clone)]
+pub struct ServerOptions {
+    /// Largest request body in bytes (larger: 413).
+    pub max_body_bytes: usize,
+    /// Longest text in characters (longer: 422).
+    pub max_text_chars: usize,
+    /// Most texts in one request (more: 422).
+    pub max_texts: usize,
+    /// Requests to `/v1/*` being served at once at most (more: 429).
+    pub max_concurrent: usize,
+    /// Bearer token of the admin routes; `None` disables them.
+    pub admin_token: Option<String>,
+    /// How models are loaded (fallback threshold, batching).
+    pub load: LoadOptions,
+}
+
+impl Default for ServerOptions {
+    /// 1 MiB bodies, texts up to 2000 characters, 256 texts per request, 512 concurrent
+    /// requests, admin disabled.
+    fn default() -> Self {
+        ServerOptions {
+            max_body_bytes: 1 << 20,
+            max_text_chars: 2000,
+            max_texts: 256,
+            max_concurrent: 512,
+            admin_token: None,
+            load: LoadOptions::default(),
+        }
+    }
+}
+
+pub(crate) struct Inner {
+    pub slot: ModelSlot,
+    pub log: Option<QueryLog>,
+    pub metrics: Metrics,
+    pub options: ServerOptions,
+    pub admin_digest: Option<[u8; 32]>,
+    permits: Arc<Semaphore>,
+}
+
+/// Shared state of the handlers (cheap to clone).
+#[derive(Clone)]
+pub struct AppState(pub(crate) Arc<Inner>);
+
+impl AppState {
+    /// State for a server of `slot`, logging to `log` when given. Batch sizes feed the
+    /// metrics.
+    pub fn new(slot: ModelSlot, log: Option<QueryLog>, mut options: ServerOptions) -> Self {
+        let metrics = Metrics::new();
+        let batch_texts = metrics.batch_texts.clone();
+        options.load.batch_observer = Some(Arc::new(move |texts, _tokens| batch_texts.observe(texts as f64)));
+        if let Some(m) = slot.current() {
+            metrics.set_model(&m.source.name, &m.source.version);
+        }
+        let admin_digest = options.admin_token.as_deref().map(|t| Sha256::digest(t.as_bytes()).into());
+        let permits = Arc::new(Semaphore::new(options.max_concurrent.max(1)));
+        AppState(Arc::new(Inner { slot, log, metrics, options, admin_digest, permits }))
+    }
+
+    /// Loads `spec` (blocking) and serves it: the first model, with the batch metrics hooked up.
+    pub fn load(
+        &self,
+        spec: &intent_serve::ModelSpec,
+    ) -> Result<crate::slot::ModelInfo, intent_serve::ServeError> {
+        let model = crate::LoadedModel::load(spec, &self.0.options.load)?;
+        let swap = self.0.slot.put(model);
+        self.0.metrics.set_model(&swap.to.name, &swap.to.version);
+        Ok(swap.to)
+    }
+
+    /// The model slot.
+    pub fn slot(&self) -> &ModelSlot {
+        &self.0.slot
+    }
+
+    /// The query log, when enabled.
+    pub fn query_log(&self) -> Option<&QueryLog> {
+        self.0.log.as_ref()
+    }
+
+    /// The metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.0.metrics
+    }
+
+    /// Load options for reloads (the batch observer included).
+    pub fn load_options(&self) -> &LoadOptions {
+        &self.0.options.load
+    }
+}
+
+/// The application: every route with its middleware.
+pub fn router(state: AppState) -> Router {
+    let v1 = Router::new()
+        .route("/v1/predict", post(api::predict))
+        .route("/v1/recommend", post(api::recommend))
+        .route_layer(middleware::from_fn_with_state(state.clone(), concurrency_bound));
+    let admin = Router::new()
+        .route("/admin/reload", post(admin::reload))
+        .route("/admin/rollback", post(admin::rollback))
+        .route("/admin/labeling/queue", get(admin::queue))
+        .route("/admin/labeling/export", get(admin::export))
+        .route("/admin/labeling/{id}", post(admin::label))
+        .route_layer(middleware::from_fn_with_state(state.clone(), admin::require_token));
+    Router::new()
+        .merge(v1)
+        .merge(admin)
+        .route("/v1/models", get(api::models))
+        .route("/health", get(api::health))
+        .route("/ready", get(api::ready))
+        .route("/metrics", get(api::metrics))
+        .fallback(api::not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), track))
+        .layer(DefaultBodyLimit::max(state.0.options.max_body_bytes))
+        .with_state(state)
+}
+
+/// Counts requests by route and status and times them.
+async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let start = Instant::now();
+    let response = next.run(req).await;
+    let m = &state.0.metrics;
+    m.latency.with_label_values(&[&route]).observe(start.elapsed().as_secs_f64());
+    m.requests.with_label_values(&[route.as_str(), response.status().as_str()]).inc();
+    response
+}
+
+/// Refuses `/v1/*` requests beyond `max_concurrent` with 429.
+async fn concurrency_bound(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let Ok(_permit) = state.0.permits.clone().try_acquire_owned() else {
+        state.0.metrics.rejected.inc();
+        let mut r = ApiError::new(
+            axum::http::StatusCode::TOO_MANY_REQUESTS,
+            format!("more than {} requests at once; retry later", state.0.options.max_concurrent),
+        )
+        .into_response();
+        r.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("1"));
+        return r;
+    };
+    next.run(req).await
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves, then lets requests in flight finish
+/// and writes every queued query-log row.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = router(state.clone());
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
+    tracing::info!("requests drained; writing the query log");
+    let st = state.clone();
+    let _ = tokio::task::spawn_blocking(move || {
+        if let Some(log) = st.query_log() {
+            log.close();
+        }
+    })
+    .await;
+    Ok(())
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::warn!("cannot listen for Ctrl-C: {e}");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!("cannot listen for SIGTERM: {e}");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => tracing::info!("Ctrl-C: shutting down"),
+        _ = term => tracing::info!("SIGTERM: shutting down"),
+    }
+}
+
+/// Every `interval`, re-resolves the served spec when it is a registry alias and reloads when
+/// the alias names another version.
+pub fn spawn_watcher(state: AppState, interval: Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(interval);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let Some(current) = state.slot().current() else { continue };
+            // Only an alias can move; hashing a folder's weights every tick would be waste.
+            if !matches!(current.spec, intent_serve::ModelSpec::Alias { .. }) {
+                continue;
+            }
+            let spec = current.spec.clone();
+            let resolved = match tokio::task::spawn_blocking(move || spec.resolve()).await {
+                Ok(Ok(r)) => r,
+                Ok(Err(e)) => {
+                    tracing::warn!("watch: {e}");
+                    continue;
+                }
+                Err(_) => continue,
+            };
+            if resolved.path != current.source.path || resolved.version != current.source.version {
+                tracing::info!(
+                    "watch: {} now names version {}; reloading",
+                    current.spec.display(),
+                    resolved.version
+                );
+                admin::do_reload(&state, None).await;
+            }
+        }
+    })
+}

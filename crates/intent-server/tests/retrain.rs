@@ -1,0 +1,122 @@
+//! Retraining with a running server: labels pulled from the server's labeling API and a
+//! deployment that reloads it; the retrain job inside the server (`--retrain-every`).
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+use intent_data::write_dataset;
+use intent_lifecycle::retrain::{retrain, status, RetrainConfig, RunOptions};
+
+fn setup(dir: &Path, extra: &str) -> RetrainConfig {
+    RetrainConfig::read(&retrain_setup(dir, extra)).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn labels_pulled_from_the_server_and_deployment_reloads_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().to_path_buf();
+    let cfg = setup(&d, "");
+    assert_eq!(retrain(&cfg, RunOptions::default()).unwrap()["status"], "deployed");
+    // Every prediction is queued for labeling (fallback threshold 1).
+    let mut options = with_token();
+    options.load.fallback_threshold = Some(1.0);
+    let log = intent_server::QueryLog::open(&d.join("queries.sqlite"), false).unwrap();
+    let state = intent_server::server::AppState::new(intent_server::ModelSlot::default(), Some(log), options);
+    state.load(&intent_serve::ModelSpec::parse(&format!("{}/models/faq@current", d.display()))).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(intent_server::server::serve(listener, state.clone(), std::future::pending()));
+
+    // 60 queries, labeled through the admin API.
+    let fresh = new_examples(60, false);
+    for e in &fresh.examples {
+        assert_eq!(predict(&state, &serde_json::json!({ "text": e.text }).to_string()).await.status, 200);
+    }
+    state.query_log().unwrap().flush().await;
+    let queue = call(&state, "GET", "/admin/labeling/queue?limit=100", None, Some(TOKEN)).await;
+    let items = queue.json["items"].as_array().unwrap().clone();
+    assert_eq!(items.len(), 60, "{}", queue.text);
+    for item in items {
+        let label =
+            &fresh.examples.iter().find(|e| e.text == item["text"].as_str().unwrap()).unwrap().labels[0];
+        let r = call(
+            &state,
+            "POST",
+            &format!("/admin/labeling/{}", item["id"]),
+            Some(&format!(r#"{{"label": "{label}"}}"#)),
+            Some(TOKEN),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
+
+    std::env::set_var("INTENT_TEST_RETRAIN_TOKEN", TOKEN);
+    let cfg = setup(&d, &format!("[server]\nurl = \"http://127.0.0.1:{port}\"\ntoken_env = \"INTENT_TEST_RETRAIN_TOKEN\"\npull_labels = true\n"));
+    let s = status(&cfg).unwrap();
+    assert_eq!(s.triggers["new_samples"], 0, "nothing pulled before a run");
+    let line =
+        tokio::task::spawn_blocking(move || retrain(&cfg, RunOptions::default()).unwrap()).await.unwrap();
+    assert_eq!(line["status"], "deployed", "{line}");
+    assert_eq!(
+        (line["labels_pulled"].as_u64(), line["dataset_quality"]["new_samples"].as_u64()),
+        (Some(60), Some(60)),
+        "{line}"
+    );
+    assert!(d.join("retrain/labels/from_server.jsonl").is_file());
+    assert_eq!(state.slot().current().unwrap().source.version, "2", "the server serves the new version");
+
+    // A server that cannot be reached: the run goes on with the last copy, and says so.
+    let cfg = setup(&d, "[server]\nurl = \"http://127.0.0.1:9\"\ntoken_env = \"INTENT_TEST_RETRAIN_TOKEN\"\npull_labels = true\n");
+    let line =
+        tokio::task::spawn_blocking(move || retrain(&cfg, RunOptions::default()).unwrap()).await.unwrap();
+    assert_eq!(line["status"], "skipped", "{line}");
+    assert!(line["labels_pulled"]["error"].as_str().unwrap().contains("127.0.0.1:9"), "{line}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_runs_the_job_in_the_background_and_swaps() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().to_path_buf();
+    let cfg = setup(&d, "");
+    assert_eq!(retrain(&cfg, RunOptions::default()).unwrap()["status"], "deployed");
+    let spec = intent_serve::ModelSpec::parse(&format!("{}/models/faq@current", d.display()));
+    intent_server::background::check_served_spec(&spec, &cfg).unwrap();
+    let folder = intent_serve::ModelSpec::parse(&format!("{}/models/faq/versions/1", d.display()));
+    let e = intent_server::background::check_served_spec(&folder, &cfg).unwrap_err();
+    assert!(e.contains("models/faq@current"), "{e}");
+
+    let state = intent_server::server::AppState::new(intent_server::ModelSlot::default(), None, with_token());
+    state.load(&spec).unwrap();
+    write_dataset(&d.join("new/export.jsonl"), &new_examples(60, false)).unwrap();
+    let task = intent_server::background::spawn_retrainer(
+        state.clone(),
+        cfg.clone(),
+        std::time::Duration::from_secs(1),
+    );
+    let mut waited = 0;
+    while state.slot().current().unwrap().source.version != "2" {
+        assert!(
+            waited < 600,
+            "no swap after 60 s: {:?}",
+            std::fs::read_to_string(d.join("retrain/retrain.log"))
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        waited += 1;
+    }
+    // Requests are answered by the new version; the next runs find no trigger.
+    let r = predict(&state, r#"{"text": "my debit card"}"#).await;
+    assert_eq!(r.status, 200);
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    task.abort();
+    let statuses: Vec<String> = std::fs::read_to_string(d.join("retrain/retrain_history.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["status"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(&statuses[..2], ["deployed", "deployed"]);
+    assert!(statuses.len() >= 3 && statuses[2..].iter().all(|s| s == "skipped"), "{statuses:?}");
+}
