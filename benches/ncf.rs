@@ -10,8 +10,8 @@ use std::path::PathBuf;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use intent::data::recsys::{leave_one_out, load_movielens, Indexed};
+use intent::models::ncf::folder::{NcfConfig, NcfModel, SavedSplit, UnknownUser};
 use intent::models::ncf::{Ncf, NcfArchitecture, NcfKind};
-use intent::models::ncf_folder::{NcfConfig, NcfModel, SavedSplit, UnknownUser};
 use intent::train::ncf::{fit_ncf, NcfTrainConfig};
 
 fn benches(c: &mut Criterion) {
@@ -40,7 +40,7 @@ fn benches(c: &mut Criterion) {
     });
     let trained = fit_ncf(model.clone(), &split, ix.num_items(), None, &config).expect("trains").model;
     let cfg = NcfConfig {
-        kind: "ncf".into(),
+        kind: intent::models::ModelKind::Ncf,
         format_version: 1,
         architecture: arch,
         training: serde_json::Value::Null,

@@ -7,8 +7,8 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use intent_data::formats::interactions::{load_interactions, Interactions};
 use intent_data::recsys::load_movielens;
+use intent_models::ncf::folder::{NcfModel, UnknownUser};
 use intent_models::ncf::NcfKind;
-use intent_models::ncf_folder::{NcfModel, UnknownUser};
 use intent_train::ncf::{NcfTrainConfig, SampledEval};
 use intent_train::NcfOptions;
 
@@ -170,10 +170,7 @@ pub fn ncf_folder_of(path: &Path) -> Option<PathBuf> {
 
 /// True when `dir` holds an NCF folder.
 pub fn is_ncf(dir: &Path) -> bool {
-    std::fs::read_to_string(dir.join("config.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-        .is_some_and(|v| v["kind"] == "ncf")
+    matches!(intent_models::folder::read_kind(dir), Ok(Some(intent_models::ModelKind::Ncf)))
 }
 
 /// `intent eval --model NCF_DIR [--report DIR] [--full-ranking]`: the saved held-out split;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use intent_lifecycle::retrain::{retrain, status, RetrainConfig, RunOptions};
+use intent_lifecycle::retrain::{retrain, status, RetrainConfig, RunOptions, RunStatus};
 
 /// Retrain when a trigger fires: merge the base data with new labeled files, train the
 /// configured model kind, validate it on the held-out set (quality gate, no regression against
@@ -36,11 +36,11 @@ pub fn run(a: RetrainArgs) -> Result<ExitCode> {
     }
     let line = retrain(&cfg, RunOptions { force: a.force, dry_run: a.dry_run, ..RunOptions::default() })
         .with_context(|| format!("retrain ({})", a.config.display()))?;
-    println!("{}: {}", line["status"].as_str().unwrap_or("?"), line["reason"].as_str().unwrap_or(""));
+    println!("{}: {}", line.status, line.reason);
     println!("{line}");
-    Ok(match line["status"].as_str() {
-        Some("rejected") => ExitCode::from(1),
-        Some("failed") => ExitCode::from(2),
+    Ok(match line.status {
+        RunStatus::Rejected => ExitCode::from(1),
+        RunStatus::Failed => ExitCode::from(2),
         _ => ExitCode::SUCCESS,
     })
 }

@@ -142,12 +142,7 @@ pub fn run(c: ScheduleCommand) -> Result<ExitCode> {
             }
             let s = status(&cfg).with_context(|| format!("status of {}", abs.display()))?;
             match &s.last_run {
-                Some(r) => println!(
-                    "last run: {} at {} ({})",
-                    r["status"].as_str().unwrap_or("?"),
-                    r["timestamp_unix"],
-                    r["reason"].as_str().unwrap_or("")
-                ),
+                Some(r) => println!("last run: {} at {} ({})", r.status, r.timestamp_unix, r.reason),
                 None => println!("last run: none"),
             }
             println!("triggers now: {}", s.triggers);

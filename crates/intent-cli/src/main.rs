@@ -12,6 +12,7 @@ mod cmd_train;
 mod cmd_zero_shot;
 mod common;
 mod embedded;
+mod flags;
 mod pipeline;
 
 use std::process::ExitCode;
@@ -129,6 +130,12 @@ fn main() -> ExitCode {
     if let Err(e) = pool.build_global() {
         tracing::warn!("could not configure the thread pool: {e}");
     }
+    // Training commands name options by their flags (the libraries name fields).
+    let option_names = match &cli.command {
+        Command::Train(cmd_train::TrainCommand::Ncf(_)) => Some(flags::Flags::Ncf),
+        Command::Train(_) | Command::Pipeline(_) => Some(flags::Flags::Classifier),
+        _ => None,
+    };
     let result = match cli.command {
         Command::Data(c) => cmd_data::run(c),
         Command::Train(c) => cmd_train::run(c),
@@ -145,7 +152,10 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            match option_names {
+                Some(f) => eprintln!("error: {}", flags::name_flags(&e, f)),
+                None => eprintln!("error: {e:#}"),
+            }
             ExitCode::from(2)
         }
     }

@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use intent_data::write_dataset;
-use intent_lifecycle::retrain::{retrain, status, RetrainConfig, RunOptions};
+use intent_lifecycle::retrain::{retrain, status, RetrainConfig, RunOptions, RunStatus};
 use intent_registry::Registry;
 use intent_testkit::{new_examples, retrain_setup};
 
@@ -27,18 +27,18 @@ fn triggers_deploy_skip_dry_run_and_status() {
     let model = Registry::new(d.join("models")).model("faq").unwrap();
 
     let first = retrain(&cfg, RunOptions::default()).unwrap();
-    assert_eq!(first["status"], "deployed", "{first}");
-    assert_eq!(first["triggers"][0], "no current version");
+    assert_eq!(first.status, RunStatus::Deployed, "{first}");
+    assert_eq!(first.triggers[0], "no current version");
     assert_eq!(model.alias("current").unwrap(), Some(1));
     assert!(
         model.version_dir(1).join("data/train.jsonl").is_file(),
         "the training data is kept with the version"
     );
-    assert_eq!(first["dataset_quality"]["total_entries"], 96);
+    assert_eq!(first.dataset_quality.as_ref().unwrap().total_entries, 96);
 
     let again = retrain(&cfg, RunOptions::default()).unwrap();
-    assert_eq!(again["status"], "skipped", "{again}");
-    assert!(again["reason"].as_str().unwrap().contains("0 new samples < 50"), "{again}");
+    assert_eq!(again.status, RunStatus::Skipped, "{again}");
+    assert!(again.reason.contains("0 new samples < 50"), "{again}");
     assert_eq!(history_len(d), 2);
 
     // 60 new labeled samples fire the trigger.
@@ -49,23 +49,24 @@ fn triggers_deploy_skip_dry_run_and_status() {
         (Some(true), Some(60))
     );
     let dry = retrain(&cfg, RunOptions { dry_run: true, ..RunOptions::default() }).unwrap();
-    assert_eq!(dry["status"], "dry-run");
+    assert_eq!(dry.status, RunStatus::DryRun);
     assert_eq!((history_len(d), model.version_numbers().unwrap()), (2, vec![1]), "a dry run changes nothing");
 
     let third = retrain(&cfg, RunOptions::default()).unwrap();
-    assert_eq!(third["status"], "deployed", "{third}");
-    assert_eq!(third["dataset_quality"]["new_samples"], 60);
-    assert!(third["dataset_quality"]["accuracy_improvement"].is_number());
+    assert_eq!(third.status, RunStatus::Deployed, "{third}");
+    let quality = third.dataset_quality.as_ref().unwrap();
+    assert_eq!(quality.new_samples, 60);
+    assert!(quality.accuracy_improvement.is_some());
     assert_eq!((model.alias("current").unwrap(), model.alias("previous").unwrap()), (Some(2), Some(1)));
     assert_eq!(model.version(2).unwrap().parent, Some(1));
     assert_eq!(
         model.version(2).unwrap().metrics["holdout"]["accuracy"],
-        third["scores"]["candidate"],
+        third.scores.unwrap().candidate,
         "the held-out score is stored"
     );
     let s = status(&cfg).unwrap();
     assert_eq!(s.triggers["would_run"], false);
-    assert_eq!(s.last_run.unwrap()["versions"]["current"], 2);
+    assert_eq!(s.last_run.unwrap().versions.current, Some(2));
     let log = std::fs::read_to_string(d.join("retrain/retrain.log")).unwrap();
     assert!(log.contains("deployed: version 2 is current"), "{log}");
 
@@ -92,7 +93,7 @@ fn triggers_deploy_skip_dry_run_and_status() {
         "{}",
         s.triggers
     );
-    assert_eq!(retrain(&cfg, RunOptions::default()).unwrap()["status"], "deployed");
+    assert_eq!(retrain(&cfg, RunOptions::default()).unwrap().status, RunStatus::Deployed);
 }
 
 #[test]
@@ -100,7 +101,7 @@ fn worse_candidate_is_rejected_and_current_stays() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
     let cfg = setup(d, "");
-    assert_eq!(retrain(&cfg, RunOptions::default()).unwrap()["status"], "deployed");
+    assert_eq!(retrain(&cfg, RunOptions::default()).unwrap().status, RunStatus::Deployed);
     // The base data with every label shuffled.
     let mut bad = intent_data::load_dataset(&d.join("base.jsonl"), None, &Default::default()).unwrap().data;
     let labels = ["card", "transfer", "refund", "password"];
@@ -112,8 +113,8 @@ fn worse_candidate_is_rejected_and_current_stays() {
     worse.base_data = d.join("shuffled.jsonl");
     worse.new_data.clear();
     let r = retrain(&worse, RunOptions { force: true, ..RunOptions::default() }).unwrap();
-    assert_eq!(r["status"], "rejected", "{r}");
-    let reason = r["reason"].as_str().unwrap();
+    assert_eq!(r.status, RunStatus::Rejected, "{r}");
+    let reason = &r.reason;
     assert!(reason.contains("regression") || reason.contains("quality gate"), "{reason}");
     let model = Registry::new(d.join("models")).model("faq").unwrap();
     assert_eq!((model.alias("current").unwrap(), model.version_numbers().unwrap()), (Some(1), vec![1]));

@@ -22,10 +22,11 @@ pub enum ModelError {
         /// What is wrong and what was expected.
         message: String,
     },
-    /// Bad hyperparameters.
-    #[error("invalid hyperparameter {name}: {message}")]
+    /// A bad option value. Options are named by their field, in backticks, here and inside
+    /// `message` (`` `hidden_size` ``); a command-line tool maps them to its flags.
+    #[error("invalid `{name}`: {message}")]
     Hyperparameter {
-        /// Its name (as the CLI flag).
+        /// The option's field name.
         name: &'static str,
         /// What was expected.
         message: String,

@@ -61,11 +61,81 @@ impl Default for Versions {
     }
 }
 
+/// What a model folder holds: the `kind` of its `config.json` (a fine-tuned Hugging Face folder
+/// has none: `model_type` there, and [`ModelKind::Bert`] in its `intent.json`). An unknown kind
+/// is a parse error that lists the known ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ModelKind {
+    /// Bag-of-words MLP ([`crate::mlp`]).
+    Mlp,
+    /// Linear SVM or kernel SVC ([`crate::svm`]).
+    Svm,
+    /// Sentence encoder with label descriptions ([`crate::zero_shot`]).
+    ZeroShot,
+    /// Fine-tuned BERT sequence classifier ([`crate::bert`]).
+    Bert,
+    /// NCF recommender ([`crate::ncf`]).
+    Ncf,
+}
+
+impl ModelKind {
+    /// Every kind, in the order the docs list them.
+    pub const ALL: [ModelKind; 5] =
+        [ModelKind::Mlp, ModelKind::Svm, ModelKind::ZeroShot, ModelKind::Bert, ModelKind::Ncf];
+
+    /// The name in `config.json` (`mlp`, `zero-shot`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModelKind::Mlp => "mlp",
+            ModelKind::Svm => "svm",
+            ModelKind::ZeroShot => "zero-shot",
+            ModelKind::Bert => "bert",
+            ModelKind::Ncf => "ncf",
+        }
+    }
+
+    /// Classifiers predict labels; the other kinds recommend items.
+    pub fn is_classifier(self) -> bool {
+        self != ModelKind::Ncf
+    }
+}
+
+impl std::fmt::Display for ModelKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for ModelKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        ModelKind::ALL.into_iter().find(|k| k.as_str() == s).ok_or_else(|| {
+            let known: Vec<&str> = ModelKind::ALL.iter().map(|k| k.as_str()).collect();
+            format!("model kind '{s}': expected one of {}", known.join(", "))
+        })
+    }
+}
+
+/// Reads only the `kind` of `<dir>/config.json` (`None`: no `kind`, as in a Hugging Face folder).
+pub fn read_kind(dir: &Path) -> Result<Option<ModelKind>> {
+    #[derive(Deserialize)]
+    struct KindOnly {
+        kind: Option<ModelKind>,
+    }
+    let path = dir.join(CONFIG_FILE);
+    let text = fs::read_to_string(&path).map_err(|e| ModelError::io(&path, e))?;
+    let k: KindOnly = serde_json::from_str(&text)
+        .map_err(|e| ModelError::invalid(&path, format!("line {}: {e}", e.line())))?;
+    Ok(k.kind)
+}
+
 /// The `config.json` of a model folder.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelConfig {
-    /// Model kind: `mlp` (later `svm`, `bert`, …).
-    pub kind: String,
+    /// Model kind.
+    pub kind: ModelKind,
     /// Folder layout version.
     pub format_version: u32,
     /// Architecture (kind-specific; for `mlp` an [`crate::mlp::MlpArchitecture`]).

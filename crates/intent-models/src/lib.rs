@@ -7,7 +7,9 @@
 //! - [`hub`]: model folders by local path or Hugging Face hub repo id (cache, revision, offline);
 //! - [`zero_shot`]: label descriptions + sentence embeddings → zero-shot classifier;
 //! - [`svm`]: linear SVM (dual coordinate descent on sparse rows) and kernel SVC (smartcore),
-//!   with calibrated probabilities.
+//!   with calibrated probabilities;
+//! - [`ncf`]: Neural Collaborative Filtering (GMF, MLP, NeuMF) on the host, as a burn module
+//!   ([`ncf::burn_module`]) and as a model folder ([`ncf::folder`]).
 //!
 //! The inference backend is a type parameter; [`CpuBackend`] is the default.
 
@@ -17,14 +19,12 @@ pub mod folder;
 pub mod hub;
 pub mod mlp;
 pub mod ncf;
-pub mod ncf_burn;
-pub mod ncf_folder;
 pub mod svm;
 pub mod tensors;
 pub mod zero_shot;
 
 pub use error::{ModelError, Result};
-pub use folder::{ModelConfig, OosConfig, Preprocessing, Versions};
+pub use folder::{ModelConfig, ModelKind, OosConfig, Preprocessing, Versions};
 pub use mlp::{BowMlp, Mlp, MlpArchitecture};
 pub use svm::{SvmModel, SvmParams};
 

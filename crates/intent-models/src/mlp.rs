@@ -14,7 +14,7 @@ use intent_data::text::{SparseVec, Vectorizer};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ModelError, Result};
-use crate::folder::{self, ModelConfig, WEIGHTS_FILE};
+use crate::folder::{self, ModelConfig, ModelKind, WEIGHTS_FILE};
 
 /// Architecture of the MLP, stored under `architecture` in `config.json`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -42,13 +42,9 @@ impl MlpArchitecture {
             }
         };
         check(self.input_dim > 0, "input_dim", "the vocabulary is empty".into())?;
-        check(self.hidden_size > 0, "--hidden-size", format!("{} must be at least 1", self.hidden_size))?;
-        check(
-            self.hidden_layers <= 64,
-            "--hidden-layers",
-            format!("{} is more than 64", self.hidden_layers),
-        )?;
-        check((0.0..1.0).contains(&self.dropout), "--dropout", format!("{} is not in [0, 1)", self.dropout))?;
+        check(self.hidden_size > 0, "hidden_size", format!("{} must be at least 1", self.hidden_size))?;
+        check(self.hidden_layers <= 64, "hidden_layers", format!("{} is more than 64", self.hidden_layers))?;
+        check((0.0..1.0).contains(&self.dropout), "dropout", format!("{} is not in [0, 1)", self.dropout))?;
         check(self.num_classes >= 1, "num_classes", "no label".into())
     }
 
@@ -277,7 +273,7 @@ impl<B: Backend> BowMlp<B> {
     pub fn load(dir: &Path, device: &B::Device) -> Result<Self> {
         let config = ModelConfig::read(dir)?;
         let cfg_path = dir.join(folder::CONFIG_FILE);
-        if config.kind != "mlp" {
+        if config.kind != ModelKind::Mlp {
             return Err(ModelError::invalid(&cfg_path, format!("kind is '{}', not 'mlp'", config.kind)));
         }
         let architecture: MlpArchitecture = serde_json::from_value(config.architecture.clone())

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::bert::SentenceEncoder;
 use crate::error::{ModelError, Result};
 use crate::folder::{
-    write_json, write_model_dir, ModelConfig, Preprocessing, Versions, CONFIG_FILE, METRICS_FILE,
+    write_json, write_model_dir, ModelConfig, ModelKind, Preprocessing, Versions, CONFIG_FILE, METRICS_FILE,
     WEIGHTS_FILE,
 };
 use crate::svm::calibration::fit_temperature;
@@ -120,7 +120,7 @@ impl<B: Backend> ZeroShot<B> {
             max_len: encoder.tokenizer.max_len(),
         };
         let config = ModelConfig {
-            kind: "zero-shot".into(),
+            kind: ModelKind::ZeroShot,
             format_version: crate::folder::FORMAT_VERSION,
             architecture: serde_json::to_value(&arch).expect("serializes"),
             labels: labels.into_iter().map(|l| l.0).collect(),
@@ -190,7 +190,7 @@ impl<B: Backend> ZeroShot<B> {
     pub fn load(dir: &Path, device: &B::Device) -> Result<Self> {
         let config = ModelConfig::read(dir)?;
         let cfg_path = dir.join(CONFIG_FILE);
-        if config.kind != "zero-shot" {
+        if config.kind != ModelKind::ZeroShot {
             return Err(ModelError::invalid(
                 &cfg_path,
                 format!("kind is '{}', expected 'zero-shot'", config.kind),

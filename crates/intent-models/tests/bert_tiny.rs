@@ -156,7 +156,7 @@ fn long_input_is_truncated_and_reported_not_a_crash() {
     assert_eq!(short.tokenizer.encode_batch(&[&long]).unwrap().len, 6);
     let e =
         SentenceEncoder::<B>::load(root.path(), Some(P + 1), &Default::default()).unwrap_err().to_string();
-    assert!(e.contains("--max-len") && e.contains("max_position_embeddings"), "{e}");
+    assert!(e.contains("`max_len`") && e.contains("max_position_embeddings"), "{e}");
 }
 
 #[test]

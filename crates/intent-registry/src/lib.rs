@@ -317,7 +317,7 @@ impl RegisteredModel {
                 version: n,
                 parent,
                 created_unix: now_unix(),
-                kind: config.kind.clone(),
+                kind: config.kind.to_string(),
                 data_hash: config.data_hash.clone(),
                 metrics,
                 params: config.training.clone(),
@@ -444,20 +444,20 @@ struct FolderSummary {
 
 impl From<ModelConfig> for FolderSummary {
     fn from(c: ModelConfig) -> Self {
-        FolderSummary { kind: c.kind, data_hash: c.data_hash, training: c.training }
+        FolderSummary { kind: c.kind.to_string(), data_hash: c.data_hash, training: c.training }
     }
 }
 
-/// An NCF recommender folder ([`intent_models::ncf_folder`]): `kind` `ncf`, no labels.
+/// An NCF recommender folder ([`intent_models::ncf::folder`]): `kind` `ncf`, no labels.
 fn read_ncf_kind(dir: &Path) -> Result<FolderSummary> {
     let path = dir.join("config.json");
     let text = fs::read_to_string(&path).map_err(io(&path))?;
-    let c: intent_models::ncf_folder::NcfConfig =
+    let c: intent_models::ncf::folder::NcfConfig =
         serde_json::from_str(&text).map_err(|e| ModelError::invalid(&path, e.to_string()))?;
-    if c.kind != "ncf" {
+    if c.kind != intent_models::ModelKind::Ncf {
         return Err(ModelError::invalid(&path, format!("kind '{}' is not ncf", c.kind)));
     }
-    Ok(FolderSummary { kind: c.kind, data_hash: c.data_hash, training: c.training })
+    Ok(FolderSummary { kind: c.kind.to_string(), data_hash: c.data_hash, training: c.training })
 }
 
 /// A Hugging Face folder (fine-tuned BERT) has `intent.json` for this toolkit's metadata.

@@ -13,7 +13,7 @@ use intent_registry::Registry;
 fn fake_model(dir: &Path, data_hash: &str, accuracy: f64) {
     std::fs::create_dir_all(dir.join("report")).unwrap();
     let config = ModelConfig {
-        kind: "mlp".into(),
+        kind: intent_models::ModelKind::Mlp,
         format_version: FORMAT_VERSION,
         architecture: serde_json::json!({}),
         labels: vec!["a".into(), "b".into()],

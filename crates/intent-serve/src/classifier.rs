@@ -5,8 +5,9 @@ use std::path::Path;
 
 use intent_models::bert::classifier::has_classification_head;
 use intent_models::bert::BertClassifier;
+use intent_models::folder::read_kind;
 use intent_models::zero_shot::ZeroShot;
-use intent_models::{BowMlp, CpuBackend, ModelConfig, ModelError, SvmModel};
+use intent_models::{BowMlp, CpuBackend, ModelConfig, ModelError, ModelKind, SvmModel};
 use serde::{Deserialize, Serialize};
 
 use crate::{Predictor, ServeError};
@@ -86,14 +87,14 @@ impl Classifier {
                 ),
             )));
         }
-        let config = ModelConfig::read(dir)?;
-        match config.kind.as_str() {
-            "mlp" => Ok(Classifier::Mlp(BowMlp::load(dir, &Default::default())?)),
-            "svm" => Ok(Classifier::Svm(SvmModel::load(dir)?)),
-            "zero-shot" => Ok(Classifier::ZeroShot(ZeroShot::load(dir, &Default::default())?)),
-            other => {
-                Err(ServeError::UnsupportedKind { path: dir.join("config.json"), kind: other.to_string() })
-            }
+        let unsupported = |kind: String| ServeError::UnsupportedKind { path: dir.join("config.json"), kind };
+        match read_kind(dir)? {
+            Some(ModelKind::Mlp) => Ok(Classifier::Mlp(BowMlp::load(dir, &Default::default())?)),
+            Some(ModelKind::Svm) => Ok(Classifier::Svm(SvmModel::load(dir)?)),
+            Some(ModelKind::ZeroShot) => Ok(Classifier::ZeroShot(ZeroShot::load(dir, &Default::default())?)),
+            // Fine-tuned BERT folders are Hugging Face folders (handled above); NCF recommends.
+            Some(kind @ (ModelKind::Bert | ModelKind::Ncf)) => Err(unsupported(kind.to_string())),
+            None => Err(unsupported("(none)".into())),
         }
     }
 

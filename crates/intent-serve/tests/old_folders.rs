@@ -35,3 +35,29 @@ fn an_mlp_folder_of_the_old_layout_loads_and_predicts_as_before() {
 fn an_svm_folder_of_the_old_layout_loads_and_predicts_as_before() {
     check("svm");
 }
+
+#[test]
+fn an_unknown_or_non_classifier_kind_is_named_in_the_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("m");
+    std::fs::create_dir(&dir).unwrap();
+    for f in std::fs::read_dir(fixture("mlp")).unwrap() {
+        let f = f.unwrap();
+        std::fs::copy(f.path(), dir.join(f.file_name())).unwrap();
+    }
+    let config = std::fs::read_to_string(dir.join("config.json")).unwrap();
+    for (kind, needles) in [
+        ("perceptron", &["config.json", "unknown variant `perceptron`", "`zero-shot`"][..]),
+        ("ncf", &["config.json", "'ncf'", "/v1/recommend"][..]),
+    ] {
+        std::fs::write(
+            dir.join("config.json"),
+            config.replace("\"kind\": \"mlp\"", &format!("\"kind\": \"{kind}\"")),
+        )
+        .unwrap();
+        let e = Classifier::load(&dir).unwrap_err().to_string();
+        for n in needles {
+            assert!(e.contains(n), "{kind}: {n} not in {e}");
+        }
+    }
+}

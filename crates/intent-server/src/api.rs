@@ -15,7 +15,7 @@ use serde_json::json;
 use crate::querylog::{now_ms, QueryRow};
 use crate::server::AppState;
 use crate::Served;
-use intent_models::ncf_folder::UnknownUser;
+use intent_models::ncf::folder::UnknownUser;
 
 use crate::ServerError;
 use intent_serve::{LabelScore, ServeError};

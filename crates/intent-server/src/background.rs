@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use intent_models::folder::now_unix;
 
-use intent_lifecycle::retrain::{history, retrain, RetrainConfig, RunOptions};
+use intent_lifecycle::retrain::{history, retrain, RetrainConfig, RunOptions, RunStatus};
 use intent_serve::ModelSpec;
 
 use crate::server::AppState;
@@ -29,7 +29,7 @@ pub fn check_served_spec(spec: &ModelSpec, cfg: &RetrainConfig) -> Result<(), St
 /// so a restarted server keeps the rhythm; at once when that time has passed; `every` when there
 /// is no history.
 fn wait_for(cfg: &RetrainConfig, every: Duration) -> Duration {
-    let last = history(cfg).iter().rev().find_map(|h| h["timestamp_unix"].as_u64());
+    let last = history(cfg).last().map(|h| h.timestamp_unix);
     match last {
         Some(t) => Duration::from_secs((t + every.as_secs()).saturating_sub(now_unix())),
         None => every,
@@ -51,18 +51,14 @@ pub fn spawn_retrainer(state: AppState, cfg: RetrainConfig, every: Duration) -> 
             })
             .await;
             match result {
-                Ok(Ok(line)) if line["status"] == "deployed" => {
-                    tracing::info!("retrain: {}; reloading", line["reason"].as_str().unwrap_or(""));
+                Ok(Ok(line)) if line.status == RunStatus::Deployed => {
+                    tracing::info!("retrain: {}; reloading", line.reason);
                     let (code, body) = crate::admin::do_reload(&state, None).await;
                     if !code.is_success() {
                         tracing::warn!("retrain: the new version was deployed but the reload failed ({body}); the old model keeps serving");
                     }
                 }
-                Ok(Ok(line)) => tracing::info!(
-                    "retrain: {}: {}",
-                    line["status"].as_str().unwrap_or("?"),
-                    line["reason"].as_str().unwrap_or("")
-                ),
+                Ok(Ok(line)) => tracing::info!("retrain: {}: {}", line.status, line.reason),
                 Ok(Err(e)) => tracing::warn!("retrain failed: {e}"),
                 Err(e) => tracing::warn!("retrain task stopped: {e}"),
             }

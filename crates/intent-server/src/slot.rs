@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwapOption;
-use intent_models::ncf_folder::{NcfModel, UnknownUser};
+use intent_models::ncf::folder::{NcfModel, UnknownUser};
 use serde::Serialize;
 
 use intent_serve::{
@@ -159,7 +159,7 @@ impl LoadedModel {
     pub fn info(&self) -> ModelInfo {
         let (kind, labels, multi_label) = match &self.served {
             Served::Classifier(c) => {
-                (c.config().kind.clone(), c.config().labels.clone(), c.config().multi_label)
+                (c.config().kind.to_string(), c.config().labels.clone(), c.config().multi_label)
             }
             Served::Recommender(_) => ("ncf".to_string(), Vec::new(), false),
         };
@@ -180,10 +180,7 @@ impl LoadedModel {
 
 /// True when `dir/config.json` says kind `ncf`.
 fn is_recommender(dir: &Path) -> bool {
-    std::fs::read_to_string(dir.join("config.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-        .is_some_and(|v| v["kind"] == "ncf")
+    matches!(intent_models::folder::read_kind(dir), Ok(Some(intent_models::ModelKind::Ncf)))
 }
 
 /// Scores of the first user's recommendations are finite and sorted.

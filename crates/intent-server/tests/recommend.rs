@@ -30,7 +30,7 @@ async fn recommend_route() {
     assert_eq!(r.status, 200, "{}", r.text);
     let recs = r.json["recommendations"].as_array().unwrap();
     assert_eq!(recs.len(), 5);
-    let model = intent_models::ncf_folder::NcfModel::load(&out).unwrap();
+    let model = intent_models::ncf::folder::NcfModel::load(&out).unwrap();
     let u3 = model.ids.user("u3").unwrap();
     for rec in recs {
         let item = model.ids.item(rec["item"].as_str().unwrap()).unwrap();

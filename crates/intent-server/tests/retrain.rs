@@ -7,7 +7,8 @@ use std::path::Path;
 
 use common::*;
 use intent_data::write_dataset;
-use intent_lifecycle::retrain::{retrain, status, RetrainConfig, RunOptions};
+use intent_lifecycle::retrain::outcome::LabelsPulled;
+use intent_lifecycle::retrain::{retrain, status, RetrainConfig, RunOptions, RunStatus};
 
 fn setup(dir: &Path, extra: &str) -> RetrainConfig {
     RetrainConfig::read(&retrain_setup(dir, extra)).unwrap()
@@ -18,7 +19,7 @@ async fn labels_pulled_from_the_server_and_deployment_reloads_it() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path().to_path_buf();
     let cfg = setup(&d, "");
-    assert_eq!(retrain(&cfg, RunOptions::default()).unwrap()["status"], "deployed");
+    assert_eq!(retrain(&cfg, RunOptions::default()).unwrap().status, RunStatus::Deployed);
     // Every prediction is queued for labeling (fallback threshold 1).
     let mut options = with_token();
     options.load.fallback_threshold = Some(1.0);
@@ -58,10 +59,10 @@ async fn labels_pulled_from_the_server_and_deployment_reloads_it() {
     assert_eq!(s.triggers["new_samples"], 0, "nothing pulled before a run");
     let line =
         tokio::task::spawn_blocking(move || retrain(&cfg, RunOptions::default()).unwrap()).await.unwrap();
-    assert_eq!(line["status"], "deployed", "{line}");
+    assert_eq!(line.status, RunStatus::Deployed, "{line}");
     assert_eq!(
-        (line["labels_pulled"].as_u64(), line["dataset_quality"]["new_samples"].as_u64()),
-        (Some(60), Some(60)),
+        (line.labels_pulled.clone(), line.dataset_quality.as_ref().map(|q| q.new_samples)),
+        (Some(LabelsPulled::Count(60)), Some(60)),
         "{line}"
     );
     assert!(d.join("retrain/labels/from_server.jsonl").is_file());
@@ -71,8 +72,11 @@ async fn labels_pulled_from_the_server_and_deployment_reloads_it() {
     let cfg = setup(&d, "[server]\nurl = \"http://127.0.0.1:9\"\ntoken_env = \"INTENT_TEST_RETRAIN_TOKEN\"\npull_labels = true\n");
     let line =
         tokio::task::spawn_blocking(move || retrain(&cfg, RunOptions::default()).unwrap()).await.unwrap();
-    assert_eq!(line["status"], "skipped", "{line}");
-    assert!(line["labels_pulled"]["error"].as_str().unwrap().contains("127.0.0.1:9"), "{line}");
+    assert_eq!(line.status, RunStatus::Skipped, "{line}");
+    assert!(
+        matches!(&line.labels_pulled, Some(LabelsPulled::Failed { error }) if error.contains("127.0.0.1:9")),
+        "{line}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -80,7 +84,7 @@ async fn server_runs_the_job_in_the_background_and_swaps() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path().to_path_buf();
     let cfg = setup(&d, "");
-    assert_eq!(retrain(&cfg, RunOptions::default()).unwrap()["status"], "deployed");
+    assert_eq!(retrain(&cfg, RunOptions::default()).unwrap().status, RunStatus::Deployed);
     let spec = intent_serve::ModelSpec::parse(&format!("{}/models/faq@current", d.display()));
     intent_server::background::check_served_spec(&spec, &cfg).unwrap();
     let folder = intent_serve::ModelSpec::parse(&format!("{}/models/faq/versions/1", d.display()));

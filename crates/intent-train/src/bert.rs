@@ -256,7 +256,7 @@ pub fn train_bert<B: AutodiffBackend>(
     let bert_config = BertConfig::read(&base.join(CONFIG_FILE))?;
     if opts.max_len < 2 || opts.max_len > bert_config.max_position_embeddings {
         return Err(TrainError::Hyperparameter {
-            name: "--max-len",
+            name: "max_len",
             message: format!(
                 "{}: expected 2..={} (max_position_embeddings)",
                 opts.max_len, bert_config.max_position_embeddings
@@ -339,7 +339,7 @@ pub fn train_bert<B: AutodiffBackend>(
     };
     let fitted = fit(model, train.len(), &opts.engine, &mut task)?;
     let mut meta = ModelConfig {
-        kind: "bert".into(),
+        kind: intent_models::ModelKind::Bert,
         format_version: intent_models::folder::FORMAT_VERSION,
         architecture: serde_json::json!({ "base": base, "max_len": opts.max_len }),
         labels: labels.clone(),

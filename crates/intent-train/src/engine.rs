@@ -104,42 +104,39 @@ impl EngineConfig {
     pub fn validate(&self) -> Result<(), TrainError> {
         let bad = |name: &'static str, message: String| Err(TrainError::Hyperparameter { name, message });
         if self.epochs == 0 {
-            return bad("--epochs", "must be at least 1".into());
+            return bad("epochs", "must be at least 1".into());
         }
         if self.batch_size == 0 {
-            return bad("--batch-size", "must be at least 1".into());
+            return bad("batch_size", "must be at least 1".into());
         }
         if !(self.lr > 0.0 && self.lr.is_finite()) {
-            return bad("--lr", format!("{} must be a positive number", self.lr));
+            return bad("lr", format!("{} must be a positive number", self.lr));
         }
         if !(self.weight_decay >= 0.0 && self.weight_decay.is_finite()) {
-            return bad("--weight-decay", format!("{} must be ≥ 0", self.weight_decay));
+            return bad("weight_decay", format!("{} must be ≥ 0", self.weight_decay));
         }
         if !(0.0..1.0).contains(&self.warmup_ratio) {
-            return bad("--warmup-ratio", format!("{} is not in [0, 1)", self.warmup_ratio));
+            return bad("warmup_ratio", format!("{} is not in [0, 1)", self.warmup_ratio));
         }
         if let Some(m) = self.max_grad_norm {
             if !(m > 0.0 && m.is_finite()) {
                 return bad(
-                    "--max-grad-norm",
+                    "max_grad_norm",
                     format!("{m} must be a positive number (0 on the command line disables clipping)"),
                 );
             }
         }
         if self.stop_after_epochs.is_some() && self.checkpoint_dir.is_none() {
-            return bad(
-                "--stop-after-epochs",
-                "needs --checkpoint-dir (the run continues from there)".into(),
-            );
+            return bad("stop_after_epochs", "needs `checkpoint_dir` (the run continues from there)".into());
         }
         if self.stop_after_epochs == Some(0) {
-            return bad("--stop-after-epochs", "must be at least 1".into());
+            return bad("stop_after_epochs", "must be at least 1".into());
         }
         if self.resume && self.checkpoint_dir.is_none() {
-            return bad("--resume", "needs --checkpoint-dir (where the checkpoints are)".into());
+            return bad("resume", "needs `checkpoint_dir` (where the checkpoints are)".into());
         }
         if self.patience == Some(0) {
-            return bad("--patience", "must be at least 1 (omit it to disable early stopping)".into());
+            return bad("patience", "must be at least 1 (omit it to disable early stopping)".into());
         }
         Ok(())
     }
@@ -285,7 +282,7 @@ where
     let fingerprint = match (&config.checkpoint_dir, task.fingerprint()) {
         (Some(_), None) => {
             return Err(TrainError::Hyperparameter {
-                name: "--checkpoint-dir",
+                name: "checkpoint_dir",
                 message: "this model's training cannot be checkpointed".into(),
             })
         }

@@ -4,6 +4,7 @@
 //! - [`engine`]: epochs, AdamW, schedule, early stopping, best checkpoint, progress;
 //! - [`mlp`]: the bag-of-words MLP;
 //! - [`svm`]: linear SVM and kernel SVC (no burn: solvers on the host), calibration;
+//! - [`ncf`]: NCF recommenders (host loop, [`ncf::engine`] on burn, [`ncf::run`] end to end);
 //! - [`device`]: `--device cpu|ndarray|cuda:N` → backend.
 
 pub mod bert;
@@ -12,8 +13,6 @@ pub mod device;
 pub mod engine;
 pub mod mlp;
 pub mod ncf;
-pub mod ncf_engine;
-pub mod ncf_run;
 pub mod optim;
 pub mod progress;
 pub mod schedule;
@@ -25,17 +24,18 @@ pub use bert::{train_bert, train_bert_to_dir, BertOptions, BertRunSummary, Train
 pub use device::DeviceSpec;
 pub use engine::{fit, EngineConfig, EpochLog, TrainTask};
 pub use mlp::{train_mlp, train_mlp_to_dir, MlpOptions, MlpRunSummary, TrainedMlp};
-pub use ncf_run::{train_ncf_to_dir, NcfOptions, NcfRunSummary};
+pub use ncf::run::{train_ncf_to_dir, NcfOptions, NcfRunSummary};
 pub use schedule::LrSchedule;
 pub use svm::{train_svm, train_svm_to_dir, SvmOptions, SvmRunSummary, TrainedSvm};
 
 /// Errors of training.
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
-    /// A bad hyperparameter.
-    #[error("invalid {name}: {message}")]
+    /// A bad option value. Options are named by their field, in backticks, here and inside
+    /// `message` (`` `batch_size` ``); a command-line tool maps them to its flags.
+    #[error("invalid `{name}`: {message}")]
     Hyperparameter {
-        /// Flag name.
+        /// The option's field name.
         name: &'static str,
         /// What was expected.
         message: String,

@@ -159,7 +159,7 @@ pub fn train_mlp<B: AutodiffBackend>(
     let fitted = fit::<B, Mlp<B>, _>(model, train.len(), &opts.engine, &mut task)?;
 
     let config = ModelConfig {
-        kind: "mlp".into(),
+        kind: intent_models::ModelKind::Mlp,
         format_version: intent_models::folder::FORMAT_VERSION,
         architecture: serde_json::to_value(arch).expect("serializes"),
         labels: labels.clone(),

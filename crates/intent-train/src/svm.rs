@@ -115,7 +115,7 @@ fn decisions(f: &Fitted, texts: &[&str]) -> Vec<Vec<f32>> {
 
 fn placeholder_config() -> ModelConfig {
     ModelConfig {
-        kind: "svm".into(),
+        kind: intent_models::ModelKind::Svm,
         format_version: intent_models::folder::FORMAT_VERSION,
         architecture: serde_json::Value::Null,
         labels: Vec::new(),
@@ -180,7 +180,7 @@ pub fn train_svm(
     opts.params.validate()?;
     if !(0.0..0.5).contains(&opts.calibration_holdout) {
         return Err(TrainError::Hyperparameter {
-            name: "--calibration-holdout",
+            name: "calibration_holdout",
             message: format!("{}: expected a share in [0, 0.5)", opts.calibration_holdout),
         });
     }
@@ -256,7 +256,7 @@ pub fn train_svm(
     }
 
     let config = ModelConfig {
-        kind: "svm".into(),
+        kind: intent_models::ModelKind::Svm,
         labels: labels.clone(),
         multi_label: multi,
         thresholds: multi.then(|| vec![0.5; k]),

@@ -78,5 +78,5 @@ fn fine_tuning_fits_the_data_saves_a_servable_folder_and_is_deterministic() {
     // Bad input: a max_len beyond the model's positions is refused by name.
     opts.max_len = 10_000;
     let e = train_bert::<Autodiff<Flex>>(&base, &train, None, &opts, &device).err().unwrap().to_string();
-    assert!(e.contains("--max-len"), "{e}");
+    assert!(e.contains("`max_len`"), "{e}");
 }

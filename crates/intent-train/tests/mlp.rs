@@ -194,9 +194,9 @@ fn bad_hyperparameters_and_one_label_data_are_refused() {
     let mut bad = options();
     bad.dropout = 1.5;
     let err = train_mlp::<Autodiff<Flex>>(&synthetic(5, 0), None, &bad, &device).err().unwrap().to_string();
-    assert!(err.contains("--dropout"), "{err}");
+    assert!(err.contains("`dropout`"), "{err}");
     let mut bad = options();
     bad.engine.batch_size = 0;
     let err = train_mlp::<Autodiff<Flex>>(&synthetic(5, 0), None, &bad, &device).err().unwrap().to_string();
-    assert!(err.contains("--batch-size"), "{err}");
+    assert!(err.contains("`batch_size`"), "{err}");
 }

@@ -5,6 +5,7 @@
 //! Every run holds the registry model's lock, so concurrent retrains are refused. Nothing moves
 //! `current` until the candidate is registered (a complete version folder) and validated.
 
+pub mod outcome;
 mod run;
 pub mod schedule;
 
@@ -12,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use outcome::{RetrainOutcome, RunStatus};
 pub use run::{history, retrain, status, RunOptions, Status};
 
 /// Errors of retraining (configuration, data, training, registry).

@@ -15,6 +15,9 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use super::outcome::{
+    DatasetQuality, Durations, HoldoutScores, LabelsPulled, RetrainOutcome, RunStatus, VersionsSeen,
+};
 use super::{RetrainConfig, RetrainError};
 use intent_serve::evaluation::evaluate;
 use intent_serve::Classifier;
@@ -81,7 +84,7 @@ fn data_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, RetrainError> {
 }
 
 /// The history lines of the config's state folder (a line cut short by a crash is skipped).
-pub fn history(cfg: &RetrainConfig) -> Vec<Value> {
+pub fn history(cfg: &RetrainConfig) -> Vec<RetrainOutcome> {
     let text = std::fs::read_to_string(cfg.state_dir.join(HISTORY)).unwrap_or_default();
     text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
 }
@@ -117,8 +120,8 @@ fn assess(cfg: &RetrainConfig, model: &RegisteredModel, force: bool) -> Result<A
     let last = history(cfg)
         .iter()
         .rev()
-        .find(|h| h["status"] == "deployed")
-        .and_then(|h| h["timestamp_unix"].as_u64())
+        .find(|h| h.status == RunStatus::Deployed)
+        .map(|h| h.timestamp_unix)
         .or_else(|| current.and_then(|n| model.version(n).ok()).map(|v| v.created_unix));
     let days_since_success = last.map(|t| now_unix().saturating_sub(t) as f64 / 86400.0);
     let mut reasons = Vec::new();
@@ -310,8 +313,28 @@ impl Journal {
     }
 }
 
+impl RetrainOutcome {
+    /// A line of this config's model with `status`, written now; the rest empty.
+    fn new(cfg: &RetrainConfig, id: &str, status: RunStatus) -> Self {
+        RetrainOutcome {
+            retrain_id: id.to_string(),
+            timestamp_unix: now_unix(),
+            model: cfg.model.clone(),
+            kind: None,
+            status,
+            reason: String::new(),
+            triggers: Vec::new(),
+            dataset_quality: None,
+            versions: VersionsSeen::default(),
+            scores: None,
+            labels_pulled: None,
+            durations_s: Durations::default(),
+        }
+    }
+}
+
 /// Appends `line` to the history file (fsynced).
-fn append_history(cfg: &RetrainConfig, line: &Value) -> Result<(), RetrainError> {
+fn append_history(cfg: &RetrainConfig, line: &RetrainOutcome) -> Result<(), RetrainError> {
     let path = cfg.state_dir.join(HISTORY);
     let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&path).map_err(io_err(&path))?;
     writeln!(f, "{line}").and_then(|()| f.sync_all()).map_err(io_err(&path))
@@ -323,7 +346,7 @@ fn append_history(cfg: &RetrainConfig, line: &Value) -> Result<(), RetrainError>
 ///
 /// A run that was killed leaves its `running` marker in the state folder: the next run records
 /// it as `interrupted` and removes what it left (candidate folder, registry staging files).
-pub fn retrain(cfg: &RetrainConfig, opts: RunOptions) -> Result<Value, RetrainError> {
+pub fn retrain(cfg: &RetrainConfig, opts: RunOptions) -> Result<RetrainOutcome, RetrainError> {
     let t0 = Instant::now();
     let id = format!("{}-{}", now_unix(), std::process::id());
     let model = Registry::new(&cfg.registry).model(&cfg.model)?;
@@ -336,11 +359,15 @@ pub fn retrain(cfg: &RetrainConfig, opts: RunOptions) -> Result<Value, RetrainEr
     let marker = cfg.state_dir.join(RUNNING);
     if let Ok(text) = std::fs::read_to_string(&marker) {
         let old: Value = serde_json::from_str(&text).unwrap_or_else(|_| json!({}));
-        let line = json!({
-            "retrain_id": old["retrain_id"], "timestamp_unix": now_unix(), "model": cfg.model, "status": "interrupted",
-            "reason": format!("the run started at {} stopped before finishing (killed or crashed); its leftovers were removed", old["started_unix"]),
-            "versions": { "current": model.alias("current")? },
-        });
+        let line = RetrainOutcome {
+            retrain_id: old["retrain_id"].as_str().unwrap_or_default().to_string(),
+            reason: format!(
+                "the run started at {} stopped before finishing (killed or crashed); its leftovers were removed",
+                old["started_unix"]
+            ),
+            versions: VersionsSeen { current: model.alias("current")?, ..VersionsSeen::default() },
+            ..RetrainOutcome::new(cfg, "", RunStatus::Interrupted)
+        };
         journal.line(&format!("interrupted: run {} did not finish", old["retrain_id"]));
         append_history(cfg, &line)?;
     }
@@ -359,9 +386,16 @@ pub fn retrain(cfg: &RetrainConfig, opts: RunOptions) -> Result<Value, RetrainEr
     std::fs::write(&marker, mark).map_err(io_err(&marker))?;
     let result = run(cfg, opts, &model, &journal, Some(lock), t0);
     if let Err(e) = &result {
-        let line = json!({ "retrain_id": id, "timestamp_unix": now_unix(), "model": cfg.model, "kind": cfg.kind, "status": "failed",
-                           "reason": e.to_string(), "versions": { "current": model.alias("current").ok().flatten() },
-                           "durations_s": { "total": t0.elapsed().as_secs_f64() } });
+        let line = RetrainOutcome {
+            kind: Some(cfg.kind.clone()),
+            reason: e.to_string(),
+            versions: VersionsSeen {
+                current: model.alias("current").ok().flatten(),
+                ..VersionsSeen::default()
+            },
+            durations_s: Durations { total: Some(t0.elapsed().as_secs_f64()), ..Durations::default() },
+            ..RetrainOutcome::new(cfg, &id, RunStatus::Failed)
+        };
         journal.line(&format!("failed: {e}"));
         append_history(cfg, &line)?;
     }
@@ -377,7 +411,7 @@ fn run(
     journal: &Journal,
     lock: Option<RegistryLock>,
     t0: Instant,
-) -> Result<Value, RetrainError> {
+) -> Result<RetrainOutcome, RetrainError> {
     let id = journal.id.clone();
     // Labels from the server first (not in a dry run: it changes nothing); a failed pull is
     // noted and the last copy used.
@@ -399,32 +433,38 @@ fn run(
         "data: {} training examples ({} duplicates dropped, {} conflicts kept first, {} held-out texts removed), {} new; holdout {}",
         a.train.len(), a.duplicates, a.conflicts, a.removed_holdout, a.new_samples, a.holdout.len()
     ));
-    let mut line = json!({
-        "retrain_id": id,
-        "timestamp_unix": now_unix(),
-        "model": cfg.model,
-        "kind": cfg.kind,
-        "triggers": a.reasons,
-        "dataset_quality": { "total_entries": a.train.len(), "new_samples": a.new_samples, "duplicates": a.duplicates,
-                             "conflicts": a.conflicts, "holdout_removed": a.removed_holdout, "accuracy_improvement": null },
-        "versions": { "before": a.current, "candidate": null, "current": a.current },
-    });
-    match pulled {
-        Some(Ok(n)) => line["labels_pulled"] = json!(n),
-        Some(Err(e)) => line["labels_pulled"] = json!({ "error": e }),
-        None => {}
-    }
-    let finish =
-        |line: &mut Value, status: &str, reason: String, durations: Value| -> Result<Value, RetrainError> {
-            line["status"] = status.into();
-            line["reason"] = reason.clone().into();
-            line["durations_s"] = durations;
-            journal.line(&format!("{status}: {reason}"));
-            if !opts.dry_run {
-                append_history(cfg, line)?;
-            }
-            Ok(line.clone())
-        };
+    let mut line = RetrainOutcome {
+        kind: Some(cfg.kind.clone()),
+        triggers: a.reasons.clone(),
+        dataset_quality: Some(DatasetQuality {
+            total_entries: a.train.len(),
+            new_samples: a.new_samples,
+            duplicates: a.duplicates,
+            conflicts: a.conflicts,
+            holdout_removed: a.removed_holdout,
+            accuracy_improvement: None,
+        }),
+        versions: VersionsSeen { before: a.current, candidate: None, current: a.current },
+        labels_pulled: pulled.map(|r| match r {
+            Ok(n) => LabelsPulled::Count(n),
+            Err(error) => LabelsPulled::Failed { error },
+        }),
+        ..RetrainOutcome::new(cfg, &id, RunStatus::Skipped)
+    };
+    let finish = |mut line: RetrainOutcome,
+                  status: RunStatus,
+                  reason: String,
+                  durations: Durations|
+     -> Result<RetrainOutcome, RetrainError> {
+        journal.line(&format!("{status}: {reason}"));
+        line.status = status;
+        line.reason = reason;
+        line.durations_s = durations;
+        if !opts.dry_run {
+            append_history(cfg, &line)?;
+        }
+        Ok(line)
+    };
     if a.reasons.is_empty() {
         let why = format!(
             "no trigger: {} new samples < {}, {} days since the last successful retrain < {}",
@@ -433,16 +473,22 @@ fn run(
             a.days_since_success.map_or("-".into(), |d| format!("{d:.1}")),
             cfg.triggers.min_days
         );
+        let total = Some(t0.elapsed().as_secs_f64());
         return finish(
-            &mut line,
-            "skipped",
+            line,
+            RunStatus::Skipped,
             why,
-            json!({ "data": data_s, "total": t0.elapsed().as_secs_f64() }),
+            Durations { data: Some(data_s), total, ..Durations::default() },
         );
     }
     let Some(lock) = lock else {
         let plan = format!("would train a {} on {} examples, validate on {} held-out examples against version {:?}, then register and promote it", cfg.kind, a.train.len(), a.holdout.len(), a.current);
-        return finish(&mut line, "dry-run", plan, json!({ "data": data_s }));
+        return finish(
+            line,
+            RunStatus::DryRun,
+            plan,
+            Durations { data: Some(data_s), ..Durations::default() },
+        );
     };
 
     let candidate = cfg.state_dir.join(format!("candidate-{id}"));
@@ -451,12 +497,9 @@ fn run(
     let train_s = t1.elapsed().as_secs_f64();
     if let Err(e) = trained {
         let _ = std::fs::remove_dir_all(&candidate);
-        return finish(
-            &mut line,
-            "failed",
-            format!("training failed: {e}"),
-            json!({ "data": data_s, "train": train_s, "total": t0.elapsed().as_secs_f64() }),
-        );
+        let total = Some(t0.elapsed().as_secs_f64());
+        let durations = Durations { data: Some(data_s), train: Some(train_s), total, ..Durations::default() };
+        return finish(line, RunStatus::Failed, format!("training failed: {e}"), durations);
     }
     journal.line(&format!("trained a candidate in {train_s:.1} s"));
     halt_point("retrain:trained");
@@ -473,13 +516,20 @@ fn run(
         None => None,
     };
     let validate_s = t2.elapsed().as_secs_f64();
-    line["scores"] = json!({ "candidate": cand, "current": current_score });
-    line["dataset_quality"]["accuracy_improvement"] = json!(current_score.map(|c| cand - c));
+    line.scores = Some(HoldoutScores { candidate: cand, current: current_score });
+    if let Some(q) = &mut line.dataset_quality {
+        q.accuracy_improvement = current_score.map(|c| cand - c);
+    }
     journal.line(&format!(
         "holdout: candidate {cand:.4}, current {}",
         current_score.map_or("-".into(), |c| format!("{c:.4}"))
     ));
-    let mut durations = json!({ "data": data_s, "train": train_s, "validate": validate_s });
+    let mut durations = Durations {
+        data: Some(data_s),
+        train: Some(train_s),
+        validate: Some(validate_s),
+        ..Durations::default()
+    };
     let rejection = if !verdict.passed {
         Some(verdict.summary.clone())
     } else {
@@ -489,8 +539,8 @@ fn run(
     };
     if let Some(why) = rejection {
         let _ = std::fs::remove_dir_all(&candidate);
-        durations["total"] = json!(t0.elapsed().as_secs_f64());
-        return finish(&mut line, "rejected", why, durations);
+        durations.total = Some(t0.elapsed().as_secs_f64());
+        return finish(line, RunStatus::Rejected, why, durations);
     }
 
     // The held-out score goes with the version (metrics.json, then version.json).
@@ -516,7 +566,7 @@ fn run(
         Some(format!("retrain {id}: {}", a.reasons.join("; "))),
     )?;
     let _ = std::fs::remove_dir_all(&candidate);
-    line["versions"]["candidate"] = json!(n);
+    line.versions.candidate = Some(n);
     halt_point("retrain:registered");
     model.promote(&lock, n, &format!("retrain {id}"))?;
     halt_point("retrain:promoted");
@@ -524,16 +574,16 @@ fn run(
         (Some(server), true) => notify(server),
         _ => Ok(()),
     };
-    durations["deploy"] = json!(t3.elapsed().as_secs_f64());
-    durations["total"] = json!(t0.elapsed().as_secs_f64());
+    durations.deploy = Some(t3.elapsed().as_secs_f64());
+    durations.total = Some(t0.elapsed().as_secs_f64());
     if let Err(e) = notified {
         // The server did not take the new version: `current` goes back where it was.
         if let Some(old) = a.current {
             model.promote(&lock, old, &format!("retrain {id}: server reload failed"))?;
         }
         return finish(
-            &mut line,
-            "failed",
+            line,
+            RunStatus::Failed,
             format!(
                 "version {n} registered, but the server reload failed ({e}); current stays at {:?}",
                 a.current
@@ -541,15 +591,15 @@ fn run(
             durations,
         );
     }
-    line["versions"]["current"] = json!(n);
-    finish(&mut line, "deployed", format!("version {n} is current (holdout {cand:.4})"), durations)
+    line.versions.current = Some(n);
+    finish(line, RunStatus::Deployed, format!("version {n} is current (holdout {cand:.4})"), durations)
 }
 
 /// What `--status` prints.
 #[derive(Debug, Clone, Serialize)]
 pub struct Status {
     /// The last history line.
-    pub last_run: Option<Value>,
+    pub last_run: Option<RetrainOutcome>,
     /// What the triggers say now.
     pub triggers: Value,
     /// Registry state: aliases and versions.

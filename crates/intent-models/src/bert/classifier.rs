@@ -15,7 +15,7 @@ use intent_data::text::VectorizerConfig;
 use super::sequence::{HeadPooling, INTENT_FILE};
 use super::{BertConfig, Pooling, PoolingMode, SentenceEncoder};
 use crate::error::{ModelError, Result};
-use crate::folder::{ModelConfig, Preprocessing, Versions, CONFIG_FILE, WEIGHTS_FILE};
+use crate::folder::{ModelConfig, ModelKind, Preprocessing, Versions, CONFIG_FILE, WEIGHTS_FILE};
 use crate::svm::Calibration;
 use crate::tensors::TensorFile;
 
@@ -150,7 +150,7 @@ impl<B: Backend> BertClassifier<B> {
             return Ok(BertClassifier { config, encoder, pooler, classifier, pooling });
         }
         let config = ModelConfig {
-            kind: "bert".into(),
+            kind: ModelKind::Bert,
             format_version: crate::folder::FORMAT_VERSION,
             architecture: serde_json::json!({
                 "head": if pooler.is_some() { "pooler+linear" } else { "linear" },

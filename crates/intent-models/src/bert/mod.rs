@@ -164,7 +164,7 @@ impl<B: Backend> SentenceEncoder<B> {
         let limit = max_len.unwrap_or(config.max_position_embeddings);
         if limit < 2 || limit > config.max_position_embeddings {
             return Err(ModelError::Hyperparameter {
-                name: "--max-len",
+                name: "max_len",
                 message: format!(
                     "{limit}: expected 2..={} (max_position_embeddings)",
                     config.max_position_embeddings

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{ModelError, Result};
 use crate::folder::{
-    read_vocab, write_json, write_model_dir, write_vocab, ModelConfig, CONFIG_FILE, METRICS_FILE,
+    read_vocab, write_json, write_model_dir, write_vocab, ModelConfig, ModelKind, CONFIG_FILE, METRICS_FILE,
     WEIGHTS_FILE,
 };
 use crate::tensors::{HostTensor, TensorFile};
@@ -93,24 +93,24 @@ impl Default for SvmParams {
 }
 
 impl SvmParams {
-    /// Checks every value, naming the flag of the first bad one.
+    /// Checks every value, naming the field of the first bad one.
     pub fn validate(&self) -> Result<()> {
         let bad = |name, message: String| Err(ModelError::Hyperparameter { name, message });
         if !(self.c.is_finite() && self.c > 0.0) {
-            return bad("--c", format!("{}: C must be a positive number (try 1.0)", self.c));
+            return bad("c", format!("{}: C must be a positive number (try 1.0)", self.c));
         }
         if !(self.tol.is_finite() && self.tol > 0.0) {
-            return bad("--tol", format!("{}: the tolerance must be positive (try 1e-4)", self.tol));
+            return bad("tol", format!("{}: the tolerance must be positive (try 1e-4)", self.tol));
         }
         if self.max_iter == 0 {
-            return bad("--max-iter", "must be at least 1".into());
+            return bad("max_iter", "must be at least 1".into());
         }
         if !(self.intercept_scaling.is_finite() && self.intercept_scaling >= 0.0) {
             return bad("intercept_scaling", format!("{}: must be zero or positive", self.intercept_scaling));
         }
         if let KernelChoice::Rbf { gamma: Some(g) } = self.kernel {
             if !(g.is_finite() && g > 0.0) {
-                return bad("--gamma", format!("{g}: γ must be a positive number or 'scale'"));
+                return bad("gamma", format!("{g}: γ must be a positive number or 'scale'"));
             }
         }
         Ok(())
@@ -231,7 +231,7 @@ impl SvmModel {
     pub fn load(dir: &Path) -> Result<Self> {
         let config = ModelConfig::read(dir)?;
         let cfg_path = dir.join(CONFIG_FILE);
-        if config.kind != "svm" {
+        if config.kind != ModelKind::Svm {
             return Err(ModelError::invalid(&cfg_path, format!("kind is '{}', expected 'svm'", config.kind)));
         }
         let arch: SvmArchitecture = serde_json::from_value(config.architecture.clone())

@@ -14,14 +14,15 @@ use intent_data::recsys::IdMap;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ModelError, Result};
+use crate::folder::ModelKind;
 use crate::folder::Versions;
 use crate::ncf::{Ncf, NcfArchitecture};
 
 /// `config.json` of an NCF folder.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NcfConfig {
-    /// Always `ncf`.
-    pub kind: String,
+    /// Always [`ModelKind::Ncf`].
+    pub kind: ModelKind,
     /// Folder layout version.
     pub format_version: u32,
     /// GMF / MLP / NeuMF and sizes.
@@ -115,7 +116,7 @@ impl NcfModel {
             |name: &str, text: &str| ModelError::invalid(dir.join(name), format!("not valid: {text}"));
         let config: NcfConfig =
             serde_json::from_str(&read("config.json")?).map_err(|e| parse("config.json", &e.to_string()))?;
-        if config.kind != "ncf" {
+        if config.kind != ModelKind::Ncf {
             return Err(ModelError::invalid(
                 dir.join("config.json"),
                 format!("kind '{}': not an NCF model", config.kind),

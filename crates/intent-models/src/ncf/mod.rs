@@ -12,6 +12,9 @@
 //! The model is a handful of small matrices, so scoring runs on the host with `matrixmultiply`'s
 //! GEMM; a burn module would add per-op dispatch costs larger than the arithmetic.
 
+pub mod burn_module;
+pub mod folder;
+
 use std::path::Path;
 
 use rand::{Rng, SeedableRng};
@@ -62,28 +65,28 @@ pub struct NcfArchitecture {
 }
 
 impl NcfArchitecture {
-    /// Checks the sizes; errors name the flag.
+    /// Checks the sizes; errors name the field.
     pub fn validate(&self) -> Result<()> {
         let bad = |name, message: String| Err(ModelError::Hyperparameter { name, message });
         if self.num_users == 0 || self.num_items == 0 {
             return bad(
-                "--train",
+                "num_users",
                 format!("{} users and {} items: both must be at least 1", self.num_users, self.num_items),
             );
         }
         if self.kind != NcfKind::Mlp && self.factors == 0 {
-            return bad("--embedding-dim", "must be at least 1".into());
+            return bad("factors", "must be at least 1".into());
         }
         if self.kind != NcfKind::Gmf {
             if self.layers.len() < 2 || self.layers.contains(&0) {
                 return bad(
-                    "--hidden-layers",
+                    "layers",
                     format!("{:?}: expected at least two positive sizes such as 64,32,16,8", self.layers),
                 );
             }
             if !self.layers[0].is_multiple_of(2) {
                 return bad(
-                    "--hidden-layers",
+                    "layers",
                     format!(
                         "the first size {} is the user and item embeddings concatenated: it must be even",
                         self.layers[0]
@@ -490,7 +493,7 @@ mod tests {
         let e = Ncf::init(NcfArchitecture { layers: vec![5, 2], ..arch(NcfKind::Mlp) }, 1)
             .unwrap_err()
             .to_string();
-        assert!(e.contains("--hidden-layers") && e.contains("even"), "{e}");
+        assert!(e.contains("`layers`") && e.contains("even"), "{e}");
         let (g, p) = (Ncf::init(arch(NcfKind::Gmf), 2).unwrap(), Ncf::init(arch(NcfKind::Mlp), 3).unwrap());
         let n = Ncf::neumf_from(&g, &p, 0.5).unwrap();
         // With α = 0.5 the NeuMF logit is the mean of the two models' logits.

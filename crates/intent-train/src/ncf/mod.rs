@@ -8,6 +8,9 @@
 //! measured several times slower than this loop), and the speed target is half of PyTorch's
 //! epoch time. The backward pass is checked against finite differences in the tests.
 
+pub mod engine;
+pub mod run;
+
 use std::collections::HashSet;
 use std::time::Instant;
 
@@ -62,20 +65,20 @@ impl Default for NcfTrainConfig {
 }
 
 impl NcfTrainConfig {
-    /// Checks the settings; errors name the flag.
+    /// Checks the settings; errors name the field.
     pub fn validate(&self) -> Result<(), TrainError> {
         let bad = |name, message: &str| Err(TrainError::Hyperparameter { name, message: message.into() });
         if self.epochs == 0 {
-            return bad("--epochs", "must be at least 1");
+            return bad("epochs", "must be at least 1");
         }
         if self.batch_size == 0 {
-            return bad("--batch-size", "must be at least 1");
+            return bad("batch_size", "must be at least 1");
         }
         if !(self.lr > 0.0 && self.lr.is_finite()) {
-            return bad("--learning-rate", "must be a positive number");
+            return bad("lr", "must be a positive number");
         }
         if !(self.weight_decay >= 0.0 && self.weight_decay.is_finite()) {
-            return bad("--weight-decay", "must be a number ≥ 0");
+            return bad("weight_decay", "must be a number ≥ 0");
         }
         Ok(())
     }

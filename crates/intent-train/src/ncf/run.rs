@@ -1,5 +1,5 @@
 //! `intent train ncf`: interactions in, an NCF model folder out (see
-//! [`intent_models::ncf_folder`]), with the leave-one-out split and its sampled negatives saved
+//! [`intent_models::ncf::folder`]), with the leave-one-out split and its sampled negatives saved
 //! so that `intent eval` reproduces the reported figures.
 
 use std::path::{Path, PathBuf};
@@ -10,14 +10,14 @@ use intent_data::recsys::{
 };
 use intent_eval::ranking::RankingReport;
 use intent_models::folder::{now_unix, write_json, write_model_dir, Versions};
+use intent_models::ncf::folder::{NcfConfig, NcfModel, SavedSplit};
 use intent_models::ncf::{Ncf, NcfArchitecture, NcfKind};
-use intent_models::ncf_folder::{NcfConfig, NcfModel, SavedSplit};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::device::DeviceSpec;
+use crate::ncf::engine::fit_ncf_device;
 use crate::ncf::{fit_ncf, NcfEpoch, NcfTrainConfig, SampledEval};
-use crate::ncf_engine::fit_ncf_device;
 use crate::TrainError;
 
 /// Everything `intent train ncf` takes.
@@ -120,18 +120,18 @@ pub fn train_ncf_to_dir(
 ) -> Result<NcfRunSummary, TrainError> {
     opts.train.validate()?;
     if opts.k == 0 {
-        return Err(TrainError::Hyperparameter { name: "-k", message: "must be at least 1".into() });
+        return Err(TrainError::Hyperparameter { name: "k", message: "must be at least 1".into() });
     }
     if opts.holdout && opts.test_negatives == 0 && opts.test_negatives_file.is_none() {
         return Err(TrainError::Hyperparameter {
-            name: "--test-negatives",
-            message: "must be at least 1 (or --no-holdout)".into(),
+            name: "test_negatives",
+            message: "must be at least 1 (or `holdout` off)".into(),
         });
     }
     if opts.pretrained.is_some() && opts.kind != NcfKind::Neumf {
         return Err(TrainError::Hyperparameter {
-            name: "--pretrain-gmf",
-            message: "pre-training initialises NeuMF (--model neumf)".into(),
+            name: "pretrained",
+            message: "pre-training initialises NeuMF (`kind` neumf)".into(),
         });
     }
     let ix = Indexed::new(data);
@@ -160,7 +160,7 @@ pub fn train_ncf_to_dir(
         (Some(f), true) => intent_data::recsys::load_test_negatives(f, &ix.ids, &split)
             .map_err(|e| TrainError::Data(e.to_string()))?,
         (None, true) => test_negatives(&split, ix.num_items(), opts.test_negatives, opts.train.seed)
-            .map_err(|e| TrainError::Data(format!("--test-negatives {}: {e}", opts.test_negatives)))?,
+            .map_err(|e| TrainError::Data(format!("`test_negatives` = {}: {e}", opts.test_negatives)))?,
     };
     let eval = opts.holdout.then(|| SampledEval::new(&split, &negatives, opts.k));
     let model = match &opts.pretrained {
@@ -187,7 +187,7 @@ pub fn train_ncf_to_dir(
     let mut times: Vec<f64> = fit.history.iter().map(|h| h.seconds).collect();
     times.sort_by(f64::total_cmp);
     let config = NcfConfig {
-        kind: "ncf".into(),
+        kind: intent_models::ModelKind::Ncf,
         format_version: 1,
         architecture: fit.model.arch.clone(),
         training: json!({ "options": opts, "engine": opts.device.map_or("host".to_string(), |d| format!("burn on {d}")), "pretrained": opts.pretrained.as_ref().map(|(g, m)| [g, m]), "median_epoch_s": times[times.len() / 2] }),

@@ -8,8 +8,8 @@ use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use intent_data::recsys::LeaveOneOut;
 use intent_eval::ranking::RankingReport;
+use intent_models::ncf::burn_module::{bce_with_logits, index_tensor, NcfModule};
 use intent_models::ncf::{Ncf, NcfArchitecture};
-use intent_models::ncf_burn::{bce_with_logits, index_tensor, NcfModule};
 
 use crate::device::{dispatch, BackendJob, DeviceSpec};
 use crate::engine::{fit, EngineConfig, TrainTask};
