@@ -10,6 +10,7 @@ use std::path::PathBuf;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use intent::data::recsys::{leave_one_out, load_movielens, Indexed};
+use intent::models::checked::Check;
 use intent::models::ncf::folder::{NcfConfig, NcfModel, SavedSplit, UnknownUser};
 use intent::models::ncf::{Ncf, NcfArchitecture, NcfKind};
 use intent::train::ncf::{fit_ncf, NcfTrainConfig};
@@ -32,7 +33,7 @@ fn benches(c: &mut Criterion) {
         layers: vec![64, 32, 16, 8],
     };
     let model = Ncf::init(arch.clone(), 42).expect("valid architecture");
-    let config = NcfTrainConfig { epochs: 1, progress: false, ..Default::default() };
+    let config = NcfTrainConfig { epochs: 1, progress: false, ..Default::default() }.check().expect("valid");
     let mut g = c.benchmark_group("ncf_ml100k");
     g.sample_size(10);
     g.bench_function("neumf_train_epoch", |b| {

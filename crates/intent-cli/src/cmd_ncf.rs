@@ -24,7 +24,7 @@ pub struct NcfArgs {
     #[arg(long)]
     pub out: PathBuf,
     /// gmf, mlp or neumf.
-    #[arg(long, default_value = "neumf")]
+    #[arg(long, value_enum, default_value_t = NcfKind::Neumf)]
     pub model: NcfKind,
     /// Passes over the training pairs.
     #[arg(long, default_value_t = 20)]
@@ -76,7 +76,7 @@ pub struct NcfArgs {
     #[arg(long, default_value_t = 0.0)]
     pub weight_decay: f64,
     /// Learning rate over the run: constant (the paper), linear or cosine (decay to 0).
-    #[arg(long, default_value = "constant")]
+    #[arg(long, value_enum, default_value_t = intent_train::schedule::LrSchedule::Constant)]
     pub lr_schedule: intent_train::schedule::LrSchedule,
     /// Compute device: cpu, ndarray (feature `ndarray`), cuda or cuda:N (feature `cuda`).
     #[arg(long, default_value = "cpu")]

@@ -32,8 +32,8 @@ pub enum TrainCommand {
 #[derive(Args, Debug, Clone)]
 pub struct FeatureFlags {
     /// Feature weighting [default: binary for mlp, tfidf for svm].
-    #[arg(long, value_parser = ["binary", "count", "tfidf"])]
-    pub features: Option<String>,
+    #[arg(long, value_enum)]
+    pub features: Option<Weighting>,
     /// Word n-grams up to this length [default: 1 for mlp, 2 for svm].
     #[arg(long)]
     pub ngram_max: Option<usize>,
@@ -55,8 +55,8 @@ impl FeatureFlags {
     /// The vectorizer settings over `base` (the model's defaults).
     pub fn vectorizer(&self, base: VectorizerConfig) -> Result<VectorizerConfig> {
         let mut v = base;
-        if let Some(f) = &self.features {
-            v.weighting = f.parse()?;
+        if let Some(f) = self.features {
+            v.weighting = f;
             v.sublinear_tf = v.weighting == Weighting::Tfidf;
         }
         if let Some(n) = self.ngram_max {
@@ -121,8 +121,8 @@ pub struct MlpFlags {
     #[arg(long, default_value_t = MlpOptions::default().engine.weight_decay)]
     pub weight_decay: f64,
     /// Learning-rate schedule after warm-up.
-    #[arg(long, default_value = "constant", value_parser = ["constant", "linear", "cosine"])]
-    pub lr_schedule: String,
+    #[arg(long, value_enum, default_value_t = MlpOptions::default().engine.schedule)]
+    pub lr_schedule: LrSchedule,
     /// Share of steps for linear warm-up.
     #[arg(long, default_value_t = 0.0)]
     pub warmup_ratio: f64,
@@ -138,10 +138,9 @@ pub struct MlpFlags {
 }
 
 impl MlpFlags {
-    /// The checked options and device.
+    /// The options and device (the trainer checks the values, once).
     pub fn options(&self, features: &FeatureFlags, run: &RunFlags) -> Result<(MlpOptions, DeviceSpec)> {
         let device: DeviceSpec = self.device.parse()?;
-        let schedule: LrSchedule = self.lr_schedule.parse().map_err(anyhow::Error::msg)?;
         let opts = MlpOptions {
             hidden_size: self.hidden_size,
             hidden_layers: self.hidden_layers,
@@ -152,7 +151,7 @@ impl MlpFlags {
                 batch_size: self.batch_size,
                 lr: self.lr,
                 weight_decay: self.weight_decay,
-                schedule,
+                schedule: self.lr_schedule,
                 warmup_ratio: self.warmup_ratio,
                 patience: (!self.no_early_stopping).then_some(self.patience),
                 seed: run.seed,
@@ -160,7 +159,6 @@ impl MlpFlags {
             },
             oos_label: run.oos_label.clone(),
         };
-        opts.engine.validate()?;
         Ok((opts, device))
     }
 }
@@ -169,13 +167,13 @@ impl MlpFlags {
 #[derive(Args, Debug, Clone)]
 pub struct SvmFlags {
     /// Penalty C (> 0): larger fits the training data more closely.
-    #[arg(long = "c", default_value_t = 1.0, value_name = "C")]
+    #[arg(long = "c", default_value_t = SvmParams::default().c, value_name = "C")]
     pub c: f64,
     /// Solver tolerance.
-    #[arg(long, default_value_t = 1e-4)]
+    #[arg(long, default_value_t = SvmParams::default().tol)]
     pub tol: f64,
     /// Maximum solver passes.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = SvmParams::default().max_iter)]
     pub max_iter: usize,
     /// Class weights: none, or balanced (n / (k · n_class)).
     #[arg(long, default_value = "none", value_parser = ["none", "balanced"])]
@@ -190,12 +188,12 @@ pub struct SvmFlags {
     pub gamma: String,
     /// Share of the training data held out to calibrate confidences when there is no
     /// validation set (0: no calibration).
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, default_value_t = SvmOptions::default().calibration_holdout)]
     pub calibration_holdout: f64,
 }
 
 impl SvmFlags {
-    /// The checked options.
+    /// The options (the trainer checks the values, once).
     pub fn options(&self, features: &FeatureFlags, run: &RunFlags) -> Result<SvmOptions> {
         let gamma = match self.gamma.as_str() {
             "scale" => None,
@@ -222,7 +220,6 @@ impl SvmFlags {
             seed: run.seed,
             ..SvmParams::default()
         };
-        params.validate()?;
         Ok(SvmOptions {
             params,
             vectorizer: features.vectorizer(VectorizerConfig::sklearn_tfidf())?,
@@ -304,8 +301,8 @@ pub struct BertFlags {
     #[arg(long, default_value_t = 0.01)]
     pub weight_decay: f64,
     /// The head's sentence vector: pooler (HF BertForSequenceClassification) or mean.
-    #[arg(long, default_value = "pooler", value_parser = ["pooler", "mean"])]
-    pub pooling: String,
+    #[arg(long, value_enum, default_value_t = HeadPooling::Pooler)]
+    pub pooling: HeadPooling,
     /// Early stopping: epochs without a better validation score (default: off).
     #[arg(long)]
     pub patience: Option<usize>,
@@ -336,7 +333,7 @@ pub struct BertFlags {
 }
 
 impl BertFlags {
-    /// The checked options and device.
+    /// The options and device (the trainer checks the values, once).
     pub fn options(&self, run: &RunFlags) -> Result<(BertOptions, DeviceSpec)> {
         let device: DeviceSpec = self.device.parse()?;
         let defaults = BertOptions::default();
@@ -348,7 +345,7 @@ impl BertFlags {
         }
         let opts = BertOptions {
             max_len: self.max_len,
-            pooling: if self.pooling == "mean" { HeadPooling::Mean } else { HeadPooling::Pooler },
+            pooling: self.pooling,
             freeze_encoder: self.freeze_encoder,
             oos_label: run.oos_label.clone(),
             engine: EngineConfig {
@@ -367,7 +364,6 @@ impl BertFlags {
                 ..defaults.engine
             },
         };
-        opts.engine.validate()?;
         Ok((opts, device))
     }
 }
@@ -516,5 +512,21 @@ mod tests {
         let (opts, device) = a.mlp.options(&a.features, &a.run).unwrap();
         assert_eq!(opts, MlpOptions::default());
         assert!(matches!(device, DeviceSpec::Cpu));
+    }
+
+    #[derive(Parser)]
+    struct Svm {
+        #[command(flatten)]
+        svm: SvmFlags,
+        #[command(flatten)]
+        features: FeatureFlags,
+        #[command(flatten)]
+        run: RunFlags,
+    }
+
+    #[test]
+    fn svm_flag_defaults_are_the_library_defaults() {
+        let a = Svm::parse_from(["svm"]);
+        assert_eq!(a.svm.options(&a.features, &a.run).unwrap(), SvmOptions::default());
     }
 }

@@ -248,6 +248,6 @@ fn movielens_file_and_pretraining() {
     );
     fails_with(
         &intent(&["train", "ncf", "--train", "other.json", "--out", "x"], d),
-        "--test-negatives 99: user index 0 has only 32 items left",
+        "invalid --test-negatives: 99: user index 0 has only 32 items left",
     );
 }

@@ -96,6 +96,7 @@ pub fn ngram_range(tokens: &[String], n_min: usize, n_max: usize) -> Vec<String>
 /// How term occurrences become feature values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Weighting {
     /// 1 if the term occurs.
     #[default]

@@ -152,4 +152,11 @@ fn concurrent_runs_are_refused_and_bad_configs_named() {
     .unwrap();
     let e = RetrainConfig::read(&d.join("bad.toml")).unwrap_err().to_string();
     assert!(e.contains("bad.toml: [train]: unknown option(s) engine.nope"), "{e}");
+    std::fs::write(
+        d.join("bad.toml"),
+        "model = \"faq\"\nkind = \"mlp\"\nbase_data = \"b\"\nholdout = \"h\"\n[train.engine]\nbatch_size = 0\n",
+    )
+    .unwrap();
+    let e = RetrainConfig::read(&d.join("bad.toml")).unwrap_err().to_string();
+    assert!(e.contains("bad.toml: [train]: invalid `batch_size`: must be at least 1"), "{e}");
 }

@@ -11,9 +11,12 @@
 //! - [`ncf`]: Neural Collaborative Filtering (GMF, MLP, NeuMF) on the host, as a burn module
 //!   ([`ncf::burn_module`]) and as a model folder ([`ncf::folder`]).
 //!
+//! Options are checked once ([`checked`]: `check()` makes a `Checked` that trainers take).
+//!
 //! The inference backend is a type parameter; [`CpuBackend`] is the default.
 
 pub mod bert;
+pub mod checked;
 pub mod error;
 pub mod folder;
 pub mod hub;

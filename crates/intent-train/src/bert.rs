@@ -17,6 +17,8 @@ use intent_models::bert::{BertConfig, BertForSequenceClassification, BertTokeniz
 use intent_models::folder::{now_unix, ModelConfig, Preprocessing, Versions, CONFIG_FILE, WEIGHTS_FILE};
 use serde::{Deserialize, Serialize};
 
+use intent_models::checked::Check;
+
 use crate::engine::{fit, EngineConfig, EpochLog, TrainTask};
 use crate::schedule::LrSchedule;
 use crate::TrainError;
@@ -251,7 +253,7 @@ pub fn train_bert<B: AutodiffBackend>(
     opts: &BertOptions,
     device: &B::Device,
 ) -> Result<TrainedBert<B::InnerBackend>, TrainError> {
-    opts.engine.validate()?;
+    let engine = opts.engine.clone().check()?;
     let labels = crate::validation::require_two_labels(train)?;
     let bert_config = BertConfig::read(&base.join(CONFIG_FILE))?;
     if opts.max_len < 2 || opts.max_len > bert_config.max_position_embeddings {
@@ -337,7 +339,7 @@ pub fn train_bert<B: AutodiffBackend>(
         pad: bert_config.pad_token_id.unwrap_or(0) as i64,
         device: device.clone(),
     };
-    let fitted = fit(model, train.len(), &opts.engine, &mut task)?;
+    let fitted = fit(model, train.len(), &engine, &mut task)?;
     let mut meta = ModelConfig {
         kind: intent_models::ModelKind::Bert,
         format_version: intent_models::folder::FORMAT_VERSION,

@@ -14,6 +14,8 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use intent_models::checked::{Check, Checked};
+
 use crate::checkpoint::{self, EngineState, OptimizerState};
 use crate::optim::{AdamWParams, HostAdamW};
 use crate::progress::EpochBar;
@@ -99,9 +101,13 @@ impl EngineConfig {
             weight_decay: self.weight_decay as f32,
         }
     }
+}
 
-    /// Checks the numbers once.
-    pub fn validate(&self) -> Result<(), TrainError> {
+impl Check for EngineConfig {
+    type Error = TrainError;
+
+    /// Checks the numbers; the error names the field.
+    fn validate(&self) -> Result<(), TrainError> {
         let bad = |name: &'static str, message: String| Err(TrainError::Hyperparameter { name, message });
         if self.epochs == 0 {
             return bad("epochs", "must be at least 1".into());
@@ -260,7 +266,7 @@ pub fn flush_denormals() {
 pub fn fit<B, M, T>(
     model: M,
     n_train: usize,
-    config: &EngineConfig,
+    config: &Checked<EngineConfig>,
     task: &mut T,
 ) -> Result<Fitted<M::InnerModule>, TrainError>
 where
@@ -268,7 +274,6 @@ where
     M: AutodiffModule<B>,
     T: TrainTask<B, M>,
 {
-    config.validate()?;
     flush_denormals();
     rayon::broadcast(|_| flush_denormals());
     if n_train == 0 {
@@ -287,7 +292,7 @@ where
             })
         }
         (_, f) => {
-            let mut c = config.clone();
+            let mut c = EngineConfig::clone(config);
             c.progress = true;
             format!(
                 "{} n={n_train} {}",

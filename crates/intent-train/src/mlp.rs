@@ -17,6 +17,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use intent_models::checked::Check;
+
 use crate::engine::{fit, EngineConfig, EpochLog, TrainTask};
 use crate::sparse::SparseInputTable;
 use crate::TrainError;
@@ -89,7 +91,7 @@ pub fn train_mlp<B: AutodiffBackend>(
     opts: &MlpOptions,
     device: &B::Device,
 ) -> Result<TrainedMlp<B::InnerBackend>, TrainError> {
-    opts.engine.validate()?;
+    let engine = opts.engine.clone().check()?;
     let labels = crate::validation::require_two_labels(train)?;
     let multi = train.multi_label;
     let vectorizer = Vectorizer::fit(&train.texts(), opts.vectorizer.clone())?;
@@ -156,7 +158,7 @@ pub fn train_mlp<B: AutodiffBackend>(
         pending: None,
         device: device.clone(),
     };
-    let fitted = fit::<B, Mlp<B>, _>(model, train.len(), &opts.engine, &mut task)?;
+    let fitted = fit::<B, Mlp<B>, _>(model, train.len(), &engine, &mut task)?;
 
     let config = ModelConfig {
         kind: intent_models::ModelKind::Mlp,

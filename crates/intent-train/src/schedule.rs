@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 /// Shape of the learning rate after warm-up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum LrSchedule {
     /// The peak rate throughout.
     #[default]

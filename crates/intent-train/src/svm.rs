@@ -14,6 +14,7 @@ use intent_data::split::{stratified_split, SplitConfig};
 use intent_data::text::{SparseVec, Vectorizer, VectorizerConfig};
 use intent_data::{data_hash, Dataset};
 use intent_eval::Report;
+use intent_models::checked::{Check, Checked};
 use intent_models::folder::{now_unix, ModelConfig, Preprocessing, Versions, VOCAB_FILE};
 use intent_models::svm::calibration::{fit_platt, fit_temperature};
 use intent_models::svm::linear::FitInfo;
@@ -99,12 +100,13 @@ fn fit_on(
     index: &BTreeMap<&str, usize>,
     k: usize,
     opts: &SvmOptions,
+    params: &Checked<SvmParams>,
 ) -> Result<Fitted, TrainError> {
     let vectorizer = Vectorizer::fit(&data.texts(), opts.vectorizer.clone())?;
     let rows: Vec<SparseVec> = data.examples.iter().map(|e| vectorizer.transform(&e.text)).collect();
     let targets: Vec<Vec<usize>> =
         data.examples.iter().map(|e| e.labels.iter().map(|l| index[l.as_str()]).collect()).collect();
-    let (body, info) = fit_body(&rows, &targets, k, data.multi_label, vectorizer.dim(), &opts.params)?;
+    let (body, info) = fit_body(&rows, &targets, k, data.multi_label, vectorizer.dim(), params)?;
     Ok(Fitted { vectorizer, body, info })
 }
 
@@ -177,7 +179,7 @@ pub fn train_svm(
     val: Option<&Dataset>,
     opts: &SvmOptions,
 ) -> Result<TrainedSvm, TrainError> {
-    opts.params.validate()?;
+    let params = opts.params.clone().check()?;
     if !(0.0..0.5).contains(&opts.calibration_holdout) {
         return Err(TrainError::Hyperparameter {
             name: "calibration_holdout",
@@ -189,7 +191,7 @@ pub fn train_svm(
     let k = labels.len();
     let index: BTreeMap<&str, usize> = labels.iter().enumerate().map(|(i, l)| (l.as_str(), i)).collect();
     let start = Instant::now();
-    let fitted = fit_on(train, &index, k, opts)?;
+    let fitted = fit_on(train, &index, k, opts, &params)?;
     let fit_seconds = start.elapsed().as_secs_f64();
     let passes = match fitted.body {
         SvmBody::Linear(_) => format!(", at most {} passes", fitted.info.max_iterations),
@@ -233,7 +235,7 @@ pub fn train_svm(
                 );
                 (None, "none")
             } else {
-                let sub = fit_on(&split.train, &index, k, opts)?;
+                let sub = fit_on(&split.train, &index, k, opts, &params)?;
                 let texts: Vec<&str> = split.val.texts();
                 let gold: Vec<Vec<usize>> = split.val.examples.iter().map(gold_of).collect();
                 (fit_calibration(&decisions(&sub, &texts), &gold, multi), "holdout")

@@ -153,12 +153,12 @@ fn multi_label_one_vs_rest_with_platt_scaling() {
 fn bad_hyperparameters_and_unsuitable_data_are_refused() {
     let train = synthetic(10, 0);
     for (params, flag) in [
-        (SvmParams { c: 0.0, ..SvmParams::default() }, "--c"),
-        (SvmParams { c: -1.0, ..SvmParams::default() }, "--c"),
-        (SvmParams { c: f64::NAN, ..SvmParams::default() }, "--c"),
-        (SvmParams { tol: 0.0, ..SvmParams::default() }, "--tol"),
-        (SvmParams { max_iter: 0, ..SvmParams::default() }, "--max-iter"),
-        (SvmParams { kernel: KernelChoice::Rbf { gamma: Some(-2.0) }, ..SvmParams::default() }, "--gamma"),
+        (SvmParams { c: 0.0, ..SvmParams::default() }, "`c`"),
+        (SvmParams { c: -1.0, ..SvmParams::default() }, "`c`"),
+        (SvmParams { c: f64::NAN, ..SvmParams::default() }, "`c`"),
+        (SvmParams { tol: 0.0, ..SvmParams::default() }, "`tol`"),
+        (SvmParams { max_iter: 0, ..SvmParams::default() }, "`max_iter`"),
+        (SvmParams { kernel: KernelChoice::Rbf { gamma: Some(-2.0) }, ..SvmParams::default() }, "`gamma`"),
     ] {
         let err =
             train_svm(&train, None, &SvmOptions { params, ..SvmOptions::default() }).unwrap_err().to_string();

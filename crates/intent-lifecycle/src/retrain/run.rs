@@ -8,6 +8,7 @@ use std::time::Instant;
 use intent_data::split::{merge, ConflictPolicy};
 use intent_data::{load_dataset, normalize_text, write_dataset, Dataset};
 use intent_eval::{ClassMetric, QualityGate};
+use intent_models::checked::Check;
 use intent_models::folder::now_unix;
 use intent_registry::failpoints::halt_point;
 use intent_registry::{RegisteredModel, Registry, RegistryLock};
@@ -197,9 +198,17 @@ fn options<T: Serialize + DeserializeOwned + Default>(
 
 /// Checks the `[train]` table against the options of the kind (before any work).
 pub(super) fn check_options(cfg: &RetrainConfig, path: &Path) -> Result<(), RetrainError> {
+    // The values are checked here too, so a bad `[train]` is a config error at once, not a
+    // failed run later.
+    let err = |e: &dyn std::fmt::Display| RetrainError::Config {
+        path: path.to_path_buf(),
+        message: format!("[train]: {e}"),
+    };
     match cfg.kind.as_str() {
-        "mlp" => options::<intent_train::MlpOptions>(cfg, path).map(drop),
-        _ => options::<intent_train::SvmOptions>(cfg, path).map(drop),
+        "mlp" => {
+            options::<intent_train::MlpOptions>(cfg, path)?.engine.check().map(drop).map_err(|e| err(&e))
+        }
+        _ => options::<intent_train::SvmOptions>(cfg, path)?.params.check().map(drop).map_err(|e| err(&e)),
     }
 }
 

@@ -34,6 +34,7 @@ const TOKENIZER_FILES: [&str; 4] =
 /// Which sentence vector the classifier reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum HeadPooling {
     /// HF's pooler: `tanh(W·h_[CLS] + b)`.
     #[default]

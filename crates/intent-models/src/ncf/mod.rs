@@ -27,6 +27,7 @@ use crate::tensors::{self, HostTensor, TensorFile};
 /// Which NCF model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum NcfKind {
     /// Generalized matrix factorization.
     Gmf,

@@ -6,7 +6,7 @@
 //! - [`calibration`]: decision values → probabilities (temperature softmax, or Platt sigmoid
 //!   for multi-label models).
 //!
-//! Hyperparameters are checked once ([`SvmParams::validate`]); [`SvmModel`] predicts, saves and
+//! Hyperparameters are checked once ([`Check::check`] on [`SvmParams`]); [`SvmModel`] predicts, saves and
 //! loads (the same folder layout as the MLP: `config.json`, `model.safetensors`, `vocab.txt`,
 //! `idf.json`, `metrics.json`).
 
@@ -20,6 +20,7 @@ use std::path::Path;
 use intent_data::text::{SparseVec, Vectorizer};
 use serde::{Deserialize, Serialize};
 
+use crate::checked::{Check, Checked};
 use crate::error::{ModelError, Result};
 use crate::folder::{
     read_vocab, write_json, write_model_dir, write_vocab, ModelConfig, ModelKind, CONFIG_FILE, METRICS_FILE,
@@ -92,9 +93,11 @@ impl Default for SvmParams {
     }
 }
 
-impl SvmParams {
+impl Check for SvmParams {
+    type Error = ModelError;
+
     /// Checks every value, naming the field of the first bad one.
-    pub fn validate(&self) -> Result<()> {
+    fn validate(&self) -> Result<()> {
         let bad = |name, message: String| Err(ModelError::Hyperparameter { name, message });
         if !(self.c.is_finite() && self.c > 0.0) {
             return bad("c", format!("{}: C must be a positive number (try 1.0)", self.c));
@@ -304,9 +307,8 @@ pub fn fit_body(
     k: usize,
     multi_label: bool,
     dim: usize,
-    params: &SvmParams,
+    params: &Checked<SvmParams>,
 ) -> Result<(SvmBody, linear::FitInfo)> {
-    params.validate()?;
     if rows.is_empty() || k < 2 {
         return Err(ModelError::Fit(format!(
             "an SVM needs examples of at least two classes ({} examples, {k} classes)",

@@ -11,6 +11,8 @@ use intent_eval::ranking::RankingReport;
 use intent_models::ncf::burn_module::{bce_with_logits, index_tensor, NcfModule};
 use intent_models::ncf::{Ncf, NcfArchitecture};
 
+use intent_models::checked::{Check, Checked};
+
 use crate::device::{dispatch, BackendJob, DeviceSpec};
 use crate::engine::{fit, EngineConfig, TrainTask};
 use crate::ncf::{EpochSamples, NcfEpoch, NcfFit, NcfTrainConfig, SampledEval, Sampler};
@@ -77,10 +79,9 @@ pub fn fit_ncf_on<B: AutodiffBackend>(
     split: &LeaveOneOut,
     num_items: usize,
     eval: Option<&SampledEval>,
-    config: &NcfTrainConfig,
+    config: &Checked<NcfTrainConfig>,
     device: &B::Device,
 ) -> Result<NcfFit, TrainError> {
-    config.validate()?;
     let sampler = Sampler::new(split, num_items, config.num_neg, config.seed)?;
     let n = sampler.len();
     let engine = EngineConfig {
@@ -96,7 +97,8 @@ pub fn fit_ncf_on<B: AutodiffBackend>(
         seed: config.seed,
         progress: config.progress,
         ..EngineConfig::default()
-    };
+    }
+    .check()?;
     let arch = model.arch.clone();
     let module = NcfModule::<B>::from_host(&model, device);
     let mut task = NcfTask::<B> {
@@ -130,7 +132,7 @@ struct NcfJob<'a> {
     split: &'a LeaveOneOut,
     num_items: usize,
     eval: Option<&'a SampledEval>,
-    config: &'a NcfTrainConfig,
+    config: &'a Checked<NcfTrainConfig>,
 }
 
 impl BackendJob for NcfJob<'_> {
@@ -146,7 +148,7 @@ pub fn fit_ncf_device(
     split: &LeaveOneOut,
     num_items: usize,
     eval: Option<&SampledEval>,
-    config: &NcfTrainConfig,
+    config: &Checked<NcfTrainConfig>,
     spec: DeviceSpec,
 ) -> Result<NcfFit, TrainError> {
     dispatch(spec, NcfJob { model, split, num_items, eval, config })
@@ -177,7 +179,9 @@ mod tests {
                 layers: vec![8, 4],
             };
             let config =
-                NcfTrainConfig { epochs: 2, batch_size: 32, lr: 1e-2, progress: false, ..Default::default() };
+                NcfTrainConfig { epochs: 2, batch_size: 32, lr: 1e-2, progress: false, ..Default::default() }
+                    .check()
+                    .unwrap();
             let host =
                 fit_ncf(Ncf::init(arch.clone(), 4).unwrap(), &split, ix.num_items(), Some(&eval), &config)
                     .unwrap();

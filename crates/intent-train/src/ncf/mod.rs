@@ -16,6 +16,7 @@ use std::time::Instant;
 
 use intent_data::recsys::LeaveOneOut;
 use intent_eval::ranking::{from_ranks, rank_against, RankingReport};
+use intent_models::checked::{Check, Checked};
 use intent_models::ncf::{gemm, Activations, Ncf};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -64,9 +65,11 @@ impl Default for NcfTrainConfig {
     }
 }
 
-impl NcfTrainConfig {
+impl Check for NcfTrainConfig {
+    type Error = TrainError;
+
     /// Checks the settings; errors name the field.
-    pub fn validate(&self) -> Result<(), TrainError> {
+    fn validate(&self) -> Result<(), TrainError> {
         let bad = |name, message: &str| Err(TrainError::Hyperparameter { name, message: message.into() });
         if self.epochs == 0 {
             return bad("epochs", "must be at least 1");
@@ -361,9 +364,8 @@ pub fn fit_ncf(
     split: &LeaveOneOut,
     num_items: usize,
     eval: Option<&SampledEval>,
-    config: &NcfTrainConfig,
+    config: &Checked<NcfTrainConfig>,
 ) -> Result<NcfFit, TrainError> {
-    config.validate()?;
     crate::engine::flush_denormals();
     let sampler = Sampler::new(split, num_items, config.num_neg, config.seed)?;
     let adam =
@@ -545,7 +547,9 @@ mod tests {
         };
         let before = eval.run(&Ncf::init(arch.clone(), 1).unwrap());
         let config =
-            NcfTrainConfig { epochs: 20, batch_size: 64, lr: 5e-3, progress: false, ..Default::default() };
+            NcfTrainConfig { epochs: 20, batch_size: 64, lr: 5e-3, progress: false, ..Default::default() }
+                .check()
+                .unwrap();
         let fit = fit_ncf(Ncf::init(arch.clone(), 1).unwrap(), &split, ix.num_items(), Some(&eval), &config)
             .unwrap();
         let after = eval.run(&fit.model);

@@ -16,6 +16,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::device::DeviceSpec;
+use intent_models::checked::Check;
+
 use crate::ncf::engine::fit_ncf_device;
 use crate::ncf::{fit_ncf, NcfEpoch, NcfTrainConfig, SampledEval};
 use crate::TrainError;
@@ -118,7 +120,7 @@ pub fn train_ncf_to_dir(
     opts: &NcfOptions,
     out: &Path,
 ) -> Result<NcfRunSummary, TrainError> {
-    opts.train.validate()?;
+    let train_config = opts.train.clone().check()?;
     if opts.k == 0 {
         return Err(TrainError::Hyperparameter { name: "k", message: "must be at least 1".into() });
     }
@@ -160,7 +162,10 @@ pub fn train_ncf_to_dir(
         (Some(f), true) => intent_data::recsys::load_test_negatives(f, &ix.ids, &split)
             .map_err(|e| TrainError::Data(e.to_string()))?,
         (None, true) => test_negatives(&split, ix.num_items(), opts.test_negatives, opts.train.seed)
-            .map_err(|e| TrainError::Data(format!("`test_negatives` = {}: {e}", opts.test_negatives)))?,
+            .map_err(|e| TrainError::Hyperparameter {
+                name: "test_negatives",
+                message: format!("{}: {e}", opts.test_negatives),
+            })?,
     };
     let eval = opts.holdout.then(|| SampledEval::new(&split, &negatives, opts.k));
     let model = match &opts.pretrained {
@@ -177,10 +182,10 @@ pub fn train_ncf_to_dir(
         None => Ncf::init(arch, opts.train.seed)?,
     };
     let fit = match opts.device {
-        None => fit_ncf(model, &split, ix.num_items(), eval.as_ref(), &opts.train)?,
+        None => fit_ncf(model, &split, ix.num_items(), eval.as_ref(), &train_config)?,
         Some(spec) => {
             tracing::info!("training on the shared engine, device {spec}");
-            fit_ncf_device(model, &split, ix.num_items(), eval.as_ref(), &opts.train, spec)?
+            fit_ncf_device(model, &split, ix.num_items(), eval.as_ref(), &train_config, spec)?
         }
     };
     let report = eval.as_ref().map(|e| e.run(&fit.model));
