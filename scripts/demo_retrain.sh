@@ -16,7 +16,7 @@ cd "$W"
 
 echo "== 1. train on the embedded example data, register as faq version 1"
 "$bin/intent" pipeline --models-dir trained --quiet >/dev/null
-"$bin/intent" models register faq trained/example/1 --promote
+"$bin/intent" models register faq trained/example/versions/1 --promote
 
 echo "== 2. serve models/faq@current (a demo threshold of 0.9999: nearly every prediction goes to the labeling queue)"
 "$bin/intent" serve --model models/faq@current --addr 127.0.0.1:$port --query-log q.sqlite --fallback-threshold 0.9999 2>serve.log &
@@ -75,9 +75,9 @@ echo "== 6. intent retrain (tells the server to reload)"
 cat > retrain.toml <<TOML
 model = "faq"
 kind = "mlp"
-base_data = "trained/example/1/data/train.jsonl"
+base_data = "trained/example/versions/1/data/train.jsonl"
 new_data = ["labeled"]
-holdout = "trained/example/1/data/test.jsonl"
+holdout = "trained/example/versions/1/data/test.jsonl"
 [triggers]
 min_new_samples = 5
 [gate]

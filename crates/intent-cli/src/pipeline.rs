@@ -1,4 +1,8 @@
-//! `intent pipeline`: split → augment → train → evaluate → gate → versioned model → samples.
+//! `intent pipeline`: split → augment → train → evaluate → gate → registered version → samples.
+//!
+//! Versions go into the model registry (`<models-dir>/<name>/versions/N`, `intent_registry`),
+//! the layout `intent models`, `intent retrain` and `intent serve --model NAME@current` use; a
+//! version that passes the gate becomes `current`.
 //!
 //! Augmentation is applied to the training part after the split, so that synthetic variants of
 //! a validation or test sentence never leak into training and inflate the scores.
@@ -15,6 +19,8 @@ use intent_data::validate::{validate_dataset, Severity};
 use intent_data::write_dataset;
 use intent_eval::{ClassMetric, QualityGate};
 
+use intent_registry::Registry;
+
 use crate::cmd_train::{FeatureFlags, MlpFlags, RunFlags, SvmFlags};
 use crate::common::InputFlags;
 
@@ -29,10 +35,10 @@ pub struct PipelineArgs {
     /// the embedded outcome definitions.
     #[arg(long)]
     pub outcomes: Option<PathBuf>,
-    /// Model name: the version goes to <models-dir>/<name>/<version>/.
+    /// Model name: the version goes to <models-dir>/<name>/versions/<n>/ (the registry).
     #[arg(long)]
     pub name: Option<String>,
-    /// Root of the versioned models.
+    /// Registry root of the versioned models.
     #[arg(long, default_value = "models")]
     pub models_dir: PathBuf,
     /// Model kind to train: the bag-of-words MLP, or an SVM (see the SVM flags; --kernel rbf
@@ -57,7 +63,8 @@ pub struct PipelineArgs {
     /// Gate: minimum per-class F1.
     #[arg(long, default_value_t = 0.85)]
     pub min_class: f64,
-    /// Save the model even when the gate fails (the exit code still says it failed).
+    /// Register the model even when the gate fails (not as `current`; the exit code still says
+    /// it failed).
     #[arg(long)]
     pub no_gate: bool,
     #[command(flatten, next_help_heading = "Run")]
@@ -71,12 +78,6 @@ pub struct PipelineArgs {
 }
 
 /// Next free version number under `dir` (1 for a new model).
-fn next_version(dir: &Path) -> u32 {
-    std::fs::read_dir(dir)
-        .map(|it| it.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok()).max().unwrap_or(0) + 1)
-        .unwrap_or(1)
-}
-
 pub fn run(a: PipelineArgs) -> Result<ExitCode> {
     // The chosen model's flags are checked before any work, so a bad flag fails at once.
     enum Plan {
@@ -159,9 +160,11 @@ pub fn run(a: PipelineArgs) -> Result<ExitCode> {
         split.test.len()
     );
 
-    // Train into a candidate folder beside the versions.
-    let model_root = a.models_dir.join(&name);
+    // Train into a candidate folder beside the versions, under the registry model's lock.
+    let registered = Registry::new(&a.models_dir).model(&name)?;
+    let model_root = registered.dir().to_path_buf();
     std::fs::create_dir_all(&model_root).with_context(|| format!("creating {}", model_root.display()))?;
+    let lock = registered.lock()?;
     let candidate = model_root.join(format!(".candidate-{}", std::process::id()));
     match plan {
         Plan::Svm(opts) => {
@@ -216,12 +219,19 @@ pub fn run(a: PipelineArgs) -> Result<ExitCode> {
         println!("model not saved as a version; the candidate and its report are in {}", rejected.display());
         return Ok(ExitCode::from(1));
     }
-    let version = next_version(&model_root);
-    let target = model_root.join(version.to_string());
-    std::fs::rename(&candidate, &target)
-        .with_context(|| format!("moving the model to {}", target.display()))
-        .map_err(cleanup)?;
-    println!("saved {}", target.display());
+    let current = registered.alias("current").map_err(|e| cleanup(e.into()))?;
+    let note = format!("intent pipeline: {} on {}", a.model, data_path.display());
+    let version =
+        registered.register(&lock, &candidate, current, Some(note)).map_err(|e| cleanup(e.into()))?;
+    let _ = std::fs::remove_dir_all(&candidate);
+    let target = registered.version_dir(version);
+    if gate.passed {
+        registered.promote(&lock, version, "intent pipeline: quality gate passed")?;
+        println!("saved {} (version {version}, current: {}@current)", target.display(), model_root.display());
+    } else {
+        println!("saved {} (version {version}; not current: the gate failed)", target.display());
+    }
+    drop(lock);
 
     // Sample predictions from the evaluation data.
     let model = crate::common::load_model(&target)?;

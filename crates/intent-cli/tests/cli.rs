@@ -33,7 +33,7 @@ fn pipeline_on_embedded_data_then_predict_and_eval() {
     let (out, err) = text(&o);
     assert!(o.status.success(), "pipeline failed\nstdout: {out}\nstderr: {err}");
     assert!(out.contains("quality gate passed"), "{out}");
-    let version = dir.path().join("models/example/1");
+    let version = dir.path().join("models/example/versions/1");
     for f in [
         "config.json",
         "model.safetensors",
@@ -47,10 +47,18 @@ fn pipeline_on_embedded_data_then_predict_and_eval() {
     }
     // A second run makes version 2.
     let o = intent(&["pipeline", "--models-dir", "models", "--epochs", "2", "--no-gate"], dir.path());
-    assert!(dir.path().join("models/example/2/config.json").is_file(), "{:?}", text(&o));
+    assert!(dir.path().join("models/example/versions/2/config.json").is_file(), "{:?}", text(&o));
 
     let o = intent(
-        &["predict", "--model", "models/example/1", "--top-k", "2", "where is my order", "hello there"],
+        &[
+            "predict",
+            "--model",
+            "models/example/versions/1",
+            "--top-k",
+            "2",
+            "where is my order",
+            "hello there",
+        ],
         dir.path(),
     );
     let (out, err) = text(&o);
@@ -66,9 +74,9 @@ fn pipeline_on_embedded_data_then_predict_and_eval() {
         &[
             "eval",
             "--model",
-            "models/example/1",
+            "models/example/versions/1",
             "--data",
-            "models/example/1/data/test.jsonl",
+            "models/example/versions/1/data/test.jsonl",
             "--report",
             "rep",
             "--gate",
@@ -91,9 +99,9 @@ fn pipeline_on_embedded_data_then_predict_and_eval() {
         &[
             "eval",
             "--model",
-            "models/example/1",
+            "models/example/versions/1",
             "--data",
-            "models/example/1/data/test.jsonl",
+            "models/example/versions/1/data/test.jsonl",
             "--gate",
             "--min-overall",
             "1.01",
@@ -169,7 +177,7 @@ fn svm_kernel_pipeline_passes_the_gate_then_linear_train_eval_predict() {
     let (out, err) = text(&o);
     assert!(o.status.success(), "pipeline failed\nstdout: {out}\nstderr: {err}");
     assert!(out.contains("quality gate passed"), "{out}");
-    let v1 = p.join("models/example/1");
+    let v1 = p.join("models/example/versions/1");
     let config: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(v1.join("config.json")).unwrap()).unwrap();
     assert_eq!(config["kind"], "svm");

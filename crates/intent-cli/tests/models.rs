@@ -36,18 +36,29 @@ fn register_promote_rollback_gc() {
     for epochs in ["2", "3"] {
         intent(&["pipeline", "--models-dir", "trained", "--epochs", epochs, "--no-gate"], d);
     }
-    assert!(d.join("trained/example/2/config.json").is_file());
+    assert!(d.join("trained/example/versions/2/config.json").is_file());
 
     fails_with(&intent(&["models", "list", "faq", "--root", "reg"], d), "no model 'faq'");
     fails_with(&intent(&["models", "register", "faq", "nowhere", "--root", "reg"], d), "not a model folder");
-    let out =
-        ok(&intent(&["models", "register", "faq", "trained/example/1", "--promote", "--root", "reg"], d));
-    assert!(out.contains("registered faq version 1 (current)"), "{out}");
-    ok(&intent(
-        &["models", "register", "faq", "trained/example/2", "--root", "reg", "--note", "more epochs"],
+    let out = ok(&intent(
+        &["models", "register", "faq", "trained/example/versions/1", "--promote", "--root", "reg"],
         d,
     ));
-    ok(&intent(&["models", "register", "faq", "trained/example/2", "--root", "reg"], d));
+    assert!(out.contains("registered faq version 1 (current)"), "{out}");
+    ok(&intent(
+        &[
+            "models",
+            "register",
+            "faq",
+            "trained/example/versions/2",
+            "--root",
+            "reg",
+            "--note",
+            "more epochs",
+        ],
+        d,
+    ));
+    ok(&intent(&["models", "register", "faq", "trained/example/versions/2", "--root", "reg"], d));
 
     let out = ok(&intent(&["models", "list", "--root", "reg"], d));
     assert!(out.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["faq", "3", "1", "-"]), "{out}");

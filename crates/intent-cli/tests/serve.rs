@@ -31,13 +31,13 @@ fn serve_answers_and_stops_cleanly_on_sigterm() {
     let d = dir.path();
     let o = intent(&["pipeline", "--models-dir", "models", "--epochs", "3", "--no-gate"], d);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let model = "models/example/1";
+    let model = "models/example/versions/1";
 
     // Bad flags and inputs: exit 2, one error line naming the problem.
     std::fs::write(d.join("empty_token"), "\n").unwrap();
     for (args, needle) in [
         (vec!["serve", "--model", "nowhere"], "nowhere is not a folder"),
-        (vec!["serve", "--model", "models/example@current"], "aliases/current"),
+        (vec!["serve", "--model", "models/example@nope"], "aliases/nope"),
         (vec!["serve", "--model", model, "--addr", "localhost"], "expected HOST:PORT"),
         (vec!["serve", "--model", model, "--fallback-threshold", "1.5"], "not in [0, 1]"),
         (vec!["serve", "--model", model, "--max-texts", "0"], "--max-texts must be at least 1"),

@@ -1,10 +1,11 @@
 //! What to serve: a model folder, or a version of a registry model named through an alias.
 //!
 //! Registry layout ([`intent_registry`]): `ROOT/NAME/versions/N/` holds version `N`
-//! (immutable), and `ROOT/NAME/aliases/ALIAS` holds the version number an alias points at. `models/faq@current` resolves through
-//! `models/faq/aliases/current`. A folder named by a number (`NAME/versions/N` or the
-//! pipeline's `NAME/N`) is model NAME, version N; any other folder is named after itself, with a
-//! content hash as its version.
+//! (immutable), and `ROOT/NAME/aliases/ALIAS` holds the version number an alias points at.
+//! `models/faq@current` resolves through `models/faq/aliases/current`. A folder named by a number
+//! (`NAME/versions/N`, or `NAME/N` as `intent pipeline` wrote versions before it used the
+//! registry) is model NAME, version N; any other folder is named after itself, with a content hash
+//! as its version.
 
 use std::path::{Path, PathBuf};
 
@@ -78,7 +79,7 @@ impl ModelSpec {
                     return Err(err(format!("{} is not a folder", p.display())));
                 }
                 // A numbered version folder: `ROOT/NAME/versions/N` (registry) or `ROOT/NAME/N`
-                // (what `intent pipeline` writes) is model NAME, version N.
+                // (what `intent pipeline` wrote before it used the registry) is model NAME, version N.
                 let canonical = p.canonicalize().unwrap_or_else(|_| p.clone());
                 let numbered = canonical
                     .file_name()
@@ -172,7 +173,7 @@ mod tests {
         assert_eq!((r.name.as_str(), r.version.as_str()), ("faq", "3"));
         assert_eq!(r.path, m.join("versions/3"));
         // The folder of a version, named directly, reports the same; so does the pipeline's
-        // `NAME/N` layout.
+        // former `NAME/N` layout.
         let d = ModelSpec::Dir(m.join("versions/3")).resolve().unwrap();
         assert_eq!((d.name.as_str(), d.version.as_str()), ("faq", "3"));
         std::fs::create_dir_all(root.path().join("example/12")).unwrap();
