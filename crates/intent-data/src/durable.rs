@@ -93,19 +93,24 @@ pub fn replace_dir(fresh: &Path, target: &Path) -> io::Result<()> {
         fs::rename(fresh, target)?;
         return sync_dir(parent);
     }
-    if exchange(fresh, target)? {
-        // `fresh` now names the old folder.
-        sync_dir(parent)?;
-        return fs::remove_dir_all(fresh);
-    }
-    let old = sibling_name(target, "old");
-    fs::rename(target, &old)?;
-    if let Err(e) = fs::rename(fresh, target) {
-        let _ = fs::rename(&old, target); // put the old folder back
-        return Err(e);
-    }
+    let old = if exchange(fresh, target)? {
+        fresh.to_path_buf() // now the old folder
+    } else {
+        let old = sibling_name(target, "old");
+        fs::rename(target, &old)?;
+        if let Err(e) = fs::rename(fresh, target) {
+            let _ = fs::rename(&old, target); // put the old folder back
+            return Err(e);
+        }
+        old
+    };
     sync_dir(parent)?;
-    fs::remove_dir_all(&old)
+    // The new folder is in place: a failure to remove the old one (a hidden sibling) only
+    // leaves it behind.
+    if let Err(e) = fs::remove_dir_all(&old) {
+        tracing::warn!("{}: could not remove the replaced folder: {e}", old.display());
+    }
+    Ok(())
 }
 
 /// Swaps two paths atomically. `Ok(false)`: this kernel or file system cannot.

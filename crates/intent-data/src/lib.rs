@@ -10,6 +10,26 @@
 //! - [`durable`]: the crash-safe file and folder writes every writer of the toolkit uses.
 //!
 //! Every error names the file and line (or JSON path) and what was expected.
+//!
+//! ```
+//! use intent_data::split::{stratified_split, SplitConfig};
+//! use intent_data::{load_dataset, LoadOptions};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = tempfile::tempdir()?;
+//! let path = dir.path().join("train.jsonl");
+//! let lines: Vec<String> = (0..10)
+//!     .flat_map(|i| [format!(r#"{{"text": "where is order {i}", "label": "order_status"}}"#),
+//!                    format!(r#"{{"text": "hello number {i}", "label": "greeting"}}"#)])
+//!     .collect();
+//! std::fs::write(&path, lines.join("\n"))?;
+//! let data = load_dataset(&path, None, &LoadOptions::default())?.data; // format from the content
+//! assert_eq!((data.len(), data.labels().len()), (20, 2));
+//! let config = SplitConfig { train_fraction: 0.8, test_fraction: 0.0, min_val_per_label: 1, seed: 7 };
+//! let split = stratified_split(&data, config)?;
+//! assert_eq!(split.train.len() + split.val.len(), 20);
+//! # Ok(())
+//! # }
+//! ```
 
 pub mod augment;
 pub mod durable;

@@ -5,6 +5,19 @@
 //!   threshold tuning;
 //! - [`gate`]: the quality gate;
 //! - [`report`], [`plots`]: JSON / Markdown / errors file / SVG plots.
+//!
+//! ```
+//! use intent_eval::{evaluate_single, ClassMetric, QualityGate};
+//! let labels = vec!["greeting".to_string(), "order_status".to_string()];
+//! // Gold labels and class probabilities of three texts; the third is wrong.
+//! let gold = ["greeting", "order_status", "order_status"];
+//! let scores = vec![vec![0.9, 0.1], vec![0.2, 0.8], vec![0.6, 0.4]];
+//! let (report, predicted) = evaluate_single(&gold, &scores, &labels, None);
+//! assert!((report.accuracy - 2.0 / 3.0).abs() < 1e-9);
+//! assert_eq!(predicted[2].0, "greeting");
+//! let gate = QualityGate { min_overall: 0.9, min_per_class: 0.0, class_metric: ClassMetric::F1 };
+//! assert!(!gate.check(&report).passed);
+//! ```
 
 pub mod evaluate;
 pub mod gate;

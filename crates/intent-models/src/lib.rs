@@ -14,6 +14,17 @@
 //! Options are checked once ([`checked`]: `check()` makes a `Checked` that trainers take).
 //!
 //! The inference backend is a type parameter; [`CpuBackend`] is the default.
+//!
+//! ```
+//! use intent_models::checked::Check;
+//! use intent_models::{ModelKind, SvmParams};
+//! // A model folder says what it holds; unknown kinds are errors that list the known ones.
+//! assert_eq!("zero-shot".parse::<ModelKind>(), Ok(ModelKind::ZeroShot));
+//! let unknown = "perceptron".parse::<ModelKind>().unwrap_err();
+//! assert!(unknown.contains("mlp, svm, zero-shot, bert, ncf"), "{unknown}");
+//! // Options are checked once; the error names the field.
+//! assert!(SvmParams { max_iter: 0, ..SvmParams::default() }.check().is_err());
+//! ```
 
 pub mod bert;
 pub mod checked;

@@ -7,6 +7,23 @@
 //!   labeling queue of low-confidence queries.
 //! - [`server`] is the axum application: routes, auth, limits, metrics, graceful shutdown.
 //! - [`background`] runs the retrain job of [`intent_lifecycle`] inside the server.
+//!
+//! ```
+//! use axum::body::Body;
+//! use axum::http::Request;
+//! use intent_server::server::{router, AppState, ServerOptions};
+//! use intent_server::ModelSlot;
+//! use tower::ServiceExt;
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! // A server with no model yet: alive, not ready.
+//! let state = AppState::new(ModelSlot::default(), None, ServerOptions::default());
+//! let get = |path: &str| Request::get(path).body(Body::empty()).unwrap();
+//! let health = router(state.clone()).oneshot(get("/health")).await.unwrap();
+//! assert_eq!(health.status(), 200);
+//! let ready = router(state).oneshot(get("/ready")).await.unwrap();
+//! assert_eq!(ready.status(), 503);
+//! # });
+//! ```
 
 use std::path::PathBuf;
 

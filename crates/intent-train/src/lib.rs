@@ -6,6 +6,26 @@
 //! - [`svm`]: linear SVM and kernel SVC (no burn: solvers on the host), calibration;
 //! - [`ncf`]: NCF recommenders (host loop, [`ncf::engine`] on burn, [`ncf::run`] end to end);
 //! - [`device`]: `--device cpu|ndarray|cuda:N` → backend.
+//!
+//! ```
+//! use intent_data::{Dataset, Example};
+//! use intent_train::{train_mlp_to_dir, DeviceSpec, EngineConfig, MlpOptions};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let data = Dataset::new(vec![
+//!     Example::new("i lost my card", "card"),
+//!     Example::new("send money abroad", "transfer"),
+//!     Example::new("my card was stolen", "card"),
+//!     Example::new("transfer to my brother", "transfer"),
+//! ]);
+//! let out = tempfile::tempdir()?;
+//! let engine = EngineConfig { epochs: 5, progress: false, ..Default::default() };
+//! let options = MlpOptions { hidden_size: 8, engine, ..Default::default() };
+//! let summary = train_mlp_to_dir(DeviceSpec::Cpu, &data, None, &options, out.path())?;
+//! assert_eq!(summary.history.len(), 5);
+//! assert!(out.path().join("config.json").is_file() && out.path().join("model.safetensors").is_file());
+//! # Ok(())
+//! # }
+//! ```
 
 pub mod bert;
 pub mod checkpoint;
