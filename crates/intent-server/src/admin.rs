@@ -6,6 +6,7 @@ use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use intent_serve::ModelSpec;
 use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -14,7 +15,6 @@ use subtle::ConstantTimeEq;
 use crate::api::{ApiError, JsonBody};
 use crate::server::AppState;
 use crate::{QueryLog, Served, ServerError};
-use intent_serve::ModelSpec;
 
 /// Admin routes need `Authorization: Bearer <token>`. Without a configured token they are
 /// disabled (403), not open. Tokens are compared as SHA-256 digests in constant time, so

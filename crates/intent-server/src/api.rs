@@ -12,13 +12,12 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use intent_models::ncf::folder::UnknownUser;
+use intent_serve::{LabelScore, ServeError};
+
 use crate::querylog::{now_ms, QueryRow};
 use crate::server::AppState;
-use crate::Served;
-use intent_models::ncf::folder::UnknownUser;
-
-use crate::ServerError;
-use intent_serve::{LabelScore, ServeError};
+use crate::{Served, ServerError};
 
 /// An error answer: `{"error": message}` with a status code.
 #[derive(Debug)]

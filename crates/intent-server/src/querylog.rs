@@ -14,13 +14,13 @@ use std::sync::Mutex;
 use std::thread::JoinHandle;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use intent_serve::LabelScore;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::ServerError;
-use intent_serve::LabelScore;
 
 /// Rows waiting for the writer at most; a full channel makes requests wait (nothing is dropped).
 pub const CHANNEL_CAPACITY: usize = 4096;
