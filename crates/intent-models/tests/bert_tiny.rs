@@ -9,6 +9,7 @@ use std::path::Path;
 use intent_models::bert::classifier::has_classification_head;
 use intent_models::bert::{BertClassifier, SentenceEncoder};
 use intent_models::CpuBackend as B;
+use intent_testkit::bert::{tensor_shapes, TinyBertShape};
 use safetensors::tensor::{Dtype, TensorView};
 
 const H: usize = 8;
@@ -32,38 +33,18 @@ fn values(n: usize, seed: u64) -> Vec<f32> {
         .collect()
 }
 
-/// HF tensor names and shapes of the tiny model (PyTorch layout: Linear weights `[out, in]`).
+/// HF tensor names and shapes of the tiny model (PyTorch layout: Linear weights `[out, in]`),
+/// with a sequence-classification head (BertForSequenceClassification's `classifier`).
 fn tensors() -> Vec<(String, Vec<usize>)> {
-    let mut t = vec![
-        ("embeddings.word_embeddings.weight".to_string(), vec![WORDS.len(), H]),
-        ("embeddings.position_embeddings.weight".into(), vec![P, H]),
-        ("embeddings.token_type_embeddings.weight".into(), vec![2, H]),
-        ("embeddings.LayerNorm.weight".into(), vec![H]),
-        ("embeddings.LayerNorm.bias".into(), vec![H]),
-        ("pooler.dense.weight".into(), vec![H, H]),
-        ("pooler.dense.bias".into(), vec![H]),
-    ];
-    for l in 0..LAYERS {
-        let p = format!("encoder.layer.{l}.");
-        for n in
-            ["attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense"]
-        {
-            t.push((format!("{p}{n}.weight"), vec![H, H]));
-            t.push((format!("{p}{n}.bias"), vec![H]));
-        }
-        for n in ["attention.output.LayerNorm", "output.LayerNorm"] {
-            t.push((format!("{p}{n}.weight"), vec![H]));
-            t.push((format!("{p}{n}.bias"), vec![H]));
-        }
-        t.push((format!("{p}intermediate.dense.weight"), vec![I, H]));
-        t.push((format!("{p}intermediate.dense.bias"), vec![I]));
-        t.push((format!("{p}output.dense.weight"), vec![H, I]));
-        t.push((format!("{p}output.dense.bias"), vec![H]));
-    }
-    // A sequence-classification head (BertForSequenceClassification's `classifier`).
-    t.push(("classifier.weight".into(), vec![CLASSES, H]));
-    t.push(("classifier.bias".into(), vec![CLASSES]));
-    t
+    tensor_shapes(&TinyBertShape {
+        vocab: WORDS.len(),
+        hidden: H,
+        intermediate: I,
+        positions: P,
+        layers: LAYERS,
+        pooler: true,
+        classes: Some(CLASSES),
+    })
 }
 
 /// Renames, reshapes or drops (`None`) a tensor given its name and shape.

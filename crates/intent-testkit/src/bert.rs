@@ -30,36 +30,80 @@ fn values(n: usize, seed: u64) -> Vec<f32> {
         .collect()
 }
 
-fn tensors() -> Vec<(String, Vec<usize>)> {
+/// Sizes of a tiny BERT.
+#[derive(Debug, Clone, Copy)]
+pub struct TinyBertShape {
+    /// Vocabulary size.
+    pub vocab: usize,
+    /// Hidden size.
+    pub hidden: usize,
+    /// Feed-forward size.
+    pub intermediate: usize,
+    /// Position embeddings.
+    pub positions: usize,
+    /// Encoder layers.
+    pub layers: usize,
+    /// With `pooler.dense`.
+    pub pooler: bool,
+    /// With a `classifier` head of this many labels.
+    pub classes: Option<usize>,
+}
+
+/// Hugging Face tensor names (without the `bert.` prefix) and PyTorch shapes (`Linear` weights
+/// `[out, in]`) of a tiny BERT, in a fixed order: embeddings, pooler, layers, classifier. Tests
+/// seed each tensor's values by its index here.
+pub fn tensor_shapes(s: &TinyBertShape) -> Vec<(String, Vec<usize>)> {
+    let (h, i) = (s.hidden, s.intermediate);
     let mut t = vec![
-        ("bert.embeddings.word_embeddings.weight".to_string(), vec![WORDS.len(), H]),
-        ("bert.embeddings.position_embeddings.weight".into(), vec![P, H]),
-        ("bert.embeddings.token_type_embeddings.weight".into(), vec![2, H]),
-        ("bert.embeddings.LayerNorm.weight".into(), vec![H]),
-        ("bert.embeddings.LayerNorm.bias".into(), vec![H]),
-        ("bert.pooler.dense.weight".into(), vec![H, H]),
-        ("bert.pooler.dense.bias".into(), vec![H]),
+        ("embeddings.word_embeddings.weight".to_string(), vec![s.vocab, h]),
+        ("embeddings.position_embeddings.weight".into(), vec![s.positions, h]),
+        ("embeddings.token_type_embeddings.weight".into(), vec![2, h]),
+        ("embeddings.LayerNorm.weight".into(), vec![h]),
+        ("embeddings.LayerNorm.bias".into(), vec![h]),
     ];
-    for l in 0..LAYERS {
-        let p = format!("bert.encoder.layer.{l}.");
+    if s.pooler {
+        t.push(("pooler.dense.weight".into(), vec![h, h]));
+        t.push(("pooler.dense.bias".into(), vec![h]));
+    }
+    for l in 0..s.layers {
+        let p = format!("encoder.layer.{l}.");
         for n in
             ["attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense"]
         {
-            t.push((format!("{p}{n}.weight"), vec![H, H]));
-            t.push((format!("{p}{n}.bias"), vec![H]));
+            t.push((format!("{p}{n}.weight"), vec![h, h]));
+            t.push((format!("{p}{n}.bias"), vec![h]));
         }
         for n in ["attention.output.LayerNorm", "output.LayerNorm"] {
-            t.push((format!("{p}{n}.weight"), vec![H]));
-            t.push((format!("{p}{n}.bias"), vec![H]));
+            t.push((format!("{p}{n}.weight"), vec![h]));
+            t.push((format!("{p}{n}.bias"), vec![h]));
         }
-        t.push((format!("{p}intermediate.dense.weight"), vec![I, H]));
-        t.push((format!("{p}intermediate.dense.bias"), vec![I]));
-        t.push((format!("{p}output.dense.weight"), vec![H, I]));
-        t.push((format!("{p}output.dense.bias"), vec![H]));
+        t.push((format!("{p}intermediate.dense.weight"), vec![i, h]));
+        t.push((format!("{p}intermediate.dense.bias"), vec![i]));
+        t.push((format!("{p}output.dense.weight"), vec![h, i]));
+        t.push((format!("{p}output.dense.bias"), vec![h]));
     }
-    t.push(("classifier.weight".into(), vec![LABELS.len(), H]));
-    t.push(("classifier.bias".into(), vec![LABELS.len()]));
+    if let Some(c) = s.classes {
+        t.push(("classifier.weight".into(), vec![c, h]));
+        t.push(("classifier.bias".into(), vec![c]));
+    }
     t
+}
+
+/// The classifier's tensors, the encoder's under the `bert.` prefix.
+fn tensors() -> Vec<(String, Vec<usize>)> {
+    let shape = TinyBertShape {
+        vocab: WORDS.len(),
+        hidden: H,
+        intermediate: I,
+        positions: P,
+        layers: LAYERS,
+        pooler: true,
+        classes: Some(LABELS.len()),
+    };
+    tensor_shapes(&shape)
+        .into_iter()
+        .map(|(n, s)| if n.starts_with("classifier.") { (n, s) } else { (format!("bert.{n}"), s) })
+        .collect()
 }
 
 /// Writes the classifier folder into `dir`. With `strict_tokenizer`, the tokenizer is a

@@ -8,6 +8,7 @@ use std::path::Path;
 
 use burn::backend::{Autodiff, Flex};
 use intent_data::{Dataset, Example};
+use intent_testkit::bert::{tensor_shapes, TinyBertShape};
 use intent_train::{train_bert, BertOptions};
 use safetensors::tensor::{Dtype, TensorView};
 
@@ -91,30 +92,15 @@ fn write_tiny_bert(dir: &Path, dropout: f64) {
         "pad_token_id": 0, "initializer_range": 0.02
     });
     std::fs::write(dir.join("config.json"), serde_json::to_string_pretty(&config).unwrap()).unwrap();
-    let mut t: Vec<(String, Vec<usize>)> = vec![
-        ("embeddings.word_embeddings.weight".into(), vec![words.len(), H]),
-        ("embeddings.position_embeddings.weight".into(), vec![32, H]),
-        ("embeddings.token_type_embeddings.weight".into(), vec![2, H]),
-        ("embeddings.LayerNorm.weight".into(), vec![H]),
-        ("embeddings.LayerNorm.bias".into(), vec![H]),
-    ];
-    for l in 0..LAYERS {
-        let p = format!("encoder.layer.{l}.");
-        for n in
-            ["attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense"]
-        {
-            t.push((format!("{p}{n}.weight"), vec![H, H]));
-            t.push((format!("{p}{n}.bias"), vec![H]));
-        }
-        for n in ["attention.output.LayerNorm", "output.LayerNorm"] {
-            t.push((format!("{p}{n}.weight"), vec![H]));
-            t.push((format!("{p}{n}.bias"), vec![H]));
-        }
-        t.push((format!("{p}intermediate.dense.weight"), vec![I, H]));
-        t.push((format!("{p}intermediate.dense.bias"), vec![I]));
-        t.push((format!("{p}output.dense.weight"), vec![H, I]));
-        t.push((format!("{p}output.dense.bias"), vec![H]));
-    }
+    let t = tensor_shapes(&TinyBertShape {
+        vocab: words.len(),
+        hidden: H,
+        intermediate: I,
+        positions: 32,
+        layers: LAYERS,
+        pooler: false,
+        classes: None,
+    });
     let data: Vec<(String, Vec<usize>, Vec<u8>)> = t
         .into_iter()
         .enumerate()
