@@ -94,7 +94,10 @@ impl Classifier {
             Some(ModelKind::ZeroShot) => Ok(Classifier::ZeroShot(ZeroShot::load(dir, &Default::default())?)),
             // Fine-tuned BERT folders are Hugging Face folders (handled above); NCF recommends.
             Some(kind @ (ModelKind::Bert | ModelKind::Ncf)) => Err(unsupported(kind.to_string())),
-            None => Err(unsupported("(none)".into())),
+            None => Err(ServeError::Model(ModelError::invalid(
+                dir.join("config.json"),
+                "no `kind` (expected mlp, svm or zero-shot) and no Hugging Face `model_type`: not a model folder",
+            ))),
         }
     }
 
