@@ -191,7 +191,8 @@ pub fn run(raw: &[String]) -> Result<()> {
         let (p50, p99) = (percentile(&latencies, 50.0), percentile(&latencies, 99.0));
         let rps = ok as f64 / elapsed;
         println!(
-            "clients {} batch {}: {} ok, {} failed in {:.1} s: {:.0} requests/s ({:.0} texts/s), p50 {:.2} ms, p99 {:.2} ms; reloads {} ok, {} failed",
+            "clients {} batch {}: {} ok, {} failed in {:.1} s: {:.0} requests/s ({:.0} texts/s), p50 \
+                {:.2} ms, p99 {:.2} ms; reloads {} ok, {} failed",
             args.clients, args.batch, ok, failures, elapsed, rps, rps * args.batch as f64, p50, p99,
             reload_ok.load(Ordering::Relaxed), reload_failed.load(Ordering::Relaxed)
         );

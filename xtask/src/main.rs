@@ -41,7 +41,10 @@ fn main() -> ExitCode {
         Some("fetch-model") => return exit(fetch::run(&args[1..])),
         Some("loadtest") => return exit(loadtest::run(&args[1..])),
         _ => {
-            eprintln!("usage: cargo xtask bench [criterion args] | cargo xtask ci | cargo xtask fetch-model minilm [--dir DIR] | cargo xtask loadtest --url URL [...]");
+            eprintln!(
+                "usage: cargo xtask bench [criterion args] | cargo xtask ci | cargo xtask \
+                fetch-model minilm [--dir DIR] | cargo xtask loadtest --url URL [...]"
+            );
             return ExitCode::from(2);
         }
     };

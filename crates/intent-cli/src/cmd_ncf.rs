@@ -150,7 +150,15 @@ pub fn train(a: NcfArgs) -> Result<ExitCode> {
         times[times.len() / 2]
     );
     if let Some(r) = s.report {
-        println!("held-out (latest item per user vs {} sampled negatives): HR@{k} {:.4}  NDCG@{k} {:.4}  ({} users)", opts.test_negatives, r.hr, r.ndcg, r.users, k = r.k);
+        println!(
+            "held-out (latest item per user vs {} sampled negatives): HR@{k} {:.4}  NDCG@{k} {:.4}  \
+            ({} users)",
+            opts.test_negatives,
+            r.hr,
+            r.ndcg,
+            r.users,
+            k = r.k
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -165,19 +173,25 @@ pub fn resolve_alias(path: &Path) -> Result<PathBuf> {
 
 /// The NCF folder `path` names (directly or through a registry alias), if it is one.
 pub fn ncf_folder_of(path: &Path) -> Option<PathBuf> {
-    resolve_alias(path).ok().filter(|d| is_ncf(d))
-}
-
-/// True when `dir` holds an NCF folder.
-pub fn is_ncf(dir: &Path) -> bool {
-    matches!(intent_models::folder::read_kind(dir), Ok(Some(intent_models::ModelKind::Ncf)))
+    resolve_alias(path).ok().filter(|d| intent_models::ncf::folder::is_ncf_folder(d))
 }
 
 /// `intent eval --model NCF_DIR [--report DIR] [--full-ranking]`: the saved held-out split;
 /// sampled negatives, or every item the user has not trained on.
 pub fn eval(model_dir: &Path, report: Option<&Path>, k: Option<usize>, full: bool) -> Result<ExitCode> {
     let m = NcfModel::load(model_dir)?;
-    let k = k.or_else(|| m.config.training["options"]["k"].as_u64().map(|k| k as usize)).unwrap_or(10);
+    let k = match k {
+        Some(k) => k,
+        None => {
+            let record = intent_train::NcfTrainingRecord::of(&m.config).with_context(|| {
+                format!(
+                    "{}: `training` is not an NCF training record",
+                    model_dir.join("config.json").display()
+                )
+            })?;
+            record.options.k
+        }
+    };
     let split = intent_data::recsys::LeaveOneOut { train: m.split.train.clone(), test: m.split.test.clone() };
     if split.test.iter().all(Option::is_none) {
         bail!(
@@ -214,8 +228,12 @@ pub fn eval(model_dir: &Path, report: Option<&Path>, k: Option<usize>, full: boo
     );
     if let Some(dir) = report {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        let body = serde_json::json!({ "model": model_dir, "protocol": protocol, "k": k, "test_negatives": if full { None } else { Some(negs) },
-                                       format!("hr@{k}"): r.hr, format!("ndcg@{k}"): r.ndcg, format!("recall@{k}"): r.recall, "users": r.users });
+        let body = serde_json::json!({
+            "model": model_dir, "protocol": protocol, "k": k,
+            "test_negatives": if full { None } else { Some(negs) },
+            format!("hr@{k}"): r.hr, format!("ndcg@{k}"): r.ndcg, format!("recall@{k}"): r.recall,
+            "users": r.users,
+        });
         intent_data::io::atomic_write(
             &dir.join("report.json"),
             serde_json::to_string_pretty(&body)?.as_bytes(),

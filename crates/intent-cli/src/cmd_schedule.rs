@@ -66,7 +66,10 @@ fn crontab(args: &[&str], stdin: Option<&str>) -> Result<std::process::Output> {
         Stdio::null()
     });
     let mut child = cmd.spawn().map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => anyhow!("the crontab program is not installed (Debian: apt-get install cron); use --print and add the line to your scheduler yourself"),
+        std::io::ErrorKind::NotFound => anyhow!(
+            "the crontab program is not installed (Debian: apt-get \
+            install cron); use --print and add the line to your scheduler yourself"
+        ),
         _ => anyhow!("running crontab: {e}"),
     })?;
     if let Some(text) = stdin {
@@ -109,7 +112,10 @@ pub fn run(c: ScheduleCommand) -> Result<ExitCode> {
             let log = std::path::absolute(cfg.state_dir.join("cron.log")).context("the log path")?;
             let line = entry(at, &exe, &abs, &log);
             if cfg.server.is_some() {
-                tracing::warn!("the config reloads a server: the cron job needs its admin token (server.token_file, or the variable in the crontab)");
+                tracing::warn!(
+                    "the config reloads a server: the cron job needs its admin token \
+                    (server.token_file, or the variable in the crontab)"
+                );
             }
             if a.print {
                 println!("{line}");

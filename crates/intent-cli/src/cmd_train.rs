@@ -451,7 +451,12 @@ pub fn run(cmd: TrainCommand) -> Result<ExitCode> {
             if summary.interrupted {
                 let ckpt =
                     a.bert.checkpoint_dir.as_deref().map(|p| p.display().to_string()).unwrap_or_default();
-                println!("stopped after epoch {} of {}: checkpoint in {ckpt}; run the same command with --resume to continue", summary.history.len(), opts.engine.epochs);
+                println!(
+                    "stopped after epoch {} of {}: checkpoint in {ckpt}; run the same command with \
+                    --resume to continue",
+                    summary.history.len(),
+                    opts.engine.epochs
+                );
                 return Ok(ExitCode::SUCCESS);
             }
             println!(

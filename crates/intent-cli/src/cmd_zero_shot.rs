@@ -54,7 +54,10 @@ pub fn run(a: ZeroShotArgs) -> Result<ExitCode> {
     let labels = match (&a.labels, &a.labels_from) {
         (Some(p), _) => read_label_descriptions(p)?,
         (None, Some(p)) => describe(&a.input.load(p)?.data.labels(), &a.template),
-        (None, None) => anyhow::bail!("give --labels FILE ({{\"label\": \"description\", …}}) or --labels-from DATA (label names + --template)"),
+        (None, None) => anyhow::bail!(
+            "give --labels FILE ({{\"label\": \"description\", …}}) or \
+            --labels-from DATA (label names + --template)"
+        ),
     };
     let (encoder, encoder_dir) = SentenceEncoder::<CpuBackend>::from_pretrained(
         &a.encoder,
@@ -78,7 +81,9 @@ pub fn run(a: ZeroShotArgs) -> Result<ExitCode> {
         let (texts, gold): (Vec<&str>, Vec<usize>) = rows.into_iter().unzip();
         let t = zs.calibrate(&texts, &gold)?;
         println!("temperature {t:.4} fitted on {} examples of {}", texts.len(), p.display());
-        metrics = serde_json::json!({ "calibration": { "temperature": t, "fitted_on": p, "examples": texts.len() } });
+        metrics = serde_json::json!({
+            "calibration": { "temperature": t, "fitted_on": p, "examples": texts.len() }
+        });
     }
     if let Some(out) = &a.out {
         zs.save(out, &encoder_dir, &metrics).with_context(|| format!("writing {}", out.display()))?;

@@ -11,7 +11,9 @@ use intent_data::{load_dataset, Dataset, Format, LoadOptions, Loaded};
 #[derive(Args, Debug, Clone, Default)]
 pub struct InputFlags {
     /// Input format; detected from the content when omitted.
-    #[arg(long, value_parser = ["jsonl", "intents", "outcomes", "multilabel", "csv", "banking77", "clinc150", "nlupp"])]
+    #[arg(long, value_parser = [
+        "jsonl", "intents", "outcomes", "multilabel", "csv", "banking77", "clinc150", "nlupp",
+    ])]
     pub format: Option<String>,
     /// Leave out invalid records (and list them) instead of stopping at the first one.
     #[arg(long)]

@@ -32,7 +32,8 @@ fn http(port: u16, method: &str, path: &str, body: &str) -> String {
     c.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
     write!(
         c,
-        "{method} {path} HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: \
+            application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )
     .unwrap();
@@ -130,7 +131,8 @@ fn sigkill_at_eight_stages_leaves_the_registry_consistent() {
     std::fs::write(d.join("holdout.jsonl"), jsonl(5, 100)).unwrap();
     std::fs::write(
         d.join("retrain.toml"),
-        "model = \"faq\"\nkind = \"svm\"\nbase_data = \"base.jsonl\"\nholdout = \"holdout.jsonl\"\n[gate]\nmin_overall = 0.9\nmax_regression = 0.5\n",
+        "model = \"faq\"\nkind = \"svm\"\nbase_data = \"base.jsonl\"\nholdout = \
+            \"holdout.jsonl\"\n[gate]\nmin_overall = 0.9\nmax_regression = 0.5\n",
     )
     .unwrap();
     assert!(ok(&intent(&["retrain", "--config", "retrain.toml"], d)).starts_with("deployed: version 1"));

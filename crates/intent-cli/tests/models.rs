@@ -122,7 +122,8 @@ fn retrain_status_dry_run_force() {
     std::fs::write(d.join("holdout.jsonl"), jsonl(5, 100)).unwrap();
     std::fs::write(
         d.join("retrain.toml"),
-        "model = \"faq\"\nkind = \"svm\"\nbase_data = \"base.jsonl\"\nholdout = \"holdout.jsonl\"\n[gate]\nmin_overall = 0.9\n",
+        "model = \"faq\"\nkind = \"svm\"\nbase_data = \"base.jsonl\"\nholdout = \
+            \"holdout.jsonl\"\n[gate]\nmin_overall = 0.9\n",
     )
     .unwrap();
     let status: serde_json::Value =

@@ -59,7 +59,13 @@ fn install_print_status_remove() {
     // The fake first on PATH (it needs `cat`).
     let bin = std::path::PathBuf::from(format!("{}:/usr/bin:/bin", bin_dir.display()));
     let fake = bin_dir.join("crontab");
-    std::fs::write(&fake, "#!/bin/sh\ncase \"$1\" in\n-l) if [ -f \"$FAKE_CRONTAB\" ]; then cat \"$FAKE_CRONTAB\"; else echo 'no crontab for tester' >&2; exit 1; fi ;;\n-) cat > \"$FAKE_CRONTAB\" ;;\nesac\n").unwrap();
+    std::fs::write(
+        &fake,
+        "#!/bin/sh\ncase \"$1\" in\n-l) if [ -f \"$FAKE_CRONTAB\" ]; then cat \
+        \"$FAKE_CRONTAB\"; else echo 'no crontab for tester' >&2; exit 1; fi ;;\n-) cat > \
+            \"$FAKE_CRONTAB\" ;;\nesac\n",
+    )
+    .unwrap();
     std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
 
     // --print: the line, which a shell runs as cron would.

@@ -33,8 +33,8 @@ pub struct Split {
     pub test: Dataset,
 }
 
-/// Splits per label (for multi-label data, per each example's rarest label), so that every label keeps its share in
-/// each part. Per label of n examples: test = round(n·test_fraction), val = max(min_val_per_label,
+/// Splits per label (for multi-label data, per each example's rarest label), so that every label
+/// keeps its share in each part. Per label of n examples: test = round(n·test_fraction), val = max(min_val_per_label,
 /// round(n·(1 − train_fraction − test_fraction))), the rest train (at least one). Deterministic
 /// for a seed; the order inside each part follows the input.
 pub fn stratified_split(data: &Dataset, config: SplitConfig) -> Result<Split> {
@@ -77,8 +77,8 @@ pub fn stratified_split(data: &Dataset, config: SplitConfig) -> Result<Split> {
         }
         if n_test.saturating_add(n_val) >= n {
             return Err(DataError::Dataset(format!(
-                "label '{label}' has {n} example(s): too few for {n_val} validation + {n_test} test + at least 1 training \
-                 (add examples, augment, or lower --min-val-per-label)"
+                "label '{label}' has {n} example(s): too few for {n_val} validation + {n_test} test + \
+                 at least 1 training (add examples, augment, or lower --min-val-per-label)"
             )));
         }
         idx.shuffle(&mut rng);

@@ -67,9 +67,16 @@ pub fn markdown(report: &Report, gate: Option<&GateResult>) -> String {
     }
     let _ = writeln!(
         s,
-        "| **macro avg** | {:.3} | {:.3} | {:.3} | {} | |\n| **weighted avg** | {:.3} | {:.3} | {:.3} | {} | |",
-        report.macro_avg.precision, report.macro_avg.recall, report.macro_avg.f1, report.macro_avg.support,
-        report.weighted_avg.precision, report.weighted_avg.recall, report.weighted_avg.f1, report.weighted_avg.support
+        "| **macro avg** | {:.3} | {:.3} | {:.3} | {} | |\n| **weighted avg** | {:.3} | {:.3} | {:.3} | \
+            {} | |",
+        report.macro_avg.precision,
+        report.macro_avg.recall,
+        report.macro_avg.f1,
+        report.macro_avg.support,
+        report.weighted_avg.precision,
+        report.weighted_avg.recall,
+        report.weighted_avg.f1,
+        report.weighted_avg.support
     );
     s
 }

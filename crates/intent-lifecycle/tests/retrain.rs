@@ -136,7 +136,14 @@ fn concurrent_runs_are_refused_and_bad_configs_named() {
     drop(held);
 
     for (toml, needle) in [
-        ("model = \"faq\"\nkind = \"bert5\"\nbase_data = \"b\"\nholdout = \"h\"\n", "kind 'bert5'"),
+        (
+            "model = \"faq\"\nkind = \"bert5\"\nbase_data = \"b\"\nholdout = \"h\"\n",
+            "unknown variant `bert5`",
+        ),
+        (
+            "model = \"faq\"\nkind = \"ncf\"\nbase_data = \"b\"\nholdout = \"h\"\n",
+            "kind 'ncf': retraining trains mlp or svm",
+        ),
         ("model = \"faq\"\nkind = \"mlp\"\nbase_data = \"b\"\n", "holdout"),
         ("model = \"faq\"\nkind = \"mlp\"\nbase_data = \"b\"\nholdout = \"h\"\ncolour = 1\n", "colour"),
         ("model = \"../x\"\nkind = \"mlp\"\nbase_data = \"b\"\nholdout = \"h\"\n", "model name"),
@@ -154,7 +161,8 @@ fn concurrent_runs_are_refused_and_bad_configs_named() {
     assert!(e.contains("bad.toml: [train]: unknown option(s) engine.nope"), "{e}");
     std::fs::write(
         d.join("bad.toml"),
-        "model = \"faq\"\nkind = \"mlp\"\nbase_data = \"b\"\nholdout = \"h\"\n[train.engine]\nbatch_size = 0\n",
+        "model = \"faq\"\nkind = \"mlp\"\nbase_data = \"b\"\nholdout = \"h\"\n[train.engine]\nbatch_size \
+            = 0\n",
     )
     .unwrap();
     let e = RetrainConfig::read(&d.join("bad.toml")).unwrap_err().to_string();

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use intent_data::text::VectorizerConfig;
 use serde::{Deserialize, Serialize};
 
+pub use crate::architecture::{Architecture, BertArchitecture};
 use crate::error::{ModelError, Result};
 
 /// Name of the configuration file of a model folder.
@@ -131,15 +132,49 @@ pub fn read_kind(dir: &Path) -> Result<Option<ModelKind>> {
     Ok(k.kind)
 }
 
+/// What a folder is, from one read of its `config.json`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FolderConfig {
+    /// A classifier folder of this toolkit (`kind` mlp, svm, zero-shot or bert), parsed.
+    Classifier(Box<ModelConfig>),
+    /// An NCF recommender folder (read it with [`crate::ncf::folder::NcfModel::load`]).
+    Recommender,
+    /// No `kind`: a Hugging Face folder, with its `model_type` when it has one.
+    HuggingFace {
+        /// `model_type` (`bert`, …).
+        model_type: Option<String>,
+    },
+}
+
+impl FolderConfig {
+    /// Reads `<dir>/config.json` once and says what the folder holds; a classifier's config is
+    /// parsed whole (errors give the line and the field).
+    pub fn read(dir: &Path) -> Result<Self> {
+        #[derive(Deserialize)]
+        struct Head {
+            kind: Option<ModelKind>,
+            model_type: Option<String>,
+        }
+        let path = dir.join(CONFIG_FILE);
+        let text = fs::read_to_string(&path).map_err(|e| ModelError::io(&path, e))?;
+        let invalid = |e: serde_json::Error| ModelError::invalid(&path, format!("line {}: {e}", e.line()));
+        let head: Head = serde_json::from_str(&text).map_err(invalid)?;
+        Ok(match head.kind {
+            None => FolderConfig::HuggingFace { model_type: head.model_type },
+            Some(ModelKind::Ncf) => FolderConfig::Recommender,
+            Some(_) => FolderConfig::Classifier(Box::new(serde_json::from_str(&text).map_err(invalid)?)),
+        })
+    }
+}
+
 /// The `config.json` of a model folder.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelConfig {
-    /// Model kind.
-    pub kind: ModelKind,
+    /// The model kind with its architecture: the `kind` and `architecture` fields.
+    #[serde(flatten)]
+    pub architecture: Architecture,
     /// Folder layout version.
     pub format_version: u32,
-    /// Architecture (kind-specific; for `mlp` an [`crate::mlp::MlpArchitecture`]).
-    pub architecture: serde_json::Value,
     /// Class labels, by output index.
     pub labels: Vec<String>,
     /// Multi-label (sigmoid outputs, per-label thresholds).
@@ -163,6 +198,11 @@ pub struct ModelConfig {
 }
 
 impl ModelConfig {
+    /// The model kind (the `kind` field).
+    pub fn kind(&self) -> ModelKind {
+        self.architecture.kind()
+    }
+
     /// Reads and parses `<dir>/config.json`.
     pub fn read(dir: &Path) -> Result<Self> {
         let path = dir.join(CONFIG_FILE);
@@ -236,7 +276,8 @@ pub fn write_model_dir(dir: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Re
         if !is_model && !is_empty_dir {
             return Err(ModelError::invalid(
                 dir,
-                "exists and is not a model folder (no config.json); refusing to replace it, choose another output path",
+                "exists and is not a model folder (no config.json); refusing to replace it, choose \
+                    another output path",
             ));
         }
     }

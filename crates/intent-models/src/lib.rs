@@ -1,5 +1,6 @@
 //! intent-models: model definitions and model folders.
 //!
+//! - [`architecture`]: the kind of a classifier folder with its typed architecture;
 //! - [`folder`]: the self-describing model folder (`config.json`, `model.safetensors`,
 //!   vocabulary, `metrics.json`), written atomically;
 //! - [`mlp`]: the bag-of-words MLP (burn), its architecture and inference wrapper;
@@ -26,6 +27,7 @@
 //! assert!(SvmParams { max_iter: 0, ..SvmParams::default() }.check().is_err());
 //! ```
 
+pub mod architecture;
 pub mod bert;
 pub mod checked;
 pub mod error;
@@ -37,6 +39,7 @@ pub mod svm;
 pub mod tensors;
 pub mod zero_shot;
 
+pub use architecture::{Architecture, BertArchitecture};
 pub use error::{ModelError, Result};
 pub use folder::{ModelConfig, ModelKind, OosConfig, Preprocessing, Versions};
 pub use mlp::{BowMlp, Mlp, MlpArchitecture};

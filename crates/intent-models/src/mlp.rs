@@ -13,8 +13,9 @@ use burn::tensor::IndexingUpdateOp;
 use intent_data::text::{SparseVec, Vectorizer};
 use serde::{Deserialize, Serialize};
 
+use crate::architecture::Architecture;
 use crate::error::{ModelError, Result};
-use crate::folder::{self, ModelConfig, ModelKind, WEIGHTS_FILE};
+use crate::folder::{self, ModelConfig, WEIGHTS_FILE};
 
 /// Architecture of the MLP, stored under `architecture` in `config.json`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -234,8 +235,10 @@ impl<B: Backend> BowMlp<B> {
         network: Mlp<B>,
         device: B::Device,
     ) -> Result<Self> {
-        let architecture: MlpArchitecture = serde_json::from_value(config.architecture.clone())
-            .map_err(|e| ModelError::invalid(folder::CONFIG_FILE, format!("architecture: {e}")))?;
+        let Architecture::Mlp(architecture) = config.architecture else {
+            let kind = config.kind();
+            return Err(ModelError::invalid(folder::CONFIG_FILE, format!("kind is '{kind}', not 'mlp'")));
+        };
         Ok(BowMlp { config, architecture, vectorizer, network, device })
     }
 
@@ -271,13 +274,15 @@ impl<B: Backend> BowMlp<B> {
     /// Loads a model folder, checking that config.json, the vocabulary and the weights agree and
     /// saying exactly what differs when they do not.
     pub fn load(dir: &Path, device: &B::Device) -> Result<Self> {
-        let config = ModelConfig::read(dir)?;
+        Self::from_config(dir, ModelConfig::read(dir)?, device)
+    }
+
+    /// Loads the folder `dir` whose `config.json` is `config` (already read).
+    pub fn from_config(dir: &Path, config: ModelConfig, device: &B::Device) -> Result<Self> {
         let cfg_path = dir.join(folder::CONFIG_FILE);
-        if config.kind != ModelKind::Mlp {
-            return Err(ModelError::invalid(&cfg_path, format!("kind is '{}', not 'mlp'", config.kind)));
-        }
-        let architecture: MlpArchitecture = serde_json::from_value(config.architecture.clone())
-            .map_err(|e| ModelError::invalid(&cfg_path, format!("architecture: {e}")))?;
+        let Architecture::Mlp(architecture) = config.architecture else {
+            return Err(ModelError::invalid(&cfg_path, format!("kind is '{}', not 'mlp'", config.kind())));
+        };
         architecture.validate()?;
         if config.labels.len() != architecture.num_classes {
             return Err(ModelError::invalid(

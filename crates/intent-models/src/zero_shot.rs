@@ -18,10 +18,11 @@ use burn::prelude::Backend;
 use intent_data::text::VectorizerConfig;
 use serde::{Deserialize, Serialize};
 
+use crate::architecture::Architecture;
 use crate::bert::SentenceEncoder;
 use crate::error::{ModelError, Result};
 use crate::folder::{
-    write_json, write_model_dir, ModelConfig, ModelKind, Preprocessing, Versions, CONFIG_FILE, METRICS_FILE,
+    write_json, write_model_dir, ModelConfig, Preprocessing, Versions, CONFIG_FILE, METRICS_FILE,
     WEIGHTS_FILE,
 };
 use crate::svm::calibration::fit_temperature;
@@ -120,9 +121,8 @@ impl<B: Backend> ZeroShot<B> {
             max_len: encoder.tokenizer.max_len(),
         };
         let config = ModelConfig {
-            kind: ModelKind::ZeroShot,
+            architecture: Architecture::ZeroShot(arch.clone()),
             format_version: crate::folder::FORMAT_VERSION,
-            architecture: serde_json::to_value(&arch).expect("serializes"),
             labels: labels.into_iter().map(|l| l.0).collect(),
             multi_label: false,
             thresholds: None,
@@ -164,7 +164,7 @@ impl<B: Backend> ZeroShot<B> {
         let sims = self.similarities(texts)?;
         if let Some(t) = fit_temperature(&sims, gold) {
             self.arch.temperature = t;
-            self.config.architecture = serde_json::to_value(&self.arch).expect("serializes");
+            self.config.architecture = Architecture::ZeroShot(self.arch.clone());
         }
         Ok(self.arch.temperature)
     }
@@ -172,7 +172,7 @@ impl<B: Backend> ZeroShot<B> {
     /// Saves the model folder (atomically), copying the encoder's files from `encoder_dir`.
     pub fn save(&self, dir: &Path, encoder_dir: &Path, metrics: &serde_json::Value) -> Result<()> {
         let mut config = self.config.clone();
-        config.architecture = serde_json::to_value(&self.arch).expect("serializes");
+        config.architecture = Architecture::ZeroShot(self.arch.clone());
         write_model_dir(dir, |tmp| {
             write_json(tmp, CONFIG_FILE, &config)?;
             write_json(tmp, METRICS_FILE, metrics)?;
@@ -188,17 +188,17 @@ impl<B: Backend> ZeroShot<B> {
 
     /// Loads a zero-shot model folder.
     pub fn load(dir: &Path, device: &B::Device) -> Result<Self> {
-        let config = ModelConfig::read(dir)?;
+        Self::from_config(dir, ModelConfig::read(dir)?, device)
+    }
+
+    /// Loads the folder `dir` whose `config.json` is `config` (already read).
+    pub fn from_config(dir: &Path, config: ModelConfig, device: &B::Device) -> Result<Self> {
         let cfg_path = dir.join(CONFIG_FILE);
-        if config.kind != ModelKind::ZeroShot {
-            return Err(ModelError::invalid(
-                &cfg_path,
-                format!("kind is '{}', expected 'zero-shot'", config.kind),
-            ));
-        }
+        let Architecture::ZeroShot(arch) = config.architecture.clone() else {
+            let kind = config.kind();
+            return Err(ModelError::invalid(&cfg_path, format!("kind is '{kind}', expected 'zero-shot'")));
+        };
         config.check_labels(&cfg_path)?;
-        let arch: ZeroShotArchitecture = serde_json::from_value(config.architecture.clone())
-            .map_err(|e| ModelError::invalid(&cfg_path, format!("architecture: {e}")))?;
         if arch.descriptions.len() != config.labels.len() {
             return Err(ModelError::invalid(
                 &cfg_path,

@@ -34,7 +34,7 @@ use serde::{Deserialize, Serialize};
 
 use intent_data::durable;
 use intent_models::folder::{now_unix, ModelConfig};
-use intent_models::{ModelError, Result};
+use intent_models::{ModelError, ModelKind, Result};
 
 #[doc(hidden)]
 pub mod failpoints;
@@ -50,7 +50,7 @@ pub struct VersionMeta {
     /// Registration time, Unix seconds.
     pub created_unix: u64,
     /// Model kind from `config.json` (`mlp`, `svm`, `bert`, …).
-    pub kind: String,
+    pub kind: ModelKind,
     /// SHA-256 of the training data, from `config.json`.
     pub data_hash: String,
     /// The folder's `metrics.json`.
@@ -317,7 +317,7 @@ impl RegisteredModel {
                 version: n,
                 parent,
                 created_unix: now_unix(),
-                kind: config.kind.to_string(),
+                kind: config.kind,
                 data_hash: config.data_hash.clone(),
                 metrics,
                 params: config.training.clone(),
@@ -437,14 +437,14 @@ impl RegisteredModel {
 
 /// What the registry records of a model folder's `config.json`.
 struct FolderSummary {
-    kind: String,
+    kind: ModelKind,
     data_hash: String,
     training: serde_json::Value,
 }
 
 impl From<ModelConfig> for FolderSummary {
     fn from(c: ModelConfig) -> Self {
-        FolderSummary { kind: c.kind.to_string(), data_hash: c.data_hash, training: c.training }
+        FolderSummary { kind: c.kind(), data_hash: c.data_hash, training: c.training }
     }
 }
 
@@ -454,10 +454,10 @@ fn read_ncf_kind(dir: &Path) -> Result<FolderSummary> {
     let text = fs::read_to_string(&path).map_err(io(&path))?;
     let c: intent_models::ncf::folder::NcfConfig =
         serde_json::from_str(&text).map_err(|e| ModelError::invalid(&path, e.to_string()))?;
-    if c.kind != intent_models::ModelKind::Ncf {
+    if c.kind != ModelKind::Ncf {
         return Err(ModelError::invalid(&path, format!("kind '{}' is not ncf", c.kind)));
     }
-    Ok(FolderSummary { kind: c.kind.to_string(), data_hash: c.data_hash, training: c.training })
+    Ok(FolderSummary { kind: c.kind, data_hash: c.data_hash, training: c.training })
 }
 
 /// A Hugging Face folder (fine-tuned BERT) has `intent.json` for this toolkit's metadata.

@@ -13,9 +13,14 @@ use intent_registry::Registry;
 fn fake_model(dir: &Path, data_hash: &str, accuracy: f64) {
     std::fs::create_dir_all(dir.join("report")).unwrap();
     let config = ModelConfig {
-        kind: intent_models::ModelKind::Mlp,
+        architecture: intent_models::Architecture::Mlp(intent_models::MlpArchitecture {
+            input_dim: 2,
+            hidden_size: 4,
+            hidden_layers: 1,
+            dropout: 0.0,
+            num_classes: 2,
+        }),
         format_version: FORMAT_VERSION,
-        architecture: serde_json::json!({}),
         labels: vec!["a".into(), "b".into()],
         multi_label: false,
         thresholds: None,

@@ -5,22 +5,12 @@ use std::path::Path;
 
 use intent_models::bert::classifier::has_classification_head;
 use intent_models::bert::BertClassifier;
-use intent_models::folder::read_kind;
+use intent_models::folder::FolderConfig;
 use intent_models::zero_shot::ZeroShot;
 use intent_models::{BowMlp, CpuBackend, ModelConfig, ModelError, ModelKind, SvmModel};
 use serde::{Deserialize, Serialize};
 
 use crate::{Predictor, ServeError};
-
-/// The `model_type` of a Hugging Face `config.json` in `dir` (which has no `kind`).
-fn hf_model_type(dir: &Path) -> Option<String> {
-    let v: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).ok()?).ok()?;
-    if v.get("kind").is_some() {
-        return None;
-    }
-    v.get("model_type").and_then(|t| t.as_str()).map(str::to_string)
-}
 
 /// A label with its score.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -73,31 +63,48 @@ impl Classifier {
                 return Self::load(&spec.resolve()?.path);
             }
         }
-        if let Some(t) = hf_model_type(dir) {
-            if has_classification_head(dir) {
-                return Ok(Classifier::Bert(BertClassifier::load(dir, None, &Default::default())?));
+        let config_path = || dir.join(intent_models::folder::CONFIG_FILE);
+        let config = match FolderConfig::read(dir)? {
+            FolderConfig::Classifier(config) => *config,
+            FolderConfig::HuggingFace { model_type: Some(t) } => {
+                if has_classification_head(dir) {
+                    return Ok(Classifier::Bert(BertClassifier::load(dir, None, &Default::default())?));
+                }
+                // A Hugging Face folder rather than an intent model folder.
+                return Err(ServeError::Model(ModelError::invalid(
+                    config_path(),
+                    format!(
+                        "a Hugging Face '{t}' checkpoint, not an intent model folder: a sentence-embedding \
+                         model becomes a classifier with a label set \
+                         (`intent zero-shot --encoder {} --labels FILE --out DIR`)",
+                        dir.display()
+                    ),
+                )));
             }
-            // A Hugging Face folder rather than an intent model folder.
-            return Err(ServeError::Model(ModelError::invalid(
-                dir.join("config.json"),
-                format!(
-                    "a Hugging Face '{t}' checkpoint, not an intent model folder: a sentence-embedding model becomes \
-                     a classifier with a label set (`intent zero-shot --encoder {} --labels FILE --out DIR`)",
-                    dir.display()
-                ),
-            )));
-        }
-        let unsupported = |kind: String| ServeError::UnsupportedKind { path: dir.join("config.json"), kind };
-        match read_kind(dir)? {
-            Some(ModelKind::Mlp) => Ok(Classifier::Mlp(BowMlp::load(dir, &Default::default())?)),
-            Some(ModelKind::Svm) => Ok(Classifier::Svm(SvmModel::load(dir)?)),
-            Some(ModelKind::ZeroShot) => Ok(Classifier::ZeroShot(ZeroShot::load(dir, &Default::default())?)),
+            FolderConfig::HuggingFace { model_type: None } => {
+                return Err(ServeError::Model(ModelError::invalid(
+                    config_path(),
+                    "no `kind` (expected mlp, svm or zero-shot) and no Hugging Face `model_type`: not a \
+                        model folder",
+                )))
+            }
+            FolderConfig::Recommender => {
+                return Err(ServeError::UnsupportedKind {
+                    path: config_path(),
+                    kind: ModelKind::Ncf.to_string(),
+                })
+            }
+        };
+        match config.kind() {
+            ModelKind::Mlp => Ok(Classifier::Mlp(BowMlp::from_config(dir, config, &Default::default())?)),
+            ModelKind::Svm => Ok(Classifier::Svm(SvmModel::from_config(dir, config)?)),
+            ModelKind::ZeroShot => {
+                Ok(Classifier::ZeroShot(ZeroShot::from_config(dir, config, &Default::default())?))
+            }
             // Fine-tuned BERT folders are Hugging Face folders (handled above); NCF recommends.
-            Some(kind @ (ModelKind::Bert | ModelKind::Ncf)) => Err(unsupported(kind.to_string())),
-            None => Err(ServeError::Model(ModelError::invalid(
-                dir.join("config.json"),
-                "no `kind` (expected mlp, svm or zero-shot) and no Hugging Face `model_type`: not a model folder",
-            ))),
+            kind @ (ModelKind::Bert | ModelKind::Ncf) => {
+                Err(ServeError::UnsupportedKind { path: config_path(), kind: kind.to_string() })
+            }
         }
     }
 

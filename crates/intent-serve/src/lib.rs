@@ -50,7 +50,12 @@ pub use spec::{ModelSpec, Resolved};
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     /// The folder holds a model kind this build cannot serve.
-    #[error("{}: model kind '{kind}' is not a classifier this library loads (it loads mlp, svm, zero-shot, and Hugging Face BERT classification folders; an ncf recommender is served by `intent recommend` and /v1/recommend)", path.display())]
+    #[error(
+        "{}: model kind '{kind}' is not a classifier this library loads (it loads mlp, svm, zero-shot, \
+         and Hugging Face BERT classification folders; an ncf recommender is served by \
+         `intent recommend` and /v1/recommend)",
+        path.display()
+    )]
     UnsupportedKind {
         /// The config file.
         path: PathBuf,

@@ -23,7 +23,8 @@ pub(crate) async fn require_token(State(state): State<AppState>, req: Request, n
     let Some(expected) = state.0.admin_digest else {
         return ApiError::new(
             StatusCode::FORBIDDEN,
-            "admin routes are disabled: the server has no admin token (set INTENT_ADMIN_TOKEN or --admin-token-file)",
+            "admin routes are disabled: the server has no admin token (set INTENT_ADMIN_TOKEN or \
+                --admin-token-file)",
         )
         .into_response();
     };
@@ -68,7 +69,11 @@ pub(crate) async fn do_reload(state: &AppState, spec: Option<ModelSpec>) -> (Sta
             let serving = state.slot().current().map(|m| m.info());
             (
                 StatusCode::UNPROCESSABLE_ENTITY,
-                json!({ "error": format!("reload refused, the current model keeps serving: {e}"), "swapped": false, "serving": serving }),
+                json!({
+                    "error": format!("reload refused, the current model keeps serving: {e}"),
+                    "swapped": false,
+                    "serving": serving,
+                }),
             )
         }
     }

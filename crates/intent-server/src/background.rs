@@ -21,7 +21,12 @@ pub fn check_served_spec(spec: &ModelSpec, cfg: &RetrainConfig) -> Result<(), St
     };
     match spec {
         ModelSpec::Alias { model_dir, .. } if same(model_dir, &want) => Ok(()),
-        _ => Err(format!("the served model must be the retrain config's registry model through an alias, such as --model {}@current (got {})", want.display(), spec.display())),
+        _ => Err(format!(
+            "the served model must be the retrain config's registry model through an alias, \
+            such as --model {}@current (got {})",
+            want.display(),
+            spec.display()
+        )),
     }
 }
 
@@ -55,7 +60,10 @@ pub fn spawn_retrainer(state: AppState, cfg: RetrainConfig, every: Duration) -> 
                     tracing::info!("retrain: {}; reloading", line.reason);
                     let (code, body) = crate::admin::do_reload(&state, None).await;
                     if !code.is_success() {
-                        tracing::warn!("retrain: the new version was deployed but the reload failed ({body}); the old model keeps serving");
+                        tracing::warn!(
+                            "retrain: the new version was deployed but the reload failed \
+                            ({body}); the old model keeps serving"
+                        );
                     }
                 }
                 Ok(Ok(line)) => tracing::info!("retrain: {}: {}", line.status, line.reason),

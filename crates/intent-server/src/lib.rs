@@ -55,7 +55,10 @@ pub enum ServerError {
         source: rusqlite::Error,
     },
     /// The query log database failed its integrity check.
-    #[error("query log {}: the database is damaged ({check}); move it aside to start a new one", path.display())]
+    #[error(
+        "query log {}: the database is damaged ({check}); move it aside to start a new one",
+        path.display()
+    )]
     QueryLogDamaged {
         /// The database file.
         path: PathBuf,

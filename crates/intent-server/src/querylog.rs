@@ -209,7 +209,8 @@ impl QueryLog {
     pub fn queue(&self, limit: usize, include_labeled: bool) -> Result<Vec<QueueItem>, ServerError> {
         self.read(|c| {
             let sql = format!(
-                "SELECT id, text, predicted, confidence, seen, created_ms, labels FROM labeling_queue {} ORDER BY id LIMIT ?1",
+                "SELECT id, text, predicted, confidence, seen, created_ms, labels FROM labeling_queue {} \
+                    ORDER BY id LIMIT ?1",
                 if include_labeled { "" } else { "WHERE labels IS NULL" }
             );
             let mut stmt = c.prepare(&sql)?;
@@ -245,7 +246,10 @@ impl QueryLog {
     /// has several), the format `intent train` reads; `source` is `labeling-queue:<id>`.
     pub fn export_jsonl(&self) -> Result<String, ServerError> {
         let items: Vec<(i64, String, String, Option<i64>)> = self.read(|c| {
-            let mut stmt = c.prepare("SELECT id, text, labels, labeled_ms FROM labeling_queue WHERE labels IS NOT NULL ORDER BY id")?;
+            let mut stmt = c.prepare(
+                "SELECT id, text, labels, labeled_ms FROM labeling_queue WHERE \
+                labels IS NOT NULL ORDER BY id",
+            )?;
             let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
             rows.collect()
         })?;

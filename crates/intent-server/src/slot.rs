@@ -95,7 +95,7 @@ impl LoadedModel {
     pub fn load(spec: &ModelSpec, options: &LoadOptions) -> Result<Self, ServeError> {
         let source = spec.resolve()?;
         let loaded_unix = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-        if is_recommender(&source.path) {
+        if intent_models::ncf::folder::is_ncf_folder(&source.path) {
             let rec = Arc::new(NcfModel::load(&source.path)?);
             smoke_test_recommender(&rec, &source.path)?;
             let metrics = read_metrics(&source.path);
@@ -159,7 +159,7 @@ impl LoadedModel {
     pub fn info(&self) -> ModelInfo {
         let (kind, labels, multi_label) = match &self.served {
             Served::Classifier(c) => {
-                (c.config().kind.to_string(), c.config().labels.clone(), c.config().multi_label)
+                (c.config().kind().to_string(), c.config().labels.clone(), c.config().multi_label)
             }
             Served::Recommender(_) => ("ncf".to_string(), Vec::new(), false),
         };
@@ -176,11 +176,6 @@ impl LoadedModel {
             loaded_unix: self.loaded_unix,
         }
     }
-}
-
-/// True when `dir/config.json` says kind `ncf`.
-fn is_recommender(dir: &Path) -> bool {
-    matches!(intent_models::folder::read_kind(dir), Ok(Some(intent_models::ModelKind::Ncf)))
 }
 
 /// Scores of the first user's recommendations are finite and sorted.

@@ -168,7 +168,11 @@ async fn labeling_round_trip_trains() {
 
 async fn raw_request(addr: std::net::SocketAddr, body: &str) -> (u16, String) {
     let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let req = format!("POST /v1/predict HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+    let req = format!(
+        "POST /v1/predict HTTP/1.1\r\nHost: t\r\nContent-Type: \
+        application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
     c.write_all(req.as_bytes()).await.unwrap();
     let mut out = String::new();
     c.read_to_string(&mut out).await.unwrap();
@@ -194,7 +198,11 @@ async fn over_tcp_bound_and_graceful_shutdown() {
     // One request holds the only permit while its body trickles in: the next gets 429.
     let body = format!("{:<100}", r#"{"text": "hold the line"}"#);
     let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let head = format!("POST /v1/predict HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: 100\r\nConnection: close\r\n\r\n{}", &body[..10]);
+    let head = format!(
+        "POST /v1/predict HTTP/1.1\r\nHost: t\r\nContent-Type: \
+        application/json\r\nContent-Length: 100\r\nConnection: close\r\n\r\n{}",
+        &body[..10]
+    );
     slow.write_all(head.as_bytes()).await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (status, text) = raw_request(addr, r#"{"text": "hi"}"#).await;

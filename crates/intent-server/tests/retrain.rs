@@ -54,7 +54,13 @@ async fn labels_pulled_from_the_server_and_deployment_reloads_it() {
     }
 
     std::env::set_var("INTENT_TEST_RETRAIN_TOKEN", TOKEN);
-    let cfg = setup(&d, &format!("[server]\nurl = \"http://127.0.0.1:{port}\"\ntoken_env = \"INTENT_TEST_RETRAIN_TOKEN\"\npull_labels = true\n"));
+    let cfg = setup(
+        &d,
+        &format!(
+            "[server]\nurl = \"http://127.0.0.1:{port}\"\ntoken_env = \
+        \"INTENT_TEST_RETRAIN_TOKEN\"\npull_labels = true\n"
+        ),
+    );
     let s = status(&cfg).unwrap();
     assert_eq!(s.triggers["new_samples"], 0, "nothing pulled before a run");
     let line =
@@ -69,7 +75,11 @@ async fn labels_pulled_from_the_server_and_deployment_reloads_it() {
     assert_eq!(state.slot().current().unwrap().source.version, "2", "the server serves the new version");
 
     // A server that cannot be reached: the run goes on with the last copy, and says so.
-    let cfg = setup(&d, "[server]\nurl = \"http://127.0.0.1:9\"\ntoken_env = \"INTENT_TEST_RETRAIN_TOKEN\"\npull_labels = true\n");
+    let cfg = setup(
+        &d,
+        "[server]\nurl = \"http://127.0.0.1:9\"\ntoken_env = \
+        \"INTENT_TEST_RETRAIN_TOKEN\"\npull_labels = true\n",
+    );
     let line =
         tokio::task::spawn_blocking(move || retrain(&cfg, RunOptions::default()).unwrap()).await.unwrap();
     assert_eq!(line.status, RunStatus::Skipped, "{line}");

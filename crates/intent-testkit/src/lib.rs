@@ -8,17 +8,19 @@ use intent_train::{train_mlp_to_dir, DeviceSpec, EngineConfig, MlpOptions};
 
 pub mod bert;
 
+/// The keywords of the four labels of [`synthetic`] and [`keyword_data`].
+pub const KEYWORDS: [[&str; 4]; 4] = [
+    ["card", "debit", "plastic", "chip"],
+    ["transfer", "send", "wire", "payee"],
+    ["refund", "return", "money", "back"],
+    ["password", "login", "reset", "locked"],
+];
+
 /// Four intents with their own keywords; `n` examples each.
 pub fn synthetic(n: usize) -> Dataset {
-    let keywords = [
-        ["card", "debit", "plastic", "chip"],
-        ["transfer", "send", "wire", "payee"],
-        ["refund", "return", "money", "back"],
-        ["password", "login", "reset", "locked"],
-    ];
     let fillers = ["please", "my", "the", "i", "need", "help", "with", "now", "today", "can", "you"];
     let mut v = Vec::new();
-    for (label, words) in keywords.iter().enumerate() {
+    for (label, words) in KEYWORDS.iter().enumerate() {
         for j in 0..n {
             let text = format!(
                 "{} {} {} {}",
@@ -28,6 +30,29 @@ pub fn synthetic(n: usize) -> Dataset {
                 words[(j / 4 + 1) % 4]
             );
             v.push(Example::new(text, ["card", "transfer", "refund", "password"][label]));
+        }
+    }
+    Dataset::new(v)
+}
+
+/// Four labels (`label_0` … `label_3`), each with its own keywords among shared filler words:
+/// `n` examples per label, five words each, starting at example `offset` of each label (so
+/// two offsets give disjoint training and test texts). Separable by keywords alone.
+pub fn keyword_data(n: usize, offset: usize) -> Dataset {
+    let fillers = ["please", "my", "the", "i", "need", "help", "with", "now", "today", "can", "you"];
+    let mut v = Vec::new();
+    for (label, words) in KEYWORDS.iter().enumerate() {
+        for i in 0..n {
+            let j = i + offset;
+            let text = format!(
+                "{} {} {} {} {}",
+                fillers[j % fillers.len()],
+                words[j % 4],
+                fillers[(j * 7 + 3) % fillers.len()],
+                words[(j / 4 + 1) % 4],
+                fillers[(j * 3 + 1) % fillers.len()]
+            );
+            v.push(Example::new(text, format!("label_{label}")));
         }
     }
     Dataset::new(v)

@@ -341,9 +341,12 @@ pub fn train_bert<B: AutodiffBackend>(
     };
     let fitted = fit(model, train.len(), &engine, &mut task)?;
     let mut meta = ModelConfig {
-        kind: intent_models::ModelKind::Bert,
+        architecture: intent_models::Architecture::Bert(intent_models::BertArchitecture {
+            base: Some(base.to_path_buf()),
+            max_len: Some(opts.max_len),
+            head_pooling: opts.pooling,
+        }),
         format_version: intent_models::folder::FORMAT_VERSION,
-        architecture: serde_json::json!({ "base": base, "max_len": opts.max_len }),
         labels: labels.clone(),
         multi_label: multi,
         thresholds: None,
@@ -358,7 +361,12 @@ pub fn train_bert<B: AutodiffBackend>(
             },
             vocab_size: bert_config.vocab_size,
         },
-        training: serde_json::json!({ "options": opts, "history": fitted.history, "best_epoch": fitted.best_epoch, "backend": B::name(device) }),
+        training: serde_json::json!({
+            "options": opts,
+            "history": fitted.history,
+            "best_epoch": fitted.best_epoch,
+            "backend": B::name(device),
+        }),
         data_hash: train_hash,
         versions: Versions::default(),
         created_unix: now_unix(),

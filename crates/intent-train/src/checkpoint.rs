@@ -148,7 +148,8 @@ pub fn read_state(ckpt: &Path, fingerprint: &str) -> Result<EngineState, TrainEr
         return Err(err(
             &path,
             format!(
-                "written by a run with other settings or data; resume with the same flags and files, or start afresh without --resume.\n  checkpoint: {}\n  this run:   {}",
+                "written by a run with other settings or data; resume with the same flags and files, or \
+                    start afresh without --resume.\n  checkpoint: {}\n  this run:   {}",
                 state.fingerprint, fingerprint
             ),
         ));

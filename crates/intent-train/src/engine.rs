@@ -468,17 +468,25 @@ impl<B: AutodiffBackend, M: AutodiffModule<B>> Run<B, M> {
         let state = checkpoint::read_state(&ckpt, &fresh.fingerprint)?;
         let (model, best) = checkpoint::load_models::<B, M>(&ckpt, model, device)?;
         let (host_optim, device_optim) = match (state.host_optimizer_time, on_cpu) {
-            (Some(time), true) => (Some(checkpoint::load_host_optimizer::<B, M>(&ckpt, params, time, &model)?), None),
+            (Some(time), true) => {
+                (Some(checkpoint::load_host_optimizer::<B, M>(&ckpt, params, time, &model)?), None)
+            }
             (None, false) => {
                 let path = checkpoint::device_optimizer_path(&ckpt);
-                let record = burn::record::Recorder::<B>::load(&checkpoint::file_recorder(), path.clone(), device)
-                    .map_err(|e| TrainError::Checkpoint { path: path.with_extension("mpk"), message: e.to_string() })?;
+                let record =
+                    burn::record::Recorder::<B>::load(&checkpoint::file_recorder(), path.clone(), device)
+                        .map_err(|e| TrainError::Checkpoint {
+                            path: path.with_extension("mpk"),
+                            message: e.to_string(),
+                        })?;
                 (None, Some(device_optim().load_record(record)))
             }
             _ => {
                 return Err(TrainError::Checkpoint {
                     path: ckpt.clone(),
-                    message: "written on another kind of device (CPU and GPU optimizer states differ); resume on the same --device".into(),
+                    message: "written on another kind of device (CPU and GPU optimizer states differ); \
+                        resume on the same --device"
+                        .into(),
                 })
             }
         };

@@ -44,7 +44,7 @@ pub use bert::{train_bert, train_bert_to_dir, BertOptions, BertRunSummary, Train
 pub use device::DeviceSpec;
 pub use engine::{fit, EngineConfig, EpochLog, TrainTask};
 pub use mlp::{train_mlp, train_mlp_to_dir, MlpOptions, MlpRunSummary, TrainedMlp};
-pub use ncf::run::{train_ncf_to_dir, NcfOptions, NcfRunSummary};
+pub use ncf::run::{train_ncf_to_dir, NcfOptions, NcfRunSummary, NcfTrainingRecord};
 pub use schedule::LrSchedule;
 pub use svm::{train_svm, train_svm_to_dir, SvmOptions, SvmRunSummary, TrainedSvm};
 

@@ -161,9 +161,8 @@ pub fn train_mlp<B: AutodiffBackend>(
     let fitted = fit::<B, Mlp<B>, _>(model, train.len(), &engine, &mut task)?;
 
     let config = ModelConfig {
-        kind: intent_models::ModelKind::Mlp,
+        architecture: intent_models::Architecture::Mlp(arch),
         format_version: intent_models::folder::FORMAT_VERSION,
-        architecture: serde_json::to_value(arch).expect("serializes"),
         labels: labels.clone(),
         multi_label: multi,
         thresholds: multi.then(|| vec![0.5; k]),

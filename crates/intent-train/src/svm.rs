@@ -18,7 +18,8 @@ use intent_models::checked::{Check, Checked};
 use intent_models::folder::{now_unix, ModelConfig, Preprocessing, Versions, VOCAB_FILE};
 use intent_models::svm::calibration::{fit_platt, fit_temperature};
 use intent_models::svm::linear::FitInfo;
-use intent_models::svm::{fit_body, Calibration, SvmBody, SvmModel, SvmParams};
+use intent_models::svm::{fit_body, Calibration, SvmArchitecture, SvmBody, SvmModel, SvmParams};
+use intent_models::Architecture;
 use serde::{Deserialize, Serialize};
 
 use crate::TrainError;
@@ -117,9 +118,16 @@ fn decisions(f: &Fitted, texts: &[&str]) -> Vec<Vec<f32>> {
 
 fn placeholder_config() -> ModelConfig {
     ModelConfig {
-        kind: intent_models::ModelKind::Svm,
+        // Filled in from the fitted model (`SvmModel::architecture`) before it is used.
+        architecture: Architecture::Svm(SvmArchitecture {
+            kind: String::new(),
+            kernel: None,
+            num_features: 0,
+            num_classes: 0,
+            num_support_vectors: None,
+            calibration: Calibration::Temperature { temperature: 1.0 },
+        }),
         format_version: intent_models::folder::FORMAT_VERSION,
-        architecture: serde_json::Value::Null,
         labels: Vec::new(),
         multi_label: false,
         thresholds: None,
@@ -258,7 +266,6 @@ pub fn train_svm(
     }
 
     let config = ModelConfig {
-        kind: intent_models::ModelKind::Svm,
         labels: labels.clone(),
         multi_label: multi,
         thresholds: multi.then(|| vec![0.5; k]),
@@ -283,7 +290,7 @@ pub fn train_svm(
         ..placeholder_config()
     };
     let mut model = SvmModel { config, vectorizer: fitted.vectorizer, body: fitted.body, calibration };
-    model.config.architecture = serde_json::to_value(model.architecture()).expect("serializes");
+    model.config.architecture = Architecture::Svm(model.architecture());
 
     let val_report = match val {
         Some(v) if !v.is_empty() => {

@@ -7,32 +7,7 @@ use intent_data::{Dataset, Example};
 use intent_models::BowMlp;
 use intent_train::{train_mlp, EngineConfig, MlpOptions};
 
-/// Four labels, each with its own keywords plus shared filler words; `n` examples per label.
-fn synthetic(n: usize, offset: usize) -> Dataset {
-    let keywords = [
-        ["card", "debit", "plastic", "chip"],
-        ["transfer", "send", "wire", "payee"],
-        ["refund", "return", "money", "back"],
-        ["password", "login", "reset", "locked"],
-    ];
-    let fillers = ["please", "my", "the", "i", "need", "help", "with", "now", "today", "can", "you"];
-    let mut v = Vec::new();
-    for (label, words) in keywords.iter().enumerate() {
-        for i in 0..n {
-            let j = i + offset;
-            let text = format!(
-                "{} {} {} {} {}",
-                fillers[j % fillers.len()],
-                words[j % 4],
-                fillers[(j * 7 + 3) % fillers.len()],
-                words[(j / 4 + 1) % 4],
-                fillers[(j * 3 + 1) % fillers.len()]
-            );
-            v.push(Example::new(text, format!("label_{label}")));
-        }
-    }
-    Dataset::new(v)
-}
+use intent_testkit::keyword_data;
 
 fn options() -> MlpOptions {
     MlpOptions {
@@ -64,8 +39,8 @@ fn accuracy(model: &BowMlp<Flex>, data: &Dataset) -> f64 {
 
 #[test]
 fn learns_separable_data_and_round_trips() {
-    let train = synthetic(40, 0);
-    let test = synthetic(20, 1000);
+    let train = keyword_data(40, 0);
+    let test = keyword_data(20, 1000);
     let device = Default::default();
     let trained = train_mlp::<Autodiff<Flex>>(&train, Some(&test), &options(), &device).unwrap();
     let acc = accuracy(&trained.model, &test);
@@ -94,7 +69,7 @@ fn learns_separable_data_and_round_trips() {
 
 #[test]
 fn every_parameter_is_trained() {
-    let train = synthetic(10, 0);
+    let train = keyword_data(10, 0);
     let mut opts = options();
     opts.hidden_layers = 2;
     opts.engine.epochs = 1;
@@ -121,7 +96,7 @@ fn every_parameter_is_trained() {
 
 #[test]
 fn mismatched_folders_say_what_differs() {
-    let train = synthetic(10, 0);
+    let train = keyword_data(10, 0);
     let mut opts = options();
     opts.engine.epochs = 1;
     let device = Default::default();
@@ -193,10 +168,12 @@ fn bad_hyperparameters_and_one_label_data_are_refused() {
     assert!(err.contains("1 label"), "{err}");
     let mut bad = options();
     bad.dropout = 1.5;
-    let err = train_mlp::<Autodiff<Flex>>(&synthetic(5, 0), None, &bad, &device).err().unwrap().to_string();
+    let err =
+        train_mlp::<Autodiff<Flex>>(&keyword_data(5, 0), None, &bad, &device).err().unwrap().to_string();
     assert!(err.contains("`dropout`"), "{err}");
     let mut bad = options();
     bad.engine.batch_size = 0;
-    let err = train_mlp::<Autodiff<Flex>>(&synthetic(5, 0), None, &bad, &device).err().unwrap().to_string();
+    let err =
+        train_mlp::<Autodiff<Flex>>(&keyword_data(5, 0), None, &bad, &device).err().unwrap().to_string();
     assert!(err.contains("`batch_size`"), "{err}");
 }

@@ -7,32 +7,7 @@ use intent_data::{Dataset, Example};
 use intent_models::svm::{ClassWeight, KernelChoice, SvmModel, SvmParams};
 use intent_train::{train_svm, SvmOptions};
 
-/// Four labels with their own keywords plus shared filler words; `n` examples per label.
-fn synthetic(n: usize, offset: usize) -> Dataset {
-    let keywords = [
-        ["card", "debit", "plastic", "chip"],
-        ["transfer", "send", "wire", "payee"],
-        ["refund", "return", "money", "back"],
-        ["password", "login", "reset", "locked"],
-    ];
-    let fillers = ["please", "my", "the", "need", "help", "with", "now", "today", "can", "you"];
-    let mut v = Vec::new();
-    for (label, words) in keywords.iter().enumerate() {
-        for i in 0..n {
-            let j = i + offset;
-            let text = format!(
-                "{} {} {} {} {}",
-                fillers[j % fillers.len()],
-                words[j % 4],
-                fillers[(j * 7 + 3) % fillers.len()],
-                words[(j / 4 + 1) % 4],
-                fillers[(j * 3 + 1) % fillers.len()]
-            );
-            v.push(Example::new(text, format!("label_{label}")));
-        }
-    }
-    Dataset::new(v)
-}
+use intent_testkit::keyword_data;
 
 fn opts(kernel: KernelChoice) -> SvmOptions {
     SvmOptions { params: SvmParams { kernel, ..SvmParams::default() }, ..SvmOptions::default() }
@@ -53,8 +28,8 @@ fn accuracy(model: &SvmModel, data: &Dataset) -> f64 {
 
 #[test]
 fn separable_data_reaches_100_percent_and_round_trips() {
-    let train = synthetic(30, 0);
-    let val = synthetic(8, 100);
+    let train = keyword_data(30, 0);
+    let val = keyword_data(8, 100);
     let dir = tempfile::tempdir().unwrap();
     for kernel in [KernelChoice::Linear, KernelChoice::Rbf { gamma: None }, KernelChoice::LinearOvo] {
         let trained = train_svm(&train, Some(&val), &opts(kernel)).unwrap();
@@ -82,7 +57,7 @@ fn separable_data_reaches_100_percent_and_round_trips() {
 
 #[test]
 fn character_ngrams_learn_and_survive_typos() {
-    let train = synthetic(30, 0);
+    let train = keyword_data(30, 0);
     let char_wb = intent_data::text::VectorizerConfig {
         analyzer: intent_data::text::Analyzer::CharWb,
         ngram_min: 2,
@@ -101,7 +76,7 @@ fn character_ngrams_learn_and_survive_typos() {
 
 #[test]
 fn same_seed_same_model_and_holdout_calibration() {
-    let train = synthetic(30, 0);
+    let train = keyword_data(30, 0);
     let a = train_svm(&train, None, &opts(KernelChoice::Linear)).unwrap();
     let b = train_svm(&train, None, &opts(KernelChoice::Linear)).unwrap();
     assert_eq!(a.model.body, b.model.body);
@@ -151,7 +126,7 @@ fn multi_label_one_vs_rest_with_platt_scaling() {
 
 #[test]
 fn bad_hyperparameters_and_unsuitable_data_are_refused() {
-    let train = synthetic(10, 0);
+    let train = keyword_data(10, 0);
     for (params, flag) in [
         (SvmParams { c: 0.0, ..SvmParams::default() }, "`c`"),
         (SvmParams { c: -1.0, ..SvmParams::default() }, "`c`"),
@@ -172,16 +147,16 @@ fn bad_hyperparameters_and_unsuitable_data_are_refused() {
     let one = Dataset::new(vec![Example::new("hello there", "x"), Example::new("hi there", "x")]);
     assert!(train_svm(&one, None, &SvmOptions::default()).unwrap_err().to_string().contains("at least two"));
     // The kernel SVC refuses sizes it would take too long on, and says why.
-    let big = synthetic(1000, 0);
+    let big = keyword_data(1000, 0);
     let err = train_svm(&big, None, &opts(KernelChoice::Rbf { gamma: None })).unwrap_err().to_string();
     assert!(err.contains("pair") && err.contains("--kernel linear"), "{err}");
 }
 
 #[test]
 fn tampered_model_folders_are_refused_with_the_field_named() {
-    let train = synthetic(10, 0);
+    let train = keyword_data(10, 0);
     let dir = tempfile::tempdir().unwrap();
-    let trained = train_svm(&train, Some(&synthetic(4, 50)), &opts(KernelChoice::Linear)).unwrap();
+    let trained = train_svm(&train, Some(&keyword_data(4, 50)), &opts(KernelChoice::Linear)).unwrap();
     // The temperature is fitted strictly inside its search range, and confidences stay below 1.
     let t = serde_json::to_value(trained.model.calibration).unwrap()["temperature"].as_f64().unwrap();
     assert!(t > 2e-3 && t < 500.0, "T = {t}");

@@ -56,7 +56,10 @@ pub fn read_intents_file(path: &Path) -> Result<Vec<Intent>> {
             let msg = err.map_or_else(|| "unrecognised layout".to_string(), |e| e.to_string());
             Err(DataError::invalid(
                 Location::file(path),
-                format!("expected an intent {{\"tag\", \"patterns\", \"responses\"}}, a list of them or {{\"intents\": [..]}}: {msg}"),
+                format!(
+                    "expected an intent {{\"tag\", \"patterns\", \"responses\"}}, a list of them or \
+                    {{\"intents\": [..]}}: {msg}"
+                ),
             ))
         }
     }

@@ -65,7 +65,8 @@ impl FromStr for Format {
                 return Err(DataError::Option {
                     name: "--format",
                     message: format!(
-                        "unknown format '{other}'; expected jsonl, intents, outcomes, multilabel, csv, clinc150 or nlupp"
+                        "unknown format '{other}'; expected jsonl, intents, outcomes, multilabel, csv, \
+                            clinc150 or nlupp"
                     ),
                 })
             }
@@ -118,11 +119,14 @@ pub fn detect_format(path: &Path) -> Result<Format> {
             Some(v) if v.get("intents").is_some() => Ok(Format::Nlupp),
             _ => Err(DataError::invalid(
                 Location::file(path),
-                "a JSON list, but not of intents {\"tag\", \"patterns\"} nor NLU++ rows {\"text\", \"intents\"}",
+                "a JSON list, but not of intents {\"tag\", \"patterns\"} nor NLU++ rows \
+                    {\"text\", \"intents\"}",
             )),
         },
         // Several objects one after another: JSONL.
-        Err(e) if trimmed.starts_with('{') && e.to_string().contains("trailing characters") => Ok(Format::Jsonl),
+        Err(e) if trimmed.starts_with('{') && e.to_string().contains("trailing characters") => {
+            Ok(Format::Jsonl)
+        }
         Err(e) if ext == "json" || !trimmed.starts_with('{') => Err(DataError::json(path, &e)),
         _ => Ok(Format::Jsonl),
     }

@@ -11,6 +11,7 @@ pub mod schedule;
 
 use std::path::{Path, PathBuf};
 
+use intent_models::ModelKind;
 use serde::{Deserialize, Serialize};
 
 pub use outcome::{RetrainOutcome, RunStatus};
@@ -123,7 +124,7 @@ pub struct RetrainConfig {
     #[serde(default = "default_registry")]
     pub registry: PathBuf,
     /// Model kind to train: `mlp` or `svm`.
-    pub kind: String,
+    pub kind: ModelKind,
     /// The base labeled data set.
     pub base_data: PathBuf,
     /// More labeled files (labeling-queue exports, new files); a folder means its `.jsonl` files.
@@ -159,8 +160,8 @@ impl RetrainConfig {
         let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
         let mut c: RetrainConfig =
             toml::from_str(&text).map_err(|e| err(e.to_string().trim().replace('\n', " ")))?;
-        if !matches!(c.kind.as_str(), "mlp" | "svm") {
-            return Err(err(format!("kind '{}': expected mlp or svm", c.kind)));
+        if !matches!(c.kind, ModelKind::Mlp | ModelKind::Svm) {
+            return Err(err(format!("kind '{}': retraining trains mlp or svm", c.kind)));
         }
         intent_registry::Registry::new(".").model(&c.model).map_err(|e| err(format!("model: {e}")))?;
         // NaN fails every check.
@@ -170,7 +171,9 @@ impl RetrainConfig {
             || !(0.0..=1.0).contains(&c.gate.min_class)
             || !non_negative(c.gate.max_regression)
         {
-            return Err(err("triggers.min_days and gate.max_regression must be ≥ 0; gate.min_overall and gate.min_class in [0, 1]".into()));
+            return Err(err("triggers.min_days and gate.max_regression must be ≥ 0; gate.min_overall and \
+                gate.min_class in [0, 1]"
+                .into()));
         }
         c.path = path.to_path_buf();
         run::check_options(&c, path)?;

@@ -1,6 +1,7 @@
 //! [`RetrainOutcome`]: what one retrain run did, as returned by [`super::retrain`] and written as
 //! one line of `retrain_history.jsonl`.
 
+use intent_models::ModelKind;
 use serde::{Deserialize, Serialize};
 
 /// How a run ended.
@@ -124,7 +125,7 @@ pub struct RetrainOutcome {
     pub model: String,
     /// Model kind trained (absent on `interrupted` lines).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub kind: Option<String>,
+    pub kind: Option<ModelKind>,
     /// How it ended.
     pub status: RunStatus,
     /// Why, in words.

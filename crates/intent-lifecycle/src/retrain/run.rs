@@ -10,6 +10,7 @@ use intent_data::{load_dataset, normalize_text, write_dataset, Dataset};
 use intent_eval::{ClassMetric, QualityGate};
 use intent_models::checked::Check;
 use intent_models::folder::now_unix;
+use intent_models::ModelKind;
 use intent_registry::failpoints::halt_point;
 use intent_registry::{RegisteredModel, Registry, RegistryLock};
 use serde::de::DeserializeOwned;
@@ -204,8 +205,8 @@ pub(super) fn check_options(cfg: &RetrainConfig, path: &Path) -> Result<(), Retr
         path: path.to_path_buf(),
         message: format!("[train]: {e}"),
     };
-    match cfg.kind.as_str() {
-        "mlp" => {
+    match cfg.kind {
+        ModelKind::Mlp => {
             options::<intent_train::MlpOptions>(cfg, path)?.engine.check().map(drop).map_err(|e| err(&e))
         }
         _ => options::<intent_train::SvmOptions>(cfg, path)?.params.check().map(drop).map_err(|e| err(&e)),
@@ -215,8 +216,8 @@ pub(super) fn check_options(cfg: &RetrainConfig, path: &Path) -> Result<(), Retr
 /// Trains the candidate into `dir` with the configured kind, and stores its training data.
 fn train(cfg: &RetrainConfig, data: &Dataset, dir: &Path) -> Result<(), RetrainError> {
     let hint = &cfg.path;
-    match cfg.kind.as_str() {
-        "mlp" => {
+    match cfg.kind {
+        ModelKind::Mlp => {
             let mut o: intent_train::MlpOptions = options(cfg, hint)?;
             o.engine.progress = false;
             intent_train::train_mlp_to_dir(intent_train::DeviceSpec::Cpu, data, None, &o, dir)?;
@@ -371,7 +372,8 @@ pub fn retrain(cfg: &RetrainConfig, opts: RunOptions) -> Result<RetrainOutcome, 
         let line = RetrainOutcome {
             retrain_id: old["retrain_id"].as_str().unwrap_or_default().to_string(),
             reason: format!(
-                "the run started at {} stopped before finishing (killed or crashed); its leftovers were removed",
+                "the run started at {} stopped before finishing (killed or crashed); its leftovers were \
+                    removed",
                 old["started_unix"]
             ),
             versions: VersionsSeen { current: model.alias("current")?, ..VersionsSeen::default() },
@@ -396,7 +398,7 @@ pub fn retrain(cfg: &RetrainConfig, opts: RunOptions) -> Result<RetrainOutcome, 
     let result = run(cfg, opts, &model, &journal, Some(lock), t0);
     if let Err(e) = &result {
         let line = RetrainOutcome {
-            kind: Some(cfg.kind.clone()),
+            kind: Some(cfg.kind),
             reason: e.to_string(),
             versions: VersionsSeen {
                 current: model.alias("current").ok().flatten(),
@@ -439,11 +441,17 @@ fn run(
     halt_point("retrain:assessed");
     let data_s = t0.elapsed().as_secs_f64();
     journal.line(&format!(
-        "data: {} training examples ({} duplicates dropped, {} conflicts kept first, {} held-out texts removed), {} new; holdout {}",
-        a.train.len(), a.duplicates, a.conflicts, a.removed_holdout, a.new_samples, a.holdout.len()
+        "data: {} training examples ({} duplicates dropped, {} conflicts kept first, {} held-out texts \
+            removed), {} new; holdout {}",
+        a.train.len(),
+        a.duplicates,
+        a.conflicts,
+        a.removed_holdout,
+        a.new_samples,
+        a.holdout.len()
     ));
     let mut line = RetrainOutcome {
-        kind: Some(cfg.kind.clone()),
+        kind: Some(cfg.kind),
         triggers: a.reasons.clone(),
         dataset_quality: Some(DatasetQuality {
             total_entries: a.train.len(),
@@ -491,7 +499,14 @@ fn run(
         );
     }
     let Some(lock) = lock else {
-        let plan = format!("would train a {} on {} examples, validate on {} held-out examples against version {:?}, then register and promote it", cfg.kind, a.train.len(), a.holdout.len(), a.current);
+        let plan = format!(
+            "would train a {} on {} examples, validate on {} held-out examples against \
+            version {:?}, then register and promote it",
+            cfg.kind,
+            a.train.len(),
+            a.holdout.len(),
+            a.current
+        );
         return finish(
             line,
             RunStatus::DryRun,
@@ -621,8 +636,14 @@ pub fn status(cfg: &RetrainConfig) -> Result<Status, RetrainError> {
     let a = assess(cfg, &model, false)?;
     Ok(Status {
         last_run: history(cfg).pop(),
-        triggers: json!({ "would_run": !a.reasons.is_empty(), "reasons": a.reasons, "new_samples": a.new_samples,
-                          "days_since_success": a.days_since_success, "min_new_samples": cfg.triggers.min_new_samples, "min_days": cfg.triggers.min_days }),
+        triggers: json!({
+            "would_run": !a.reasons.is_empty(),
+            "reasons": a.reasons,
+            "new_samples": a.new_samples,
+            "days_since_success": a.days_since_success,
+            "min_new_samples": cfg.triggers.min_new_samples,
+            "min_days": cfg.triggers.min_days,
+        }),
         registry: json!({ "aliases": model.aliases()?, "versions": model.version_numbers()? }),
     })
 }

@@ -14,8 +14,9 @@ use intent_data::text::VectorizerConfig;
 
 use super::sequence::{HeadPooling, INTENT_FILE};
 use super::{BertConfig, Pooling, PoolingMode, SentenceEncoder};
+use crate::architecture::{Architecture, BertArchitecture};
 use crate::error::{ModelError, Result};
-use crate::folder::{ModelConfig, ModelKind, Preprocessing, Versions, CONFIG_FILE, WEIGHTS_FILE};
+use crate::folder::{ModelConfig, Preprocessing, Versions, CONFIG_FILE, WEIGHTS_FILE};
 use crate::svm::Calibration;
 use crate::tensors::TensorFile;
 
@@ -93,11 +94,15 @@ impl<B: Backend> BertClassifier<B> {
         } else {
             None
         };
-        let trained_len = meta
-            .as_ref()
-            .and_then(|c| c.architecture.get("max_len"))
-            .and_then(|v| v.as_u64())
-            .map(|v| v as usize);
+        let trained = match meta.as_ref().map(|c| &c.architecture) {
+            None => None,
+            Some(Architecture::Bert(a)) => Some(a.clone()),
+            Some(other) => {
+                let kind = other.kind();
+                return Err(ModelError::invalid(&meta_path, format!("kind is '{kind}', expected 'bert'")));
+            }
+        };
+        let trained_len = trained.as_ref().and_then(|a| a.max_len);
         let encoder = SentenceEncoder::<B>::load(dir, max_len.or(trained_len), device)?;
         let bert = encoder.config.clone();
         let file = TensorFile::open(&dir.join(WEIGHTS_FILE))?;
@@ -128,7 +133,10 @@ impl<B: Backend> BertClassifier<B> {
             other => {
                 return Err(ModelError::invalid(
                     &cfg_path,
-                    format!("problem_type '{other}': expected single_label_classification or multi_label_classification"),
+                    format!(
+                        "problem_type '{other}': expected single_label_classification or \
+                        multi_label_classification"
+                    ),
                 ))
             }
         };
@@ -141,23 +149,16 @@ impl<B: Backend> BertClassifier<B> {
                     "labels or multi_label differ from config.json's id2label / problem_type",
                 ));
             }
-            let pooling: HeadPooling = match config.architecture.get("head_pooling") {
-                Some(v) => serde_json::from_value(v.clone()).map_err(|e| {
-                    ModelError::invalid(&meta_path, format!("architecture.head_pooling: {e}"))
-                })?,
-                None => HeadPooling::Pooler,
-            };
+            let pooling = trained.map(|a| a.head_pooling).unwrap_or_default();
             return Ok(BertClassifier { config, encoder, pooler, classifier, pooling });
         }
         let config = ModelConfig {
-            kind: ModelKind::Bert,
-            format_version: crate::folder::FORMAT_VERSION,
-            architecture: serde_json::json!({
-                "head": if pooler.is_some() { "pooler+linear" } else { "linear" },
-                "problem_type": problem,
-                "max_len": encoder.tokenizer.max_len(),
-                "bert": bert,
+            architecture: Architecture::Bert(BertArchitecture {
+                base: None,
+                max_len: Some(encoder.tokenizer.max_len()),
+                head_pooling: HeadPooling::Pooler,
             }),
+            format_version: crate::folder::FORMAT_VERSION,
             labels,
             multi_label,
             thresholds: None,

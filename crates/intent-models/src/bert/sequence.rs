@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use super::model::{BertModel, BertPooler};
 use super::{check_load, hf_store, BertConfig};
+use crate::architecture::Architecture;
 use crate::error::{ModelError, Result};
 use crate::folder::{write_json, write_model_dir, ModelConfig, CONFIG_FILE, METRICS_FILE, WEIGHTS_FILE};
 
@@ -170,8 +171,15 @@ impl<B: Backend> BertForSequenceClassification<B> {
         config.extra.insert("architectures".into(), serde_json::json!(["BertForSequenceClassification"]));
         config.extra.insert("problem_type".into(), problem.into());
         let mut meta = meta.clone();
-        if let Some(a) = meta.architecture.as_object_mut() {
-            a.insert("head_pooling".into(), serde_json::to_value(self.pooling).expect("serializes"));
+        match &mut meta.architecture {
+            Architecture::Bert(a) => a.head_pooling = self.pooling,
+            other => {
+                let kind = other.kind();
+                return Err(ModelError::invalid(
+                    dir,
+                    format!("kind '{kind}' in the metadata of a BERT classifier"),
+                ));
+            }
         }
         write_model_dir(dir, |tmp| {
             write_json(tmp, CONFIG_FILE, &config)?;

@@ -92,7 +92,10 @@ impl BertTokenizer {
         if n != vocab_size {
             return Err(ModelError::invalid(
                 &source,
-                format!("the tokenizer has {n} tokens but config.json says vocab_size = {vocab_size}: tokenizer and weights do not belong together"),
+                format!(
+                    "the tokenizer has {n} tokens but config.json says vocab_size = {vocab_size}: \
+                    tokenizer and weights do not belong together"
+                ),
             ));
         }
         let pad_id =

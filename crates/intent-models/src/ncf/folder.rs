@@ -39,6 +39,11 @@ pub struct NcfConfig {
     pub created_unix: u64,
 }
 
+/// True when `dir/config.json` says kind `ncf` (a recommender, not a classifier).
+pub fn is_ncf_folder(dir: &Path) -> bool {
+    matches!(crate::folder::read_kind(dir), Ok(Some(ModelKind::Ncf)))
+}
+
 /// `split.json`: what the model trained on and was tested with (indices).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct SavedSplit {

@@ -20,10 +20,11 @@ use std::path::Path;
 use intent_data::text::{SparseVec, Vectorizer};
 use serde::{Deserialize, Serialize};
 
+use crate::architecture::Architecture;
 use crate::checked::{Check, Checked};
 use crate::error::{ModelError, Result};
 use crate::folder::{
-    read_vocab, write_json, write_model_dir, write_vocab, ModelConfig, ModelKind, CONFIG_FILE, METRICS_FILE,
+    read_vocab, write_json, write_model_dir, write_vocab, ModelConfig, CONFIG_FILE, METRICS_FILE,
     WEIGHTS_FILE,
 };
 use crate::tensors::{HostTensor, TensorFile};
@@ -210,7 +211,7 @@ impl SvmModel {
     /// Saves the model folder atomically, with `metrics` as `metrics.json`.
     pub fn save(&self, dir: &Path, metrics: &serde_json::Value) -> Result<()> {
         let mut config = self.config.clone();
-        config.architecture = serde_json::to_value(self.architecture()).expect("serializes");
+        config.architecture = Architecture::Svm(self.architecture());
         write_model_dir(dir, |tmp| {
             write_json(tmp, CONFIG_FILE, &config)?;
             write_vocab(tmp, &self.vectorizer)?;
@@ -232,13 +233,16 @@ impl SvmModel {
     /// Loads a model folder written by [`SvmModel::save`], checking every file against
     /// `config.json`.
     pub fn load(dir: &Path) -> Result<Self> {
-        let config = ModelConfig::read(dir)?;
+        Self::from_config(dir, ModelConfig::read(dir)?)
+    }
+
+    /// Loads the folder `dir` whose `config.json` is `config` (already read).
+    pub fn from_config(dir: &Path, config: ModelConfig) -> Result<Self> {
         let cfg_path = dir.join(CONFIG_FILE);
-        if config.kind != ModelKind::Svm {
-            return Err(ModelError::invalid(&cfg_path, format!("kind is '{}', expected 'svm'", config.kind)));
-        }
-        let arch: SvmArchitecture = serde_json::from_value(config.architecture.clone())
-            .map_err(|e| ModelError::invalid(&cfg_path, format!("architecture: {e}")))?;
+        let Architecture::Svm(arch) = config.architecture.clone() else {
+            let kind = config.kind();
+            return Err(ModelError::invalid(&cfg_path, format!("kind is '{kind}', expected 'svm'")));
+        };
         config.check_labels(&cfg_path)?;
         match arch.calibration {
             Calibration::Temperature { temperature: t } if !(t.is_finite() && t > 0.0) => {
@@ -268,7 +272,8 @@ impl SvmModel {
             return Err(ModelError::invalid(
                 &cfg_path,
                 format!(
-                    "architecture says {} features and {} classes; the vocabulary has {} terms and there are {} labels",
+                    "architecture says {} features and {} classes; the vocabulary has {} terms and there \
+                        are {} labels",
                     arch.num_features,
                     arch.num_classes,
                     vectorizer.dim(),
@@ -335,17 +340,19 @@ pub fn fit_body(
     }
     if params.class_weight != ClassWeight::None {
         return Err(ModelError::Fit(
-            "the kernel SVC (smartcore) has no class weights; use --kernel linear for --class-weight balanced".into(),
+            "the kernel SVC (smartcore) has no class weights; use --kernel linear for --class-weight \
+                balanced"
+                .into(),
         ));
     }
     let target: Vec<usize> = targets.iter().map(|t| t[0]).collect();
     let (estimate, largest) = kernel::estimated_seconds(&target, k);
     if estimate > KERNEL_MAX_SECONDS {
         return Err(ModelError::Fit(format!(
-            "the kernel SVC would take about {} on these {} examples, over its limit of {KERNEL_MAX_SECONDS:.0} s: it \
-             trains one SVC per pair of classes ({} pairs, the largest with {largest} examples) and each costs the cube of \
-             its examples (smartcore's solver keeps no kernel cache, and each pair's Gram matrix is factored); \
-             use --kernel linear, which is as accurate on text and fast at any size",
+            "the kernel SVC would take about {} on these {} examples, over its limit of \
+             {KERNEL_MAX_SECONDS:.0} s: it trains one SVC per pair of classes ({} pairs, the largest with \
+             {largest} examples) and each costs the cube of its examples (smartcore's solver keeps no \
+             kernel cache, and each pair's Gram matrix is factored); use --kernel linear, which is as accurate on text and fast at any size",
             human_seconds(estimate),
             rows.len(),
             kernel::n_pairs(k)

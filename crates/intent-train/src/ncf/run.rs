@@ -56,6 +56,28 @@ pub struct NcfOptions {
     pub device: Option<DeviceSpec>,
 }
 
+/// The `training` record of an NCF folder's `config.json`: the options it was trained with and
+/// facts of the run. Fields absent from older folders take their defaults.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NcfTrainingRecord {
+    /// The options (those that are recorded: not the paths of the run).
+    pub options: NcfOptions,
+    /// Where it trained: `host`, or `burn on DEVICE`.
+    pub engine: String,
+    /// The pre-trained GMF and MLP folders of a NeuMF.
+    pub pretrained: Option<[PathBuf; 2]>,
+    /// Median seconds per epoch.
+    pub median_epoch_s: f64,
+}
+
+impl NcfTrainingRecord {
+    /// Reads the record of a loaded NCF folder; the error says which field is wrong.
+    pub fn of(config: &NcfConfig) -> Result<Self, serde_json::Error> {
+        serde_json::from_value(config.training.clone())
+    }
+}
+
 impl Default for NcfOptions {
     fn default() -> Self {
         NcfOptions {
@@ -195,9 +217,18 @@ pub fn train_ncf_to_dir(
         kind: intent_models::ModelKind::Ncf,
         format_version: 1,
         architecture: fit.model.arch.clone(),
-        training: json!({ "options": opts, "engine": opts.device.map_or("host".to_string(), |d| format!("burn on {d}")), "pretrained": opts.pretrained.as_ref().map(|(g, m)| [g, m]), "median_epoch_s": times[times.len() / 2] }),
-        data: json!({ "source": source, "users": stats.users, "items": stats.items, "pairs": stats.pairs, "train_pairs": split.train.len(),
-                      "test_users": split.test.iter().flatten().count(), "density": stats.density }),
+        training: serde_json::to_value(NcfTrainingRecord {
+            options: opts.clone(),
+            engine: opts.device.map_or("host".to_string(), |d| format!("burn on {d}")),
+            pretrained: opts.pretrained.clone().map(|(g, m)| [g, m]),
+            median_epoch_s: times[times.len() / 2],
+        })
+        .expect("serializes"),
+        data: json!({
+            "source": source, "users": stats.users, "items": stats.items, "pairs": stats.pairs,
+            "train_pairs": split.train.len(), "test_users": split.test.iter().flatten().count(),
+            "density": stats.density,
+        }),
         data_hash: interactions_hash(data),
         versions: Versions::default(),
         created_unix: now_unix(),
@@ -205,9 +236,11 @@ pub fn train_ncf_to_dir(
     let saved = SavedSplit { train: split.train, test: split.test, negatives };
     let folder = NcfModel::new(config, fit.model, ix.ids, saved);
     let metrics = json!({
-        "protocol": if opts.holdout { "leave-one-out, sampled negatives" } else { "none (no held-out items)" },
+        "protocol":
+            if opts.holdout { "leave-one-out, sampled negatives" } else { "none (no held-out items)" },
         "k": opts.k, "test_negatives": opts.test_negatives,
-        format!("hr@{}", opts.k): report.as_ref().map(|r| r.hr), format!("ndcg@{}", opts.k): report.as_ref().map(|r| r.ndcg),
+        format!("hr@{}", opts.k): report.as_ref().map(|r| r.hr),
+        format!("ndcg@{}", opts.k): report.as_ref().map(|r| r.ndcg),
         "users": report.as_ref().map(|r| r.users), "history": fit.history, "stats": stats,
     });
     write_model_dir(out, |dir| {
