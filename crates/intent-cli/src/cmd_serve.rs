@@ -19,59 +19,68 @@ use intent_server::{ModelSlot, QueryLog};
 #[derive(Args, Debug)]
 pub struct ServeArgs {
     /// Model folder, or a registry model through an alias: `models/NAME@current`.
-    #[arg(long)]
+    #[arg(long, env = "INTENT_MODEL")]
     pub model: String,
     /// Address to listen on.
-    #[arg(long, default_value = "127.0.0.1:8080")]
+    #[arg(long, env = "INTENT_ADDR", default_value = "127.0.0.1:8080")]
     pub addr: String,
     /// SQLite database of the query log and labeling queue (created when missing).
-    #[arg(long, default_value = "intent-queries.sqlite")]
+    #[arg(long, env = "INTENT_QUERY_LOG", default_value = "intent-queries.sqlite")]
     pub query_log: PathBuf,
     /// Do not log queries (the labeling routes are then unavailable).
-    #[arg(long)]
+    #[arg(long, env = "INTENT_NO_QUERY_LOG")]
     pub no_query_log: bool,
     /// Store texts as SHA-256 hashes only (nothing then enters the labeling queue).
-    #[arg(long)]
+    #[arg(long, env = "INTENT_REDACT")]
     pub redact: bool,
     /// File holding the admin bearer token (else the INTENT_ADMIN_TOKEN environment variable;
     /// neither: admin routes are disabled).
-    #[arg(long)]
+    #[arg(long, env = "INTENT_ADMIN_TOKEN_FILE")]
     pub admin_token_file: Option<PathBuf>,
     /// Predictions less confident than this are flagged `fallback` and queued for labeling
     /// (models with a tuned out-of-scope threshold use theirs).
-    #[arg(long, default_value_t = 0.3)]
+    #[arg(long, env = "INTENT_FALLBACK_THRESHOLD", default_value_t = 0.3)]
     pub fallback_threshold: f32,
     /// Largest request body in bytes (413 beyond).
-    #[arg(long, default_value_t = 1 << 20)]
+    #[arg(long, env = "INTENT_MAX_BODY_BYTES", default_value_t = 1 << 20)]
     pub max_body_bytes: usize,
     /// Longest text in characters (422 beyond).
-    #[arg(long, default_value_t = 2000)]
+    #[arg(long, env = "INTENT_MAX_TEXT_CHARS", default_value_t = 2000)]
     pub max_text_chars: usize,
     /// Most texts per request (422 beyond).
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, env = "INTENT_MAX_TEXTS", default_value_t = 256)]
     pub max_texts: usize,
     /// Prediction requests served at once at most (429 beyond).
-    #[arg(long, default_value_t = 512)]
+    #[arg(long, env = "INTENT_MAX_CONCURRENT", default_value_t = 512)]
     pub max_concurrent: usize,
     /// Token budget of a batch for transformer models.
-    #[arg(long, default_value_t = 16384)]
+    #[arg(long, env = "INTENT_MAX_BATCH_TOKENS", default_value_t = 16384)]
     pub max_batch_tokens: usize,
     /// Most texts in a batch for transformer models.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, env = "INTENT_MAX_BATCH_TEXTS", default_value_t = 256)]
     pub max_batch_texts: usize,
     /// Check a registry alias (`NAME@ALIAS`) every this many seconds and reload when it moved.
-    #[arg(long)]
+    #[arg(long, env = "INTENT_WATCH")]
     pub watch: Option<u64>,
     /// Run the retrain job of `--retrain-config` in the server this often (`30d`, `12h`, `90m`):
     /// its triggers decide, training runs off the request path, and a deployed version is
     /// hot-swapped in. The served model must be the config's registry model `ROOT/NAME@current`.
-    #[arg(long, value_parser = parse_every)]
+    #[arg(long, env = "INTENT_RETRAIN_EVERY", value_parser = parse_every)]
     pub retrain_every: Option<Duration>,
     /// The retrain job's configuration for `--retrain-every`.
-    #[arg(long, default_value = "retrain.toml")]
+    #[arg(long, env = "INTENT_RETRAIN_CONFIG", default_value = "retrain.toml")]
     pub retrain_config: PathBuf,
+    /// File holding the API key that prediction routes (`/v1/*`, `/predict`, `/embed`,
+    /// `/model/parse`) require as `Authorization: Bearer <key>` (else the INTENT_API_KEY
+    /// environment variable; neither: those routes are open).
+    #[arg(long, env = "INTENT_API_KEY_FILE")]
+    pub api_key_file: Option<PathBuf>,
+    /// Let browser pages from this origin call the server (CORS); repeat it or separate origins
+    /// with commas; `*` allows any origin.
+    #[arg(long, env = "INTENT_CORS_ALLOW_ORIGIN", value_delimiter = ',')]
+    pub cors_allow_origin: Vec<String>,
     /// Threads answering HTTP requests (default: one per core).
-    #[arg(long)]
+    #[arg(long, env = "INTENT_HTTP_THREADS")]
     pub http_threads: Option<usize>,
 }
 
@@ -84,21 +93,25 @@ fn parse_every(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
-fn admin_token(a: &ServeArgs) -> Result<Option<String>> {
-    let token = match &a.admin_token_file {
+/// A secret from `file` (trimmed; an empty file is an error), else from the environment variable
+/// `env`; `what` names it in messages.
+fn secret(file: Option<&PathBuf>, env: &str, what: &str) -> Result<Option<String>> {
+    Ok(match file {
         Some(path) => {
             let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading the admin token file {}", path.display()))?;
+                .with_context(|| format!("reading the {what} file {}", path.display()))?;
             let t = text.trim().to_string();
             if t.is_empty() {
-                bail!("{}: the admin token file is empty", path.display());
+                bail!("{}: the {what} file is empty", path.display());
             }
             Some(t)
         }
-        None => {
-            std::env::var("INTENT_ADMIN_TOKEN").ok().map(|t| t.trim().to_string()).filter(|t| !t.is_empty())
-        }
-    };
+        None => std::env::var(env).ok().map(|t| t.trim().to_string()).filter(|t| !t.is_empty()),
+    })
+}
+
+fn admin_token(a: &ServeArgs) -> Result<Option<String>> {
+    let token = secret(a.admin_token_file.as_ref(), "INTENT_ADMIN_TOKEN", "admin token")?;
     match &token {
         None => tracing::warn!(
             "no admin token (INTENT_ADMIN_TOKEN or --admin-token-file): admin routes are disabled"
@@ -141,6 +154,8 @@ pub fn run(a: ServeArgs) -> Result<ExitCode> {
         max_texts: a.max_texts,
         max_concurrent: a.max_concurrent,
         admin_token: admin_token(&a)?,
+        api_key: secret(a.api_key_file.as_ref(), "INTENT_API_KEY", "API key")?,
+        cors_allow_origins: a.cors_allow_origin.clone(),
         load: LoadOptions {
             fallback_threshold: Some(a.fallback_threshold),
             batch: BatchConfig { max_batch_tokens: a.max_batch_tokens, max_batch_texts: a.max_batch_texts },

@@ -245,14 +245,25 @@ impl<B: Backend> BowMlp<B> {
     /// Class scores of each text: softmax probabilities (single-label) or per-label sigmoid
     /// probabilities (multi-label). Texts are processed in batches of 256.
     pub fn scores(&self, texts: &[&str]) -> Vec<Vec<f32>> {
+        let multi = self.config.multi_label;
+        self.outputs(texts, |logits| if multi { sigmoid(logits) } else { softmax(logits, 1) })
+    }
+
+    /// The network's outputs before the softmax or sigmoid, one row per text.
+    pub fn logits(&self, texts: &[&str]) -> Vec<Vec<f32>> {
+        self.outputs(texts, |logits| logits)
+    }
+
+    /// Outputs of the network mapped by `activation`, in batches of 256 texts.
+    fn outputs(&self, texts: &[&str], activation: impl Fn(Tensor<B, 2>) -> Tensor<B, 2>) -> Vec<Vec<f32>> {
         let mut out = Vec::with_capacity(texts.len());
         let c = self.architecture.num_classes;
         for chunk in texts.chunks(256) {
             let rows: Vec<SparseVec> = chunk.iter().map(|t| self.vectorizer.transform(t)).collect();
             let refs: Vec<&SparseVec> = rows.iter().collect();
             let logits = self.network.forward(SparseBatch::new(&refs, &self.device), None);
-            let probs = if self.config.multi_label { sigmoid(logits) } else { softmax(logits, 1) };
-            let flat: Vec<f32> = probs.into_data().convert::<f32>().to_vec().expect("f32 after convert");
+            let values = activation(logits);
+            let flat: Vec<f32> = values.into_data().convert::<f32>().to_vec().expect("f32 after convert");
             out.extend(flat.chunks(c).map(<[f32]>::to_vec));
         }
         out

@@ -14,6 +14,7 @@ use crate::{Predictor, ServeError};
 
 /// A label with its score.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LabelScore {
     /// The label.
     pub label: String,

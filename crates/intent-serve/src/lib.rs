@@ -4,6 +4,7 @@
 //! - [`Classifier`] loads a model folder by kind (MLP, SVM, zero-shot, fine-tuned BERT) and
 //!   predicts labels with confidences; every kind implements [`Predictor`].
 //! - [`ModelSpec`] names a model: a folder, or `models/NAME@ALIAS` in a registry.
+//! - [`Embedder`] gives sentence vectors of a sentence-embedding folder.
 //! - [`Batcher`] groups concurrent requests to transformer models under a token budget.
 //! - [`evaluation`] scores a classifier on labeled data.
 //!
@@ -37,12 +38,14 @@ use std::path::PathBuf;
 
 pub mod batcher;
 pub mod classifier;
+pub mod embedder;
 pub mod evaluation;
 pub mod predictor;
 pub mod spec;
 
 pub use batcher::{BatchConfig, BatchObserver, Batcher};
 pub use classifier::{Classifier, LabelScore, Prediction};
+pub use embedder::Embedder;
 pub use predictor::Predictor;
 pub use spec::{ModelSpec, Resolved};
 

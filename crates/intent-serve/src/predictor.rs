@@ -17,6 +17,11 @@ pub trait Predictor: Send + Sync {
     /// cannot take (a text its tokenizer rejects) is [`ServeError::Input`].
     fn scores(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, ServeError>;
 
+    /// The values [`Predictor::scores`] maps to probabilities (text-embeddings-inference's
+    /// `raw_scores`): logits of the MLP and BERT, decision values of the SVM, cosine
+    /// similarities of zero-shot.
+    fn raw_scores(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, ServeError>;
+
     /// Whether concurrent requests should be batched (transformer encoders, whose matrix
     /// products grow better with more rows).
     fn batches(&self) -> bool {
@@ -44,6 +49,10 @@ impl Predictor for BowMlp<CpuBackend> {
     fn scores(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, ServeError> {
         Ok(BowMlp::scores(self, texts))
     }
+
+    fn raw_scores(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, ServeError> {
+        Ok(BowMlp::logits(self, texts))
+    }
 }
 
 impl Predictor for SvmModel {
@@ -54,6 +63,10 @@ impl Predictor for SvmModel {
     fn scores(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, ServeError> {
         Ok(SvmModel::scores(self, texts))
     }
+
+    fn raw_scores(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, ServeError> {
+        Ok(SvmModel::decision_function(self, texts))
+    }
 }
 
 impl Predictor for ZeroShot<CpuBackend> {
@@ -63,6 +76,10 @@ impl Predictor for ZeroShot<CpuBackend> {
 
     fn scores(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, ServeError> {
         ZeroShot::scores(self, texts).map_err(ServeError::from_model)
+    }
+
+    fn raw_scores(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, ServeError> {
+        ZeroShot::similarities(self, texts).map_err(ServeError::from_model)
     }
 
     fn batches(&self) -> bool {
@@ -81,6 +98,10 @@ impl Predictor for BertClassifier<CpuBackend> {
 
     fn scores(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, ServeError> {
         BertClassifier::scores(self, texts).map_err(ServeError::from_model)
+    }
+
+    fn raw_scores(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, ServeError> {
+        BertClassifier::logits(self, texts).map_err(ServeError::from_model)
     }
 
     fn batches(&self) -> bool {

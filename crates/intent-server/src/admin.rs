@@ -1,5 +1,10 @@
 //! Admin routes (bearer token): model reload and rollback, the labeling queue and its export.
 
+use crate::api::{ApiError, ErrorBody, JsonBody};
+use crate::auth;
+use crate::querylog::QueueItem;
+use crate::server::AppState;
+use crate::{QueryLog, Served, ServerError};
 use axum::body::Bytes;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, StatusCode};
@@ -7,14 +12,9 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use intent_serve::ModelSpec;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
-
-use crate::api::{ApiError, JsonBody};
-use crate::server::AppState;
-use crate::{QueryLog, Served, ServerError};
+use utoipa::{IntoParams, ToSchema};
 
 /// Admin routes need `Authorization: Bearer <token>`. Without a configured token they are
 /// disabled (403), not open. Tokens are compared as SHA-256 digests in constant time, so
@@ -28,28 +28,18 @@ pub(crate) async fn require_token(State(state): State<AppState>, req: Request, n
         )
         .into_response();
     };
-    let given = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    let ok = given.is_some_and(|t| {
-        let digest: [u8; 32] = Sha256::digest(t.trim().as_bytes()).into();
-        bool::from(digest.ct_eq(&expected))
-    });
-    if !ok {
-        let message =
-            if given.is_none() { "missing `Authorization: Bearer <token>`" } else { "wrong admin token" };
-        let mut r = ApiError::new(StatusCode::UNAUTHORIZED, message).into_response();
-        r.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
-        return r;
+    match auth::bearer(req.headers()) {
+        Some(t) if auth::matches(t, &expected) => next.run(req).await,
+        Some(_) => auth::unauthorized("wrong admin token"),
+        None => auth::unauthorized("missing `Authorization: Bearer <token>`"),
     }
-    next.run(req).await
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// Body of `POST /admin/reload` (optional).
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ReloadRequest {
+pub(crate) struct ReloadRequest {
+    /// A model folder or `ROOT/NAME@ALIAS` (default: the served spec, re-resolved).
     model: Option<String>,
 }
 
@@ -79,7 +69,15 @@ pub(crate) async fn do_reload(state: &AppState, spec: Option<ModelSpec>) -> (Sta
     }
 }
 
-/// `POST /admin/reload`, body optional: `{"model": "…"}`.
+/// Loads a model (the served spec re-resolved, or `model`), smoke-tests it and swaps it in.
+#[utoipa::path(post, path = "/admin/reload", tag = "admin", request_body(content = Option<ReloadRequest>),
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "`{swapped: true, from, to}`", body = serde_json::Value),
+        (status = 401, description = "Missing or wrong admin token", body = ErrorBody),
+        (status = 403, description = "Admin routes disabled (no token configured)", body = ErrorBody),
+        (status = 422, description = "Refused: the current model keeps serving", body = serde_json::Value),
+    ))]
 pub(crate) async fn reload(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
     let req: ReloadRequest = if body.iter().all(u8::is_ascii_whitespace) {
         ReloadRequest::default()
@@ -94,7 +92,13 @@ pub(crate) async fn reload(State(state): State<AppState>, body: Bytes) -> Result
     Ok((status, Json(body)).into_response())
 }
 
-/// `POST /admin/rollback`: back to the model that served before the last swap.
+/// Back to the model that served before the last swap.
+#[utoipa::path(post, path = "/admin/rollback", tag = "admin", security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "`{swapped: true, from, to}`", body = serde_json::Value),
+        (status = 401, description = "Missing or wrong admin token", body = ErrorBody),
+        (status = 409, description = "No previous model", body = ErrorBody),
+    ))]
 pub(crate) async fn rollback(State(state): State<AppState>) -> Result<Response, ApiError> {
     let swap = state
         .slot()
@@ -128,15 +132,32 @@ async fn blocking<T: Send + 'static>(
     Ok(out?)
 }
 
-#[derive(Debug, Deserialize)]
+/// Query of `GET /admin/labeling/queue`.
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct QueueParams {
+    /// Most items (default 100, at most 10,000).
     limit: Option<usize>,
+    /// Labeled items too (default false).
     all: Option<bool>,
 }
 
-/// `GET /admin/labeling/queue?limit=100&all=false`: pending low-confidence queries, oldest
-/// first (`all=true`: labeled ones too).
+/// Answer of `GET /admin/labeling/queue`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct QueueAnswer {
+    /// The items, oldest first.
+    items: Vec<QueueItem>,
+}
+
+/// Pending low-confidence queries, oldest first (`all=true`: labeled ones too).
+#[utoipa::path(get, path = "/admin/labeling/queue", tag = "admin", params(QueueParams),
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "The queue", body = QueueAnswer),
+        (status = 401, description = "Missing or wrong admin token", body = ErrorBody),
+        (status = 409, description = "The query log is disabled", body = ErrorBody),
+    ))]
 pub(crate) async fn queue(
     State(state): State<AppState>,
     params: Result<Query<QueueParams>, axum::extract::rejection::QueryRejection>,
@@ -145,17 +166,29 @@ pub(crate) async fn queue(
     let limit = p.limit.unwrap_or(100).min(10_000);
     let all = p.all.unwrap_or(false);
     let items = blocking(&state, move |log| log.queue(limit, all)).await?;
-    Ok(Json(json!({ "items": items })).into_response())
+    Ok(Json(QueueAnswer { items }).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+/// Body of `POST /admin/labeling/{id}`: `label`, or `labels` for multi-label models.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct LabelRequest {
+    /// The label.
     label: Option<String>,
+    /// The labels (multi-label).
     labels: Option<Vec<String>>,
 }
 
-/// `POST /admin/labeling/{id}` with `{"label": "…"}` (or `{"labels": […]}`, multi-label).
+/// Labels a queued query.
+#[utoipa::path(post, path = "/admin/labeling/{id}", tag = "admin", request_body = LabelRequest,
+    params(("id" = i64, Path, description = "Queue id")),
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "`{id, labels, known_labels}`", body = serde_json::Value),
+        (status = 401, description = "Missing or wrong admin token", body = ErrorBody),
+        (status = 404, description = "No such item", body = ErrorBody),
+        (status = 422, description = "A bad label", body = ErrorBody),
+    ))]
 pub(crate) async fn label(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -192,14 +225,24 @@ pub(crate) async fn label(
     Ok(Json(json!({ "id": id, "labels": labels, "known_labels": known })).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+/// Query of `GET /admin/labeling/export`.
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct ExportParams {
+    /// `jsonl` (the default and only format).
     format: Option<String>,
 }
 
-/// `GET /admin/labeling/export?format=jsonl`: labeled items as labeled JSONL, the format
-/// `intent train` reads.
+/// Labeled items as labeled JSONL, the format `intent train` reads.
+#[utoipa::path(get, path = "/admin/labeling/export", tag = "admin", params(ExportParams),
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "One JSON object per line", body = String,
+            content_type = "application/x-ndjson"),
+        (status = 401, description = "Missing or wrong admin token", body = ErrorBody),
+        (status = 409, description = "The query log is disabled", body = ErrorBody),
+    ))]
 pub(crate) async fn export(
     State(state): State<AppState>,
     params: Result<Query<ExportParams>, axum::extract::rejection::QueryRejection>,

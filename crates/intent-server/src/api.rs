@@ -1,6 +1,7 @@
 //! Public routes: prediction, recommendation, model info, health, readiness, metrics; and the
 //! JSON error type every route answers with.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::rejection::JsonRejection;
@@ -11,24 +12,40 @@ use axum::Json;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use utoipa::ToSchema;
 
 use intent_models::ncf::folder::UnknownUser;
-use intent_serve::{LabelScore, ServeError};
+use intent_serve::{Classifier, LabelScore, ServeError};
 
 use crate::querylog::{now_ms, QueryRow};
-use crate::server::AppState;
-use crate::{Served, ServerError};
+use crate::server::{AppState, ServerOptions};
+use crate::slot::ModelInfo;
+use crate::{LoadedModel, Served, ServerError};
 
 /// An error answer: `{"error": message}` with a status code.
 #[derive(Debug)]
 pub struct ApiError {
     status: StatusCode,
     message: String,
+    input: bool,
 }
 
 impl ApiError {
+    pub(crate) fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    pub(crate) fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// Whether the model refused the input (its tokenizer), rather than the server's checks.
+    pub(crate) fn is_input(&self) -> bool {
+        self.input
+    }
+
     pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        ApiError { status, message: message.into() }
+        ApiError { status, message: message.into(), input: false }
     }
 
     pub(crate) fn unprocessable(message: impl Into<String>) -> Self {
@@ -36,9 +53,16 @@ impl ApiError {
     }
 }
 
+/// The body of every error answer of the `/v1/*`, admin and Rasa routes.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ErrorBody {
+    /// What was wrong.
+    error: String,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(json!({ "error": self.message }))).into_response()
+        (self.status, Json(ErrorBody { error: self.message })).into_response()
     }
 }
 
@@ -46,7 +70,7 @@ impl From<ServeError> for ApiError {
     /// A text the model cannot take is the client's fault (422); anything else is the server's.
     fn from(e: ServeError) -> Self {
         match e {
-            ServeError::Input(message) => ApiError::unprocessable(message),
+            ServeError::Input(message) => ApiError { input: true, ..ApiError::unprocessable(message) },
             e => {
                 tracing::error!("{e}");
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
@@ -92,24 +116,72 @@ fn rejection_error(rejection: JsonRejection) -> ApiError {
     ApiError::new(status, message)
 }
 
-/// Body of `POST /v1/predict`.
-#[derive(Debug, Deserialize)]
+/// Body of `POST /v1/predict`: `text` or `texts`.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PredictRequest {
+    /// One text.
     text: Option<String>,
+    /// Several texts (at most the server's `--max-texts`).
     texts: Option<Vec<String>>,
+    /// Labels to list with their scores (default 3).
+    #[schema(minimum = 1)]
     top_k: Option<usize>,
 }
 
 /// One prediction in an answer.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct PredictionOut {
-    label: String,
-    confidence: f32,
-    fallback: bool,
-    top_k: Vec<LabelScore>,
+    /// The predicted label (multi-label: the best one).
+    pub label: String,
+    /// Its probability.
+    pub confidence: f32,
+    /// Under the fallback threshold (queued for labeling).
+    pub fallback: bool,
+    /// The best labels with their probabilities, best first.
+    pub top_k: Vec<LabelScore>,
+    /// Multi-label models: every label over its threshold.
     #[serde(skip_serializing_if = "Option::is_none")]
-    labels: Option<Vec<String>>,
+    pub labels: Option<Vec<String>>,
+}
+
+/// Which model answered, and how fast.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct AnswerMeta {
+    /// Model name.
+    model: String,
+    /// Model version (registry version, or the weights' SHA-256).
+    version: String,
+    /// Time in the server, milliseconds.
+    latency_ms: f64,
+}
+
+/// Answer of `POST /v1/predict` for one `text`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct PredictOne {
+    #[serde(flatten)]
+    prediction: PredictionOut,
+    #[serde(flatten)]
+    meta: AnswerMeta,
+}
+
+/// Answer of `POST /v1/predict` for `texts`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct PredictMany {
+    /// One prediction per text, in order.
+    predictions: Vec<PredictionOut>,
+    #[serde(flatten)]
+    meta: AnswerMeta,
+}
+
+/// Answer of `POST /v1/predict`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub(crate) enum PredictAnswer {
+    /// For `text`.
+    One(PredictOne),
+    /// For `texts`.
+    Many(PredictMany),
 }
 
 const DEFAULT_TOP_K: usize = 3;
@@ -124,8 +196,26 @@ fn validate(req: PredictRequest, state: &AppState) -> Result<(Vec<String>, bool,
             return Err(ApiError::unprocessable("missing `text` (a string) or `texts` (a list of strings)"))
         }
     };
+    let field = |i: usize| if single { "text".to_string() } else { format!("texts[{i}]") };
+    check_texts(&texts, "texts", field, opts)?;
+    let top_k = req.top_k.unwrap_or(DEFAULT_TOP_K);
+    if top_k == 0 {
+        return Err(ApiError::unprocessable("`top_k` must be at least 1"));
+    }
+    Ok((texts, single, top_k))
+}
+
+/// Checks a request's texts against the server's limits: at least one, at most `max_texts`,
+/// none empty or longer than `max_text_chars`. `list` names the list and `field(i)` text `i` in
+/// the message.
+pub(crate) fn check_texts(
+    texts: &[String],
+    list: &str,
+    field: impl Fn(usize) -> String,
+    opts: &ServerOptions,
+) -> Result<(), ApiError> {
     if texts.is_empty() {
-        return Err(ApiError::unprocessable("`texts` is empty"));
+        return Err(ApiError::unprocessable(format!("`{list}` is empty")));
     }
     if texts.len() > opts.max_texts {
         return Err(ApiError::unprocessable(format!(
@@ -135,44 +225,84 @@ fn validate(req: PredictRequest, state: &AppState) -> Result<(Vec<String>, bool,
         )));
     }
     for (i, t) in texts.iter().enumerate() {
-        let field = if single { "text".to_string() } else { format!("texts[{i}]") };
         if t.trim().is_empty() {
-            return Err(ApiError::unprocessable(format!("`{field}` is empty")));
+            return Err(ApiError::unprocessable(format!("`{}` is empty", field(i))));
         }
         let n = t.chars().count();
         if n > opts.max_text_chars {
             return Err(ApiError::unprocessable(format!(
-                "`{field}` has {n} characters; at most {}",
+                "`{}` has {n} characters; at most {}",
+                field(i),
                 opts.max_text_chars
             )));
         }
     }
-    let top_k = req.top_k.unwrap_or(DEFAULT_TOP_K);
-    if top_k == 0 {
-        return Err(ApiError::unprocessable("`top_k` must be at least 1"));
-    }
-    Ok((texts, single, top_k))
+    Ok(())
 }
 
-fn no_model() -> ApiError {
+/// The classifier `model` serves; a recommender or an embedding model answers 422 naming the
+/// route that serves it.
+pub(crate) fn classifier_of(model: &LoadedModel) -> Result<&Arc<Classifier>, ApiError> {
+    let route = match &model.served {
+        Served::Classifier(c) => return Ok(c),
+        Served::Recommender(_) => "/v1/recommend",
+        Served::Encoder(_) => "/embed",
+    };
+    Err(ApiError::unprocessable(format!(
+        "model '{}' is not a classifier (kind '{}'); use {route}",
+        model.source.name,
+        model.served.kind()
+    )))
+}
+
+pub(crate) fn no_model() -> ApiError {
     ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no model is loaded yet")
 }
 
-/// `POST /v1/predict`: `{"text": …}` or `{"texts": […]}`, optional `top_k` (default 3).
+/// Labels of `{"text": …}` or `{"texts": […]}`, with `top_k` (default 3) scored labels each.
+#[utoipa::path(post, path = "/v1/predict", tag = "predict", request_body = PredictRequest,
+    security((), ("api_key" = [])),
+    responses(
+        (status = 200, description = "The predictions", body = PredictAnswer),
+        (status = 401, description = "Missing or wrong API key", body = ErrorBody),
+        (status = 413, description = "Body over the size limit", body = ErrorBody),
+        (status = 422, description = "A text the server or the model refuses", body = ErrorBody),
+        (status = 429, description = "Too many requests at once", body = ErrorBody),
+        (status = 503, description = "No model loaded yet", body = ErrorBody),
+    ))]
 pub(crate) async fn predict(
     State(state): State<AppState>,
     JsonBody(req): JsonBody<PredictRequest>,
-) -> Result<Response, ApiError> {
+) -> Result<Json<PredictAnswer>, ApiError> {
     let start = Instant::now();
     let (texts, single, top_k) = validate(req, &state)?;
     let model = state.slot().current().ok_or_else(no_model)?;
-    let Served::Classifier(classifier) = &model.served else {
-        return Err(ApiError::unprocessable(format!(
-            "model '{}' is a recommender (kind 'ncf'); use /v1/recommend",
-            model.source.name
-        )));
-    };
+    let classifier = classifier_of(&model)?;
     let top_k = top_k.min(classifier.labels().len());
+    let mut out = classify(&state, &model, texts, top_k, start).await?;
+    let meta = AnswerMeta {
+        model: model.source.name.clone(),
+        version: model.source.version.clone(),
+        latency_ms: start.elapsed().as_secs_f64() * 1e3,
+    };
+    Ok(Json(if single {
+        PredictAnswer::One(PredictOne { prediction: out.remove(0), meta })
+    } else {
+        PredictAnswer::Many(PredictMany { predictions: out, meta })
+    }))
+}
+
+/// Predicts `texts` with `model` (through its batcher when it has one), flags the predictions
+/// under the fallback threshold, counts them in the metrics and queues them for the query log;
+/// every classification route goes through here. `start` is when the request began (the
+/// latency logged).
+pub(crate) async fn classify(
+    state: &AppState,
+    model: &LoadedModel,
+    texts: Vec<String>,
+    top_k: usize,
+    start: Instant,
+) -> Result<Vec<PredictionOut>, ApiError> {
     let predictions = model.predict(texts.clone(), top_k).await?;
     let latency = start.elapsed();
     let threshold = model.fallback_threshold;
@@ -214,27 +344,23 @@ pub(crate) async fn predict(
             .collect();
         log.record(rows).await;
     }
-    let meta = json!({
-        "model": model.source.name,
-        "version": model.source.version,
-        "latency_ms": latency.as_secs_f64() * 1e3,
-    });
-    let mut body = if single { serde_json::to_value(&out[0]) } else { Ok(json!({ "predictions": out })) }
-        .unwrap_or_default();
-    if let (Some(b), serde_json::Value::Object(m)) = (body.as_object_mut(), meta) {
-        b.extend(m);
-    }
-    Ok(Json(body).into_response())
+    Ok(out)
 }
 
 /// `POST /v1/recommend` body: `{"user": ID, "k": 10, "fallback": "error"|"popular"}` for the top
 /// K unseen items of a user, or `{"pairs": [[USER, ITEM], …]}` for the scores of given pairs.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RecommendRequest {
+    /// A user id (string or number).
+    #[schema(value_type = Option<String>)]
     user: Option<serde_json::Value>,
+    /// How many items (default 10).
     k: Option<usize>,
+    /// For an unknown user: `error` (default) or `popular` (the most frequent items).
     fallback: Option<String>,
+    /// `[user, item]` pairs to score instead.
+    #[schema(value_type = Option<Vec<Vec<String>>>)]
     pairs: Option<Vec<(serde_json::Value, serde_json::Value)>>,
 }
 
@@ -249,7 +375,16 @@ fn id_of(v: &serde_json::Value, field: &str) -> Result<String, ApiError> {
     }
 }
 
-/// `POST /v1/recommend`: served by NCF recommender models; a classifier answers 422.
+/// The top `k` unseen items of a user, or the scores of `[user, item]` pairs (NCF models).
+#[utoipa::path(post, path = "/v1/recommend", tag = "predict", request_body = RecommendRequest,
+    security((), ("api_key" = [])),
+    responses(
+        (status = 200, description = "`{user, k, known_user, recommendations}` or `{scores}`, with the \
+            model, version and latency", body = serde_json::Value),
+        (status = 401, description = "Missing or wrong API key", body = ErrorBody),
+        (status = 422, description = "A bad request, or the model is not a recommender", body = ErrorBody),
+        (status = 503, description = "No model loaded yet", body = ErrorBody),
+    ))]
 pub(crate) async fn recommend(
     State(state): State<AppState>,
     JsonBody(req): JsonBody<RecommendRequest>,
@@ -259,7 +394,7 @@ pub(crate) async fn recommend(
     let Served::Recommender(rec) = model.served.clone() else {
         let kind = model.info().kind;
         return Err(ApiError::unprocessable(format!(
-            "model '{}' is a classifier (kind '{kind}'); /v1/recommend needs a recommender (NCF) model",
+            "model '{}' is not a recommender (kind '{kind}'); /v1/recommend needs an NCF model",
             model.source.name
         )));
     };
@@ -322,31 +457,83 @@ pub(crate) async fn recommend(
     Ok(Json(body).into_response())
 }
 
-/// `GET /v1/models`: the model serving now and the one a rollback would return to.
-pub(crate) async fn models(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+/// Answer of `GET /v1/models`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ModelsAnswer {
+    /// The model serving now.
+    models: Vec<ModelInfo>,
+    /// The model a rollback would return to.
+    previous: Option<ModelInfo>,
+    /// Swaps since the start.
+    swaps: u64,
+}
+
+/// The model serving now and the one a rollback would return to.
+#[utoipa::path(get, path = "/v1/models", tag = "models",
+    responses(
+        (status = 200, description = "The models", body = ModelsAnswer),
+        (status = 503, description = "No model loaded yet", body = ErrorBody),
+    ))]
+pub(crate) async fn models(State(state): State<AppState>) -> Result<Json<ModelsAnswer>, ApiError> {
     let model = state.slot().current().ok_or_else(no_model)?;
-    Ok(Json(json!({
-        "models": [model.info()],
-        "previous": state.slot().previous().map(|m| m.info()),
-        "swaps": state.slot().swaps(),
-    })))
+    Ok(Json(ModelsAnswer {
+        models: vec![model.info()],
+        previous: state.slot().previous().map(|m| m.info()),
+        swaps: state.slot().swaps(),
+    }))
 }
 
-/// `GET /health`: the process answers.
-pub(crate) async fn health() -> Json<serde_json::Value> {
-    Json(json!({ "status": "ok" }))
+/// Answer of `GET /health`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Health {
+    /// Always `ok`.
+    status: &'static str,
 }
 
-/// `GET /ready`: 200 once a model is loaded, 503 before.
+/// The process answers.
+#[utoipa::path(get, path = "/health", tag = "operations",
+    responses((status = 200, description = "Alive", body = Health)))]
+pub(crate) async fn health() -> Json<Health> {
+    Json(Health { status: "ok" })
+}
+
+/// Answer of `GET /ready`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Readiness {
+    /// A model is loaded.
+    ready: bool,
+    /// Its name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    model: Option<String>,
+    /// Its version.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    version: Option<String>,
+}
+
+/// 200 once a model is loaded, 503 before.
+#[utoipa::path(get, path = "/ready", tag = "operations",
+    responses(
+        (status = 200, description = "Serving", body = Readiness),
+        (status = 503, description = "No model loaded yet", body = Readiness),
+    ))]
 pub(crate) async fn ready(State(state): State<AppState>) -> Response {
     match state.slot().current() {
-        Some(m) => Json(json!({ "ready": true, "model": m.source.name, "version": m.source.version }))
-            .into_response(),
-        None => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "ready": false }))).into_response(),
+        Some(m) => Json(Readiness {
+            ready: true,
+            model: Some(m.source.name.clone()),
+            version: Some(m.source.version.clone()),
+        })
+        .into_response(),
+        None => {
+            (StatusCode::SERVICE_UNAVAILABLE, Json(Readiness { ready: false, model: None, version: None }))
+                .into_response()
+        }
     }
 }
 
-/// `GET /metrics`: Prometheus text format.
+/// Prometheus metrics (text format).
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
 pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics().render()).into_response()
 }

@@ -6,6 +6,8 @@
 //! - [`QueryLog`] stores every prediction in SQLite (WAL) from a writer thread, and keeps the
 //!   labeling queue of low-confidence queries.
 //! - [`server`] is the axum application: routes, auth, limits, metrics, graceful shutdown.
+//! - Beside `/v1/*`, the routes of text-embeddings-inference (`POST /predict`, `POST /embed`)
+//!   and Rasa (`POST /model/parse`), answering as those servers do.
 //! - [`background`] runs the retrain job of [`intent_lifecycle`] inside the server.
 //!
 //! ```
@@ -35,6 +37,9 @@ pub mod slot;
 
 mod admin;
 mod api;
+mod auth;
+mod compat;
+pub mod openapi;
 
 pub use querylog::{QueryLog, QueryRow};
 pub use slot::{LoadedModel, ModelSlot, Served};

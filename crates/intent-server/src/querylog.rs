@@ -81,7 +81,7 @@ pub struct QueryRow {
 }
 
 /// A queued low-confidence query.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct QueueItem {
     /// Queue id (for `POST /admin/labeling/{id}`).
     pub id: i64,

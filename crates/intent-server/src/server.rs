@@ -2,7 +2,9 @@
 //! and the optional watcher of a registry alias.
 //!
 //! Routes: `POST /v1/predict`, `POST /v1/recommend`, `GET /v1/models`, `GET /health`,
-//! `GET /ready`, `GET /metrics`; admin (bearer token): `POST /admin/reload`,
+//! `GET /ready`, `GET /metrics`; compatible with text-embeddings-inference and Rasa:
+//! `POST /predict`, `POST /embed`, `POST /model/parse` (prediction routes need the API key when
+//! one is set); admin (bearer token): `POST /admin/reload`,
 //! `POST /admin/rollback`, `GET /admin/labeling/queue`, `POST /admin/labeling/{id}`,
 //! `GET /admin/labeling/export`.
 
@@ -11,17 +13,21 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{header, HeaderValue, Method};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::Router;
-use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::api::{self, ApiError};
 use crate::metrics::Metrics;
 use crate::slot::LoadOptions;
 use crate::{admin, ModelSlot, QueryLog};
+use crate::{auth, compat, openapi};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// Limits and settings of the server.
 #[derive(Clone)]
@@ -36,6 +42,10 @@ pub struct ServerOptions {
     pub max_concurrent: usize,
     /// Bearer token of the admin routes; `None` disables them.
     pub admin_token: Option<String>,
+    /// Bearer token the prediction routes require; `None`: they are open.
+    pub api_key: Option<String>,
+    /// Origins allowed by CORS (`*` for any); empty: no CORS headers.
+    pub cors_allow_origins: Vec<String>,
     /// How models are loaded (fallback threshold, batching).
     pub load: LoadOptions,
 }
@@ -50,6 +60,8 @@ impl Default for ServerOptions {
             max_texts: 256,
             max_concurrent: 512,
             admin_token: None,
+            api_key: None,
+            cors_allow_origins: Vec::new(),
             load: LoadOptions::default(),
         }
     }
@@ -61,6 +73,7 @@ pub(crate) struct Inner {
     pub metrics: Metrics,
     pub options: ServerOptions,
     pub admin_digest: Option<[u8; 32]>,
+    pub api_key_digest: Option<[u8; 32]>,
     permits: Arc<Semaphore>,
 }
 
@@ -78,9 +91,10 @@ impl AppState {
         if let Some(m) = slot.current() {
             metrics.set_model(&m.source.name, &m.source.version);
         }
-        let admin_digest = options.admin_token.as_deref().map(|t| Sha256::digest(t.as_bytes()).into());
+        let admin_digest = options.admin_token.as_deref().map(crate::auth::digest);
+        let api_key_digest = options.api_key.as_deref().map(crate::auth::digest);
         let permits = Arc::new(Semaphore::new(options.max_concurrent.max(1)));
-        AppState(Arc::new(Inner { slot, log, metrics, options, admin_digest, permits }))
+        AppState(Arc::new(Inner { slot, log, metrics, options, admin_digest, api_key_digest, permits }))
     }
 
     /// Loads `spec` (blocking) and serves it: the first model, with the batch metrics hooked up.
@@ -115,30 +129,92 @@ impl AppState {
     }
 }
 
+/// The prediction routes (API key, concurrency bound).
+fn prediction_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(api::predict))
+        .routes(routes!(api::recommend))
+        .routes(routes!(compat::tei_predict))
+        .routes(routes!(compat::tei_embed))
+        .routes(routes!(compat::rasa_parse))
+}
+
+/// The admin routes (admin token).
+fn admin_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(admin::reload))
+        .routes(routes!(admin::rollback))
+        .routes(routes!(admin::queue))
+        .routes(routes!(admin::export))
+        .routes(routes!(admin::label))
+}
+
+/// The open routes: model info, health, readiness, metrics, the API document.
+fn open_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(api::models))
+        .routes(routes!(api::health))
+        .routes(routes!(api::ready))
+        .routes(routes!(api::metrics))
+        .routes(routes!(openapi::openapi_json))
+        .routes(routes!(openapi::docs))
+        .routes(routes!(openapi::docs_js))
+        .routes(routes!(openapi::docs_css))
+}
+
+/// Every route, without middleware: what the OpenAPI document is made from. Routes are only
+/// added through `routes!`, so none can be served without being documented.
+pub(crate) fn api_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .merge(prediction_routes())
+        .merge(admin_routes())
+        .merge(open_routes())
+}
+
 /// The application: every route with its middleware.
 pub fn router(state: AppState) -> Router {
-    let v1 = Router::new()
-        .route("/v1/predict", post(api::predict))
-        .route("/v1/recommend", post(api::recommend))
-        .route_layer(middleware::from_fn_with_state(state.clone(), concurrency_bound));
-    let admin = Router::new()
-        .route("/admin/reload", post(admin::reload))
-        .route("/admin/rollback", post(admin::rollback))
-        .route("/admin/labeling/queue", get(admin::queue))
-        .route("/admin/labeling/export", get(admin::export))
-        .route("/admin/labeling/{id}", post(admin::label))
-        .route_layer(middleware::from_fn_with_state(state.clone(), admin::require_token));
-    Router::new()
-        .merge(v1)
-        .merge(admin)
-        .route("/v1/models", get(api::models))
-        .route("/health", get(api::health))
-        .route("/ready", get(api::ready))
-        .route("/metrics", get(api::metrics))
+    let predict = prediction_routes()
+        .route_layer(middleware::from_fn_with_state(state.clone(), concurrency_bound))
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_api_key));
+    let admin =
+        admin_routes().route_layer(middleware::from_fn_with_state(state.clone(), admin::require_token));
+    let (app, _) = OpenApiRouter::new().merge(predict).merge(admin).merge(open_routes()).split_for_parts();
+    let app = app
         .fallback(api::not_found)
         .layer(middleware::from_fn_with_state(state.clone(), track))
-        .layer(DefaultBodyLimit::max(state.0.options.max_body_bytes))
-        .with_state(state)
+        .layer(DefaultBodyLimit::max(state.0.options.max_body_bytes));
+    let app = match cors(&state.0.options.cors_allow_origins) {
+        Some(layer) => app.layer(layer),
+        None => app,
+    };
+    app.with_state(state)
+}
+
+/// CORS for browsers on other origins: `*` allows any origin, else the listed ones (an origin
+/// that is not a valid header value is left out, with a warning). `None` when none are given.
+fn cors(origins: &[String]) -> Option<CorsLayer> {
+    if origins.is_empty() {
+        return None;
+    }
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| {
+            match HeaderValue::from_str(o.trim_end_matches('/')) {
+                Ok(v) => Some(v),
+                Err(_) => {
+                    tracing::warn!("--cors-allow-origin '{o}' is not a valid origin; left out");
+                    None
+                }
+            }
+        }))
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([Method::GET, Method::POST])
+            .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION]),
+    )
 }
 
 /// Counts requests by route and status and times them.

@@ -15,7 +15,7 @@ use intent_models::ncf::folder::{NcfModel, UnknownUser};
 use serde::Serialize;
 
 use intent_serve::{
-    BatchConfig, BatchObserver, Batcher, Classifier, ModelSpec, Prediction, Resolved, ServeError,
+    BatchConfig, BatchObserver, Batcher, Classifier, Embedder, ModelSpec, Prediction, Resolved, ServeError,
 };
 
 /// Rasa's default fallback threshold: predictions less confident than this are flagged.
@@ -33,13 +33,37 @@ pub struct LoadOptions {
     pub batch_observer: Option<BatchObserver>,
 }
 
-/// What a server can serve: a classifier (`/v1/predict`) or a recommender (`/v1/recommend`).
+/// What a server can serve: a classifier (`/v1/predict`), a recommender (`/v1/recommend`) or a
+/// sentence-embedding model (`/embed`).
 #[derive(Debug, Clone)]
 pub enum Served {
     /// A classifier of any kind.
     Classifier(Arc<Classifier>),
     /// An NCF recommender.
     Recommender(Arc<NcfModel>),
+    /// A sentence-embedding folder (no classification head).
+    Encoder(Arc<Embedder>),
+}
+
+impl Served {
+    /// What `/v1/models` calls it: the classifier's kind, `ncf` or `embedding`.
+    pub fn kind(&self) -> String {
+        match self {
+            Served::Classifier(c) => c.config().kind().to_string(),
+            Served::Recommender(_) => "ncf".into(),
+            Served::Encoder(_) => "embedding".into(),
+        }
+    }
+
+    /// Sentence vectors, when the model has an encoder (embedding models, zero-shot and BERT
+    /// classifiers).
+    pub fn embed(&self, texts: &[&str], normalize: bool) -> Option<Result<Vec<Vec<f32>>, ServeError>> {
+        match self {
+            Served::Encoder(e) => Some(e.embed(texts, normalize)),
+            Served::Classifier(c) => c.embed(texts, normalize),
+            Served::Recommender(_) => None,
+        }
+    }
 }
 
 /// A model ready to serve.
@@ -66,7 +90,7 @@ impl std::fmt::Debug for LoadedModel {
 }
 
 /// What `/v1/models` and the admin routes say about a model.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ModelInfo {
     /// Model name.
     pub name: String,
@@ -75,6 +99,7 @@ pub struct ModelInfo {
     /// Kind (`mlp`, `svm`, `zero-shot`, `bert`).
     pub kind: String,
     /// Folder.
+    #[schema(value_type = String)]
     pub path: PathBuf,
     /// Labels by output index.
     pub labels: Vec<String>,
@@ -85,6 +110,7 @@ pub struct ModelInfo {
     /// Requests are batched.
     pub batched: bool,
     /// `metrics.json`.
+    #[schema(value_type = Option<Object>)]
     pub metrics: Option<serde_json::Value>,
     /// Load time, Unix seconds.
     pub loaded_unix: u64,
@@ -101,6 +127,20 @@ impl LoadedModel {
             let metrics = read_metrics(&source.path);
             return Ok(LoadedModel {
                 served: Served::Recommender(rec),
+                source,
+                spec: spec.clone(),
+                fallback_threshold: 0.0,
+                metrics,
+                loaded_unix,
+                batcher: None,
+            });
+        }
+        if is_embedding_folder(&source.path) {
+            let encoder = Arc::new(Embedder::load(&source.path)?);
+            smoke_test_encoder(&encoder, &source.path)?;
+            let metrics = read_metrics(&source.path);
+            return Ok(LoadedModel {
+                served: Served::Encoder(encoder),
                 source,
                 spec: spec.clone(),
                 fallback_threshold: 0.0,
@@ -142,9 +182,10 @@ impl LoadedModel {
             return rx.await.map_err(|_| ServeError::WorkerGone)?;
         }
         let Served::Classifier(model) = self.served.clone() else {
+            let kind = self.served.kind();
             return Err(ServeError::Spec {
                 spec: self.spec.display(),
-                message: "a recommender (NCF) model: use /v1/recommend".into(),
+                message: format!("a model of kind '{kind}', not a classifier"),
             });
         };
         tokio::task::spawn_blocking(move || {
@@ -157,12 +198,11 @@ impl LoadedModel {
 
     /// What the server reports about this model.
     pub fn info(&self) -> ModelInfo {
-        let (kind, labels, multi_label) = match &self.served {
-            Served::Classifier(c) => {
-                (c.config().kind().to_string(), c.config().labels.clone(), c.config().multi_label)
-            }
-            Served::Recommender(_) => ("ncf".to_string(), Vec::new(), false),
+        let (labels, multi_label) = match &self.served {
+            Served::Classifier(c) => (c.config().labels.clone(), c.config().multi_label),
+            Served::Recommender(_) | Served::Encoder(_) => (Vec::new(), false),
         };
+        let kind = self.served.kind();
         ModelInfo {
             name: self.source.name.clone(),
             version: self.source.version.clone(),
@@ -176,6 +216,27 @@ impl LoadedModel {
             loaded_unix: self.loaded_unix,
         }
     }
+}
+
+/// True for a Hugging Face folder without a classification head: a sentence-embedding model.
+fn is_embedding_folder(dir: &Path) -> bool {
+    matches!(
+        intent_models::folder::FolderConfig::read(dir),
+        Ok(intent_models::folder::FolderConfig::HuggingFace { model_type: Some(_) })
+    ) && !intent_models::bert::classifier::has_classification_head(dir)
+}
+
+/// The vector of a short text is finite and not all zero.
+fn smoke_test_encoder(encoder: &Embedder, path: &Path) -> Result<(), ServeError> {
+    let fail = |message: String| ServeError::SmokeTest { path: path.to_path_buf(), message };
+    let v = encoder.embed(&["hello"], false)?.pop().ok_or_else(|| fail("no vector".into()))?;
+    if v.len() != encoder.dim() || !v.iter().all(|x| x.is_finite()) || v.iter().all(|x| *x == 0.0) {
+        return Err(fail(format!(
+            "the vector of 'hello' is not finite and non-zero, or not of length {}",
+            encoder.dim()
+        )));
+    }
+    Ok(())
 }
 
 /// Scores of the first user's recommendations are finite and sorted.

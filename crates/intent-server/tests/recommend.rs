@@ -84,7 +84,7 @@ async fn recommend_route() {
     s.load(&ModelSpec::Dir(m)).unwrap();
     let r = call(&s, "POST", "/v1/recommend", Some(r#"{"user": "u3"}"#), None).await;
     assert_eq!(r.status, 422);
-    assert!(r.json["error"].as_str().unwrap().contains("is a classifier"), "{}", r.text);
+    assert!(r.json["error"].as_str().unwrap().contains("is not a recommender (kind 'mlp')"), "{}", r.text);
 }
 
 fn model_dir(dir: &std::path::Path) -> std::path::PathBuf {

@@ -89,8 +89,9 @@ pub fn tensor_shapes(s: &TinyBertShape) -> Vec<(String, Vec<usize>)> {
     t
 }
 
-/// The classifier's tensors, the encoder's under the `bert.` prefix.
-fn tensors() -> Vec<(String, Vec<usize>)> {
+/// The classifier's tensors, the encoder's under the `bert.` prefix; without `head`, an
+/// encoder alone (a sentence-embedding folder: no prefix, no classifier).
+fn tensors(head: bool) -> Vec<(String, Vec<usize>)> {
     let shape = TinyBertShape {
         vocab: WORDS.len(),
         hidden: H,
@@ -98,27 +99,43 @@ fn tensors() -> Vec<(String, Vec<usize>)> {
         positions: P,
         layers: LAYERS,
         pooler: true,
-        classes: Some(LABELS.len()),
+        classes: head.then_some(LABELS.len()),
     };
     tensor_shapes(&shape)
         .into_iter()
-        .map(|(n, s)| if n.starts_with("classifier.") { (n, s) } else { (format!("bert.{n}"), s) })
+        .map(|(n, s)| if !head || n.starts_with("classifier.") { (n, s) } else { (format!("bert.{n}"), s) })
         .collect()
+}
+
+/// Writes a sentence-embedding folder into `dir`: the tiny encoder without a classification
+/// head, WordPiece tokenizer, mean pooling (the default of a folder without
+/// sentence-transformers settings).
+pub fn write_tiny_encoder(dir: &Path) {
+    write_tiny(dir, false, false);
 }
 
 /// Writes the classifier folder into `dir`. With `strict_tokenizer`, the tokenizer is a
 /// `tokenizer.json` word-level model without an unknown token, so any word outside
 /// [`WORDS`] makes it fail (a text the tokenizer rejects); otherwise WordPiece from `vocab.txt`.
 pub fn write_tiny_classifier(dir: &Path, strict_tokenizer: bool) {
+    write_tiny(dir, strict_tokenizer, true);
+}
+
+fn write_tiny(dir: &Path, strict_tokenizer: bool, head: bool) {
     std::fs::create_dir_all(dir).unwrap();
     let id2label: serde_json::Map<String, serde_json::Value> =
         LABELS.iter().enumerate().map(|(i, l)| (i.to_string(), serde_json::Value::from(*l))).collect();
-    let config = serde_json::json!({
+    let mut config = serde_json::json!({
         "model_type": "bert", "vocab_size": WORDS.len(), "hidden_size": H, "num_hidden_layers": LAYERS,
         "num_attention_heads": 2, "intermediate_size": I, "hidden_act": "gelu", "layer_norm_eps": 1e-12,
         "max_position_embeddings": P, "type_vocab_size": 2, "pad_token_id": 0,
-        "architectures": ["BertForSequenceClassification"], "id2label": id2label
     });
+    if head {
+        config["architectures"] = serde_json::json!(["BertForSequenceClassification"]);
+        config["id2label"] = id2label.into();
+    } else {
+        config["architectures"] = serde_json::json!(["BertModel"]);
+    }
     std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
     if strict_tokenizer {
         // "[UNK]" is left out of the vocabulary on purpose: an unknown word is an error.
@@ -138,7 +155,7 @@ pub fn write_tiny_classifier(dir: &Path, strict_tokenizer: bool) {
     } else {
         std::fs::write(dir.join("vocab.txt"), WORDS.join("\n") + "\n").unwrap();
     }
-    let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = tensors()
+    let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = tensors(head)
         .into_iter()
         .enumerate()
         .map(|(i, (name, shape))| {
