@@ -36,9 +36,50 @@ pub struct ValidateArgs {
     pub files: Vec<PathBuf>,
     #[command(flatten)]
     pub input: InputFlags,
-    /// Warn about labels with fewer examples.
+    /// Warn about labels with fewer examples (interactions: users with fewer interactions).
     #[arg(long, default_value_t = 5)]
     pub min_per_label: usize,
+    /// The files are recommender interactions JSON (detected from a top-level `interactions`
+    /// list when not given).
+    #[arg(long, conflicts_with = "format")]
+    pub interactions: bool,
+}
+
+/// True for a JSON file with a top-level `interactions` list.
+fn is_interactions_file(path: &std::path::Path) -> bool {
+    path.is_file()
+        && std::fs::read_to_string(path)
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .is_some_and(|v| v.get("interactions").is_some_and(serde_json::Value::is_array))
+}
+
+/// Checks an interactions file, printing what was found; true when it has errors.
+fn validate_interactions_file(path: &std::path::Path, min_per_user: usize) -> bool {
+    match intent_data::formats::interactions::load_interactions(path) {
+        Err(e) => {
+            println!("{}: INVALID: {e:#}", path.display());
+            true
+        }
+        Ok(data) => {
+            let findings = intent_data::validate::validate_interactions(&data, min_per_user);
+            let errors = findings.iter().filter(|f| f.severity == Severity::Error).count();
+            let m = &data.metadata;
+            println!(
+                "{}: {} interactions, {} users, {} items, {} error(s), {} warning(s)",
+                path.display(),
+                m.num_interactions,
+                m.num_users,
+                m.num_items,
+                errors,
+                findings.len() - errors
+            );
+            for finding in &findings {
+                println!("  {:?}: {}", finding.severity, finding.message);
+            }
+            errors > 0
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -58,9 +99,10 @@ pub struct StatsArgs {
 #[derive(Args, Debug)]
 pub struct ImportArgs {
     /// Source format.
-    #[arg(long, value_parser = ["clinc150", "banking77", "nlupp", "movielens", "intents"])]
+    #[arg(long, value_parser = ["clinc150", "banking77", "nlupp", "movielens", "intents", "rasa"])]
     pub format: String,
-    /// Source file or folder (data_full.json, train.csv, the NLU++ folder, u.data, intents folder).
+    /// Source file or folder (data_full.json, train.csv, the NLU++ folder, u.data, intents
+    /// folder, Rasa's nlu.yml or its data folder).
     pub src: PathBuf,
     /// Output file (.jsonl; .json for MovieLens interactions).
     #[arg(long)]
@@ -71,6 +113,10 @@ pub struct ImportArgs {
     /// NLU++ folds to take, e.g. 0-15 or 0,3,5-7 (default: all).
     #[arg(long)]
     pub folds: Option<String>,
+    /// Rasa: also write one outcome definition per intent into this folder (examples and the
+    /// synonyms its examples use, for `intent data augment --outcomes`).
+    #[arg(long)]
+    pub outcomes_out: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -139,6 +185,10 @@ pub fn run(cmd: DataCommand) -> Result<ExitCode> {
         DataCommand::Validate(a) => {
             let mut failed = false;
             for f in &a.files {
+                if a.interactions || is_interactions_file(f) {
+                    failed |= validate_interactions_file(f, a.min_per_label);
+                    continue;
+                }
                 match a.input.load(f) {
                     Err(e) => {
                         println!("{}: INVALID: {e:#}", f.display());
@@ -221,6 +271,20 @@ pub fn run(cmd: DataCommand) -> Result<ExitCode> {
                         "nlupp" => {
                             let folds = a.folds.as_deref().map(import::parse_folds).transpose()?;
                             import::import_nlupp(&a.src, folds.as_deref())?
+                        }
+                        "rasa" => {
+                            let outcomes = intent_data::formats::rasa::read_rasa_nlu(&a.src)?;
+                            if let Some(dir) = &a.outcomes_out {
+                                intent_data::formats::outcomes::write_outcomes(dir, &outcomes)?;
+                                let synonyms: usize = outcomes.iter().map(|o| o.synonyms.len()).sum();
+                                println!(
+                                    "{}: {} outcome definitions, {synonyms} synonym entries",
+                                    dir.display(),
+                                    outcomes.len()
+                                );
+                            }
+                            let data = intent_data::formats::outcomes::outcomes_to_dataset(&outcomes);
+                            intent_data::formats::Loaded { locations: Vec::new(), skipped: Vec::new(), data }
                         }
                         _ => intent_data::formats::intents::load_intents(&a.src, &Default::default())?,
                     };

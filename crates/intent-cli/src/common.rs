@@ -12,7 +12,7 @@ use intent_data::{load_dataset, Dataset, Format, LoadOptions, Loaded};
 pub struct InputFlags {
     /// Input format; detected from the content when omitted.
     #[arg(long, value_parser = [
-        "jsonl", "intents", "outcomes", "multilabel", "csv", "banking77", "clinc150", "nlupp",
+        "jsonl", "intents", "outcomes", "multilabel", "csv", "banking77", "clinc150", "nlupp", "rasa",
     ])]
     pub format: Option<String>,
     /// Leave out invalid records (and list them) instead of stopping at the first one.

@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::formats::interactions::Interactions;
 use crate::record::{normalize_text, Dataset, Example};
 
 /// Checks one record: a non-empty text and, for single-label data, exactly one non-empty label.
@@ -116,6 +117,61 @@ pub fn validate_dataset(data: &Dataset, min_per_label: usize) -> Vec<Finding> {
 pub fn unknown_labels(train: &Dataset, split: &Dataset) -> Vec<String> {
     let known: BTreeSet<String> = train.labels().into_iter().collect();
     split.labels().into_iter().filter(|l| !known.contains(l)).collect()
+}
+
+/// Checks recommender interactions: not empty; ratings finite and not negative (errors);
+/// repeated user–item pairs, users with fewer than `min_per_user` interactions (too few to hold
+/// one out and still train on the rest), and timestamps on only some rows (the held-out item is
+/// then the last in file order for the users without them) as warnings.
+pub fn validate_interactions(data: &Interactions, min_per_user: usize) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    let rows = &data.interactions;
+    if rows.is_empty() {
+        findings.push(Finding { severity: Severity::Error, message: "no interaction".into() });
+        return findings;
+    }
+    if let Some((i, r)) =
+        rows.iter().enumerate().find(|(_, r)| !r.implicit_rating.is_finite() || r.implicit_rating < 0.0)
+    {
+        findings.push(Finding {
+            severity: Severity::Error,
+            message: format!(
+                "interactions[{i}] (user '{}', item '{}'): implicit_rating {} is not a finite number ≥ 0",
+                r.user_id, r.item_id, r.implicit_rating
+            ),
+        });
+    }
+    let mut pairs = BTreeSet::new();
+    let repeated = rows.iter().filter(|r| !pairs.insert((r.user_id.as_str(), r.item_id.as_str()))).count();
+    if repeated > 0 {
+        findings.push(Finding {
+            severity: Severity::Warning,
+            message: format!("{repeated} repeated user–item pair(s): each pair counts once"),
+        });
+    }
+    let mut per_user: BTreeMap<&str, usize> = BTreeMap::new();
+    for r in rows {
+        *per_user.entry(r.user_id.as_str()).or_default() += 1;
+    }
+    let few = per_user.values().filter(|n| **n < min_per_user).count();
+    if few > 0 {
+        findings.push(Finding {
+            severity: Severity::Warning,
+            message: format!("{few} of {} users have fewer than {min_per_user} interactions", per_user.len()),
+        });
+    }
+    let timed = rows.iter().filter(|r| r.timestamp.is_some()).count();
+    if timed > 0 && timed < rows.len() {
+        findings.push(Finding {
+            severity: Severity::Warning,
+            message: format!(
+                "{} of {} interactions have no timestamp: for their users the held-out item is the last in file order",
+                rows.len() - timed,
+                rows.len()
+            ),
+        });
+    }
+    findings
 }
 
 #[cfg(test)]

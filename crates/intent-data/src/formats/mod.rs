@@ -5,6 +5,7 @@ pub mod interactions;
 pub mod jsonl;
 pub mod multilabel;
 pub mod outcomes;
+pub mod rasa;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -48,6 +49,8 @@ pub enum Format {
     Clinc150,
     /// NLU++ fold files (a fold file or the folder of folds).
     Nlupp,
+    /// Rasa NLU training data (`nlu.yml`, or a folder of YAML files).
+    Rasa,
 }
 
 impl FromStr for Format {
@@ -61,12 +64,13 @@ impl FromStr for Format {
             "csv" | "banking77" => Format::Csv,
             "clinc150" => Format::Clinc150,
             "nlupp" => Format::Nlupp,
+            "rasa" => Format::Rasa,
             other => {
                 return Err(DataError::Option {
                     name: "--format",
                     message: format!(
                         "unknown format '{other}'; expected jsonl, intents, outcomes, multilabel, csv, \
-                            clinc150 or nlupp"
+                            clinc150, nlupp or rasa"
                     ),
                 })
             }
@@ -76,9 +80,17 @@ impl FromStr for Format {
 
 /// Guesses the format of `path` from what it holds (a folder, the extension, then the JSON keys).
 pub fn detect_format(path: &Path) -> Result<Format> {
+    let is_yaml = |p: &Path| p.extension().is_some_and(|e| e == "yml" || e == "yaml");
     if path.is_dir() {
         if path.join("banking").is_dir() || path.join("fold0.json").is_file() {
             return Ok(Format::Nlupp);
+        }
+        if path.join("nlu.yml").is_file()
+            || std::fs::read_dir(path)
+                .map_err(|e| DataError::io(path, e))?
+                .any(|e| e.is_ok_and(|e| is_yaml(&e.path())))
+        {
+            return Ok(Format::Rasa);
         }
         let first = crate::io::json_files_in(path)?.remove(0);
         let text = crate::io::read_text(&first)?;
@@ -90,6 +102,7 @@ pub fn detect_format(path: &Path) -> Result<Format> {
     match ext.as_str() {
         "jsonl" | "ndjson" => return Ok(Format::Jsonl),
         "csv" | "tsv" => return Ok(Format::Csv),
+        "yml" | "yaml" => return Ok(Format::Rasa),
         _ => {}
     }
     let text = crate::io::read_text(path)?;
@@ -156,6 +169,11 @@ pub fn load_dataset(path: &Path, format: Option<Format>, opts: &LoadOptions) -> 
         Format::Csv => crate::import::load_labeled_csv(path, opts),
         Format::Clinc150 => crate::import::import_clinc150(path, &crate::import::CLINC150_ALL_SPLITS),
         Format::Nlupp => crate::import::import_nlupp(path, None),
+        Format::Rasa => {
+            let data = outcomes::outcomes_to_dataset(&rasa::read_rasa_nlu(path)?);
+            let locations = vec![Location::file(path); data.len()];
+            Ok(Loaded { data, skipped: vec![], locations })
+        }
     }
 }
 

@@ -85,8 +85,42 @@ pub fn outcomes_to_dataset(defs: &[OutcomeDef]) -> Dataset {
     )
 }
 
-/// Writes one outcome definition as `<dir>/<name>.json`.
+/// Writes one outcome definition as `<dir>/<name>.json` (characters other than letters, digits,
+/// `.`, `_` and `-` become `_` in the file name, so a name such as `faq/ask_name` stays one
+/// file inside `dir`).
 pub fn write_outcome(dir: &Path, def: &OutcomeDef) -> Result<()> {
     let json = serde_json::to_string_pretty(def).expect("outcome serializes");
-    atomic_write(&dir.join(format!("{}.json", def.name)), json.as_bytes())
+    atomic_write(&dir.join(format!("{}.json", file_stem(&def.name))), json.as_bytes())
+}
+
+fn file_stem(name: &str) -> String {
+    let stem: String = name
+        .chars()
+        .map(|c| if c.is_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '_' })
+        .collect();
+    if stem.starts_with('.') {
+        format!("_{stem}")
+    } else {
+        stem
+    }
+}
+
+/// Writes every definition into `dir` (created when missing), one file each; two names that
+/// would share a file name are an error naming both.
+pub fn write_outcomes(dir: &Path, defs: &[OutcomeDef]) -> Result<()> {
+    let mut seen = BTreeMap::new();
+    for d in defs {
+        if let Some(other) = seen.insert(file_stem(&d.name), &d.name) {
+            return Err(DataError::invalid(
+                Location::file(dir),
+                format!(
+                    "outcomes '{other}' and '{}' would share the file {}.json",
+                    d.name,
+                    file_stem(&d.name)
+                ),
+            ));
+        }
+    }
+    std::fs::create_dir_all(dir).map_err(|e| DataError::io(dir, e))?;
+    defs.iter().try_for_each(|d| write_outcome(dir, d))
 }
