@@ -67,6 +67,12 @@ enum Command {
     Schedule(cmd_schedule::ScheduleCommand),
     /// Serve a model over HTTP (prediction, metrics, hot-swap, query log, labeling queue).
     Serve(cmd_serve::ServeArgs),
+    /// Print the shell completion script (`intent completions bash > ~/.local/share/bash-completion/completions/intent`).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 fn init_logging(verbose: u8, quiet: bool) {
@@ -102,6 +108,11 @@ fn main() -> ExitCode {
     intent_train::engine::flush_denormals();
     tune_allocator();
     let cli = Cli::parse();
+    if let Command::Completions { shell } = cli.command {
+        use clap::CommandFactory;
+        clap_complete::generate(shell, &mut Cli::command(), "intent", &mut std::io::stdout());
+        return ExitCode::SUCCESS;
+    }
     // `intent … | head` should end quietly as other command-line tools do, not panic on a
     // closed pipe. The server keeps Rust's default (SIGPIPE ignored): sockets report errors.
     #[cfg(unix)]
@@ -148,6 +159,7 @@ fn main() -> ExitCode {
         Command::Models(c) => cmd_models::run(c),
         Command::Retrain(a) => cmd_retrain::run(a),
         Command::Schedule(c) => cmd_schedule::run(c),
+        Command::Completions { .. } => unreachable!("answered before logging starts"),
     };
     match result {
         Ok(code) => code,

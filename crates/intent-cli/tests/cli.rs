@@ -414,3 +414,18 @@ fn train_bert_writes_a_hugging_face_folder_that_predicts() {
     }
     assert!(p.join("clf2/metrics.json").is_file());
 }
+
+#[test]
+fn completions_for_each_shell_name_the_subcommands() {
+    let dir = tempfile::tempdir().unwrap();
+    for (shell, marker) in
+        [("bash", "complete -F _intent"), ("zsh", "#compdef intent"), ("fish", "complete -c intent")]
+    {
+        let o = intent(&["completions", shell], dir.path());
+        let (out, err) = text(&o);
+        assert!(o.status.success(), "{shell}: {err}");
+        assert!(out.contains(marker), "{shell}: no '{marker}'");
+        assert!(out.contains("serve") && out.contains("retrain") && out.contains("model"), "{shell}");
+    }
+    assert_clean_error(&intent(&["completions", "tcsh"], dir.path()), "tcsh");
+}
