@@ -22,6 +22,29 @@ pub enum ModelsCommand {
     Rollback(NameArgs),
     /// Remove old versions no alias points at, keeping the newest N.
     Gc(GcArgs),
+    /// Upload a version (`NAME@ALIAS`, `NAME@N`) or a model folder to a Hugging Face Hub model
+    /// repo, with a generated model card (HF_TOKEN; HF_ENDPOINT for another hub).
+    Push(PushArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct PushArgs {
+    /// `NAME@ALIAS` or `NAME@N` of the registry, or a model folder.
+    pub spec: String,
+    /// The Hub repo, `ORG/NAME` (created when missing).
+    #[arg(long)]
+    pub repo_id: String,
+    /// Create the repo private.
+    #[arg(long)]
+    pub private: bool,
+    /// The branch to commit to (created when missing).
+    #[arg(long, default_value = "main")]
+    pub revision: String,
+    /// The commit message (default: which version was pushed).
+    #[arg(long)]
+    pub message: Option<String>,
+    #[command(flatten)]
+    pub root: Root,
 }
 
 /// The registry root.
@@ -153,6 +176,7 @@ pub fn run(c: ModelsCommand) -> Result<ExitCode> {
                 }
             }
         },
+        ModelsCommand::Push(a) => push(a)?,
         ModelsCommand::Show(a) => {
             let (name, which) = match a.spec.split_once('@') {
                 Some((n, w)) => (n, Some(w)),
@@ -215,4 +239,47 @@ pub fn run(c: ModelsCommand) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `intent models push`.
+fn push(a: PushArgs) -> Result<()> {
+    let (folder, what) = if std::path::Path::new(&a.spec).is_dir() {
+        (PathBuf::from(&a.spec), a.spec.clone())
+    } else {
+        let (name, which) = a.spec.split_once('@').with_context(|| {
+            format!("'{}': expected NAME@ALIAS or NAME@N of the registry, or a model folder", a.spec)
+        })?;
+        let m = existing(&a.root, name)?;
+        let n = match which.parse::<u32>() {
+            Ok(n) => n,
+            Err(_) => m.alias(which)?.with_context(|| format!("model '{name}' has no alias '{which}'"))?,
+        };
+        (m.version_dir(n), format!("{name} version {n}"))
+    };
+    let token = std::env::var("HF_TOKEN").ok().filter(|t| !t.trim().is_empty()).with_context(|| {
+        "no Hub token: set HF_TOKEN to a token with write access (huggingface.co/settings/tokens)"
+    })?;
+    let options = intent_lifecycle::hub::PushOptions {
+        repo_id: a.repo_id.clone(),
+        revision: a.revision.clone(),
+        private: a.private,
+        token,
+        endpoint: std::env::var("HF_ENDPOINT").unwrap_or_else(|_| "https://huggingface.co".into()),
+        message: a.message.clone().unwrap_or_else(|| format!("Upload {what} with intent")),
+    };
+    let card = intent_lifecycle::hub::model_card(&folder, &a.repo_id);
+    let report = intent_lifecycle::hub::push(&folder, &card, &options)
+        .with_context(|| format!("pushing {} to {}", folder.display(), a.repo_id))?;
+    for f in &report.files {
+        println!("{:>12} bytes  {}{}", f.size, f.path, if f.lfs { "  (LFS)" } else { "" });
+    }
+    println!(
+        "pushed {what} to {}@{} ({}); serve it with: intent serve --model hf://{}{}",
+        a.repo_id,
+        a.revision,
+        report.commit_url.as_deref().unwrap_or("commit made"),
+        a.repo_id,
+        if a.revision == "main" { String::new() } else { format!("@{}", a.revision) }
+    );
+    Ok(())
 }

@@ -84,11 +84,9 @@ pub fn existing(path: &Path, what: &str) -> Result<PathBuf> {
 
 /// Loads a model folder with context.
 pub fn load_model(dir: &Path) -> Result<intent_serve::Classifier> {
-    // `ROOT/NAME@ALIAS` names a registry version; Classifier::load resolves it.
-    if !matches!(
-        intent_serve::ModelSpec::parse(&dir.to_string_lossy()),
-        intent_serve::ModelSpec::Alias { .. }
-    ) {
+    // `ROOT/NAME@ALIAS` names a registry version, `hf://ORG/NAME` a Hub repo; Classifier::load
+    // resolves them.
+    if matches!(intent_serve::ModelSpec::parse(&dir.to_string_lossy()), intent_serve::ModelSpec::Dir(_)) {
         existing(dir, "model folder")?;
     }
     intent_serve::Classifier::load(dir).with_context(|| format!("loading model {}", dir.display()))

@@ -1,7 +1,8 @@
 //! intent-lifecycle: what happens to a model after its first training. [`retrain`] runs the
 //! automated retraining loop (triggers → merged data → candidate → held-out validation →
 //! register and promote in the [`intent_registry`] → tell the server → history), and
-//! [`retrain::schedule`] installs it in cron.
+//! [`retrain::schedule`] installs it in cron; [`hub`] pushes a model folder to the Hugging Face
+//! Hub (deploy with `intent serve --model hf://ORG/NAME`).
 //!
 //! ```
 //! use intent_lifecycle::retrain::RetrainConfig;
@@ -17,4 +18,5 @@
 //! # }
 //! ```
 
+pub mod hub;
 pub mod retrain;

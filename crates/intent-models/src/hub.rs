@@ -120,16 +120,70 @@ pub fn resolve(spec: &str, options: &HubOptions) -> Result<PathBuf> {
     download(&repo, options).map_err(|e| missing(format!("{e} (cache: {})", options.cache_dir.display())))
 }
 
-/// The snapshot folder holding every needed file, from the cache alone.
-fn from_cache(repo: &Repo, options: &HubOptions) -> Option<PathBuf> {
+/// A whole model folder of the hub: every file of `repo_id` at the revision, as `intent models
+/// push` uploads them (any kind this toolkit writes). From the cache when its snapshot of the
+/// revision holds `config.json` and `model.safetensors` (the only source with
+/// `HF_HUB_OFFLINE`), else downloaded into it file by file from the repo's file list.
+pub fn resolve_folder(repo_id: &str, options: &HubOptions) -> Result<PathBuf> {
+    let missing = |why: String| {
+        ModelError::io(
+            repo_id,
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("hub repo {repo_id}@{}: {why}", options.revision),
+            ),
+        )
+    };
+    if !is_repo_id(repo_id) {
+        return Err(missing("not a repo id (expected ORG/NAME)".into()));
+    }
+    let repo = Repo::with_revision(repo_id.to_string(), RepoType::Model, options.revision.clone());
+    if let Some(dir) = snapshot(&repo, options).filter(|d| REQUIRED.iter().all(|f| d.join(f).is_file())) {
+        return Ok(dir);
+    }
+    if options.offline {
+        return Err(missing(format!(
+            "not in the cache {} and HF_HUB_OFFLINE is set",
+            options.cache_dir.display()
+        )));
+    }
+    let remote = api(options).map_err(missing)?.repo(repo);
+    let info = remote.info().map_err(|e| missing(e.to_string()))?;
+    let mut dir = None;
+    for file in &info.siblings {
+        let path = remote.get(&file.rfilename).map_err(|e| missing(format!("{}: {e}", file.rfilename)))?;
+        // `a/b.json` lies two levels below the snapshot folder.
+        let depth = Path::new(&file.rfilename).components().count();
+        dir.get_or_insert_with(|| path.ancestors().nth(depth).map(Path::to_path_buf).unwrap_or_default());
+    }
+    dir.ok_or_else(|| missing("the repo has no files".into()))
+}
+
+/// The cache's snapshot folder of a revision (a commit hash names its snapshot directly; a
+/// branch or tag goes through `refs/`), when it exists.
+fn snapshot(repo: &Repo, options: &HubOptions) -> Option<PathBuf> {
     let base = options.cache_dir.join(repo.folder_name());
-    // A commit hash names its snapshot directly; a branch or tag goes through refs/.
     let commit = if repo.revision().len() == 40 && repo.revision().chars().all(|c| c.is_ascii_hexdigit()) {
         repo.revision().to_string()
     } else {
         std::fs::read_to_string(base.join("refs").join(repo.revision())).ok()?.trim().to_string()
     };
-    let dir = base.join("snapshots").join(commit);
+    Some(base.join("snapshots").join(commit)).filter(|d| d.is_dir())
+}
+
+fn api(options: &HubOptions) -> std::result::Result<hf_hub::api::sync::Api, String> {
+    let mut builder = ApiBuilder::from_env()
+        .with_cache_dir(options.cache_dir.clone())
+        .with_progress(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    if let Some(endpoint) = &options.endpoint {
+        builder = builder.with_endpoint(endpoint.clone());
+    }
+    builder.build().map_err(|e| e.to_string())
+}
+
+/// The snapshot folder holding every needed file, from the cache alone.
+fn from_cache(repo: &Repo, options: &HubOptions) -> Option<PathBuf> {
+    let dir = snapshot(repo, options)?;
     let complete =
         REQUIRED.iter().all(|f| dir.join(f).is_file()) && TOKENIZER.iter().any(|f| dir.join(f).is_file());
     complete.then_some(dir)
@@ -137,14 +191,7 @@ fn from_cache(repo: &Repo, options: &HubOptions) -> Option<PathBuf> {
 
 /// Downloads the needed files into the cache; returns their snapshot folder.
 fn download(repo: &Repo, options: &HubOptions) -> std::result::Result<PathBuf, String> {
-    let mut builder = ApiBuilder::from_env()
-        .with_cache_dir(options.cache_dir.clone())
-        .with_progress(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    if let Some(endpoint) = &options.endpoint {
-        builder = builder.with_endpoint(endpoint.clone());
-    }
-    let api = builder.build().map_err(|e| e.to_string())?;
-    let remote = api.repo(repo.clone());
+    let remote = api(options)?.repo(repo.clone());
     let mut dir = None;
     for file in REQUIRED {
         let path = remote.get(file).map_err(|e| format!("{file}: {e}"))?;

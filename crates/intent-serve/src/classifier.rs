@@ -57,10 +57,11 @@ impl Classifier {
     /// which needs a label set first (`intent zero-shot`), and the error says so.
     ///
     /// `ROOT/NAME@ALIAS` (a registry alias, such as `models/faq@current`) loads the version the
-    /// alias points at.
+    /// alias points at; `hf://ORG/NAME[@REVISION]` a folder of the Hugging Face Hub.
     pub fn load(dir: &Path) -> Result<Self, ServeError> {
         if !dir.is_dir() {
-            if let spec @ crate::ModelSpec::Alias { .. } = crate::ModelSpec::parse(&dir.to_string_lossy()) {
+            let spec = crate::ModelSpec::parse(&dir.to_string_lossy());
+            if !matches!(spec, crate::ModelSpec::Dir(_)) {
                 return Self::load(&spec.resolve()?.path);
             }
         }

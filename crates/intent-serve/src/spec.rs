@@ -26,6 +26,14 @@ pub enum ModelSpec {
         /// The alias (`current`, `previous`, …).
         alias: String,
     },
+    /// `hf://ORG/NAME[@REVISION]`: a model folder on the Hugging Face Hub (as `intent models
+    /// push` uploads it), through the hub cache (`HF_HUB_OFFLINE=1`: the cache only).
+    Hub {
+        /// `ORG/NAME`.
+        repo_id: String,
+        /// Branch, tag or commit (default `main`).
+        revision: Option<String>,
+    },
 }
 
 /// A spec resolved to a folder, with the name and version the server reports.
@@ -44,6 +52,13 @@ impl ModelSpec {
     /// Parses `DIR` or `PATH@ALIAS` (the `@` in the last path component). An existing folder
     /// whose name holds an `@` is a folder.
     pub fn parse(spec: &str) -> Self {
+        if let Some(rest) = spec.strip_prefix("hf://") {
+            let (repo_id, revision) = match rest.rsplit_once('@') {
+                Some((r, rev)) if !rev.is_empty() => (r, Some(rev.to_string())),
+                _ => (rest.trim_end_matches('@'), None),
+            };
+            return ModelSpec::Hub { repo_id: repo_id.to_string(), revision };
+        }
         let path = Path::new(spec);
         if path.is_dir() {
             return ModelSpec::Dir(path.to_path_buf());
@@ -66,6 +81,8 @@ impl ModelSpec {
         match self {
             ModelSpec::Dir(p) => p.display().to_string(),
             ModelSpec::Alias { model_dir, alias } => format!("{}@{alias}", model_dir.display()),
+            ModelSpec::Hub { repo_id, revision: None } => format!("hf://{repo_id}"),
+            ModelSpec::Hub { repo_id, revision: Some(r) } => format!("hf://{repo_id}@{r}"),
         }
     }
 
@@ -125,6 +142,14 @@ impl ModelSpec {
                     )));
                 }
                 Ok(Resolved { path, name, version: version.to_string() })
+            }
+            ModelSpec::Hub { repo_id, revision } => {
+                let options = intent_models::hub::HubOptions::from_env(revision.as_deref());
+                let path =
+                    intent_models::hub::resolve_folder(repo_id, &options).map_err(|e| err(e.to_string()))?;
+                // The snapshot folder is named by the commit: the version the server reports.
+                let commit = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                Ok(Resolved { path, name: repo_id.clone(), version: commit })
             }
         }
     }
