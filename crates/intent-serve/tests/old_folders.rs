@@ -10,6 +10,17 @@ fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v0").join(name)
 }
 
+/// A copy of a fixture folder inside `parent`, to edit.
+fn copy_of(fixture: &Path, parent: &Path) -> PathBuf {
+    let dir = parent.join("m");
+    std::fs::create_dir(&dir).unwrap();
+    for f in std::fs::read_dir(fixture).unwrap() {
+        let f = f.unwrap();
+        std::fs::copy(f.path(), dir.join(f.file_name())).unwrap();
+    }
+    dir
+}
+
 fn check(name: &str) {
     let dir = fixture(name);
     let model = Classifier::load(&dir).unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -39,12 +50,7 @@ fn an_svm_folder_of_the_old_layout_loads_and_predicts_as_before() {
 #[test]
 fn an_unknown_or_non_classifier_kind_is_named_in_the_error() {
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("m");
-    std::fs::create_dir(&dir).unwrap();
-    for f in std::fs::read_dir(fixture("mlp")).unwrap() {
-        let f = f.unwrap();
-        std::fs::copy(f.path(), dir.join(f.file_name())).unwrap();
-    }
+    let dir = copy_of(&fixture("mlp"), tmp.path());
     let config = std::fs::read_to_string(dir.join("config.json")).unwrap();
     for (kind, needles) in [
         ("perceptron", &["config.json", "unknown variant `perceptron`", "`zero-shot`"][..]),
@@ -112,12 +118,7 @@ fn a_bert_folder_with_an_old_intent_json_loads_with_the_head_pooling_it_names() 
 #[test]
 fn an_architecture_missing_a_field_is_named_when_config_json_is_read() {
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("m");
-    std::fs::create_dir(&dir).unwrap();
-    for f in std::fs::read_dir(fixture("mlp")).unwrap() {
-        let f = f.unwrap();
-        std::fs::copy(f.path(), dir.join(f.file_name())).unwrap();
-    }
+    let dir = copy_of(&fixture("mlp"), tmp.path());
     let mut config: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
     config["architecture"].as_object_mut().unwrap().remove("hidden_size");

@@ -121,26 +121,22 @@ impl LoadedModel {
     pub fn load(spec: &ModelSpec, options: &LoadOptions) -> Result<Self, ServeError> {
         let source = spec.resolve()?;
         let loaded_unix = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-        if intent_models::ncf::folder::is_ncf_folder(&source.path) {
+        // Recommenders and embedding models: no threshold, no batcher.
+        let unbatched = if intent_models::ncf::folder::is_ncf_folder(&source.path) {
             let rec = Arc::new(NcfModel::load(&source.path)?);
             smoke_test_recommender(&rec, &source.path)?;
-            let metrics = read_metrics(&source.path);
-            return Ok(LoadedModel {
-                served: Served::Recommender(rec),
-                source,
-                spec: spec.clone(),
-                fallback_threshold: 0.0,
-                metrics,
-                loaded_unix,
-                batcher: None,
-            });
-        }
-        if is_embedding_folder(&source.path) {
+            Some(Served::Recommender(rec))
+        } else if is_embedding_folder(&source.path) {
             let encoder = Arc::new(Embedder::load(&source.path)?);
             smoke_test_encoder(&encoder, &source.path)?;
+            Some(Served::Encoder(encoder))
+        } else {
+            None
+        };
+        if let Some(served) = unbatched {
             let metrics = read_metrics(&source.path);
             return Ok(LoadedModel {
-                served: Served::Encoder(encoder),
+                served,
                 source,
                 spec: spec.clone(),
                 fallback_threshold: 0.0,
