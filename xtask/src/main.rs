@@ -9,7 +9,7 @@
 //!   [--reloads R] [--reload-models DIR,DIR] [--json]`: load on a running `intent serve`
 //!   (release build recommended: `cargo run --release -p xtask -- loadtest …`);
 //! - `cargo xtask release [--cuda] [--skip-checks] [--out DIR]`: checks, release build and the
-//!   `intent-VERSION-TARGET.tar.gz` archive with its SHA-256 ([`release`]).
+//!   `intent-VERSION-TARGET.tar.gz` archive with its SHA-256 (`release.rs`).
 
 mod fetch;
 mod loadtest;
