@@ -5,9 +5,17 @@ use std::path::Path;
 
 use crate::error::{DataError, Location, Result};
 
-/// Reads a whole file as UTF-8. Invalid bytes give an error naming the line they are on.
+/// The UTF-8 byte-order mark.
+pub const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// Reads a whole file as UTF-8, without a leading byte-order mark. Invalid bytes give an error
+/// naming the line they are on.
 pub fn read_text(path: &Path) -> Result<String> {
-    let bytes = fs::read(path).map_err(|e| DataError::io(path, e))?;
+    let mut bytes = fs::read(path).map_err(|e| DataError::io(path, e))?;
+    // A UTF-8 byte-order mark (as some Windows editors write) is not text.
+    if bytes.starts_with(UTF8_BOM) {
+        bytes.drain(..UTF8_BOM.len());
+    }
     String::from_utf8(bytes).map_err(|e| {
         let valid = e.utf8_error().valid_up_to();
         let line = 1 + e.as_bytes()[..valid].iter().filter(|&&b| b == b'\n').count();

@@ -210,3 +210,28 @@ fn missing_file_and_format_flag() {
     assert!(err.contains("/nonexistent/x.jsonl"), "{err}");
     assert!("yaml".parse::<Format>().unwrap_err().to_string().contains("unknown format 'yaml'"));
 }
+
+#[test]
+fn a_utf8_byte_order_mark_is_not_part_of_the_first_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let bom = b"\xEF\xBB\xBF";
+    let jsonl =
+        [&bom[..], b"{\"text\": \"hi\", \"label\": \"greet\"}\n{\"text\": \"bye\", \"label\": \"bye\"}\n"]
+            .concat();
+    let p = write(&dir, "bom.jsonl", &jsonl);
+    for opts in [STRICT, SKIP] {
+        let loaded = load_jsonl(&p, &opts).unwrap();
+        assert_eq!((loaded.data.len(), loaded.skipped.len()), (2, 0));
+        assert_eq!(loaded.data.examples[0].text, "hi");
+    }
+    // JSON and CSV files too, and the format is still detected.
+    let intents =
+        [&bom[..], br#"{"intents": [{"tag": "greet", "patterns": ["hi", "hello"], "responses": []}]}"#]
+            .concat();
+    let p = write(&dir, "bom.json", &intents);
+    assert_eq!(detect_format(&p).unwrap(), Format::Intents);
+    assert_eq!(load_dataset(&p, None, &STRICT).unwrap().data.len(), 2);
+    let csv = [&bom[..], b"text,category\nhi,greet\nbye,bye\n"].concat();
+    let p = write(&dir, "bom.csv", &csv);
+    assert_eq!(load_labeled_csv(&p, &STRICT).unwrap().data.len(), 2);
+}

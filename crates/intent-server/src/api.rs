@@ -206,8 +206,8 @@ fn validate(req: PredictRequest, state: &AppState) -> Result<(Vec<String>, bool,
 }
 
 /// Checks a request's texts against the server's limits: at least one, at most `max_texts`,
-/// none empty or longer than `max_text_chars`. `list` names the list and `field(i)` text `i` in
-/// the message.
+/// none empty, longer than `max_text_chars` or holding control characters. `list` names the
+/// list and `field(i)` text `i` in the message.
 pub(crate) fn check_texts(
     texts: &[String],
     list: &str,
@@ -227,6 +227,15 @@ pub(crate) fn check_texts(
     for (i, t) in texts.iter().enumerate() {
         if t.trim().is_empty() {
             return Err(ApiError::unprocessable(format!("`{}` is empty", field(i))));
+        }
+        // Control characters (NUL and the like) poison the query log and the labels pulled from
+        // it; tabs and line breaks are text.
+        if let Some(c) = t.chars().find(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r')) {
+            return Err(ApiError::unprocessable(format!(
+                "`{}` contains the control character U+{:04X}",
+                field(i),
+                c as u32
+            )));
         }
         let n = t.chars().count();
         if n > opts.max_text_chars {

@@ -98,8 +98,9 @@ pub struct ModelInfo {
     pub version: String,
     /// Kind (`mlp`, `svm`, `zero-shot`, `bert`, `ncf`, `embedding`).
     pub kind: String,
-    /// Folder.
-    #[schema(value_type = String)]
+    /// Folder (not in answers: a host path is nobody's business over HTTP).
+    #[serde(skip)]
+    #[schema(ignore)]
     pub path: PathBuf,
     /// Labels by output index.
     pub labels: Vec<String>,

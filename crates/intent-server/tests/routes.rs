@@ -195,3 +195,23 @@ async fn metrics_count_requests_labels_and_models() {
     assert!(has(&format!(r#"intent_model_info{{model="faq",version="{version}"}} 1"#)), "{text}");
     assert!(has("intent_model_swaps_total 0"), "{text}");
 }
+
+#[tokio::test]
+async fn control_characters_are_refused_and_model_info_names_no_host_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = model(dir.path(), "faq", 1);
+    let s = state(&m, dir.path(), true, ServerOptions::default());
+    for body in [r#"{"text": "my card\u0000"}"#, r#"{"texts": ["ok", "bell \u0007"]}"#] {
+        let r = predict(&s, body).await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {}", r.text);
+        assert!(r.json["error"].as_str().unwrap().contains("control character U+00"), "{}", r.text);
+    }
+    // Tabs and line breaks are text.
+    assert_eq!(predict(&s, r#"{"text": "my\tdebit card\r\nplease"}"#).await.status, StatusCode::OK);
+    s.query_log().unwrap().flush().await;
+    assert_eq!(s.query_log().unwrap().count().unwrap(), 1, "refused texts are not logged");
+
+    let r = call(&s, "GET", "/v1/models", None, None).await;
+    let root = dir.path().to_string_lossy().to_string();
+    assert!(r.json["models"][0].get("path").is_none() && !r.text.contains(&root), "{}", r.text);
+}

@@ -94,6 +94,7 @@ fn parse_line(line: &str) -> std::result::Result<(Example, bool), String> {
 /// or, with `skip_invalid`, is left out and listed in [`Loaded::skipped`].
 pub fn load_jsonl(path: &Path, opts: &LoadOptions) -> Result<Loaded<Dataset>> {
     let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+    let bytes = bytes.strip_prefix(crate::io::UTF8_BOM).unwrap_or(&bytes);
     let mut examples = Vec::new();
     let mut skipped = Vec::new();
     let mut multi_label = false;

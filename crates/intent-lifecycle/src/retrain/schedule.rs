@@ -62,13 +62,19 @@ fn sh_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
+/// `s` with cron's `%` escaped: unescaped, cron turns `%` into a newline and feeds the rest of
+/// the line to the command's standard input (crontab(5)); `\%` reaches the shell as `%`.
+fn cron_escape(s: &str) -> String {
+    s.replace('%', r"\%")
+}
+
 /// The crontab line that runs `exe retrain --config CONFIG` at `at`, from the config's folder,
 /// appending output to `log` (its folder is created first). All paths should be absolute (cron
-/// starts in the home folder).
+/// starts in the home folder). A `%` in a path is escaped for cron.
 pub fn entry(at: MonthlyAt, exe: &Path, config: &Path, log: &Path) -> String {
     let dir = config.parent().unwrap_or(Path::new("/"));
     let log_dir = log.parent().unwrap_or(Path::new("/"));
-    format!(
+    cron_escape(&format!(
         "{} cd {} && mkdir -p {} && {} retrain --config {} >> {} 2>&1 {MARKER}{}",
         at.fields(),
         sh_quote(&dir.to_string_lossy()),
@@ -77,10 +83,11 @@ pub fn entry(at: MonthlyAt, exe: &Path, config: &Path, log: &Path) -> String {
         sh_quote(&config.to_string_lossy()),
         sh_quote(&log.to_string_lossy()),
         config.display()
-    )
+    ))
 }
 
-/// The config an entry line runs (`None` for other lines).
+/// The config an entry line runs (`None` for other lines), as written in the line (a `%` in it
+/// escaped as `\%`).
 pub fn entry_config(line: &str) -> Option<&str> {
     line.rfind(MARKER).map(|i| line[i + MARKER.len()..].trim())
 }
@@ -88,7 +95,7 @@ pub fn entry_config(line: &str) -> Option<&str> {
 /// `crontab` with the entries of `config` removed and `line` (if any) appended; other lines stay
 /// as they were. Returns the new text and how many entries were removed.
 pub fn replace(crontab: &str, config: &Path, line: Option<&str>) -> (String, usize) {
-    let key = config.to_string_lossy();
+    let key = cron_escape(&config.to_string_lossy());
     let mut removed = 0;
     let mut out = String::new();
     for l in crontab.lines() {
@@ -109,6 +116,18 @@ pub fn replace(crontab: &str, config: &Path, line: Option<&str>) -> (String, usi
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_percent_in_a_path_is_escaped_for_cron_and_the_entry_is_still_found() {
+        let at = MonthlyAt::new(1, 3, 0).unwrap();
+        let config = Path::new("/srv/100%/retrain.toml");
+        let line = entry(at, Path::new("/usr/bin/intent"), config, Path::new("/srv/100%/log"));
+        // Every % is escaped: cron would cut the command at a bare one.
+        assert!(!line.replace(r"\%", "").contains('%'), "{line}");
+        assert!(line.contains(r"cd '/srv/100\%' &&"), "{line}");
+        let (text, removed) = replace(&format!("0 1 * * * other\n{line}\n"), config, None);
+        assert_eq!((text.as_str(), removed), ("0 1 * * * other\n", 1));
+    }
 
     #[test]
     fn entry_round_trip_and_replace() {
