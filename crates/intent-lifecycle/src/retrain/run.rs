@@ -254,8 +254,9 @@ fn admin_token(server: &super::ServerNotify) -> Result<String, String> {
     }
 }
 
-/// Fetches the server's labeled items into `dest` (replaced only by a complete, valid export;
-/// an empty export leaves the last copy). Returns the number of items fetched.
+/// Fetches the server's labeled items into `dest` (replaced only by a complete export; an empty
+/// export leaves the last copy). A bad line (a text no loader accepts) is left out and logged
+/// rather than failing the whole pull. Returns the number of items kept.
 fn pull_labels(server: &super::ServerNotify, dest: &Path) -> Result<usize, String> {
     let token = admin_token(server)?;
     let url = format!("{}/admin/labeling/export?format=jsonl", server.url.trim_end_matches('/'));
@@ -277,17 +278,23 @@ fn pull_labels(server: &super::ServerNotify, dest: &Path) -> Result<usize, Strin
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let tmp = dir.join(".from_server.jsonl.tmp");
     std::fs::write(&tmp, &body).map_err(|e| format!("{}: {e}", tmp.display()))?;
-    let n = match load_dataset(&tmp, None, &intent_data::LoadOptions::default()) {
-        Ok(d) => d.data.len(),
-        Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(format!("the export of {url} is not valid labeled data: {e}"));
-        }
-    };
+    let loaded = load_dataset(
+        &tmp,
+        Some(intent_data::Format::Jsonl),
+        &intent_data::LoadOptions { skip_invalid: true },
+    );
     let _ = std::fs::remove_file(&tmp);
-    intent_data::durable::write_file(dest, body.as_bytes())
-        .map_err(|e| format!("{}: {e}", dest.display()))?;
-    Ok(n)
+    let loaded = loaded.map_err(|e| format!("the export of {url} is not valid labeled data: {e}"))?;
+    for s in &loaded.skipped {
+        tracing::warn!("labels from {url}: left out {s}");
+    }
+    let kept = if loaded.skipped.is_empty() {
+        body.into_bytes()
+    } else {
+        intent_data::formats::jsonl::to_jsonl(&loaded.data).into_bytes()
+    };
+    intent_data::durable::write_file(dest, &kept).map_err(|e| format!("{}: {e}", dest.display()))?;
+    Ok(loaded.data.len())
 }
 
 fn notify(server: &super::ServerNotify) -> Result<(), String> {
