@@ -210,8 +210,15 @@ pub fn run(c: ModelsCommand) -> Result<ExitCode> {
             let lock = m.lock()?;
             m.cleanup(&lock)?;
             let parent = m.alias("current")?;
+            // The staged copy is loaded and smoke-tested as the server would, before it appears.
+            let serves = |staged: &std::path::Path| {
+                let spec = intent_serve::ModelSpec::Dir(staged.to_path_buf());
+                intent_server::LoadedModel::load(&spec, &Default::default())
+                    .map(drop)
+                    .map_err(|e| e.to_string())
+            };
             let n = m
-                .register(&lock, &a.dir, parent, a.note)
+                .register_verified(&lock, &a.dir, parent, a.note, &serves)
                 .with_context(|| format!("registering {}", a.dir.display()))?;
             if a.promote {
                 m.promote(&lock, n, "register --promote")?;

@@ -97,6 +97,20 @@ fn register_promote_rollback_gc() {
         assert!(out.contains("order_status"), "{model}: {out}");
     }
     fails_with(&intent(&["predict", "--model", "reg/faq@gone", "hi"], d), "aliases/gone");
+    // A folder whose weights do not load (cut short): refused before any version appears.
+    let broken = d.join("broken");
+    std::fs::create_dir_all(&broken).unwrap();
+    for f in std::fs::read_dir(d.join("trained/example/versions/1")).unwrap() {
+        let f = f.unwrap();
+        if f.file_type().unwrap().is_file() {
+            std::fs::copy(f.path(), broken.join(f.file_name())).unwrap();
+        }
+    }
+    let weights = std::fs::read(broken.join("model.safetensors")).unwrap();
+    std::fs::write(broken.join("model.safetensors"), &weights[..weights.len() / 2]).unwrap();
+    let before = std::fs::read_dir(d.join("reg/faq/versions")).unwrap().count();
+    fails_with(&intent(&["models", "register", "faq", "broken", "--root", "reg"], d), "does not load");
+    assert_eq!(std::fs::read_dir(d.join("reg/faq/versions")).unwrap().count(), before);
 }
 
 /// Four intents with their own keywords: `n` texts each, starting at `from`.

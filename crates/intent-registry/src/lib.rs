@@ -123,18 +123,25 @@ fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
         .map_err(io(path))
 }
 
-/// Copies the regular files of `from` into `to`, recursively.
+/// Copies the files of `from` into `to`, recursively. A symbolic link to a file is copied as the
+/// bytes it points at (a version must not depend on a file outside it); a link to a folder, a
+/// dangling link or anything else that is not a file or folder is an error naming it.
 fn copy_tree(from: &Path, to: &Path) -> Result<()> {
     fs::create_dir_all(to).map_err(io(to))?;
     for entry in fs::read_dir(from).map_err(io(from))? {
         let entry = entry.map_err(io(from))?;
         let (src, dst) = (entry.path(), to.join(entry.file_name()));
         let kind = entry.file_type().map_err(io(&src))?;
+        let target_is_file = kind.is_symlink() && fs::metadata(&src).is_ok_and(|m| m.is_file());
         if kind.is_dir() {
             copy_tree(&src, &dst)?;
-        } else if kind.is_file() {
+        } else if kind.is_file() || target_is_file {
             fs::copy(&src, &dst).map_err(io(&src))?;
             fs::File::open(&dst).and_then(|f| f.sync_all()).map_err(io(&dst))?;
+        } else {
+            let what =
+                if kind.is_symlink() { "a link to a folder or to nothing" } else { "not a regular file" };
+            return Err(ModelError::invalid(&src, format!("{what}: a model version holds files only")));
         }
     }
     Ok(())
@@ -283,10 +290,24 @@ impl RegisteredModel {
     /// The caller holds [`Self::lock`]. Nothing is visible until the final rename.
     pub fn register(
         &self,
+        lock: &RegistryLock,
+        from: &Path,
+        parent: Option<u32>,
+        note: Option<String>,
+    ) -> Result<u32> {
+        self.register_verified(lock, from, parent, note, &|_| Ok(()))
+    }
+
+    /// [`Self::register`], with `verify` run on the staged copy (complete and synced) before it
+    /// becomes visible: a copy that `verify` refuses (one that does not load, say) never becomes a
+    /// version, and the error names the folder and says why.
+    pub fn register_verified(
+        &self,
         _lock: &RegistryLock,
         from: &Path,
         parent: Option<u32>,
         note: Option<String>,
+        verify: &dyn Fn(&Path) -> std::result::Result<(), String>,
     ) -> Result<u32> {
         // A classifier folder, a fine-tuned Hugging Face folder or an NCF folder; the error is
         // the classifier reader's (the usual case).
@@ -326,6 +347,8 @@ impl RegisteredModel {
             let text = serde_json::to_string_pretty(&meta).expect("serializes");
             atomic_write(&staging.join("version.json"), text.as_bytes())?;
             durable::sync_tree(&staging).map_err(io(&staging))?;
+            verify(&staging)
+                .map_err(|e| ModelError::invalid(from, format!("the copy to register does not load: {e}")))?;
             halt_point("register:staged");
             let target = self.version_dir(n);
             fs::rename(&staging, &target).map_err(io(&target))?;

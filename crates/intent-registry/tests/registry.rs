@@ -133,3 +133,31 @@ fn lock_cleanup_and_bad_inputs() {
     }
     assert!(m.rollback(&lock, "x").is_err());
 }
+
+#[test]
+fn a_symlinked_file_is_copied_and_a_dangling_link_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let reg = Registry::new(tmp.path().join("models"));
+    let m = reg.model("faq").unwrap();
+    let lock = m.lock().unwrap();
+    let src = tmp.path().join("src");
+    fake_model(&src, "h", 0.9);
+    // The weights live elsewhere and the folder links to them.
+    let weights = tmp.path().join("elsewhere.safetensors");
+    std::fs::write(&weights, b"weights").unwrap();
+    std::os::unix::fs::symlink(&weights, src.join("model.safetensors")).unwrap();
+    let n = m.register(&lock, &src, None, None).unwrap();
+    let copied = m.version_dir(n).join("model.safetensors");
+    assert!(!copied.symlink_metadata().unwrap().file_type().is_symlink());
+    assert_eq!(std::fs::read(&copied).unwrap(), b"weights");
+    // The version does not change when the file it was linked from does.
+    std::fs::write(&weights, b"other").unwrap();
+    assert_eq!(std::fs::read(&copied).unwrap(), b"weights");
+
+    // A link to nothing: refused, naming it, and no version appears.
+    std::fs::remove_file(src.join("model.safetensors")).unwrap();
+    std::os::unix::fs::symlink(tmp.path().join("missing"), src.join("model.safetensors")).unwrap();
+    let e = m.register(&lock, &src, None, None).unwrap_err().to_string();
+    assert!(e.contains("model.safetensors") && e.contains("link"), "{e}");
+    assert_eq!(m.version_numbers().unwrap(), vec![n]);
+}
