@@ -1,32 +1,11 @@
 //! `intent models`: register, list, show, promote, rollback, gc; errors for what is not there;
 //! `intent predict` loads `ROOT/NAME@current` and a version folder.
 
+mod common;
+
+use common::*;
+
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn intent(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_intent"))
-        .args(args)
-        .current_dir(cwd)
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("runs")
-}
-
-fn ok(o: &Output) -> String {
-    let (out, err) = (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr));
-    assert!(o.status.success(), "stdout: {out}\nstderr: {err}");
-    out
-}
-
-fn fails_with(o: &Output, needle: &str) {
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(2), "{err}");
-    assert!(
-        err.lines().any(|l| l.starts_with("error:") && l.contains(needle)),
-        "expected '{needle}' in: {err}"
-    );
-}
 
 #[test]
 fn register_promote_rollback_gc() {

@@ -2,36 +2,14 @@
 //! (JSON and MovieLens `u.data`); the folder reproduces the training-time figures; bad inputs
 //! are clean errors.
 
+mod common;
+
+use common::*;
+
 use std::collections::HashSet;
-use std::path::Path;
-use std::process::{Command, Output};
 
 use intent_data::formats::interactions::write_interactions;
 use intent_data::recsys::synthetic_interactions;
-
-fn intent(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_intent"))
-        .args(args)
-        .current_dir(cwd)
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("runs")
-}
-
-fn ok(o: &Output) -> String {
-    let (out, err) = (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr));
-    assert!(o.status.success(), "stdout: {out}\nstderr: {err}");
-    out
-}
-
-fn fails_with(o: &Output, needle: &str) {
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(2), "{err}");
-    assert!(
-        err.lines().any(|l| l.starts_with("error:") && l.contains(needle)),
-        "expected '{needle}' in: {err}"
-    );
-}
 
 /// `HR@10 x  NDCG@10 y` in a line.
 fn figures(out: &str) -> (String, String) {
