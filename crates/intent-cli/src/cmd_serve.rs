@@ -12,7 +12,7 @@ use intent_serve::ModelSpec;
 use intent_server::background::{check_served_spec, spawn_retrainer};
 use intent_server::server::{self, AppState, ServerOptions};
 use intent_server::slot::LoadOptions;
-use intent_server::{ModelSlot, QueryLog};
+use intent_server::{ModelSlot, QueryLog, QueryLogOptions};
 
 /// Serve a model over HTTP: prediction, model info, health, Prometheus metrics; admin routes
 /// for hot-swap, rollback and the labeling queue (bearer token).
@@ -82,6 +82,51 @@ pub struct ServeArgs {
     /// Threads answering HTTP requests (default: one per core).
     #[arg(long, env = "INTENT_HTTP_THREADS")]
     pub http_threads: Option<usize>,
+    /// A client must send a request's headers within this; a keep-alive connection idle this
+    /// long is closed.
+    #[arg(long, env = "INTENT_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_timeout)]
+    pub header_timeout: Duration,
+    /// A request's body must arrive within this (408 beyond).
+    #[arg(long, env = "INTENT_BODY_TIMEOUT", default_value = "30s", value_parser = parse_timeout)]
+    pub body_timeout: Duration,
+    /// A whole request within this (408 beyond).
+    #[arg(long, env = "INTENT_REQUEST_TIMEOUT", default_value = "60s", value_parser = parse_timeout)]
+    pub request_timeout: Duration,
+    /// Connections served at once at most (lowered to fit `ulimit -n`); beyond it a few spare
+    /// connections still answer /health and /ready.
+    #[arg(long, env = "INTENT_MAX_CONNECTIONS", default_value_t = 4096)]
+    pub max_connections: usize,
+    /// On SIGTERM, requests in flight get this long to finish; then connections are cut, the
+    /// query log is written and the process exits.
+    #[arg(long, env = "INTENT_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = parse_timeout)]
+    pub shutdown_timeout: Duration,
+    /// Rows the query log holds in memory at most (the most a crash can lose); rows beyond it
+    /// are dropped and counted while the disk is slow or full.
+    #[arg(long, env = "INTENT_QUERY_LOG_QUEUE_ROWS", default_value_t = 4096)]
+    pub query_log_queue_rows: usize,
+    /// Keep at most this many logged queries (the oldest go; the labeling queue stays).
+    #[arg(long, env = "INTENT_QUERY_LOG_MAX_ROWS")]
+    pub query_log_max_rows: Option<u64>,
+    /// Drop logged queries older than this (`30d`, `12h`; the labeling queue stays).
+    #[arg(long, env = "INTENT_QUERY_LOG_MAX_AGE", value_parser = parse_every)]
+    pub query_log_max_age: Option<Duration>,
+    /// `/ready` answers 503 while the query log cannot write (by default it stays 200 and
+    /// says `query_log.degraded`).
+    #[arg(long, env = "INTENT_REQUIRE_QUERY_LOG")]
+    pub require_query_log: bool,
+    /// Folder under which `POST /admin/reload {"model": …}` may load models (relative paths or
+    /// `NAME@ALIAS`); without it only the served model can be reloaded.
+    #[arg(long, env = "INTENT_MODELS_ROOT")]
+    pub models_root: Option<PathBuf>,
+}
+
+fn parse_timeout(s: &str) -> Result<Duration, String> {
+    let d =
+        humantime::parse_duration(s).map_err(|e| format!("{e}: expected a duration such as 10s or 2m"))?;
+    if d.is_zero() {
+        return Err("expected more than 0s".into());
+    }
+    Ok(d)
 }
 
 fn parse_every(s: &str) -> Result<Duration, String> {
@@ -136,11 +181,20 @@ pub fn run(a: ServeArgs) -> Result<ExitCode> {
         ("--max-concurrent", a.max_concurrent),
         ("--max-batch-tokens", a.max_batch_tokens),
         ("--max-batch-texts", a.max_batch_texts),
+        ("--max-connections", a.max_connections),
+        ("--query-log-queue-rows", a.query_log_queue_rows),
     ] {
         if v == 0 {
             bail!("{flag} must be at least 1");
         }
     }
+    if a.query_log_max_rows == Some(0) {
+        bail!("--query-log-max-rows must be at least 1");
+    }
+    let models_root = match &a.models_root {
+        Some(root) if !root.is_dir() => bail!("--models-root {}: not a folder", root.display()),
+        other => other.clone(),
+    };
     if a.watch == Some(0) {
         bail!("--watch must be at least 1 second");
     }
@@ -161,11 +215,24 @@ pub fn run(a: ServeArgs) -> Result<ExitCode> {
             batch: BatchConfig { max_batch_tokens: a.max_batch_tokens, max_batch_texts: a.max_batch_texts },
             batch_observer: None,
         },
+        header_timeout: a.header_timeout,
+        body_timeout: a.body_timeout,
+        request_timeout: a.request_timeout,
+        max_connections: a.max_connections,
+        shutdown_timeout: a.shutdown_timeout,
+        require_query_log: a.require_query_log,
+        models_root,
     };
     let log = if a.no_query_log {
         None
     } else {
-        let log = QueryLog::open(&a.query_log, a.redact).context("opening the query log")?;
+        let log_options = QueryLogOptions {
+            redact: a.redact,
+            queue_rows: a.query_log_queue_rows,
+            max_rows: a.query_log_max_rows,
+            max_age: a.query_log_max_age,
+        };
+        let log = QueryLog::open_with(&a.query_log, log_options).context("opening the query log")?;
         tracing::info!(
             "query log: {}{}",
             a.query_log.display(),

@@ -107,3 +107,137 @@ fn serve_answers_and_stops_cleanly_on_sigterm() {
     assert!(db.windows(17).any(|w| w == b"where is my order"), "the query is in the log file");
     assert!(std::fs::metadata(d.join("q.sqlite-wal")).map_or(true, |m| m.len() == 0));
 }
+
+/// A server process, killed when dropped (a failed assertion leaves no server behind).
+struct Server(std::process::Child);
+
+impl Server {
+    fn signal(&mut self, signal: i32) -> std::process::ExitStatus {
+        unsafe { libc::kill(self.0.id() as i32, signal) };
+        self.0.wait().unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `intent serve ARGS` in `cwd`, started under `ulimit -n FILES` when given; returns the server,
+/// its port and a thread collecting the rest of its log.
+fn spawn_server(
+    cwd: &Path,
+    args: &[&str],
+    files: Option<u32>,
+) -> (Server, u16, std::thread::JoinHandle<Vec<String>>) {
+    let mut cmd = match files {
+        Some(n) => {
+            let mut c = Command::new("bash");
+            c.arg("-c").arg(format!("ulimit -n {n} && exec \"$0\" \"$@\"")).arg(env!("CARGO_BIN_EXE_intent"));
+            c
+        }
+        None => Command::new(env!("CARGO_BIN_EXE_intent")),
+    };
+    let mut child = cmd
+        .arg("serve")
+        .args(["--addr", "127.0.0.1:0", "--http-threads", "2"])
+        .args(args)
+        .current_dir(cwd)
+        .env("RUST_LOG", "info")
+        .env("INTENT_ADMIN_TOKEN", "0123456789abcdef0123")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let port: u16 = loop {
+        let line = lines.next().expect("server exited before listening").unwrap();
+        if let Some(addr) = line.split("listening on http://").nth(1) {
+            break addr.rsplit(':').next().unwrap().trim().parse().unwrap();
+        }
+    };
+    (Server(child), port, std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>()))
+}
+
+fn count_rows(db: &Path) -> i64 {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    conn.query_row("SELECT COUNT(*) FROM queries", [], |r| r.get(0)).unwrap()
+}
+
+/// The operator's probes of issue 21: few file descriptors and many idle sockets, a stalled
+/// client at SIGTERM, and a SIGKILL while the query log's writer is stalled.
+#[test]
+fn serve_holds_against_idle_sockets_stalled_clients_and_a_stalled_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let o = intent(&["pipeline", "--models-dir", "models", "--epochs", "3", "--no-gate"], d);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let model = "models/example/versions/1";
+    for (flag, value, needle) in [
+        ("--header-timeout", "0s", "more than 0s"),
+        ("--shutdown-timeout", "soon", "expected a duration"),
+        ("--max-connections", "0", "--max-connections must be at least 1"),
+        ("--query-log-max-rows", "0", "--query-log-max-rows must be at least 1"),
+        ("--models-root", "nowhere", "--models-root nowhere: not a folder"),
+    ] {
+        let o = intent(&["serve", "--model", model, flag, value], d);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{flag}: {err}");
+        assert!(err.contains(needle), "{flag}: {err}");
+    }
+
+    // ulimit -n 256 and 300 idle sockets: /health still answers at once.
+    let (mut child, port, _) = spawn_server(d, &["--model", model, "--query-log", "q1.sqlite"], Some(256));
+    let idle: Vec<_> =
+        (0..300).filter_map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).ok()).collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let start = std::time::Instant::now();
+    let r = http(port, "GET", "/health", "");
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    assert!(start.elapsed() < Duration::from_secs(3), "/health took {:?}", start.elapsed());
+    drop(idle);
+    child.signal(libc::SIGKILL);
+
+    // A client stalled mid-body at SIGTERM: the process exits after --shutdown-timeout.
+    let args = ["--model", model, "--query-log", "q2.sqlite", "--shutdown-timeout", "1s"];
+    let (mut child, port, rest) = spawn_server(d, &args, None);
+    let r = http(port, "POST", "/v1/predict", r#"{"text": "where is my order"}"#);
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    let mut stalled = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(stalled, "POST /v1/predict HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n{{\"te").unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let start = std::time::Instant::now();
+    assert!(child.signal(libc::SIGTERM).success());
+    assert!(start.elapsed() < Duration::from_secs(5), "shutdown took {:?}", start.elapsed());
+    let log = rest.join().unwrap().join("\n");
+    assert!(log.contains("still open after 1s"), "{log}");
+    assert_eq!(count_rows(&d.join("q2.sqlite")), 1);
+
+    // The writer stalled by another process's lock, 30 requests of 256 texts, then SIGKILL: the
+    // rows missing from the log are those counted as dropped plus at most the queue (1000).
+    let args = ["--model", model, "--query-log", "q3.sqlite", "--query-log-queue-rows", "1000"];
+    let (mut child, port, _) = spawn_server(d, &args, None);
+    let lock = rusqlite::Connection::open(d.join("q3.sqlite")).unwrap();
+    lock.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let texts: Vec<String> = (0..256).map(|i| format!("where is order {i}")).collect();
+    let body = serde_json::json!({ "texts": texts }).to_string();
+    for _ in 0..30 {
+        let r = http(port, "POST", "/v1/predict", &body);
+        assert!(r.starts_with("HTTP/1.1 200"), "{}", &r[..r.len().min(300)]);
+    }
+    let metrics = http(port, "GET", "/metrics", "");
+    let dropped: i64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("intent_query_log_dropped_rows_total "))
+        .expect("the dropped-rows counter")
+        .trim()
+        .parse()
+        .unwrap();
+    child.signal(libc::SIGKILL);
+    lock.execute_batch("ROLLBACK").unwrap();
+    let kept = count_rows(&d.join("q3.sqlite"));
+    let lost = 30 * 256 - kept - dropped;
+    assert!((0..=1000).contains(&lost), "answered 7680, kept {kept}, dropped {dropped}: {lost} lost");
+    assert_eq!(dropped, 30 * 256 - 1000, "the queue took 1000 rows, the rest was counted");
+}

@@ -71,8 +71,8 @@ pub struct AliasMove {
     pub alias: String,
     /// Where it pointed before.
     pub from: Option<u32>,
-    /// Where it points now.
-    pub to: u32,
+    /// Where it points now (`None`: the alias was removed).
+    pub to: Option<u32>,
     /// Why (promote, rollback, retrain …).
     pub reason: String,
 }
@@ -374,6 +374,39 @@ impl RegisteredModel {
         let dir = self.dir.join("aliases");
         fs::create_dir_all(&dir).map_err(io(&dir))?;
         atomic_write(&dir.join(alias), format!("{to}\n").as_bytes())?;
+        self.log_move(alias, from, Some(to), reason)
+    }
+
+    /// Removes `alias` (nothing to do when it does not exist) and logs the move.
+    pub fn remove_alias(&self, _lock: &RegistryLock, alias: &str, reason: &str) -> Result<()> {
+        check_name(alias)?;
+        let Some(from) = self.alias(alias)? else { return Ok(()) };
+        let dir = self.dir.join("aliases");
+        let path = dir.join(alias);
+        fs::remove_file(&path).map_err(io(&path))?;
+        durable::sync_dir(&dir).map_err(io(&dir))?;
+        self.log_move(alias, Some(from), None, reason)
+    }
+
+    /// Puts `current` and `previous` back exactly as `before` had them (an alias missing from
+    /// `before` is removed), e.g. after a deployment the server refused.
+    pub fn restore_aliases(
+        &self,
+        lock: &RegistryLock,
+        before: &BTreeMap<String, u32>,
+        reason: &str,
+    ) -> Result<()> {
+        for alias in ["previous", "current"] {
+            match before.get(alias) {
+                Some(&v) if self.alias(alias)? != Some(v) => self.set_alias(lock, alias, v, reason)?,
+                Some(_) => {}
+                None => self.remove_alias(lock, alias, reason)?,
+            }
+        }
+        Ok(())
+    }
+
+    fn log_move(&self, alias: &str, from: Option<u32>, to: Option<u32>, reason: &str) -> Result<()> {
         let line = serde_json::to_string(&AliasMove {
             time_unix: now_unix(),
             alias: alias.to_string(),

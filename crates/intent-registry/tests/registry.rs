@@ -66,16 +66,16 @@ fn versions_aliases_promote_rollback_gc() {
     assert_eq!(m.rollback(&lock, "regression").unwrap(), 1);
     assert_eq!((m.alias("current").unwrap(), m.alias("previous").unwrap()), (Some(1), Some(2)));
     let history = m.history().unwrap();
-    let moves: Vec<(&str, Option<u32>, u32, &str)> =
+    let moves: Vec<(&str, Option<u32>, Option<u32>, &str)> =
         history.iter().map(|h| (h.alias.as_str(), h.from, h.to, h.reason.as_str())).collect();
     assert_eq!(
         moves,
         vec![
-            ("current", None, 1, "first"),
-            ("previous", None, 1, "better"),
-            ("current", Some(1), 2, "better"),
-            ("previous", Some(1), 2, "regression"),
-            ("current", Some(2), 1, "regression"),
+            ("current", None, Some(1), "first"),
+            ("previous", None, Some(1), "better"),
+            ("current", Some(1), Some(2), "better"),
+            ("previous", Some(1), Some(2), "regression"),
+            ("current", Some(2), Some(1), "regression"),
         ]
     );
     assert!(m.set_alias(&lock, "current", 9, "x").unwrap_err().to_string().contains("no version 9"));
@@ -83,6 +83,22 @@ fn versions_aliases_promote_rollback_gc() {
     assert_eq!(m.history().unwrap().len(), 5, "a refused promote logs nothing");
     assert_eq!(m.alias("current").unwrap(), Some(1), "a refused move changes nothing");
 
+    // Restoring puts both aliases back exactly, removing one that did not exist before.
+    let before = m.aliases().unwrap();
+    m.promote(&lock, 1, "same").unwrap();
+    m.set_alias(&lock, "previous", 1, "moved").unwrap();
+    m.restore_aliases(&lock, &before, "undo").unwrap();
+    assert_eq!(m.aliases().unwrap(), before);
+    let only_current: std::collections::BTreeMap<String, u32> = [("current".to_string(), 2)].into();
+    m.restore_aliases(&lock, &only_current, "undo").unwrap();
+    assert_eq!(m.aliases().unwrap(), only_current);
+    let last = m.history().unwrap().pop().unwrap();
+    assert_eq!((last.alias.as_str(), last.from, last.to), ("current", Some(1), Some(2)));
+    m.restore_aliases(&lock, &before, "undo").unwrap();
+    assert_eq!(m.aliases().unwrap(), before);
+    let n = m.history().unwrap().len();
+
+    assert!(n > 5);
     // gc keeps the newest and every aliased version.
     assert_eq!(m.gc(&lock, 1).unwrap(), Vec::<u32>::new());
     let src = tmp.path().join("src3");

@@ -2,7 +2,7 @@
 
 use crate::api::{ApiError, ErrorBody, JsonBody};
 use crate::auth;
-use crate::querylog::QueueItem;
+use crate::querylog::{LabelChange, LabelOutcome, QueueItem};
 use crate::server::AppState;
 use crate::{QueryLog, Served, ServerError};
 use axum::body::Bytes;
@@ -39,7 +39,8 @@ pub(crate) async fn require_token(State(state): State<AppState>, req: Request, n
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ReloadRequest {
-    /// A model folder or `ROOT/NAME@ALIAS` (default: the served spec, re-resolved).
+    /// A model folder or `NAME@ALIAS` under the server's `--models-root` (default: the served
+    /// spec, re-resolved).
     model: Option<String>,
 }
 
@@ -69,13 +70,15 @@ pub(crate) async fn do_reload(state: &AppState, spec: Option<ModelSpec>) -> (Sta
     }
 }
 
-/// Loads a model (the served spec re-resolved, or `model`), smoke-tests it and swaps it in.
+/// Loads a model (the served spec re-resolved, or `model`: a folder or `NAME@ALIAS` under the
+/// server's `--models-root`), smoke-tests it and swaps it in.
 #[utoipa::path(post, path = "/admin/reload", tag = "admin", request_body(content = Option<ReloadRequest>),
     security(("admin_token" = [])),
     responses(
         (status = 200, description = "`{swapped: true, from, to}`", body = serde_json::Value),
         (status = 401, description = "Missing or wrong admin token", body = ErrorBody),
-        (status = 403, description = "Admin routes disabled (no token configured)", body = ErrorBody),
+        (status = 403, description = "Admin routes disabled (no token configured), or `model` given \
+            to a server without `--models-root`", body = ErrorBody),
         (status = 422, description = "Refused: the current model keeps serving", body = serde_json::Value),
     ))]
 pub(crate) async fn reload(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
@@ -84,12 +87,73 @@ pub(crate) async fn reload(State(state): State<AppState>, body: Bytes) -> Result
     } else {
         serde_json::from_slice(&body).map_err(|e| {
             ApiError::unprocessable(format!(
-                "body: {e}; expected {{\"model\": \"DIR or ROOT/NAME@ALIAS\"}} or nothing"
+                "body: {e}; expected {{\"model\": \"a folder or NAME@ALIAS under the models root\"}} \
+                    or nothing"
             ))
         })?
     };
-    let (status, body) = do_reload(&state, req.model.as_deref().map(ModelSpec::parse)).await;
+    let Some(requested) = req.model else {
+        let (status, body) = do_reload(&state, None).await;
+        return Ok((status, Json(body)).into_response());
+    };
+    let root = state.0.options.models_root.clone().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "this server loads no model by name: start it with --models-root DIR to allow \
+                `{\"model\": …}` under DIR; without a body, /admin/reload reloads the served model",
+        )
+    })?;
+    let spec = confine(&root, &requested)?;
+    let (status, mut body) = do_reload(&state, Some(spec)).await;
+    // Errors speak of the models root, never of where it is on the host.
+    if let Some(e) = body.get_mut("error") {
+        *e = hide_root(e.as_str().unwrap_or_default(), &root).into();
+    }
     Ok((status, Json(body)).into_response())
+}
+
+/// The spec of `requested` (`DIR` or `NAME@ALIAS`) inside `root`: relative, without `..`, and
+/// still inside `root` once symlinks are followed. Whether the path is missing or outside, the
+/// answer is the same, so a caller learns nothing of the host's files.
+fn confine(root: &std::path::Path, requested: &str) -> Result<ModelSpec, ApiError> {
+    use std::path::Component;
+    let relative = std::path::Path::new(requested);
+    if requested.starts_with("hf://") {
+        return Err(ApiError::unprocessable("Hub models are loaded at start only (--model hf://…)"));
+    }
+    if requested.is_empty()
+        || !relative.components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+    {
+        return Err(ApiError::unprocessable(format!(
+            "model '{requested}': expected a path relative to the models root, without '..'"
+        )));
+    }
+    let missing = || ApiError::unprocessable(format!("no model '{requested}' under the models root"));
+    let spec = ModelSpec::parse(&root.join(relative).to_string_lossy());
+    let folder = match &spec {
+        ModelSpec::Dir(p) => p.clone(),
+        ModelSpec::Alias { model_dir, .. } => model_dir.clone(),
+        ModelSpec::Hub { .. } => return Err(missing()),
+    };
+    let (Ok(root), Ok(folder)) = (root.canonicalize(), folder.canonicalize()) else { return Err(missing()) };
+    if !folder.starts_with(&root) || !folder.is_dir() {
+        return Err(missing());
+    }
+    Ok(spec)
+}
+
+/// `message` with the models root (as given and as resolved) written as `<models-root>`.
+fn hide_root(message: &str, root: &std::path::Path) -> String {
+    let mut out = message.to_string();
+    let mut forms = vec![root.to_string_lossy().into_owned()];
+    if let Ok(c) = root.canonicalize() {
+        forms.push(c.to_string_lossy().into_owned());
+    }
+    forms.sort_by_key(|f| std::cmp::Reverse(f.len()));
+    for f in forms.iter().filter(|f| !f.is_empty()) {
+        out = out.replace(f.as_str(), "<models-root>");
+    }
+    out
 }
 
 /// Back to the model that served before the last swap.
@@ -169,7 +233,18 @@ pub(crate) async fn queue(
     Ok(Json(QueueAnswer { items }).into_response())
 }
 
-/// Body of `POST /admin/labeling/{id}`: `label`, or `labels` for multi-label models.
+/// A label or a list of labels.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub(crate) enum OneOrMany {
+    /// One label.
+    One(String),
+    /// Several labels.
+    Many(Vec<String>),
+}
+
+/// Body of `POST /admin/labeling/{id}`: `label`, or `labels` for multi-label models; to change
+/// an item someone already labeled, `replaces` names the labels it has now.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct LabelRequest {
@@ -177,16 +252,23 @@ pub(crate) struct LabelRequest {
     label: Option<String>,
     /// The labels (multi-label).
     labels: Option<Vec<String>>,
+    /// The labels this replaces (a label or a list); needed when the item is already labeled.
+    replaces: Option<OneOrMany>,
+    /// Who labels (kept in the label history).
+    by: Option<String>,
 }
 
-/// Labels a queued query.
+/// Labels a queued query. An item labeled already is only relabeled when `replaces` names its
+/// labels (else 409 with `current`); the same labels again change nothing.
 #[utoipa::path(post, path = "/admin/labeling/{id}", tag = "admin", request_body = LabelRequest,
     params(("id" = i64, Path, description = "Queue id")),
     security(("admin_token" = [])),
     responses(
-        (status = 200, description = "`{id, labels, known_labels}`", body = serde_json::Value),
+        (status = 200, description = "`{id, labels, known_labels, changed}`", body = serde_json::Value),
         (status = 401, description = "Missing or wrong admin token", body = ErrorBody),
         (status = 404, description = "No such item", body = ErrorBody),
+        (status = 409, description = "Labeled differently already: `{error, current}`",
+            body = serde_json::Value),
         (status = 422, description = "A bad label", body = ErrorBody),
     ))]
 pub(crate) async fn label(
@@ -205,6 +287,51 @@ pub(crate) async fn label(
         }
         (None, None) => return Err(ApiError::unprocessable("missing `label` (a string)")),
     };
+    let labels = clean_labels(labels)?;
+    let replaces = match req.replaces {
+        None => None,
+        Some(OneOrMany::One(l)) => Some(clean_labels(vec![l])?),
+        Some(OneOrMany::Many(ls)) => Some(clean_labels(ls)?),
+    };
+    let by = req.by.map(|b| b.trim().to_string()).filter(|b| !b.is_empty());
+    if let Some(b) = &by {
+        if b.chars().count() > 200 || b.chars().any(char::is_control) {
+            return Err(ApiError::unprocessable(
+                "`by`: expected 1 to 200 characters without control characters",
+            ));
+        }
+    }
+    let known = state
+        .slot()
+        .current()
+        .map(|m| matches!(&m.served, Served::Classifier(c) if labels.iter().all(|l| c.labels().contains(l))));
+    let ls = labels.clone();
+    let outcome =
+        blocking(&state, move |log| log.set_labels(id, &ls, replaces.as_deref(), by.as_deref())).await?;
+    let changed = match outcome {
+        LabelOutcome::Labeled => true,
+        LabelOutcome::Unchanged => false,
+        LabelOutcome::NotFound => {
+            return Err(ApiError::new(StatusCode::NOT_FOUND, format!("no labeling queue item {id}")))
+        }
+        LabelOutcome::Conflict { current } => {
+            let error = match &current {
+                Some(c) => format!(
+                    "item {id} is labeled {c:?} already; send \"replaces\": {} to change it",
+                    serde_json::to_string(c).unwrap_or_default()
+                ),
+                None => format!("item {id} is not labeled; leave out \"replaces\""),
+            };
+            return Ok(
+                (StatusCode::CONFLICT, Json(json!({ "error": error, "current": current }))).into_response()
+            );
+        }
+    };
+    Ok(Json(json!({ "id": id, "labels": labels, "known_labels": known, "changed": changed })).into_response())
+}
+
+/// Labels trimmed and checked: 1 to 200 characters, no control characters.
+fn clean_labels(labels: Vec<String>) -> Result<Vec<String>, ApiError> {
     let labels: Vec<String> = labels.into_iter().map(|l| l.trim().to_string()).collect();
     if let Some(bad) =
         labels.iter().find(|l| l.is_empty() || l.chars().count() > 200 || l.chars().any(char::is_control))
@@ -213,16 +340,37 @@ pub(crate) async fn label(
             "label '{bad}': expected 1 to 200 characters without control characters"
         )));
     }
-    let known = state
-        .slot()
-        .current()
-        .map(|m| matches!(&m.served, Served::Classifier(c) if labels.iter().all(|l| c.labels().contains(l))));
-    let ls = labels.clone();
-    let found = blocking(&state, move |log| log.set_labels(id, &ls)).await?;
-    if !found {
-        return Err(ApiError::new(StatusCode::NOT_FOUND, format!("no labeling queue item {id}")));
-    }
-    Ok(Json(json!({ "id": id, "labels": labels, "known_labels": known })).into_response())
+    Ok(labels)
+}
+
+/// Answer of `GET /admin/labeling/{id}/history`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct HistoryAnswer {
+    /// The item.
+    id: i64,
+    /// Every change of its labels, oldest first.
+    changes: Vec<LabelChange>,
+}
+
+/// Every change of a queue item's labels, oldest first.
+#[utoipa::path(get, path = "/admin/labeling/{id}/history", tag = "admin",
+    params(("id" = i64, Path, description = "Queue id")),
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "The changes", body = HistoryAnswer),
+        (status = 401, description = "Missing or wrong admin token", body = ErrorBody),
+        (status = 404, description = "No such item", body = ErrorBody),
+    ))]
+pub(crate) async fn history(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id: i64 =
+        id.parse().map_err(|_| ApiError::unprocessable(format!("queue id '{id}' is not a number")))?;
+    let changes = blocking(&state, move |log| log.label_history(id))
+        .await?
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no labeling queue item {id}")))?;
+    Ok(Json(HistoryAnswer { id, changes }).into_response())
 }
 
 /// Query of `GET /admin/labeling/export`.

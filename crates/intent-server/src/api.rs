@@ -351,7 +351,7 @@ pub(crate) async fn classify(
                 latency_us,
             })
             .collect();
-        log.record(rows).await;
+        log.record(rows);
     }
     Ok(out)
 }
@@ -509,7 +509,7 @@ pub(crate) async fn health() -> Json<Health> {
 /// Answer of `GET /ready`.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct Readiness {
-    /// A model is loaded.
+    /// A model is loaded (and, with `--require-query-log`, the query log writes).
     ready: bool,
     /// Its name.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -517,33 +517,41 @@ pub(crate) struct Readiness {
     /// Its version.
     #[serde(skip_serializing_if = "Option::is_none")]
     version: Option<String>,
+    /// The query log's health, when there is one: `degraded` while it cannot write.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    query_log: Option<crate::QueryLogStatus>,
 }
 
-/// 200 once a model is loaded, 503 before.
+/// 200 once a model is loaded, 503 before; a query log that cannot write shows as
+/// `query_log.degraded` (503 only with `--require-query-log`).
 #[utoipa::path(get, path = "/ready", tag = "operations",
     responses(
         (status = 200, description = "Serving", body = Readiness),
-        (status = 503, description = "No model loaded yet", body = Readiness),
+        (status = 503, description = "No model loaded yet, or the required query log cannot write",
+            body = Readiness),
     ))]
 pub(crate) async fn ready(State(state): State<AppState>) -> Response {
-    match state.slot().current() {
-        Some(m) => Json(Readiness {
-            ready: true,
-            model: Some(m.source.name.clone()),
-            version: Some(m.source.version.clone()),
-        })
-        .into_response(),
-        None => {
-            (StatusCode::SERVICE_UNAVAILABLE, Json(Readiness { ready: false, model: None, version: None }))
-                .into_response()
-        }
-    }
+    let query_log = state.query_log().map(|l| l.status());
+    let log_down = state.0.options.require_query_log && query_log.as_ref().is_some_and(|s| s.degraded);
+    let model = state.slot().current();
+    let ready = model.is_some() && !log_down;
+    let body = Readiness {
+        ready,
+        model: model.as_ref().map(|m| m.source.name.clone()),
+        version: model.as_ref().map(|m| m.source.version.clone()),
+        query_log,
+    };
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(body)).into_response()
 }
 
 /// Prometheus metrics (text format).
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
 pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
+    if let Some(log) = state.query_log() {
+        state.metrics().observe_query_log(&log.status());
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics().render()).into_response()
 }
 

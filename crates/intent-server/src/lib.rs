@@ -3,9 +3,11 @@
 //!
 //! - [`ModelSlot`] holds the served model and swaps it atomically (load and smoke-test off the
 //!   request path; requests in flight finish on the model they started with; rollback).
-//! - [`QueryLog`] stores every prediction in SQLite (WAL) from a writer thread, and keeps the
-//!   labeling queue of low-confidence queries.
-//! - [`server`] is the axum application: routes, auth, limits, metrics, graceful shutdown.
+//! - [`QueryLog`] stores every prediction in SQLite (WAL) from a writer thread (requests never
+//!   wait on it; bounded in rows, pruned by age and count), and keeps the labeling queue of
+//!   low-confidence queries with a history of every label change.
+//! - [`server`] is the axum application: routes, auth, limits, metrics; [`listen`] the
+//!   connection loop: header timeouts, a connection cap, graceful shutdown with a deadline.
 //! - Beside `/v1/*`, the routes of text-embeddings-inference (`POST /predict`, `POST /embed`)
 //!   and Rasa (`POST /model/parse`), answering as those servers do.
 //! - [`background`] runs the retrain job of [`intent_lifecycle`] inside the server.
@@ -30,6 +32,7 @@
 use std::path::PathBuf;
 
 pub mod background;
+pub mod listen;
 pub mod metrics;
 pub mod querylog;
 pub mod server;
@@ -41,7 +44,10 @@ mod auth;
 mod compat;
 pub mod openapi;
 
-pub use querylog::{QueryLog, QueryRow};
+#[cfg(test)]
+mod server_tests;
+
+pub use querylog::{QueryLog, QueryLogOptions, QueryLogStatus, QueryRow};
 pub use slot::{LoadedModel, ModelSlot, Served};
 
 /// Errors of the server's own stores (the query log); model errors come from the inference

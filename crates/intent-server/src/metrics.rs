@@ -29,6 +29,18 @@ pub struct Metrics {
     pub rejected: IntCounter,
     /// Texts per batch of the batcher.
     pub batch_texts: Histogram,
+    /// Connections open now.
+    pub open_connections: IntGauge,
+    /// Connections closed at once because the server was at its connection cap.
+    pub refused_connections: IntCounter,
+    /// Requests answered 408 (a body or a whole request too slow).
+    pub timeouts: IntCounter,
+    /// Query-log rows dropped (queue full, or lost at shutdown).
+    pub query_log_dropped_rows: IntCounter,
+    /// Query-log rows waiting to be written.
+    pub query_log_queued_rows: IntGauge,
+    /// 1 while the query log cannot write.
+    pub query_log_degraded: IntGauge,
 }
 
 fn check<T>(r: prometheus::Result<T>) -> T {
@@ -78,6 +90,24 @@ impl Metrics {
                 HistogramOpts::new("intent_batch_texts", "Texts per model batch")
                     .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]),
             )),
+            open_connections: check(IntGauge::new("intent_open_connections", "HTTP connections open now")),
+            refused_connections: check(IntCounter::new(
+                "intent_refused_connections_total",
+                "Connections closed at once at the connection cap",
+            )),
+            timeouts: check(IntCounter::new("intent_request_timeouts_total", "Requests answered 408")),
+            query_log_dropped_rows: check(IntCounter::new(
+                "intent_query_log_dropped_rows_total",
+                "Query-log rows dropped (queue full, or lost at shutdown)",
+            )),
+            query_log_queued_rows: check(IntGauge::new(
+                "intent_query_log_queued_rows",
+                "Query-log rows waiting to be written",
+            )),
+            query_log_degraded: check(IntGauge::new(
+                "intent_query_log_degraded",
+                "1 while the query log cannot write (disk full, database locked)",
+            )),
             registry,
         };
         for c in [&m.requests, &m.predictions] {
@@ -90,6 +120,12 @@ impl Metrics {
         check(m.registry.register(Box::new(m.model_info.clone())));
         check(m.registry.register(Box::new(m.model_version.clone())));
         check(m.registry.register(Box::new(m.batch_texts.clone())));
+        for c in [&m.refused_connections, &m.timeouts, &m.query_log_dropped_rows] {
+            check(m.registry.register(Box::new(c.clone())));
+        }
+        for g in [&m.open_connections, &m.query_log_queued_rows, &m.query_log_degraded] {
+            check(m.registry.register(Box::new(g.clone())));
+        }
         m
     }
 
@@ -98,6 +134,14 @@ impl Metrics {
         self.model_info.reset();
         self.model_info.with_label_values(&[name, version]).set(1);
         self.model_version.set(version.parse().unwrap_or(0));
+    }
+
+    /// Copies the query log's health into its metrics.
+    pub fn observe_query_log(&self, status: &crate::QueryLogStatus) {
+        let seen = self.query_log_dropped_rows.get();
+        self.query_log_dropped_rows.inc_by(status.dropped_rows.saturating_sub(seen));
+        self.query_log_queued_rows.set(status.queued_rows as i64);
+        self.query_log_degraded.set(i64::from(status.degraded));
     }
 
     /// The text exposition of every metric.

@@ -1,5 +1,6 @@
-//! The HTTP server: state, router, middleware (metrics, concurrency bound), graceful shutdown
-//! and the optional watcher of a registry alias.
+//! The HTTP server: state, router, middleware (metrics, body and request timeouts, concurrency
+//! bound) and the optional watcher of a registry alias; the connection loop is in
+//! [`crate::listen`].
 //!
 //! Routes: `POST /v1/predict`, `POST /v1/recommend`, `GET /v1/models`, `GET /health`,
 //! `GET /ready`, `GET /metrics`; compatible with text-embeddings-inference and Rasa:
@@ -8,12 +9,12 @@
 //! `POST /admin/rollback`, `GET /admin/labeling/queue`, `POST /admin/labeling/{id}`,
 //! `GET /admin/labeling/export`.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::http::{header, HeaderValue, Method};
+use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
@@ -48,11 +49,28 @@ pub struct ServerOptions {
     pub cors_allow_origins: Vec<String>,
     /// How models are loaded (fallback threshold, batching).
     pub load: LoadOptions,
+    /// A client must send a request's headers within this (and a keep-alive connection idle
+    /// this long is closed).
+    pub header_timeout: Duration,
+    /// A request's body must arrive within this once its headers did (else 408).
+    pub body_timeout: Duration,
+    /// A whole request, body and answer, within this (else 408).
+    pub request_timeout: Duration,
+    /// Connections served at once at most (lowered to fit the open-file limit).
+    pub max_connections: usize,
+    /// On shutdown, requests in flight get this long; then connections are cut.
+    pub shutdown_timeout: Duration,
+    /// `/ready` answers 503 while the query log cannot write (else it only says so).
+    pub require_query_log: bool,
+    /// `POST /admin/reload {"model": …}` loads only folders under this one; `None`: only the
+    /// served model can be reloaded.
+    pub models_root: Option<std::path::PathBuf>,
 }
 
 impl Default for ServerOptions {
     /// 1 MiB bodies, texts up to 2000 characters, 256 texts per request, 512 concurrent
-    /// requests, admin disabled.
+    /// requests, 4096 connections; headers within 10 s, bodies within 30 s, requests within
+    /// 60 s, 30 s to drain at shutdown; admin disabled.
     fn default() -> Self {
         ServerOptions {
             max_body_bytes: 1 << 20,
@@ -63,6 +81,13 @@ impl Default for ServerOptions {
             api_key: None,
             cors_allow_origins: Vec::new(),
             load: LoadOptions::default(),
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(60),
+            max_connections: 4096,
+            shutdown_timeout: Duration::from_secs(30),
+            require_query_log: false,
+            models_root: None,
         }
     }
 }
@@ -74,7 +99,7 @@ pub(crate) struct Inner {
     pub options: ServerOptions,
     pub admin_digest: Option<[u8; 32]>,
     pub api_key_digest: Option<[u8; 32]>,
-    permits: Arc<Semaphore>,
+    pub(crate) permits: Arc<Semaphore>,
 }
 
 /// Shared state of the handlers (cheap to clone).
@@ -147,6 +172,7 @@ fn admin_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(admin::queue))
         .routes(routes!(admin::export))
         .routes(routes!(admin::label))
+        .routes(routes!(admin::history))
 }
 
 /// The open routes: model info, health, readiness, metrics, the API document.
@@ -181,6 +207,7 @@ pub fn router(state: AppState) -> Router {
     let (app, _) = OpenApiRouter::new().merge(predict).merge(admin).merge(open_routes()).split_for_parts();
     let app = app
         .fallback(api::not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), bound_request))
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .layer(DefaultBodyLimit::max(state.0.options.max_body_bytes));
     let app = match cors(&state.0.options.cors_allow_origins) {
@@ -188,6 +215,23 @@ pub fn router(state: AppState) -> Router {
         None => app,
     };
     app.with_state(state)
+}
+
+/// What a spare connection beyond the connection cap serves: `/health` and `/ready`; anything
+/// else 503.
+pub(crate) fn probe_router(state: AppState) -> Router {
+    let (app, _) =
+        OpenApiRouter::new().routes(routes!(api::health)).routes(routes!(api::ready)).split_for_parts();
+    app.fallback(|| async {
+        let mut r = ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "the server is at its connection limit; retry later",
+        )
+        .into_response();
+        r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        r
+    })
+    .with_state(state)
 }
 
 /// CORS for browsers on other origins: `*` allows any origin, else the listed ones (an origin
@@ -232,6 +276,54 @@ async fn track(State(state): State<AppState>, req: Request, next: Next) -> Respo
     response
 }
 
+/// Every request gets `request_timeout`, and its whole body is read first (at most
+/// `max_body_bytes`, within `body_timeout`): a client sending slowly holds no concurrency
+/// permit and no model time, only its socket. Timeouts answer 408 and close the connection.
+async fn bound_request(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let o = &state.0.options;
+    let work = async {
+        let (parts, body) = req.into_parts();
+        let declared =
+            parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > o.max_body_bytes as u64) {
+            return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "request body too large").into_response();
+        }
+        let read = axum::body::to_bytes(body, o.max_body_bytes);
+        let bytes = match tokio::time::timeout(o.body_timeout, read).await {
+            Err(_) => {
+                return timed_out(
+                    &state,
+                    format!("the request body did not arrive within {:?}", o.body_timeout),
+                )
+            }
+            Ok(Err(e)) => return body_error(e),
+            Ok(Ok(b)) => b,
+        };
+        next.run(Request::from_parts(parts, Body::from(bytes))).await
+    };
+    match tokio::time::timeout(o.request_timeout, work).await {
+        Ok(response) => response,
+        Err(_) => timed_out(&state, format!("the request took longer than {:?}", o.request_timeout)),
+    }
+}
+
+/// 408 with `Connection: close`, counted.
+fn timed_out(state: &AppState, message: String) -> Response {
+    state.metrics().timeouts.inc();
+    let mut r = ApiError::new(StatusCode::REQUEST_TIMEOUT, message).into_response();
+    r.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    r
+}
+
+/// 413 for a body over the limit, 400 for one that broke off.
+fn body_error(e: axum::Error) -> Response {
+    let inner = e.into_inner();
+    if inner.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+        return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "request body too large").into_response();
+    }
+    ApiError::new(StatusCode::BAD_REQUEST, format!("reading the request body: {inner}")).into_response()
+}
+
 /// Refuses `/v1/*` requests beyond `max_concurrent` with 429.
 async fn concurrency_bound(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let Ok(_permit) = state.0.permits.clone().try_acquire_owned() else {
@@ -247,25 +339,7 @@ async fn concurrency_bound(State(state): State<AppState>, req: Request, next: Ne
     next.run(req).await
 }
 
-/// Serves `app` on `listener` until `shutdown` resolves, then lets requests in flight finish
-/// and writes every queued query-log row.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    state: AppState,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let app = router(state.clone());
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
-    tracing::info!("requests drained; writing the query log");
-    let st = state.clone();
-    let _ = tokio::task::spawn_blocking(move || {
-        if let Some(log) = st.query_log() {
-            log.close();
-        }
-    })
-    .await;
-    Ok(())
-}
+pub use crate::listen::serve;
 
 /// Resolves on SIGTERM or Ctrl-C.
 pub async fn shutdown_signal() {

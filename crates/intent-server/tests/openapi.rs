@@ -11,7 +11,7 @@ use intent_server::server::{AppState, ServerOptions};
 use intent_server::ModelSlot;
 
 /// Every route of the server, as (method, path).
-const ROUTES: [(&str, &str); 18] = [
+const ROUTES: [(&str, &str); 19] = [
     ("POST", "/v1/predict"),
     ("POST", "/v1/recommend"),
     ("GET", "/v1/models"),
@@ -23,6 +23,7 @@ const ROUTES: [(&str, &str); 18] = [
     ("GET", "/admin/labeling/queue"),
     ("GET", "/admin/labeling/export"),
     ("POST", "/admin/labeling/{id}"),
+    ("GET", "/admin/labeling/{id}/history"),
     ("GET", "/health"),
     ("GET", "/ready"),
     ("GET", "/metrics"),

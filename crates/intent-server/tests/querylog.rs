@@ -1,6 +1,6 @@
 //! The query log stores every prediction and survives restarts; redaction; the labeling round
-//! trip (query → queue → label → export → the file trains); over real TCP: the concurrency
-//! bound (429) and a graceful shutdown that writes every row.
+//! trip (query → queue → label → export → the file trains); over real TCP: a slow body holds no
+//! concurrency permit, and a graceful shutdown writes every row.
 
 mod common;
 
@@ -133,6 +133,29 @@ async fn labeling_round_trip_trains() {
         assert_eq!(r.status, StatusCode::OK, "{}", r.text);
         assert_eq!(r.json["known_labels"], true);
     }
+    // A second labeler who does not know of the first gets 409 with the current labels; naming
+    // what is replaced goes through, and the history keeps both.
+    let item = format!("/admin/labeling/{}", ids[1]);
+    let r = call(&s, "POST", &item, Some(r#"{"label": "refund"}"#), Some(TOKEN)).await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
+    assert_eq!(r.json["current"], serde_json::json!(["card"]));
+    let r = call(&s, "POST", &item, Some(r#"{"label": "card"}"#), Some(TOKEN)).await;
+    assert_eq!((r.status, &r.json["changed"]), (StatusCode::OK, &serde_json::json!(false)), "a retry");
+    let body = r#"{"label": "refund", "replaces": "card", "by": "ana"}"#;
+    let r = call(&s, "POST", &item, Some(body), Some(TOKEN)).await;
+    assert_eq!((r.status, &r.json["changed"]), (StatusCode::OK, &serde_json::json!(true)), "{}", r.text);
+    let body = r#"{"label": "card", "replaces": "refund"}"#;
+    assert_eq!(call(&s, "POST", &item, Some(body), Some(TOKEN)).await.status, StatusCode::OK);
+    let r = call(&s, "GET", &format!("{item}/history"), None, Some(TOKEN)).await;
+    let changes = r.json["changes"].as_array().unwrap();
+    assert_eq!(changes.len(), 3, "{}", r.text);
+    assert_eq!(
+        (&changes[1]["labels"], &changes[1]["previous"]),
+        (&serde_json::json!(["refund"]), &serde_json::json!(["card"]))
+    );
+    assert_eq!(changes[1]["labeled_by"], "ana");
+    let r = call(&s, "GET", "/admin/labeling/999/history", None, Some(TOKEN)).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
     let r = call(&s, "GET", "/admin/labeling/queue", None, Some(TOKEN)).await;
     assert_eq!(r.json["items"].as_array().unwrap().len(), 0, "labeled items leave the pending queue");
     let r = call(&s, "GET", "/admin/labeling/queue?all=true&limit=2", None, Some(TOKEN)).await;
@@ -195,7 +218,8 @@ async fn over_tcp_bound_and_graceful_shutdown() {
         let (status, _) = raw_request(addr, &format!(r#"{{"text": "send wire number {i}"}}"#)).await;
         assert_eq!(status, 200);
     }
-    // One request holds the only permit while its body trickles in: the next gets 429.
+    // A request whose body trickles in holds no permit (it is taken once the body is read): with
+    // one permit, another request is still answered.
     let body = format!("{:<100}", r#"{"text": "hold the line"}"#);
     let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
     let head = format!(
@@ -206,8 +230,7 @@ async fn over_tcp_bound_and_graceful_shutdown() {
     slow.write_all(head.as_bytes()).await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (status, text) = raw_request(addr, r#"{"text": "hi"}"#).await;
-    assert_eq!(status, 429, "{text}");
-    assert!(text.contains("retry later") && text.to_ascii_lowercase().contains("retry-after: 1"), "{text}");
+    assert_eq!(status, 200, "{text}");
 
     // Shutdown while the slow request is in flight: it is drained, then the log is written.
     stop.send(()).unwrap();
@@ -219,7 +242,7 @@ async fn over_tcp_bound_and_graceful_shutdown() {
     server.await.unwrap().unwrap();
     let conn = rusqlite::Connection::open(dir.path().join("queries.sqlite")).unwrap();
     let n: i64 = conn.query_row("SELECT COUNT(*) FROM queries", [], |r| r.get(0)).unwrap();
-    assert_eq!(n, 21, "every answered prediction is in the log after shutdown");
+    assert_eq!(n, 22, "every answered prediction is in the log after shutdown");
 }
 
 #[test]

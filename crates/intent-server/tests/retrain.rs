@@ -47,8 +47,7 @@ async fn labels_pulled_from_the_server_and_deployment_reloads_it() {
         model: "faq".into(),
         model_version: "1".into(),
         latency_us: 1,
-    }])
-    .await;
+    }]);
     state.query_log().unwrap().flush().await;
     let queue = call(&state, "GET", "/admin/labeling/queue?limit=100", None, Some(TOKEN)).await;
     let items = queue.json["items"].as_array().unwrap().clone();
@@ -148,4 +147,37 @@ async fn server_runs_the_job_in_the_background_and_swaps() {
         .collect();
     assert_eq!(&statuses[..2], ["deployed", "deployed"]);
     assert!(statuses.len() >= 3 && statuses[2..].iter().all(|s| s == "skipped"), "{statuses:?}");
+}
+
+/// A server that serves a plain folder answers a reload with its old version: the run fails
+/// and both aliases are back exactly where they were (`previous` did not exist: it is gone).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_that_does_not_serve_the_new_version_undoes_the_promotion() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().to_path_buf();
+    let cfg = setup(&d, "");
+    assert_eq!(retrain(&cfg, RunOptions::default()).unwrap().status, RunStatus::Deployed);
+    let state = intent_server::server::AppState::new(intent_server::ModelSlot::default(), None, with_token());
+    state.load(&intent_serve::ModelSpec::Dir(d.join("models/faq/versions/1"))).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(intent_server::server::serve(listener, state.clone(), std::future::pending()));
+    let model = intent_registry::Registry::new(d.join("models")).model("faq").unwrap();
+    let before = model.aliases().unwrap();
+    assert_eq!(before.keys().collect::<Vec<_>>(), ["current"]);
+
+    std::env::set_var("INTENT_TEST_RETRAIN_TOKEN_2", TOKEN);
+    write_dataset(&d.join("new/export.jsonl"), &new_examples(60, false)).unwrap();
+    let cfg = setup(
+        &d,
+        &format!(
+            "[server]\nurl = \"http://127.0.0.1:{port}\"\ntoken_env = \"INTENT_TEST_RETRAIN_TOKEN_2\"\n"
+        ),
+    );
+    let line =
+        tokio::task::spawn_blocking(move || retrain(&cfg, RunOptions::default()).unwrap()).await.unwrap();
+    assert_eq!(line.status, RunStatus::Failed, "{line}");
+    assert!(line.reason.contains("not version 2"), "{line}");
+    assert_eq!(model.aliases().unwrap(), before, "both aliases restored exactly");
+    assert_eq!(model.version_numbers().unwrap(), [1, 2], "the version stays registered");
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use common::*;
 use intent_serve::ModelSpec;
-use intent_server::server::{spawn_watcher, AppState};
+use intent_server::server::{spawn_watcher, AppState, ServerOptions};
 use intent_server::ModelSlot;
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -57,8 +57,9 @@ async fn version(s: &AppState) -> String {
 async fn reload_refuses_broken_models_and_rolls_back() {
     let dir = tempfile::tempdir().unwrap();
     let a = model(dir.path(), "a", 1);
-    let b = model(dir.path(), "b", 2);
-    let s = state(&a, dir.path(), false, with_token());
+    model(dir.path(), "b", 2);
+    let root = dir.path().to_path_buf();
+    let s = state(&a, dir.path(), false, ServerOptions { models_root: Some(root.clone()), ..with_token() });
     let va = version(&s).await;
 
     // Broken candidates: missing, unreadable config, truncated weights, NaN weights.
@@ -73,22 +74,26 @@ async fn reload_refuses_broken_models_and_rolls_back() {
     let nan = dir.path().join("nan");
     nan_model(&a, &nan);
     for (broken, needle) in [
-        (&missing, "not a folder"),
+        (&missing, "no model 'missing' under the models root"),
         (&bad_config, "config.json"),
         (&truncated, "model.safetensors"),
         (&nan, "smoke test"),
     ] {
-        let r = reload(&s, Some(broken.to_str().unwrap())).await;
+        let name = broken.file_name().unwrap().to_str().unwrap();
+        let r = reload(&s, Some(name)).await;
         assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
         let msg = r.json["error"].as_str().unwrap();
-        assert!(msg.contains("keeps serving") && msg.contains(needle), "{}: {msg}", broken.display());
-        assert_eq!(r.json["serving"]["version"], va.as_str());
+        assert!(msg.contains(needle), "{}: {msg}", broken.display());
+        assert!(!r.text.contains(root.to_str().unwrap()), "the answer shows the host path: {msg}");
+        if broken != &missing {
+            assert_eq!(r.json["serving"]["version"], va.as_str());
+        }
         assert_eq!(version(&s).await, va);
         assert_eq!(predict(&s, r#"{"text": "reset my password"}"#).await.status, StatusCode::OK);
     }
 
     // A good one swaps in; the old one becomes previous.
-    let r = reload(&s, Some(b.to_str().unwrap())).await;
+    let r = reload(&s, Some("b")).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     let vb = r.json["to"]["version"].as_str().unwrap().to_string();
     assert_ne!(vb, va);
@@ -101,7 +106,7 @@ async fn reload_refuses_broken_models_and_rolls_back() {
     // Reload without a body reloads the served spec (the same folder, same version).
     let r = reload(&s, None).await;
     assert_eq!((r.status, r.json["to"]["version"].as_str()), (StatusCode::OK, Some(vb.as_str())));
-    assert_eq!(reload(&s, Some("x")).await.json["swapped"], false);
+    assert_eq!(reload(&s, Some("x")).await.status, StatusCode::UNPROCESSABLE_ENTITY);
     let r = call(&s, "POST", "/admin/reload", Some(r#"{"path": "x"}"#), Some(TOKEN)).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(r.json["error"].as_str().unwrap().contains("unknown field"), "{}", r.text);
@@ -112,7 +117,7 @@ async fn reload_refuses_broken_models_and_rolls_back() {
     assert_eq!((r.status, r.json["to"]["version"].as_str()), (StatusCode::OK, Some(vb.as_str())));
     assert_eq!(version(&s).await, vb);
     let metrics = call(&s, "GET", "/metrics", None, None).await.text;
-    assert!(metrics.lines().any(|l| l == "intent_model_swap_failures_total 5"), "{metrics}");
+    assert!(metrics.lines().any(|l| l == "intent_model_swap_failures_total 3"), "{metrics}");
     assert!(
         metrics.lines().any(|l| l == format!(r#"intent_model_info{{model="b",version="{vb}"}} 1"#)),
         "{metrics}"
@@ -181,4 +186,46 @@ async fn registry_alias_reload_and_watch() {
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(r.json["error"].as_str().unwrap().contains("version 9"), "{}", r.text);
     assert_eq!(version(&s).await, "1");
+}
+
+/// `/admin/reload {"model": …}` loads only under `--models-root`, and its answers are the same
+/// whether a path outside exists or not, naming no host path.
+#[tokio::test]
+async fn reload_by_name_stays_under_the_models_root() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("models");
+    std::fs::create_dir_all(&root).unwrap();
+    let a = model(&root, "a", 1);
+    let outside = model(dir.path(), "outside", 2);
+    std::os::unix::fs::symlink(&outside, root.join("link")).unwrap();
+
+    // Without a root, no model can be named.
+    let s = state(&a, dir.path(), false, with_token());
+    let r = reload(&s, Some("a")).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
+    assert!(r.json["error"].as_str().unwrap().contains("--models-root"));
+
+    let s = state(&a, dir.path(), false, ServerOptions { models_root: Some(root.clone()), ..with_token() });
+    let va = version(&s).await;
+    let host = dir.path().to_str().unwrap();
+    for (name, needle) in [
+        ("../outside", "without '..'"),
+        ("../../etc", "without '..'"),
+        ("/etc", "without '..'"),
+        (outside.to_str().unwrap(), "without '..'"),
+        ("link", "no model 'link' under the models root"),
+        ("nothing-here", "no model 'nothing-here' under the models root"),
+        ("hf://org/model", "at start only"),
+    ] {
+        let r = reload(&s, Some(name)).await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{name}: {}", r.text);
+        assert!(r.json["error"].as_str().unwrap().contains(needle), "{name}: {}", r.text);
+        assert!(!r.text.contains(host) || name == outside.to_str().unwrap(), "{name}: {}", r.text);
+        assert_eq!(version(&s).await, va);
+    }
+    // Inside the root, by a relative name: it loads.
+    let r = reload(&s, Some("./a")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let models = call(&s, "GET", "/v1/models", None, None).await;
+    assert!(!models.text.contains(host), "{}", models.text);
 }

@@ -297,7 +297,9 @@ fn pull_labels(server: &super::ServerNotify, dest: &Path) -> Result<usize, Strin
     Ok(loaded.data.len())
 }
 
-fn notify(server: &super::ServerNotify) -> Result<(), String> {
+/// Asks the server to reload and checks that it now serves version `n`: a server that serves a
+/// plain folder (not `ROOT/NAME@current`) answers 200 with its old version.
+fn notify(server: &super::ServerNotify, n: u32) -> Result<(), String> {
     let token = admin_token(server)?;
     let url = format!("{}/admin/reload", server.url.trim_end_matches('/'));
     match ureq::post(&url)
@@ -305,7 +307,19 @@ fn notify(server: &super::ServerNotify) -> Result<(), String> {
         .timeout(std::time::Duration::from_secs(600))
         .call()
     {
-        Ok(_) => Ok(()),
+        Ok(r) => {
+            let body: Value = r.into_json().map_err(|e| format!("{url}: the answer is not JSON: {e}"))?;
+            let served = &body["to"]["version"];
+            if served.as_str() == Some(n.to_string().as_str()) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{url} answered, but serves version {served} of '{}', not version {n}: is it serving \
+                        the registry alias ROOT/NAME@current?",
+                    body["to"]["name"].as_str().unwrap_or("?")
+                ))
+            }
+        }
         Err(ureq::Error::Status(code, r)) => {
             Err(format!("{url}: status {code}: {}", r.into_string().unwrap_or_default()))
         }
@@ -599,19 +613,18 @@ fn run(
     let _ = std::fs::remove_dir_all(&candidate);
     line.versions.candidate = Some(n);
     halt_point("retrain:registered");
+    let aliases_before = model.aliases()?;
     model.promote(&lock, n, &format!("retrain {id}"))?;
     halt_point("retrain:promoted");
     let notified = match (&cfg.server, opts.notify) {
-        (Some(server), true) => notify(server),
+        (Some(server), true) => notify(server, n),
         _ => Ok(()),
     };
     durations.deploy = Some(t3.elapsed().as_secs_f64());
     durations.total = Some(t0.elapsed().as_secs_f64());
     if let Err(e) = notified {
-        // The server did not take the new version: `current` goes back where it was.
-        if let Some(old) = a.current {
-            model.promote(&lock, old, &format!("retrain {id}: server reload failed"))?;
-        }
+        // The server did not take the new version: both aliases go back exactly where they were.
+        model.restore_aliases(&lock, &aliases_before, &format!("retrain {id}: server reload failed"))?;
         return finish(
             line,
             RunStatus::Failed,
