@@ -3,10 +3,12 @@
 //! N clients each send `POST /v1/predict` requests back to back for a fixed time (texts taken in
 //! turn from a file); optionally an admin task hot-swaps the model R times during the run,
 //! alternating between model folders. Prints requests, failures, throughput and latency
-//! percentiles (and a JSON line with `--json`).
+//! percentiles (and a JSON line with `--json`). With `--slowloris N`, N more connections attack
+//! meanwhile: each sends a request's first header lines, then one more header line a second and
+//! never finishes; when the server closes one, it is opened again.
 //!
 //! usage: cargo xtask loadtest --url URL [--clients 8] [--seconds 10] [--texts FILE]
-//!        [--batch 1] [--reloads 0] [--reload-models DIR,DIR] [--json]
+//!        [--batch 1] [--reloads 0] [--reload-models DIR,DIR] [--slowloris 0] [--json]
 //! The admin token comes from INTENT_ADMIN_TOKEN.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -23,6 +25,7 @@ struct Args {
     batch: usize,
     reloads: usize,
     reload_models: Vec<String>,
+    slowloris: usize,
     json: bool,
 }
 
@@ -35,6 +38,7 @@ fn parse(args: &[String]) -> Result<Args> {
         batch: 1,
         reloads: 0,
         reload_models: Vec::new(),
+        slowloris: 0,
         json: false,
     };
     let mut texts_file = None;
@@ -54,6 +58,7 @@ fn parse(args: &[String]) -> Result<Args> {
             "--batch" => a.batch = num(value)? as usize,
             "--reloads" => a.reloads = num(value)? as usize,
             "--reload-models" => a.reload_models = value.split(',').map(str::to_string).collect(),
+            "--slowloris" => a.slowloris = num(value)? as usize,
             other => bail!("unknown flag {other}"),
         }
     }
@@ -155,6 +160,41 @@ async fn reloader(http: reqwest::Client, args: Arc<Args>, ok: Arc<AtomicU64>, fa
     }
 }
 
+/// Counts of the slowloris attack.
+#[derive(Default)]
+struct Attack {
+    /// Connections open now (headers sent, never finished).
+    open: AtomicU64,
+    /// Connections the server closed (and were opened again).
+    closed_by_server: AtomicU64,
+}
+
+/// One slowloris connection, opened again whenever the server closes it, until `stop`.
+async fn slowloris(addr: String, attack: Arc<Attack>, stop: Arc<AtomicBool>) {
+    use tokio::io::AsyncWriteExt;
+    while !stop.load(Ordering::Relaxed) {
+        let Ok(mut c) = tokio::net::TcpStream::connect(&addr).await else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        if c.write_all(b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n")
+            .await
+            .is_err()
+        {
+            continue;
+        }
+        attack.open.fetch_add(1, Ordering::Relaxed);
+        while !stop.load(Ordering::Relaxed) {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            if c.write_all(b"X-Slow: 1\r\n").await.is_err() {
+                attack.closed_by_server.fetch_add(1, Ordering::Relaxed);
+                break;
+            }
+        }
+        attack.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 fn percentile(sorted: &[u32], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -170,12 +210,26 @@ pub fn run(raw: &[String]) -> Result<()> {
     rt.block_on(async move {
         let http = reqwest::Client::builder().pool_max_idle_per_host(args.clients + 4).timeout(Duration::from_secs(30)).build()?;
         let stop = Arc::new(AtomicBool::new(false));
+        let attack = Arc::new(Attack::default());
+        let addr = args.url.trim_start_matches("http://").split('/').next().unwrap_or_default().to_string();
+        let attackers: Vec<_> = (0..args.slowloris)
+            .map(|_| tokio::spawn(slowloris(addr.clone(), attack.clone(), stop.clone())))
+            .collect();
+        if args.slowloris > 0 {
+            // Let the attack connect before measuring.
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            println!("slowloris: {} connections open", attack.open.load(Ordering::Relaxed));
+        }
         let (reload_ok, reload_failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
         let start = Instant::now();
         let tasks: Vec<_> = (0..args.clients).map(|i| tokio::spawn(client(i, http.clone(), args.clone(), stop.clone()))).collect();
         let reloads = tokio::spawn(reloader(http.clone(), args.clone(), reload_ok.clone(), reload_failed.clone()));
         tokio::time::sleep(Duration::from_secs_f64(args.seconds)).await;
+        let attack_open = attack.open.load(Ordering::Relaxed);
         stop.store(true, Ordering::Relaxed);
+        for a in attackers {
+            a.abort();
+        }
         let mut latencies = Vec::new();
         let (mut failures, mut errors) = (0, Vec::new());
         for t in tasks {
@@ -196,6 +250,13 @@ pub fn run(raw: &[String]) -> Result<()> {
             args.clients, args.batch, ok, failures, elapsed, rps, rps * args.batch as f64, p50, p99,
             reload_ok.load(Ordering::Relaxed), reload_failed.load(Ordering::Relaxed)
         );
+        if args.slowloris > 0 {
+            println!(
+                "slowloris: {attack_open} of {} connections open at the end; the server closed {} (reopened)",
+                args.slowloris,
+                attack.closed_by_server.load(Ordering::Relaxed)
+            );
+        }
         for e in errors.iter().take(5) {
             println!("  error: {e}");
         }

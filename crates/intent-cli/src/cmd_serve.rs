@@ -24,9 +24,11 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "INTENT_ADDR", default_value = "127.0.0.1:8080")]
     pub addr: String,
-    /// SQLite database of the query log and labeling queue (created when missing).
+    /// Where the query log and labeling queue live: an SQLite file (created when missing), or
+    /// a PostgreSQL database `postgres://USER[:PASSWORD]@HOST[:PORT]/DB` that several replicas
+    /// share (tables created or migrated at start).
     #[arg(long, env = "INTENT_QUERY_LOG", default_value = "intent-queries.sqlite")]
-    pub query_log: PathBuf,
+    pub query_log: String,
     /// Do not log queries (the labeling routes are then unavailable).
     #[arg(long, env = "INTENT_NO_QUERY_LOG")]
     pub no_query_log: bool,
@@ -232,12 +234,8 @@ pub fn run(a: ServeArgs) -> Result<ExitCode> {
             max_rows: a.query_log_max_rows,
             max_age: a.query_log_max_age,
         };
-        let log = QueryLog::open_with(&a.query_log, log_options).context("opening the query log")?;
-        tracing::info!(
-            "query log: {}{}",
-            a.query_log.display(),
-            if a.redact { " (texts redacted)" } else { "" }
-        );
+        let log = QueryLog::open_at(&a.query_log, log_options).context("opening the query log")?;
+        tracing::info!("query log: {}{}", log.location(), if a.redact { " (texts redacted)" } else { "" });
         Some(log)
     };
     let mut rt = tokio::runtime::Builder::new_multi_thread();

@@ -1,9 +1,13 @@
 //! `intent serve` as a process: bad flags are clean errors; a served model answers over TCP;
 //! SIGTERM drains, writes the query log and exits 0.
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
+
+use common::{http, spawn_server};
 use std::time::Duration;
 
 fn intent(args: &[&str], cwd: &Path) -> std::process::Output {
@@ -14,21 +18,6 @@ fn intent(args: &[&str], cwd: &Path) -> std::process::Output {
         .env_remove("INTENT_ADMIN_TOKEN")
         .output()
         .expect("runs")
-}
-
-fn http(port: u16, method: &str, path: &str, body: &str) -> String {
-    let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    write!(
-        c,
-        "{method} {path} HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: \
-        {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut out = String::new();
-    c.read_to_string(&mut out).unwrap();
-    out
 }
 
 #[test]
@@ -106,58 +95,6 @@ fn serve_answers_and_stops_cleanly_on_sigterm() {
     let db = std::fs::read(d.join("q.sqlite")).unwrap();
     assert!(db.windows(17).any(|w| w == b"where is my order"), "the query is in the log file");
     assert!(std::fs::metadata(d.join("q.sqlite-wal")).map_or(true, |m| m.len() == 0));
-}
-
-/// A server process, killed when dropped (a failed assertion leaves no server behind).
-struct Server(std::process::Child);
-
-impl Server {
-    fn signal(&mut self, signal: i32) -> std::process::ExitStatus {
-        unsafe { libc::kill(self.0.id() as i32, signal) };
-        self.0.wait().unwrap()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// `intent serve ARGS` in `cwd`, started under `ulimit -n FILES` when given; returns the server,
-/// its port and a thread collecting the rest of its log.
-fn spawn_server(
-    cwd: &Path,
-    args: &[&str],
-    files: Option<u32>,
-) -> (Server, u16, std::thread::JoinHandle<Vec<String>>) {
-    let mut cmd = match files {
-        Some(n) => {
-            let mut c = Command::new("bash");
-            c.arg("-c").arg(format!("ulimit -n {n} && exec \"$0\" \"$@\"")).arg(env!("CARGO_BIN_EXE_intent"));
-            c
-        }
-        None => Command::new(env!("CARGO_BIN_EXE_intent")),
-    };
-    let mut child = cmd
-        .arg("serve")
-        .args(["--addr", "127.0.0.1:0", "--http-threads", "2"])
-        .args(args)
-        .current_dir(cwd)
-        .env("RUST_LOG", "info")
-        .env("INTENT_ADMIN_TOKEN", "0123456789abcdef0123")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let port: u16 = loop {
-        let line = lines.next().expect("server exited before listening").unwrap();
-        if let Some(addr) = line.split("listening on http://").nth(1) {
-            break addr.rsplit(':').next().unwrap().trim().parse().unwrap();
-        }
-    };
-    (Server(child), port, std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>()))
 }
 
 fn count_rows(db: &Path) -> i64 {

@@ -65,6 +65,14 @@ pub enum ServerError {
         /// The SQLite error.
         source: rusqlite::Error,
     },
+    /// The PostgreSQL query log.
+    #[error("query log {location}: {source}")]
+    QueryLogPostgres {
+        /// The database URL, without its password.
+        location: String,
+        /// The PostgreSQL error.
+        source: postgres::Error,
+    },
     /// The query log database failed its integrity check.
     #[error(
         "query log {}: the database is damaged ({check}); move it aside to start a new one",

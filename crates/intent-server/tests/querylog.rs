@@ -32,7 +32,7 @@ async fn rows_survive_a_restart() {
     let log = s.query_log().unwrap();
     log.flush().await;
     assert_eq!(log.count().unwrap(), 5);
-    let db = log.path().to_path_buf();
+    let db = log.path().unwrap().to_path_buf();
     log.close();
     drop(s);
 

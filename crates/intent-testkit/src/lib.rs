@@ -7,6 +7,8 @@ use intent_data::{Dataset, Example};
 use intent_train::{train_mlp_to_dir, DeviceSpec, EngineConfig, MlpOptions};
 
 pub mod bert;
+#[cfg(unix)]
+pub mod postgres;
 
 /// The keywords of the four labels of [`synthetic`] and [`keyword_data`].
 pub const KEYWORDS: [[&str; 4]; 4] = [

@@ -1,5 +1,9 @@
-//! The query log: every prediction in an SQLite database (WAL mode), written by one thread off
-//! the request path, plus the labeling queue of low-confidence queries and its label history.
+//! The query log: every prediction in a database, written by one thread off the request path,
+//! plus the labeling queue of low-confidence queries and its label history.
+//!
+//! Two stores with the same tables: an SQLite file (WAL mode), the embedded default, and
+//! PostgreSQL (`postgres://…`), which several replicas share: their labeling queue, export and
+//! label history are then one. Migrations are applied when the log opens.
 //!
 //! Requests never wait on the log. They hand rows to a queue bounded in **rows**
 //! ([`QueryLogOptions::queue_rows`]); rows beyond it are dropped and counted
@@ -20,10 +24,13 @@
 //!
 //! **Retention:** [`QueryLogOptions::max_rows`] and [`QueryLogOptions::max_age`] prune the
 //! `queries` table in every write transaction; the labeling queue and label history are kept.
-//! The database is created readable by its owner only (0600; SQLite gives its `-wal` and `-shm`
-//! files the same mode): it holds raw user texts.
+//! An SQLite database is created readable by its owner only (0600; SQLite gives its `-wal` and
+//! `-shm` files the same mode): it holds raw user texts.
 
 mod labels;
+mod postgres;
+mod sqlite;
+mod store;
 mod writer;
 
 use std::collections::VecDeque;
@@ -33,8 +40,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use intent_serve::LabelScore;
-use rusqlite::{Connection, OptionalExtension};
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
 pub use labels::{LabelChange, LabelOutcome, QueueItem};
@@ -43,46 +50,6 @@ use crate::ServerError;
 
 /// Rows a transaction holds at most.
 pub const MAX_ROWS_PER_TRANSACTION: usize = 1024;
-
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS queries (
-    id INTEGER PRIMARY KEY,
-    ts_ms INTEGER NOT NULL,
-    text TEXT,
-    text_sha256 TEXT NOT NULL,
-    label TEXT NOT NULL,
-    confidence REAL NOT NULL,
-    fallback INTEGER NOT NULL,
-    top_k TEXT NOT NULL,
-    model TEXT NOT NULL,
-    model_version TEXT NOT NULL,
-    latency_us INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS queries_ts ON queries (ts_ms);
-CREATE TABLE IF NOT EXISTS labeling_queue (
-    id INTEGER PRIMARY KEY,
-    key TEXT NOT NULL UNIQUE,
-    text TEXT NOT NULL,
-    predicted TEXT NOT NULL,
-    confidence REAL NOT NULL,
-    first_query_id INTEGER NOT NULL,
-    seen INTEGER NOT NULL DEFAULT 1,
-    created_ms INTEGER NOT NULL,
-    last_seen_ms INTEGER NOT NULL,
-    labels TEXT,
-    labeled_ms INTEGER
-);
-CREATE INDEX IF NOT EXISTS labeling_pending ON labeling_queue (labels, id);
-CREATE TABLE IF NOT EXISTS label_history (
-    id INTEGER PRIMARY KEY,
-    item_id INTEGER NOT NULL,
-    labels TEXT NOT NULL,
-    previous TEXT,
-    labeled_by TEXT,
-    ts_ms INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS label_history_item ON label_history (item_id, id);
-";
 
 /// One prediction to log.
 #[derive(Debug, Clone, PartialEq)]
@@ -118,6 +85,14 @@ pub struct QueryLogOptions {
     pub max_rows: Option<u64>,
     /// Drop queries older than this.
     pub max_age: Option<Duration>,
+}
+
+impl QueryLogOptions {
+    /// Queries logged before this (Unix milliseconds) are pruned, under `max_age`.
+    fn cutoff_ms(&self) -> Option<i64> {
+        let age = self.max_age?;
+        Some(now_ms().saturating_sub(i64::try_from(age.as_millis()).unwrap_or(i64::MAX)))
+    }
 }
 
 impl Default for QueryLogOptions {
@@ -177,50 +152,27 @@ impl Shared {
 
 /// The query log of a server.
 pub struct QueryLog {
-    path: PathBuf,
+    /// The SQLite file, or the PostgreSQL URL without its password.
+    location: String,
+    path: Option<PathBuf>,
     options: QueryLogOptions,
     shared: Arc<Shared>,
     writer: Mutex<Option<JoinHandle<()>>>,
+    backend: Box<dyn store::Backend>,
+}
+
+fn sha256_hex(text: &str) -> String {
+    hex::encode(Sha256::digest(text.as_bytes()))
+}
+
+/// Whether `location` names a PostgreSQL database rather than an SQLite file.
+pub fn is_postgres_url(location: &str) -> bool {
+    location.starts_with("postgres://") || location.starts_with("postgresql://")
 }
 
 /// Now, Unix milliseconds.
 pub fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
-}
-
-fn open_connection(path: &Path) -> Result<Connection, rusqlite::Error> {
-    let conn = Connection::open(path)?;
-    conn.busy_timeout(Duration::from_secs(10))?;
-    conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.pragma_update(None, "synchronous", "NORMAL")?;
-    // After a checkpoint the WAL file is cut back to this size: it cannot grow without bound.
-    conn.pragma_update(None, "journal_size_limit", 16i64 << 20)?;
-    Ok(conn)
-}
-
-/// Creates `path` readable and writable by its owner only when it does not exist; warns when an
-/// existing database can be read by others.
-fn create_private(path: &Path) -> Result<(), ServerError> {
-    let io = |source| ServerError::Io { path: path.to_path_buf(), source };
-    let mut open = std::fs::OpenOptions::new();
-    open.append(true).create(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-        open.mode(0o600);
-        open.open(path).map_err(io)?;
-        let mode = std::fs::metadata(path).map_err(io)?.permissions().mode();
-        if mode & 0o077 != 0 {
-            tracing::warn!(
-                "query log {}: mode {:o} lets other users read the logged texts; chmod 600 it",
-                path.display(),
-                mode & 0o777
-            );
-        }
-    }
-    #[cfg(not(unix))]
-    open.open(path).map_err(io)?;
-    Ok(())
 }
 
 impl QueryLog {
@@ -229,20 +181,32 @@ impl QueryLog {
         Self::open_with(path, QueryLogOptions { redact, ..QueryLogOptions::default() })
     }
 
-    /// Opens (or creates) the database, checks it, applies retention and starts the writer.
+    /// Opens (or creates) the SQLite database, checks it, applies retention and starts the
+    /// writer.
     pub fn open_with(path: &Path, options: QueryLogOptions) -> Result<Self, ServerError> {
-        let err = |source| ServerError::QueryLog { path: path.to_path_buf(), source };
-        create_private(path)?;
-        let conn = open_connection(path).map_err(err)?;
-        conn.execute_batch(SCHEMA).map_err(err)?;
-        // After a crash the file must still be sound: check it before appending to it.
-        let check: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0)).map_err(err)?;
-        if check != "ok" {
-            return Err(ServerError::QueryLogDamaged { path: path.to_path_buf(), check });
+        let (backend, writer) = sqlite::Sqlite::open(path, &options)?;
+        let location = path.display().to_string();
+        Self::start(location, Some(path.to_path_buf()), options, Box::new(backend), Box::new(writer))
+    }
+
+    /// Opens the query log at `location`: a `postgres://` URL (tables created or migrated when
+    /// needed) or an SQLite file. Blocking; not to be called on an async worker thread.
+    pub fn open_at(location: &str, options: QueryLogOptions) -> Result<Self, ServerError> {
+        if !is_postgres_url(location) {
+            return Self::open_with(Path::new(location), options);
         }
-        let pruned = writer::prune(&conn, &options).map_err(err)?;
-        let rows: i64 = conn.query_row("SELECT COUNT(*) FROM queries", [], |r| r.get(0)).map_err(err)?;
-        tracing::info!("query log {}: {rows} rows ({pruned} pruned), integrity check ok", path.display());
+        let (backend, writer) = postgres::Postgres::open(location, &options)?;
+        let shown = backend.shown().to_string();
+        Self::start(shown, None, options, Box::new(backend), Box::new(writer))
+    }
+
+    fn start(
+        location: String,
+        path: Option<PathBuf>,
+        options: QueryLogOptions,
+        backend: Box<dyn store::Backend>,
+        writer: Box<dyn store::RowWriter>,
+    ) -> Result<Self, ServerError> {
         let shared = Arc::new(Shared {
             pending: Mutex::new(Pending {
                 rows: VecDeque::new(),
@@ -259,17 +223,22 @@ impl QueryLog {
             #[cfg(test)]
             max_pages: std::sync::atomic::AtomicU64::new(0),
         });
-        let (sh, file, opts) = (shared.clone(), path.to_path_buf(), options.clone());
-        let writer = std::thread::Builder::new()
+        let (sh, loc, opts) = (shared.clone(), location.clone(), options.clone());
+        let handle = std::thread::Builder::new()
             .name("intent-querylog".into())
-            .spawn(move || writer::run(conn, &sh, &opts, &file))
-            .map_err(|source| ServerError::Io { path: path.to_path_buf(), source })?;
-        Ok(QueryLog { path: path.to_path_buf(), options, shared, writer: Mutex::new(Some(writer)) })
+            .spawn(move || writer::run(writer, &sh, &opts, &loc))
+            .map_err(|source| ServerError::Io { path: PathBuf::from(&location), source })?;
+        Ok(QueryLog { location, path, options, shared, writer: Mutex::new(Some(handle)), backend })
     }
 
-    /// The database file.
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// The SQLite file, or the PostgreSQL URL without its password.
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    /// The SQLite file (`None` for PostgreSQL).
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
     }
 
     /// Texts are stored as hashes only.
@@ -298,7 +267,7 @@ impl QueryLog {
                 p.warned_drop = Some(std::time::Instant::now());
                 tracing::warn!(
                     "query log {}: queue full ({} rows); {} rows dropped so far",
-                    self.path.display(),
+                    self.location,
                     self.shared.capacity,
                     p.dropped
                 );
@@ -347,31 +316,14 @@ impl QueryLog {
         self.shared.max_pages.store(pages, std::sync::atomic::Ordering::SeqCst);
     }
 
-    fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T, rusqlite::Error>) -> Result<T, ServerError> {
-        let err = |source| ServerError::QueryLog { path: self.path.clone(), source };
-        let conn = open_connection(&self.path).map_err(err)?;
-        f(&conn).map_err(err)
-    }
-
-    fn read_mut<T>(
-        &self,
-        f: impl FnOnce(&mut Connection) -> Result<T, rusqlite::Error>,
-    ) -> Result<T, ServerError> {
-        let err = |source| ServerError::QueryLog { path: self.path.clone(), source };
-        let mut conn = open_connection(&self.path).map_err(err)?;
-        f(&mut conn).map_err(err)
-    }
-
     /// Logged queries.
     pub fn count(&self) -> Result<i64, ServerError> {
-        self.read(|c| c.query_row("SELECT COUNT(*) FROM queries", [], |r| r.get(0)))
+        self.backend.count()
     }
 
     /// Id of the last logged query, if any.
     pub fn last_query_id(&self) -> Result<Option<i64>, ServerError> {
-        self.read(|c| {
-            c.query_row("SELECT MAX(id) FROM queries", [], |r| r.get(0)).optional().map(Option::flatten)
-        })
+        self.backend.last_query_id()
     }
 }
 
