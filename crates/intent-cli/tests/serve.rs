@@ -3,9 +3,9 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use common::{http, spawn_server};
 use std::time::Duration;
@@ -48,32 +48,7 @@ fn serve_answers_and_stops_cleanly_on_sigterm() {
         assert!(line.contains(needle), "{args:?}: '{line}' lacks '{needle}'");
     }
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_intent"))
-        .args([
-            "serve",
-            "--model",
-            model,
-            "--addr",
-            "127.0.0.1:0",
-            "--query-log",
-            "q.sqlite",
-            "--http-threads",
-            "2",
-        ])
-        .current_dir(d)
-        .env("RUST_LOG", "info")
-        .env("INTENT_ADMIN_TOKEN", "0123456789abcdef0123")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let port: u16 = loop {
-        let line = lines.next().expect("server exited before listening").unwrap();
-        if let Some(addr) = line.split("listening on http://").nth(1) {
-            break addr.rsplit(':').next().unwrap().trim().parse().unwrap();
-        }
-    };
-    let rest = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
+    let (mut child, port, rest) = spawn_server(d, &["--model", model, "--query-log", "q.sqlite"], None);
 
     let r = http(port, "POST", "/v1/predict", r#"{"text": "where is my order"}"#);
     assert!(r.starts_with("HTTP/1.1 200"), "{r}");
@@ -86,8 +61,7 @@ fn serve_answers_and_stops_cleanly_on_sigterm() {
     let r = http(port, "POST", "/admin/reload", "");
     assert!(r.starts_with("HTTP/1.1 401"), "{r}");
 
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let status = child.wait().unwrap();
+    let status = child.signal(libc::SIGTERM);
     assert!(status.success(), "{status:?}");
     let log = rest.join().unwrap().join("\n");
     assert!(log.contains("SIGTERM") && log.contains("stopped"), "{log}");

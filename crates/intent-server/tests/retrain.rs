@@ -37,17 +37,7 @@ async fn labels_pulled_from_the_server_and_deployment_reloads_it() {
     }
     // A row with a NUL character, as a log written before such texts were refused could hold.
     let log = state.query_log().unwrap();
-    log.record(vec![intent_server::QueryRow {
-        ts_ms: 1,
-        text: "broken\u{0}text".into(),
-        label: "card".into(),
-        confidence: 0.1,
-        fallback: true,
-        top_k: Vec::new(),
-        model: "faq".into(),
-        model_version: "1".into(),
-        latency_us: 1,
-    }]);
+    log.record(vec![query_row("broken\u{0}text")]);
     state.query_log().unwrap().flush().await;
     let queue = call(&state, "GET", "/admin/labeling/queue?limit=100", None, Some(TOKEN)).await;
     let items = queue.json["items"].as_array().unwrap().clone();

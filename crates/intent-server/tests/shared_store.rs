@@ -100,7 +100,7 @@ async fn replicas_share_one_log_and_one_labeling_queue() {
     // Redaction and retention behave as on SQLite.
     let redacted =
         open(&url, QueryLogOptions { redact: true, max_rows: Some(3), ..Default::default() }).await;
-    redacted.record(vec![row("a secret 1234"), row("another secret")]);
+    redacted.record(vec![query_row("a secret 1234"), query_row("another secret")]);
     redacted.flush().await;
     let (n, texts) = blocking(move || {
         let n = redacted.count().unwrap();
@@ -120,20 +120,6 @@ async fn replicas_share_one_log_and_one_labeling_queue() {
     })
     .await;
     assert_eq!(nulls, 2);
-}
-
-fn row(text: &str) -> intent_server::QueryRow {
-    intent_server::QueryRow {
-        ts_ms: intent_server::querylog::now_ms(),
-        text: text.into(),
-        label: "card".into(),
-        confidence: 0.1,
-        fallback: true,
-        top_k: Vec::new(),
-        model: "faq".into(),
-        model_version: "1".into(),
-        latency_us: 1,
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -156,7 +142,7 @@ async fn a_locked_table_stalls_the_writer_not_the_requests() {
     let start = Instant::now();
     let mut accepted = 0;
     for i in 0..20 {
-        accepted += log.record((0..100).map(|j| row(&format!("text {i} {j}"))).collect());
+        accepted += log.record((0..100).map(|j| query_row(&format!("text {i} {j}"))).collect());
     }
     assert!(start.elapsed() < Duration::from_secs(1), "recording waited on the database");
     assert_eq!(accepted, 500);

@@ -64,3 +64,18 @@ pub async fn call(
 pub async fn predict(state: &AppState, body: &str) -> Reply {
     call(state, "POST", "/v1/predict", Some(body), None).await
 }
+
+/// A low-confidence query row of model `faq` version 1, logged now.
+pub fn query_row(text: &str) -> intent_server::QueryRow {
+    intent_server::QueryRow {
+        ts_ms: intent_server::querylog::now_ms(),
+        text: text.into(),
+        label: "card".into(),
+        confidence: 0.1,
+        fallback: true,
+        top_k: Vec::new(),
+        model: "faq".into(),
+        model_version: "1".into(),
+        latency_us: 1,
+    }
+}
