@@ -12,7 +12,7 @@ use intent::serve::Classifier;
 use intent::train::{train_mlp, EngineConfig, MlpOptions};
 
 fn main() -> anyhow::Result<()> {
-    let path = std::env::args().nth(1).unwrap_or_else(|| "data/intents".into());
+    let path = std::env::args().nth(1).unwrap_or_else(|| "crates/intent-cli/data/intents".into());
     let data = load_dataset(path.as_ref(), None, &LoadOptions::default())?.data;
     let split = stratified_split(
         &data,

@@ -126,7 +126,7 @@ pub struct AugmentArgs {
     pub train: PathBuf,
     #[command(flatten)]
     pub input: InputFlags,
-    /// Outcome definitions (synonyms, templates): a file or a folder such as config/outcomes.
+    /// Outcome definitions (synonyms, templates): a file or a folder such as crates/intent-cli/data/outcomes.
     #[arg(long)]
     pub outcomes: Option<PathBuf>,
     /// Synthetic sentences per label.

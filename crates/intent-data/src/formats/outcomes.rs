@@ -1,4 +1,5 @@
-//! Outcome definitions: `config/outcomes/*.json`, each `{"name", "examples": [..],
+//! Outcome definitions: a folder of `*.json` (the embedded example:
+//! `crates/intent-cli/data/outcomes`), each `{"name", "examples": [..],
 //! "synonyms"?: {word: [alternatives]}, "templates"?: ["… {word} …"], "teach_hints"?: [..]}`.
 //! Synonyms and templates feed augmentation; examples are labeled data.
 
