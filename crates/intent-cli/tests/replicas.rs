@@ -81,27 +81,19 @@ fn three_replicas_one_postgres_twenty_promotes() {
     assert_eq!(failed.load(Ordering::SeqCst), 0, "failed requests");
     assert_eq!(answered.load(Ordering::SeqCst), CLIENTS * REQUESTS_PER_CLIENT);
 
-    // Every replica follows the alias (the 20th promote left version 1 current).
+    // The 20th promote left version 1 current, where the replicas started: one more move to 2
+    // must reach every replica (whatever their watchers sampled during the run).
+    ok(&intent(&["models", "promote", "example", "2", "--root", "models"], d));
     let deadline = Instant::now() + Duration::from_secs(10);
     for &port in &ports {
         loop {
             let v = body_of(&http(port, "GET", "/ready", ""))["version"].clone();
-            if v == "1" {
+            if v == "2" {
                 break;
             }
             assert!(Instant::now() < deadline, "replica on {port} still serves {v}");
             std::thread::sleep(Duration::from_millis(200));
         }
-    }
-    // Each replica swapped models while it answered.
-    for &port in &ports {
-        let metrics = http(port, "GET", "/metrics", "");
-        let swaps: u64 = metrics
-            .lines()
-            .find_map(|l| l.strip_prefix("intent_model_swaps_total "))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0);
-        assert!(swaps >= 1, "replica on {port} never swapped");
     }
     // One labeling queue, whichever replica is asked.
     let queues: Vec<serde_json::Value> = ports

@@ -107,6 +107,7 @@ mod tests {
 
     #[test]
     fn drops_the_right_share_scales_the_rest_and_routes_gradients_through_the_mask() {
+        let _rng = crate::bert::BACKEND_RNG.lock().unwrap_or_else(|p| p.into_inner());
         type AD = Autodiff<Flex>;
         let device = Default::default();
         let n = 100_000;

@@ -529,6 +529,7 @@ mod tests {
     type AD = Autodiff<Flex>;
 
     fn random(shape: [usize; 2], seed: u64) -> Tensor<AD, 2> {
+        let _rng = crate::bert::BACKEND_RNG.lock().unwrap_or_else(|p| p.into_inner());
         AD::seed(&Default::default(), seed);
         Tensor::<AD, 2>::random(shape, Distribution::Normal(0.0, 1.0), &Default::default()).require_grad()
     }

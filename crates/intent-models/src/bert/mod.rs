@@ -19,6 +19,11 @@ pub mod model;
 pub mod sequence;
 pub mod tokenizer;
 
+/// Tests: burn's random generator is global to the backend; a test that seeds it and then draws
+/// from it holds this lock, so a test running beside it cannot draw in between.
+#[cfg(test)]
+pub(crate) static BACKEND_RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 use std::path::Path;
 use std::rc::Rc;
 

@@ -182,7 +182,7 @@ fn wordpiece_from_vocab(vocab: &Path, lowercase: bool) -> Result<Tokenizer> {
             .ok_or_else(|| ModelError::invalid(vocab, format!("the vocabulary has no {tok} token")))
     };
     let (cls, sep) = (id("[CLS]")?, id("[SEP]")?);
-    t.with_normalizer(Some(BertNormalizer::new(true, true, None, lowercase)));
+    t.with_normalizer(Some(BertNormalizer::new(true, true, None, lowercase))).map_err(|e| err(vocab, e))?;
     t.with_pre_tokenizer(Some(BertPreTokenizer));
     t.with_post_processor(Some(BertProcessing::new(("[SEP]".into(), sep), ("[CLS]".into(), cls))));
     Ok(t)
