@@ -50,6 +50,8 @@ async fn replicas_share_one_log_and_one_labeling_queue() {
     );
     for (s, t) in [(&a, "my card is stuck"), (&b, "card stuck again"), (&a, "give me my money back")] {
         assert_eq!(predict(s, &format!(r#"{{"text": "{t}"}}"#)).await.status, StatusCode::OK);
+        // Each replica's writer commits on its own: flushed in turn, the queue ids follow this order.
+        s.query_log().unwrap().flush().await;
     }
     // The same text through the other replica: one queue item, seen twice.
     assert_eq!(predict(&b, r#"{"text": "My card is stuck!"}"#).await.status, StatusCode::OK);
