@@ -101,6 +101,7 @@ pub fn eval(a: EvalArgs) -> Result<ExitCode> {
     let model = load_model(&a.model)?;
     let data = a.input.load(&data_path)?;
     check_known_labels(&data, model.labels(), model.config().multi_label, &a.oos_label)?;
+    let mut curve = None;
     let threshold = match &a.tune_on {
         Some(p) => {
             let tune = a.input.load(p)?;
@@ -117,6 +118,7 @@ pub fn eval(a: EvalArgs) -> Result<ExitCode> {
                     )
                 })?;
             println!("threshold {t:.4} tuned on {} (balanced score {score:.4})", p.display());
+            curve = Some(intent_eval::oos_curve(&gold, &scores, model.labels(), &a.oos_label, 20));
             Some(t)
         }
         None => a.threshold,
@@ -131,7 +133,7 @@ pub fn eval(a: EvalArgs) -> Result<ExitCode> {
     print!("{}", intent_eval::report::summary(&report));
     let gate = a.gate.gate.then(|| a.gate.gate().check(&report));
     if let Some(dir) = &a.report {
-        intent_eval::report::write_report(dir, &report, &rows, gate.as_ref())?;
+        intent_eval::report::write_report(dir, &report, &rows, gate.as_ref(), curve.as_deref())?;
         println!("report written to {}", dir.display());
     }
     match gate {

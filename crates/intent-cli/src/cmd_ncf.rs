@@ -7,6 +7,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use intent_data::formats::interactions::{load_interactions, Interactions};
 use intent_data::recsys::load_movielens;
+use intent_eval::ranking::RankingReport;
 use intent_models::ncf::folder::{NcfModel, UnknownUser};
 use intent_models::ncf::NcfKind;
 use intent_train::ncf::{NcfTrainConfig, SampledEval};
@@ -200,24 +201,30 @@ pub fn eval(model_dir: &Path, report: Option<&Path>, k: Option<usize>, full: boo
         );
     }
     let negs = m.split.negatives.iter().map(Vec::len).max().unwrap_or(0);
-    let (r, protocol) = if full {
+    // The report shows every cut-off of 1, 5, 10, 20 and K.
+    let mut cutoffs = vec![1, 5, 10, 20, k];
+    cutoffs.sort_unstable();
+    cutoffs.dedup();
+    let (by_k, protocol): (Vec<RankingReport>, String) = if full {
+        let max_k = *cutoffs.last().unwrap_or(&k);
         let (mut top, mut relevant) = (Vec::new(), Vec::new());
         for (u, t) in split.test.iter().enumerate() {
             if let Some(t) = t {
-                top.push(m.top_unseen(u as u32, k).into_iter().map(|(i, _)| i).collect());
+                top.push(m.top_unseen(u as u32, max_k).into_iter().map(|(i, _)| i).collect::<Vec<u32>>());
                 relevant.push(vec![*t]);
             }
         }
         (
-            intent_eval::ranking::full_ranking(&top, &relevant, k),
+            cutoffs.iter().map(|&c| intent_eval::ranking::full_ranking(&top, &relevant, c)).collect(),
             "leave-one-out, full ranking of the items each user has not trained on".to_string(),
         )
     } else {
         (
-            SampledEval::new(&split, &m.split.negatives, k).run(&m.model),
+            cutoffs.iter().map(|&c| SampledEval::new(&split, &m.split.negatives, c).run(&m.model)).collect(),
             format!("leave-one-out, latest item vs {negs} sampled negatives"),
         )
     };
+    let r = by_k.iter().find(|r| r.k == k).cloned().expect("K is among the cut-offs");
     println!(
         "{}: HR@{k} {:.4}  NDCG@{k} {:.4}  recall@{k} {:.4}  ({} users; {protocol})",
         model_dir.display(),
@@ -238,7 +245,16 @@ pub fn eval(model_dir: &Path, report: Option<&Path>, k: Option<usize>, full: boo
             &dir.join("report.json"),
             serde_json::to_string_pretty(&body)?.as_bytes(),
         )?;
-        println!("report written to {}", dir.join("report.json").display());
+        let plot =
+            intent_eval::plots::ranking_svg(&by_k).map_err(|m| anyhow::anyhow!("ranking plot: {m}"))?;
+        let html = intent_eval::html::ranking_html(
+            &model_dir.display().to_string(),
+            &protocol,
+            &by_k,
+            Some(plot.as_bytes()),
+        );
+        intent_data::io::atomic_write(&dir.join("report.html"), html.as_bytes())?;
+        println!("report written to {} (and report.html)", dir.join("report.json").display());
     }
     Ok(ExitCode::SUCCESS)
 }

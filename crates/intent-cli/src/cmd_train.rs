@@ -402,7 +402,7 @@ fn test_report(d: &DataFlags, test: Option<intent_data::Loaded<Dataset>>, oos_la
         let model = crate::common::load_model(&d.out)?;
         let (report, rows) = crate::cmd_eval::evaluate(&model, &test.data, None, oos_label)?;
         println!("test ({}):\n{}", path.display(), intent_eval::report::summary(&report));
-        intent_eval::report::write_report(&d.out.join("report"), &report, &rows, None)?;
+        intent_eval::report::write_report(&d.out.join("report"), &report, &rows, None, None)?;
         crate::cmd_eval::add_metrics(&d.out, "test", &report)?;
     }
     Ok(())

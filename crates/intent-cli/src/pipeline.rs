@@ -203,7 +203,7 @@ pub fn run(a: PipelineArgs) -> Result<ExitCode> {
             .check(&report);
     println!("{}", gate.summary);
     let write_extras = |dir: &Path| -> Result<()> {
-        intent_eval::report::write_report(&dir.join("report"), &report, &rows, Some(&gate))?;
+        intent_eval::report::write_report(&dir.join("report"), &report, &rows, Some(&gate), None)?;
         crate::cmd_eval::add_metrics(dir, eval_name, &report)?;
         let d = dir.join("data");
         write_dataset(&d.join("train.jsonl"), &augmented.data)?;

@@ -94,6 +94,38 @@ fn pipeline_on_embedded_data_then_predict_and_eval() {
     for key in ["accuracy", "macro_f1", "weighted_f1", "per_class"] {
         assert!(report.get(key).is_some(), "report.json lacks {key}");
     }
+    let html = std::fs::read_to_string(dir.path().join("rep/report.html")).unwrap();
+    assert_eq!(html.matches("data:image/svg+xml;base64,").count(), 2, "confusion matrix and histogram");
+    assert!(!html.contains("id=\"oos-curve\""), "no threshold was tuned");
+    // Tuned on data with out-of-scope rows: the report shows the threshold curve (0, 0.05, …, 1).
+    let mut tune =
+        std::fs::read_to_string(dir.path().join("models/example/versions/1/data/test.jsonl")).unwrap();
+    for t in ["what is the capital of peru", "play some jazz", "how tall is everest", "tell me a joke"] {
+        tune.push_str(&format!("{{\"text\": \"{t}\", \"label\": \"oos\"}}\n"));
+    }
+    std::fs::write(dir.path().join("tune.jsonl"), tune).unwrap();
+    let o = intent(
+        &[
+            "eval",
+            "--model",
+            "models/example/versions/1",
+            "--data",
+            "tune.jsonl",
+            "--tune-on",
+            "tune.jsonl",
+            "--report",
+            "rep2",
+        ],
+        dir.path(),
+    );
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}\n{err}");
+    assert!(dir.path().join("rep2/oos_curve.svg").is_file());
+    let html = std::fs::read_to_string(dir.path().join("rep2/report.html")).unwrap();
+    let curve =
+        html.split("id=\"oos-curve\"").nth(1).expect("the curve table").split("</table>").next().unwrap();
+    assert_eq!(curve.matches("<tr>").count(), 1 + 21, "a header and 21 thresholds");
+    assert_eq!(html.matches("data:image/svg+xml;base64,").count(), 3);
     // An impossible gate fails with exit 1 and names classes.
     let o = intent(
         &[

@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::html::CurvePoint;
+
 use crate::metrics::{
     argmax, classification_metrics, expected_calibration_error, f1, top_k_accuracy, Average, ClassMetrics,
     ConfusionMatrix,
@@ -244,18 +246,12 @@ pub fn evaluate_multi(
     (report, predicted)
 }
 
-/// Tunes the out-of-scope threshold on validation data: the confidence threshold that maximises
-/// the mean of in-scope accuracy and out-of-scope recall (ties: the lowest threshold). `gold[i]`
-/// is the gold label (the out-of-scope label, or one of `model_labels`). Returns `None` when the
-/// data has no out-of-scope example.
-pub fn tune_oos_threshold(
-    gold: &[&str],
-    scores: &[Vec<f32>],
-    model_labels: &[String],
-    oos_label: &str,
-) -> Option<(f32, f64)> {
+/// Per example: (confidence, top prediction is correct, gold is oos, top prediction is oos),
+/// with the in-scope and out-of-scope counts; `None` unless both are present.
+type OosRows = (Vec<(f32, bool, bool, bool)>, usize, usize);
+
+fn oos_rows(gold: &[&str], scores: &[Vec<f32>], model_labels: &[String], oos_label: &str) -> Option<OosRows> {
     let model_oos = model_labels.iter().position(|l| l == oos_label);
-    // Per example: (confidence, top prediction is correct, gold is oos, top prediction is oos).
     let rows: Vec<(f32, bool, bool, bool)> = gold
         .iter()
         .zip(scores)
@@ -266,10 +262,29 @@ pub fn tune_oos_threshold(
         .collect();
     let n_oos = rows.iter().filter(|r| r.2).count();
     let n_in = rows.len() - n_oos;
-    if n_oos == 0 || n_in == 0 {
-        return None;
-    }
-    let mut candidates: Vec<f32> = rows.iter().map(|r| r.0).collect();
+    (n_oos > 0 && n_in > 0).then_some((rows, n_in, n_oos))
+}
+
+/// In-scope accuracy and out-of-scope recall at threshold `t`.
+fn oos_point(rows: &OosRows, t: f32) -> CurvePoint {
+    let (rows, n_in, n_oos) = rows;
+    let in_ok = rows.iter().filter(|r| !r.2 && r.1 && r.0 >= t).count() as f64 / *n_in as f64;
+    let oos_ok = rows.iter().filter(|r| r.2 && (r.0 < t || r.3)).count() as f64 / *n_oos as f64;
+    CurvePoint { threshold: t, in_scope_accuracy: in_ok, oos_recall: oos_ok }
+}
+
+/// Tunes the out-of-scope threshold on validation data: the confidence threshold that maximises
+/// the mean of in-scope accuracy and out-of-scope recall (ties: the lowest threshold). `gold[i]`
+/// is the gold label (the out-of-scope label, or one of `model_labels`). Returns `None` when the
+/// data has no out-of-scope example.
+pub fn tune_oos_threshold(
+    gold: &[&str],
+    scores: &[Vec<f32>],
+    model_labels: &[String],
+    oos_label: &str,
+) -> Option<(f32, f64)> {
+    let rows = oos_rows(gold, scores, model_labels, oos_label)?;
+    let mut candidates: Vec<f32> = rows.0.iter().map(|r| r.0).collect();
     candidates.push(0.0);
     candidates.sort_by(f32::total_cmp);
     candidates.dedup();
@@ -279,14 +294,27 @@ pub fn tune_oos_threshold(
     }
     let mut best = (0.0f32, f64::NEG_INFINITY);
     for &t in &candidates {
-        let in_ok = rows.iter().filter(|r| !r.2 && r.1 && r.0 >= t).count() as f64 / n_in as f64;
-        let oos_ok = rows.iter().filter(|r| r.2 && (r.0 < t || r.3)).count() as f64 / n_oos as f64;
-        let score = (in_ok + oos_ok) / 2.0;
+        let p = oos_point(&rows, t);
+        let score = (p.in_scope_accuracy + p.oos_recall) / 2.0;
         if score > best.1 {
             best = (t, score);
         }
     }
     Some(best)
+}
+
+/// In-scope accuracy and out-of-scope recall at `steps + 1` thresholds evenly from 0 to 1 (the
+/// curve `report.html` shows when a threshold was tuned); empty without both kinds of examples.
+pub fn oos_curve(
+    gold: &[&str],
+    scores: &[Vec<f32>],
+    model_labels: &[String],
+    oos_label: &str,
+    steps: usize,
+) -> Vec<CurvePoint> {
+    let Some(rows) = oos_rows(gold, scores, model_labels, oos_label) else { return Vec::new() };
+    let steps = steps.max(1);
+    (0..=steps).map(|i| oos_point(&rows, i as f32 / steps as f32)).collect()
 }
 
 #[cfg(test)]
@@ -295,6 +323,18 @@ mod tests {
 
     fn l(v: &[&str]) -> Vec<String> {
         v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn oos_curve_by_hand() {
+        // a: right at 0.9; oos: answered `a` at 0.6; a: wrong (`b`) at 0.6.
+        let gold = ["a", "oos", "a"];
+        let scores = vec![vec![0.9, 0.1], vec![0.6, 0.4], vec![0.4, 0.6]];
+        let curve = oos_curve(&gold, &scores, &l(&["a", "b"]), "oos", 2);
+        let got: Vec<(f32, f64, f64)> =
+            curve.iter().map(|p| (p.threshold, p.in_scope_accuracy, p.oos_recall)).collect();
+        assert_eq!(got, [(0.0, 0.5, 0.0), (0.5, 0.5, 0.0), (1.0, 0.0, 1.0)]);
+        assert!(oos_curve(&["a", "a"], &scores[..2], &l(&["a", "b"]), "oos", 2).is_empty());
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! - [`evaluate`]: single-label (with out-of-scope threshold) and multi-label reports, and
 //!   threshold tuning;
 //! - [`gate`]: the quality gate;
-//! - [`report`], [`plots`]: JSON / Markdown / errors file / SVG plots.
+//! - [`report`], [`plots`], [`html`]: JSON / Markdown / errors file / SVG plots / a
+//!   self-contained `report.html`.
 //!
 //! ```
 //! use intent_eval::{evaluate_single, ClassMetric, QualityGate};
@@ -21,13 +22,17 @@
 
 pub mod evaluate;
 pub mod gate;
+pub mod html;
 pub mod metrics;
 pub mod plots;
 pub mod ranking;
 pub mod report;
 
-pub use evaluate::{evaluate_multi, evaluate_single, tune_oos_threshold, OosPolicy, PredictionRow, Report};
+pub use evaluate::{
+    evaluate_multi, evaluate_single, oos_curve, tune_oos_threshold, OosPolicy, PredictionRow, Report,
+};
 pub use gate::{ClassMetric, GateResult, QualityGate};
+pub use html::CurvePoint;
 
 use std::path::PathBuf;
 

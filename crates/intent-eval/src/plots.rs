@@ -130,3 +130,77 @@ pub fn confidence_histogram_svg(path: &Path, confidence: &[f32], correct: &[bool
         .map_err(err)?;
     root.present().map_err(err)
 }
+
+/// A named curve: label, colour, points.
+type Series<'a> = (&'a str, RGBColor, Vec<(f32, f32)>);
+
+/// Curves over a common x axis, as an SVG document in memory.
+fn lines_svg(
+    caption: &str,
+    x_desc: &str,
+    y_desc: &str,
+    x: (f32, f32),
+    series: &[Series<'_>],
+) -> Result<String, String> {
+    let mut out = String::new();
+    {
+        let root = SVGBackend::with_string(&mut out, (640, 380)).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(caption, ("sans-serif", 18))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(50)
+            .build_cartesian_2d(x.0..x.1, 0.0f32..1.0f32)
+            .map_err(err)?;
+        chart.configure_mesh().x_desc(x_desc).y_desc(y_desc).draw().map_err(err)?;
+        for (label, color, points) in series {
+            let color = *color;
+            chart
+                .draw_series(LineSeries::new(points.iter().copied(), color.stroke_width(2)))
+                .map_err(err)?
+                .label(*label)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2)));
+        }
+        chart
+            .configure_series_labels()
+            .border_style(BLACK)
+            .background_style(WHITE.mix(0.8))
+            .draw()
+            .map_err(err)?;
+        root.present().map_err(err)?;
+    }
+    Ok(out)
+}
+
+/// In-scope accuracy and out-of-scope recall against the threshold.
+pub fn oos_curve_svg(curve: &[crate::html::CurvePoint]) -> Result<String, String> {
+    let pts = |f: fn(&crate::html::CurvePoint) -> f64| -> Vec<(f32, f32)> {
+        curve.iter().map(|p| (p.threshold, f(p) as f32)).collect()
+    };
+    lines_svg(
+        "Out-of-scope threshold",
+        "threshold",
+        "share",
+        (0.0, 1.0),
+        &[
+            ("in-scope accuracy", BLUE, pts(|p| p.in_scope_accuracy)),
+            ("OOS recall", RED, pts(|p| p.oos_recall)),
+        ],
+    )
+}
+
+/// HR@K and NDCG@K against K.
+pub fn ranking_svg(by_k: &[crate::ranking::RankingReport]) -> Result<String, String> {
+    let max_k = by_k.iter().map(|r| r.k).max().unwrap_or(1) as f32;
+    let pts = |f: fn(&crate::ranking::RankingReport) -> f64| -> Vec<(f32, f32)> {
+        by_k.iter().map(|r| (r.k as f32, f(r) as f32)).collect()
+    };
+    lines_svg(
+        "Hit ratio and NDCG by cut-off",
+        "K",
+        "",
+        (0.0, max_k + 1.0),
+        &[("HR@K", BLUE, pts(|r| r.hr)), ("NDCG@K", RED, pts(|r| r.ndcg))],
+    )
+}

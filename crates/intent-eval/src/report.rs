@@ -6,6 +6,7 @@ use std::path::Path;
 
 use crate::evaluate::{PredictionRow, Report};
 use crate::gate::GateResult;
+use crate::html::CurvePoint;
 use crate::EvalError;
 
 /// A short human summary of a report (a few lines).
@@ -83,12 +84,14 @@ pub fn markdown(report: &Report, gate: Option<&GateResult>) -> String {
 
 /// Writes `report.json`, `report.md`, `errors.jsonl` (wrong predictions: text, gold, predicted,
 /// confidence) and, for single-label reports, `confusion_matrix.svg`, plus
-/// `confidence_histogram.svg`, into `dir` (created if needed).
+/// `confidence_histogram.svg`, `oos_curve.svg` when a tuned threshold's curve is given, and
+/// `report.html` (all of it in one page) into `dir` (created if needed).
 pub fn write_report(
     dir: &Path,
     report: &Report,
     rows: &[PredictionRow],
     gate: Option<&GateResult>,
+    oos_curve: Option<&[CurvePoint]>,
 ) -> Result<(), EvalError> {
     fs::create_dir_all(dir).map_err(|e| EvalError::io(dir, e))?;
     let write = |name: &str, text: String| {
@@ -116,5 +119,26 @@ pub fn write_report(
     let ok: Vec<bool> = rows.iter().map(|r| r.gold == r.predicted).collect();
     let p = dir.join("confidence_histogram.svg");
     crate::plots::confidence_histogram_svg(&p, &conf, &ok)
-        .map_err(|m| EvalError::Plot { path: p.clone(), message: m })
+        .map_err(|m| EvalError::Plot { path: p.clone(), message: m })?;
+    let curve = oos_curve.filter(|c| !c.is_empty());
+    if let Some(c) = curve {
+        let p = dir.join("oos_curve.svg");
+        let svg =
+            crate::plots::oos_curve_svg(c).map_err(|m| EvalError::Plot { path: p.clone(), message: m })?;
+        write("oos_curve.svg", svg)?;
+    }
+    // The plots written above (a file left from an earlier report in this folder is not one).
+    let mut shown = vec![("confidence_histogram.svg", "Confidence of predictions")];
+    if report.confusion_matrix.is_some() {
+        shown.insert(0, ("confusion_matrix.svg", "Confusion matrix"));
+    }
+    if curve.is_some() {
+        shown.push(("oos_curve.svg", "Out-of-scope threshold"));
+    }
+    let mut plots = Vec::new();
+    for (file, title) in shown {
+        let p = dir.join(file);
+        plots.push((title, fs::read(&p).map_err(|e| EvalError::io(&p, e))?));
+    }
+    write("report.html", crate::html::report_html(report, rows, gate, &plots, curve))
 }

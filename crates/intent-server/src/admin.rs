@@ -2,7 +2,7 @@
 
 use crate::api::{ApiError, ErrorBody, JsonBody};
 use crate::auth;
-use crate::querylog::{LabelChange, LabelOutcome, QueueItem};
+use crate::querylog::{LabelChange, LabelOutcome, QueueItem, QueueOrder, QueueQuery};
 use crate::server::AppState;
 use crate::{QueryLog, Served, ServerError};
 use axum::body::Bytes;
@@ -143,7 +143,7 @@ fn confine(root: &std::path::Path, requested: &str) -> Result<ModelSpec, ApiErro
 }
 
 /// `message` with the models root (as given and as resolved) written as `<models-root>`.
-fn hide_root(message: &str, root: &std::path::Path) -> String {
+pub(crate) fn hide_root(message: &str, root: &std::path::Path) -> String {
     let mut out = message.to_string();
     let mut forms = vec![root.to_string_lossy().into_owned()];
     if let Ok(c) = root.canonicalize() {
@@ -184,7 +184,7 @@ fn log_of(state: &AppState) -> Result<&QueryLog, ApiError> {
 }
 
 /// Runs a query-log operation on a blocking thread.
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     state: &AppState,
     f: impl FnOnce(&QueryLog) -> Result<T, ServerError> + Send + 'static,
 ) -> Result<T, ApiError> {
@@ -205,6 +205,42 @@ pub(crate) struct QueueParams {
     limit: Option<usize>,
     /// Labeled items too (default false).
     all: Option<bool>,
+    /// `oldest` (default), `newest` or `frequent` (most often asked first).
+    #[param(inline)]
+    order: Option<QueueOrder>,
+    /// Only items the model predicted as this label.
+    predicted: Option<String>,
+    /// Only items with at least this confidence (0 to 1).
+    min_confidence: Option<f64>,
+    /// Only items with at most this confidence (0 to 1).
+    max_confidence: Option<f64>,
+    /// Only items whose text holds this (at most 200 characters; ASCII letters in any case).
+    q: Option<String>,
+}
+
+impl QueueParams {
+    /// The store's query, the values checked.
+    fn into_query(self) -> Result<QueueQuery, ApiError> {
+        for (name, v) in [("min_confidence", self.min_confidence), ("max_confidence", self.max_confidence)] {
+            if let Some(v) = v.filter(|v| !(0.0..=1.0).contains(v)) {
+                return Err(ApiError::unprocessable(format!("{name}={v}: expected a number from 0 to 1")));
+            }
+        }
+        let nonempty = |s: Option<String>| s.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+        let search = nonempty(self.q);
+        if search.as_ref().is_some_and(|s| s.chars().count() > 200) {
+            return Err(ApiError::unprocessable("q: expected at most 200 characters"));
+        }
+        Ok(QueueQuery {
+            limit: self.limit.unwrap_or(100).min(10_000),
+            include_labeled: self.all.unwrap_or(false),
+            order: self.order.unwrap_or_default(),
+            predicted: nonempty(self.predicted),
+            min_confidence: self.min_confidence,
+            max_confidence: self.max_confidence,
+            search,
+        })
+    }
 }
 
 /// Answer of `GET /admin/labeling/queue`.
@@ -214,7 +250,8 @@ pub(crate) struct QueueAnswer {
     items: Vec<QueueItem>,
 }
 
-/// Pending low-confidence queries, oldest first (`all=true`: labeled ones too).
+/// Pending low-confidence queries, oldest first (`all=true`: labeled ones too), with the
+/// model's best labels; filtered by predicted label, confidence range and text.
 #[utoipa::path(get, path = "/admin/labeling/queue", tag = "admin", params(QueueParams),
     security(("admin_token" = [])),
     responses(
@@ -227,9 +264,8 @@ pub(crate) async fn queue(
     params: Result<Query<QueueParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(p) = params.map_err(|e| ApiError::unprocessable(e.body_text()))?;
-    let limit = p.limit.unwrap_or(100).min(10_000);
-    let all = p.all.unwrap_or(false);
-    let items = blocking(&state, move |log| log.queue(limit, all)).await?;
+    let query = p.into_query()?;
+    let items = blocking(&state, move |log| log.queue_query(&query)).await?;
     Ok(Json(QueueAnswer { items }).into_response())
 }
 
@@ -244,7 +280,8 @@ pub(crate) enum OneOrMany {
 }
 
 /// Body of `POST /admin/labeling/{id}`: `label`, or `labels` for multi-label models; to change
-/// an item someone already labeled, `replaces` names the labels it has now.
+/// an item someone already labeled, `replaces` names the labels it has now; `"labels": []` with
+/// `replaces` returns it to the queue (undo).
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct LabelRequest {
@@ -259,7 +296,8 @@ pub(crate) struct LabelRequest {
 }
 
 /// Labels a queued query. An item labeled already is only relabeled when `replaces` names its
-/// labels (else 409 with `current`); the same labels again change nothing.
+/// labels (else 409 with `current`); the same labels again change nothing; no labels with
+/// `replaces` return the item to the queue.
 #[utoipa::path(post, path = "/admin/labeling/{id}", tag = "admin", request_body = LabelRequest,
     params(("id" = i64, Path, description = "Queue id")),
     security(("admin_token" = [])),
@@ -280,8 +318,13 @@ pub(crate) async fn label(
         id.parse().map_err(|_| ApiError::unprocessable(format!("queue id '{id}' is not a number")))?;
     let labels = match (req.label, req.labels) {
         (Some(l), None) => vec![l],
-        (None, Some(ls)) if !ls.is_empty() => ls,
-        (None, Some(_)) => return Err(ApiError::unprocessable("`labels` is empty")),
+        (None, Some(ls)) if !ls.is_empty() || req.replaces.is_some() => ls,
+        (None, Some(_)) => {
+            return Err(ApiError::unprocessable(
+                "`labels` is empty; to return a labeled item to the queue, send \"labels\": [] with \
+                    \"replaces\": its labels",
+            ))
+        }
         (Some(_), Some(_)) => {
             return Err(ApiError::unprocessable("give either `label` or `labels`, not both"))
         }

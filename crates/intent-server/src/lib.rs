@@ -42,7 +42,9 @@ mod admin;
 mod api;
 mod auth;
 mod compat;
+mod console;
 pub mod openapi;
+mod ui;
 
 #[cfg(test)]
 mod server_tests;

@@ -7,7 +7,9 @@
 //! `POST /predict`, `POST /embed`, `POST /model/parse` (prediction routes need the API key when
 //! one is set); admin (bearer token): `POST /admin/reload`,
 //! `POST /admin/rollback`, `GET /admin/labeling/queue`, `POST /admin/labeling/{id}`,
-//! `GET /admin/labeling/export`.
+//! `GET /admin/labeling/export`, the labeling console's `GET /admin/labeling/stats`,
+//! `GET /admin/model/report/{file}`, `GET /admin/registry`, `POST /admin/registry/promote` and
+//! `POST /admin/registry/rollback`; the console itself at `/ui/` (static files).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,7 +27,7 @@ use crate::api::{self, ApiError};
 use crate::metrics::Metrics;
 use crate::slot::LoadOptions;
 use crate::{admin, ModelSlot, QueryLog};
-use crate::{auth, compat, openapi};
+use crate::{auth, compat, console, openapi, ui};
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -173,6 +175,11 @@ fn admin_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(admin::export))
         .routes(routes!(admin::label))
         .routes(routes!(admin::history))
+        .routes(routes!(console::stats))
+        .routes(routes!(console::report_file))
+        .routes(routes!(console::registry))
+        .routes(routes!(console::promote))
+        .routes(routes!(console::rollback))
 }
 
 /// The open routes: model info, health, readiness, metrics, the API document.
@@ -186,6 +193,10 @@ fn open_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(openapi::docs))
         .routes(routes!(openapi::docs_js))
         .routes(routes!(openapi::docs_css))
+        .routes(routes!(ui::console))
+        .routes(routes!(ui::console_no_slash))
+        .routes(routes!(ui::console_js))
+        .routes(routes!(ui::console_css))
 }
 
 /// Every route, without middleware: what the OpenAPI document is made from. Routes are only

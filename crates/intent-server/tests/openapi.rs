@@ -11,7 +11,7 @@ use intent_server::server::{AppState, ServerOptions};
 use intent_server::ModelSlot;
 
 /// Every route of the server, as (method, path).
-const ROUTES: [(&str, &str); 19] = [
+const ROUTES: [(&str, &str); 28] = [
     ("POST", "/v1/predict"),
     ("POST", "/v1/recommend"),
     ("GET", "/v1/models"),
@@ -24,6 +24,11 @@ const ROUTES: [(&str, &str); 19] = [
     ("GET", "/admin/labeling/export"),
     ("POST", "/admin/labeling/{id}"),
     ("GET", "/admin/labeling/{id}/history"),
+    ("GET", "/admin/labeling/stats"),
+    ("GET", "/admin/model/report/{file}"),
+    ("GET", "/admin/registry"),
+    ("POST", "/admin/registry/promote"),
+    ("POST", "/admin/registry/rollback"),
     ("GET", "/health"),
     ("GET", "/ready"),
     ("GET", "/metrics"),
@@ -31,6 +36,10 @@ const ROUTES: [(&str, &str); 19] = [
     ("GET", "/docs"),
     ("GET", "/docs/docs.js"),
     ("GET", "/docs/docs.css"),
+    ("GET", "/ui"),
+    ("GET", "/ui/"),
+    ("GET", "/ui/console.js"),
+    ("GET", "/ui/console.css"),
 ];
 
 #[tokio::test]
@@ -80,7 +89,7 @@ async fn every_documented_route_is_served() {
     let m = model(dir.path(), "faq", 1);
     let state = state(&m, dir.path(), true, with_token());
     for (method, path) in ROUTES {
-        let uri = path.replace("{id}", "1");
+        let uri = path.replace("{id}", "1").replace("{file}", "confusion_matrix.svg");
         let body = (method == "POST").then_some("{}");
         let r = call(&state, method, &uri, body, Some(TOKEN)).await;
         assert_ne!(r.status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");

@@ -99,6 +99,24 @@ async fn replicas_share_one_log_and_one_labeling_queue() {
     );
     assert_eq!(lines[1]["label"], "refund");
 
+    // The console's queries on PostgreSQL: suggestions, search, order, counters, undo.
+    let q = call(&b, "GET", "/admin/labeling/queue?all=true&order=frequent&q=STUCK", None, Some(TOKEN)).await;
+    let found = q.json["items"].as_array().unwrap();
+    assert_eq!(found.len(), 2, "{}", q.text);
+    assert_eq!((found[0]["text"].as_str(), found[0]["seen"].as_i64()), (Some("my card is stuck"), Some(2)));
+    assert_eq!(found[0]["suggestions"][0]["label"], found[0]["predicted"]);
+    let stats = call(&a, "GET", "/admin/labeling/stats", None, Some(TOKEN)).await;
+    assert_eq!(stats.status, StatusCode::OK, "{}", stats.text);
+    assert_eq!((stats.json["waiting"].as_i64(), stats.json["labeled_total"].as_i64()), (Some(1), Some(2)));
+    assert_eq!(
+        (stats.json["queries_last_hour"].as_i64(), stats.json["fallback_last_hour"].as_i64()),
+        (Some(4), Some(4))
+    );
+    let r = call(&b, "POST", &second, Some(r#"{"labels": [], "replaces": "refund"}"#), Some(TOKEN)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let stats = call(&a, "GET", "/admin/labeling/stats", None, Some(TOKEN)).await;
+    assert_eq!((stats.json["waiting"].as_i64(), stats.json["labeled_total"].as_i64()), (Some(2), Some(1)));
+
     // Redaction and retention behave as on SQLite.
     let redacted =
         open(&url, QueryLogOptions { redact: true, max_rows: Some(3), ..Default::default() }).await;

@@ -44,7 +44,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
-pub use labels::{LabelChange, LabelOutcome, QueueItem};
+pub use labels::{LabelChange, LabelOutcome, LabelingStats, QueueItem, QueueOrder, QueueQuery};
 
 use crate::ServerError;
 

@@ -7,7 +7,10 @@ use std::time::Duration;
 
 use postgres::{Client, Config, NoTls};
 
-use super::labels::{decide, Decision, LabelChange, LabelOutcome, Labeled, QueueItem};
+use super::labels::{
+    decide, queue_sql, stats_sql, suggestions, Decision, LabelChange, LabelOutcome, Labeled, QueueItem,
+    QueueQuery, SqlParam,
+};
 use super::store::{Backend, RowWriter};
 use super::{now_ms, sha256_hex, QueryLogOptions, QueryRow};
 use crate::ServerError;
@@ -164,14 +167,21 @@ impl Backend for Postgres {
         self.with(|c| Ok(c.query_one("SELECT MAX(id) FROM queries", &[])?.get(0)))
     }
 
-    fn queue(&self, limit: usize, include_labeled: bool) -> Result<Vec<QueueItem>, ServerError> {
-        let sql = format!(
-            "SELECT id, text, predicted, confidence, seen, created_ms, labels FROM labeling_queue {} \
-                ORDER BY id LIMIT $1",
-            if include_labeled { "" } else { "WHERE labels IS NULL" }
-        );
+    fn queue(&self, query: &QueueQuery) -> Result<Vec<QueueItem>, ServerError> {
+        let (sql, params) = queue_sql(query, |n| format!("${n}"), "strpos");
+        let params: Vec<Box<dyn postgres::types::ToSql + Sync>> = params
+            .into_iter()
+            .map(|p| -> Box<dyn postgres::types::ToSql + Sync> {
+                match p {
+                    SqlParam::Int(i) => Box::new(i),
+                    SqlParam::Real(r) => Box::new(r),
+                    SqlParam::Text(t) => Box::new(t),
+                }
+            })
+            .collect();
+        let refs: Vec<&(dyn postgres::types::ToSql + Sync)> = params.iter().map(|p| p.as_ref()).collect();
         self.with(|c| {
-            let rows = c.query(&sql, &[&(limit as i64)])?;
+            let rows = c.query(&sql, &refs)?;
             Ok(rows
                 .iter()
                 .map(|r| QueueItem {
@@ -182,8 +192,18 @@ impl Backend for Postgres {
                     seen: r.get(4),
                     created_ms: r.get(5),
                     labels: parse_labels(r.get(6)),
+                    last_seen_ms: r.get(7),
+                    suggestions: suggestions(r.get(8)),
+                    model_version: r.get(9),
                 })
                 .collect())
+        })
+    }
+
+    fn stats(&self, since_ms: i64, hour_ago_ms: i64) -> Result<[i64; 5], ServerError> {
+        self.with(|c| {
+            let r = c.query_one(&stats_sql(|n| format!("${n}")), &[&since_ms, &hour_ago_ms])?;
+            Ok([r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)])
         })
     }
 
@@ -202,19 +222,20 @@ impl Backend for Postgres {
             else {
                 return Ok(LabelOutcome::NotFound);
             };
-            let (json, previous) = match decide(parse_labels(row.get(0)), labels, replaces) {
+            let (json, history, previous) = match decide(parse_labels(row.get(0)), labels, replaces) {
                 Decision::Done(outcome) => return Ok(outcome),
-                Decision::Apply { labels, previous } => (labels, previous),
+                Decision::Apply { labels, history, previous } => (labels, history, previous),
             };
             let now = now_ms();
+            let labeled_ms = json.as_ref().map(|_| now);
             tx.execute(
                 "UPDATE labeling_queue SET labels = $1, labeled_ms = $2 WHERE id = $3",
-                &[&json, &now, &id],
+                &[&json, &labeled_ms, &id],
             )?;
             tx.execute(
                 "INSERT INTO label_history (item_id, labels, previous, labeled_by, ts_ms)
                  VALUES ($1, $2, $3, $4, $5)",
-                &[&id, &json, &previous, &labeled_by, &now],
+                &[&id, &history, &previous, &labeled_by, &now],
             )?;
             tx.commit()?;
             Ok(LabelOutcome::Labeled)

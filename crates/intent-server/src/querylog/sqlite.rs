@@ -5,7 +5,10 @@ use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
-use super::labels::{decide, Decision, LabelChange, LabelOutcome, Labeled, QueueItem};
+use super::labels::{
+    decide, queue_sql, stats_sql, suggestions, Decision, LabelChange, LabelOutcome, Labeled, QueueItem,
+    QueueQuery, SqlParam,
+};
 use super::store::{Backend, RowWriter};
 use super::{now_ms, sha256_hex, QueryLogOptions, QueryRow};
 use crate::ServerError;
@@ -148,15 +151,19 @@ impl Backend for Sqlite {
         })
     }
 
-    fn queue(&self, limit: usize, include_labeled: bool) -> Result<Vec<QueueItem>, ServerError> {
+    fn queue(&self, query: &QueueQuery) -> Result<Vec<QueueItem>, ServerError> {
+        let (sql, params) = queue_sql(query, |n| format!("?{n}"), "instr");
+        let params: Vec<rusqlite::types::Value> = params
+            .into_iter()
+            .map(|p| match p {
+                SqlParam::Int(i) => i.into(),
+                SqlParam::Real(r) => r.into(),
+                SqlParam::Text(t) => t.into(),
+            })
+            .collect();
         self.read(|c| {
-            let sql = format!(
-                "SELECT id, text, predicted, confidence, seen, created_ms, labels FROM labeling_queue {} \
-                    ORDER BY id LIMIT ?1",
-                if include_labeled { "" } else { "WHERE labels IS NULL" }
-            );
             let mut stmt = c.prepare(&sql)?;
-            let rows = stmt.query_map([limit as i64], |r| {
+            let rows = stmt.query_map(rusqlite::params_from_iter(params), |r| {
                 Ok(QueueItem {
                     id: r.get(0)?,
                     text: r.get(1)?,
@@ -165,9 +172,20 @@ impl Backend for Sqlite {
                     seen: r.get(4)?,
                     created_ms: r.get(5)?,
                     labels: parse_labels(r.get(6)?),
+                    last_seen_ms: r.get(7)?,
+                    suggestions: suggestions(r.get(8)?),
+                    model_version: r.get(9)?,
                 })
             })?;
             rows.collect()
+        })
+    }
+
+    fn stats(&self, since_ms: i64, hour_ago_ms: i64) -> Result<[i64; 5], ServerError> {
+        self.read(|c| {
+            c.query_row(&stats_sql(|n| format!("?{n}")), [since_ms, hour_ago_ms], |r| {
+                Ok([r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?])
+            })
         })
     }
 
@@ -185,19 +203,20 @@ impl Backend for Sqlite {
                 .query_row("SELECT labels FROM labeling_queue WHERE id = ?1", [id], |r| r.get(0))
                 .optional()?;
             let Some(current) = current else { return Ok(LabelOutcome::NotFound) };
-            let (json, previous) = match decide(parse_labels(current), labels, replaces) {
+            let (json, history, previous) = match decide(parse_labels(current), labels, replaces) {
                 Decision::Done(outcome) => return Ok(outcome),
-                Decision::Apply { labels, previous } => (labels, previous),
+                Decision::Apply { labels, history, previous } => (labels, history, previous),
             };
             let now = now_ms();
+            let labeled_ms = json.as_ref().map(|_| now);
             tx.execute(
                 "UPDATE labeling_queue SET labels = ?1, labeled_ms = ?2 WHERE id = ?3",
-                params![json, now, id],
+                params![json, labeled_ms, id],
             )?;
             tx.execute(
                 "INSERT INTO label_history (item_id, labels, previous, labeled_by, ts_ms)
                  VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![id, json, previous, labeled_by, now],
+                params![id, history, previous, labeled_by, now],
             )?;
             tx.commit()?;
             Ok(LabelOutcome::Labeled)

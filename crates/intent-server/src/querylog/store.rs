@@ -1,7 +1,7 @@
 //! What a query-log store does: the writer's side (batches of rows) and the readers' side (the
 //! labeling queue, labels, their history and export). SQLite and PostgreSQL implement both.
 
-use super::labels::{LabelChange, LabelOutcome, Labeled, QueueItem};
+use super::labels::{LabelChange, LabelOutcome, Labeled, QueueItem, QueueQuery};
 use super::{QueryLogOptions, QueryRow};
 use crate::ServerError;
 
@@ -11,8 +11,11 @@ pub(super) trait Backend: Send + Sync {
     fn count(&self) -> Result<i64, ServerError>;
     /// Id of the last logged query.
     fn last_query_id(&self) -> Result<Option<i64>, ServerError>;
-    /// The labeling queue, oldest first.
-    fn queue(&self, limit: usize, include_labeled: bool) -> Result<Vec<QueueItem>, ServerError>;
+    /// The labeling queue as `query` says.
+    fn queue(&self, query: &QueueQuery) -> Result<Vec<QueueItem>, ServerError>;
+    /// Items waiting, labeled since `since_ms`, labeled in all, queries since `hour_ago_ms` and
+    /// the fallbacks among them.
+    fn stats(&self, since_ms: i64, hour_ago_ms: i64) -> Result<[i64; 5], ServerError>;
     /// Labels an item (see [`super::QueryLog::set_labels`]).
     fn set_labels(
         &self,
