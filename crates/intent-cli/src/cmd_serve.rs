@@ -69,7 +69,8 @@ pub struct ServeArgs {
     /// hot-swapped in. The served model must be the config's registry model `ROOT/NAME@current`.
     #[arg(long, env = "INTENT_RETRAIN_EVERY", value_parser = parse_every)]
     pub retrain_every: Option<Duration>,
-    /// The retrain job's configuration for `--retrain-every`.
+    /// The retrain job's configuration for `--retrain-every` and `POST /admin/retrain` (used
+    /// when the file exists and names the served `ROOT/NAME@ALIAS`).
     #[arg(long, env = "INTENT_RETRAIN_CONFIG", default_value = "retrain.toml")]
     pub retrain_config: PathBuf,
     /// File holding the API key that prediction routes (`/v1/*`, `/predict`, `/embed`,
@@ -224,6 +225,7 @@ pub fn run(a: ServeArgs) -> Result<ExitCode> {
         shutdown_timeout: a.shutdown_timeout,
         require_query_log: a.require_query_log,
         models_root,
+        retrain_config: None,
     };
     let log = if a.no_query_log {
         None
@@ -243,14 +245,26 @@ pub fn run(a: ServeArgs) -> Result<ExitCode> {
         rt.worker_threads(n.max(1));
     }
     let spec = ModelSpec::parse(&a.model);
-    let retrain = match a.retrain_every {
-        Some(every) => {
-            let cfg = RetrainConfig::read(&a.retrain_config).context("--retrain-config")?;
-            check_served_spec(&spec, &cfg).map_err(|e| anyhow::anyhow!("--retrain-every: {e}"))?;
-            Some((cfg, every))
+    // The retrain job: required with --retrain-every; otherwise used for POST /admin/retrain when
+    // the file is there and fits the served model.
+    let retrain_config = if a.retrain_every.is_some() {
+        let cfg = RetrainConfig::read(&a.retrain_config).context("--retrain-config")?;
+        check_served_spec(&spec, &cfg).map_err(|e| anyhow::anyhow!("--retrain-every: {e}"))?;
+        Some(cfg)
+    } else if a.retrain_config.is_file() {
+        let cfg = RetrainConfig::read(&a.retrain_config).context("--retrain-config")?;
+        match check_served_spec(&spec, &cfg) {
+            Ok(()) => Some(cfg),
+            Err(e) => {
+                tracing::warn!("{}: not used for POST /admin/retrain: {e}", a.retrain_config.display());
+                None
+            }
         }
-        None => None,
+    } else {
+        None
     };
+    let retrain = a.retrain_every.zip(retrain_config.as_ref().map(|c| c.path.clone()));
+    let options = ServerOptions { retrain_config, ..options };
     let state = AppState::new(ModelSlot::default(), log, options);
     let info = state.load(&spec).with_context(|| format!("loading {}", a.model))?;
     tracing::info!(
@@ -268,13 +282,9 @@ pub fn run(a: ServeArgs) -> Result<ExitCode> {
         if let Some(s) = a.watch {
             server::spawn_watcher(state.clone(), Duration::from_secs(s));
         }
-        if let Some((cfg, every)) = retrain {
-            tracing::info!(
-                "retraining every {} with {}",
-                humantime::format_duration(every),
-                cfg.path.display()
-            );
-            spawn_retrainer(state.clone(), cfg, every);
+        if let Some((every, path)) = retrain {
+            tracing::info!("retraining every {} with {}", humantime::format_duration(every), path.display());
+            spawn_retrainer(state.clone(), every);
         }
         server::serve(listener, state, server::shutdown_signal()).await.context("serving")?;
         tracing::info!("stopped");

@@ -29,7 +29,8 @@ pub struct ZeroShotArgs {
     /// Take the label set of this labeled data file and describe each label with --template.
     #[arg(long)]
     pub labels_from: Option<PathBuf>,
-    /// Description made from a label name ({label}: the name, underscores as spaces).
+    /// Description made from a label name ({label}: the name as lower-case words, split at
+    /// `_`, `-`, `.` and case changes: `BookFlight`, `alarm.set` → "book flight", "alarm set").
     #[arg(long, default_value = DEFAULT_TEMPLATE)]
     pub template: String,
     /// Fit the confidence temperature on this labeled data (else 0.05).
@@ -66,6 +67,10 @@ pub fn run(a: ZeroShotArgs) -> Result<ExitCode> {
         &Default::default(),
     )
     .with_context(|| format!("loading the encoder {}", a.encoder))?;
+    // The exact text each label is embedded from (also kept in the folder's config.json).
+    for (label, description) in &labels {
+        eprintln!("label {label:?} is described as {description:?}");
+    }
     let template = a.labels.is_none().then(|| a.template.clone());
     let mut zs = ZeroShot::new(encoder, labels, template)?;
     let mut metrics = serde_json::json!({});

@@ -175,6 +175,12 @@ async fn console_and_reports_in_headless_chromium() {
     ok(&intent(&["models", "register", "example", "models/example/versions/1", "--root", "models"], d));
     let args =
         ["--model", "models/example@current", "--query-log", "queries.db", "--fallback-threshold", "0.999"];
+    // The server's retrain job (retrain.toml in its folder) for the model page's button.
+    let retrain_toml = "model = \"example\"\nkind = \"mlp\"\n\
+        base_data = \"models/example/versions/1/data/train.jsonl\"\n\
+        holdout = \"models/example/versions/1/data/test.jsonl\"\n\
+        [gate]\nmax_regression = 1.0\n[train.engine]\nepochs = 3\n";
+    std::fs::write(d.join("retrain.toml"), retrain_toml).unwrap();
     let (_server, port, _log) = spawn_server(d, &args, None);
     let hostile =
         [r#"<img src=x onerror="document.title='pwned'">"#, "<script>document.title='pwned'</script>"];
@@ -298,6 +304,19 @@ async fn console_and_reports_in_headless_chromium() {
     .await;
     until(&c, "the registry", "return document.querySelectorAll('#versions tbody tr').length === 2").await;
     std::fs::write(shots.join("model.png"), c.screenshot().await.unwrap()).unwrap();
+    // "Retrain now": the server trains in the background and swaps to the new version.
+    let before = admin_get(port, "/v1/models")["models"][0]["version"].clone();
+    c.find(Locator::Id("retrain-now")).await.unwrap().click().await.unwrap();
+    until(
+        &c,
+        "the retrain",
+        "return /deployed: now serving version/.test(document.getElementById('retrain-state')\
+        .textContent)",
+    )
+    .await;
+    let after = admin_get(port, "/v1/models")["models"][0]["version"].clone();
+    assert_ne!(before, after, "the server swapped to the retrained version");
+    until(&c, "the registry", "return document.querySelectorAll('#versions tbody tr').length === 3").await;
     no_console_errors(&c, "/ui/").await;
 
     // report.html of an MLP, a multi-label SVM and an NCF model, from the file system.

@@ -5,7 +5,8 @@
 //! ([`ZeroShot::calibrate`], temperature scaling).
 //!
 //! Descriptions come from a labels file (`{"label": "description", …}`), or are made from the
-//! label name with a template (`"This question is about {label}"`, underscores as spaces).
+//! label name with a template (`"This question is about {label}"`, the name split into
+//! lower-case words: [`label_words`]).
 //!
 //! A zero-shot model folder: `config.json` (kind `zero-shot`: labels, descriptions, template,
 //! temperature, pooling), `model.safetensors` (`label_embeddings`), and the encoder's Hugging
@@ -57,10 +58,31 @@ pub fn read_label_descriptions(path: &Path) -> Result<Vec<(String, String)>> {
     Ok(m.into_iter().collect())
 }
 
-/// Descriptions made from label names with `template` (`{label}` is replaced by the name with
-/// `_` and `-` as spaces).
+/// A label name as lower-case words: `snake_case`, `kebab-case`, `dotted.names`,
+/// `CamelCase`/`camelCase` and acronyms (`GetETA` → `get eta`) split at their boundaries (heck's
+/// word splitting). A sentence encoder knows `book flight`; `BookFlight` is one unknown word.
+///
+/// ```
+/// use intent_models::zero_shot::label_words;
+/// assert_eq!(label_words("BookFlight"), "book flight");
+/// assert_eq!(label_words("alarm.set"), "alarm set");
+/// assert_eq!(label_words("GetETA"), "get eta");
+/// assert_eq!(label_words("card_arrival"), "card arrival");
+/// ```
+pub fn label_words(name: &str) -> String {
+    use heck::ToSnakeCase;
+    let words = name.to_snake_case().replace('_', " ");
+    if words.trim().is_empty() {
+        name.to_string()
+    } else {
+        words
+    }
+}
+
+/// Descriptions made from label names with `template` (`{label}` is replaced by the name as
+/// words, see [`label_words`]).
 pub fn describe(labels: &[String], template: &str) -> Vec<(String, String)> {
-    labels.iter().map(|l| (l.clone(), template.replace("{label}", &l.replace(['_', '-'], " ")))).collect()
+    labels.iter().map(|l| (l.clone(), template.replace("{label}", &label_words(l)))).collect()
 }
 
 /// The zero-shot part of a model's `config.json` (`architecture`).
@@ -239,4 +261,31 @@ fn copy_dir(from: &Path, to: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_names_become_lower_case_words() {
+        for (name, words) in [
+            ("BookFlight", "book flight"),
+            ("bookFlight", "book flight"),
+            ("alarm.set", "alarm set"),
+            ("play-music", "play music"),
+            ("card_arrival", "card arrival"),
+            ("GetETA", "get eta"),
+            ("ETAUpdate", "eta update"),
+            ("XMLHttpRequest", "xml http request"),
+            ("iot_hue_lightoff", "iot hue lightoff"),
+            ("oos", "oos"),
+            ("___", "___"),
+        ] {
+            assert_eq!(label_words(name), words, "{name}");
+        }
+        let d = describe(&["BookFlight".into(), "alarm.set".into()], DEFAULT_TEMPLATE);
+        assert_eq!(d[0], ("BookFlight".into(), "This question is about book flight".into()));
+        assert_eq!(d[1].1, "This question is about alarm set");
+    }
 }

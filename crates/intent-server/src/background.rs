@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use intent_models::folder::now_unix;
 
-use intent_lifecycle::retrain::{history, retrain, RetrainConfig, RunOptions, RunStatus};
+use intent_lifecycle::retrain::{history, RetrainConfig, RunOptions};
 use intent_serve::ModelSpec;
 
 use crate::server::AppState;
@@ -41,34 +41,28 @@ fn wait_for(cfg: &RetrainConfig, every: Duration) -> Duration {
     }
 }
 
-/// Runs the retrain job every `every` (as `intent retrain` would: its triggers decide) and, when
-/// a version is deployed, reloads the served alias. The config's `[server]` is not called: this
-/// server reloads itself.
-pub fn spawn_retrainer(state: AppState, cfg: RetrainConfig, every: Duration) -> tokio::task::JoinHandle<()> {
+/// Runs the server's retrain job ([`crate::server::ServerOptions::retrain_config`]) every
+/// `every` (as `intent retrain` would: its triggers decide) and, when a version is deployed,
+/// reloads the served alias. The config's `[server]` is not called: this server reloads itself.
+/// It takes turns with `POST /admin/retrain` (one job at a time). Without a retrain config it
+/// logs why and returns.
+pub fn spawn_retrainer(state: AppState, every: Duration) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
+        let Some(cfg) = crate::retrain_jobs::config(&state) else {
+            tracing::warn!("retrain: the server has no retrain config; nothing is scheduled");
+            return;
+        };
         loop {
             let wait = wait_for(&cfg, every);
             tracing::info!("retrain: next run in {} s", wait.as_secs());
             tokio::time::sleep(wait).await;
-            let job = cfg.clone();
-            let result = tokio::task::spawn_blocking(move || {
-                retrain(&job, RunOptions { notify: false, ..RunOptions::default() })
-            })
-            .await;
-            match result {
-                Ok(Ok(line)) if line.status == RunStatus::Deployed => {
-                    tracing::info!("retrain: {}; reloading", line.reason);
-                    let (code, body) = crate::admin::do_reload(&state, None).await;
-                    if !code.is_success() {
-                        tracing::warn!(
-                            "retrain: the new version was deployed but the reload failed \
-                            ({body}); the old model keeps serving"
-                        );
-                    }
-                }
-                Ok(Ok(line)) => tracing::info!("retrain: {}: {}", line.status, line.reason),
-                Ok(Err(e)) => tracing::warn!("retrain failed: {e}"),
-                Err(e) => tracing::warn!("retrain task stopped: {e}"),
+            if let Err(crate::retrain_jobs::NotStarted::Busy(id)) =
+                crate::retrain_jobs::start(&state, "schedule", RunOptions::default())
+            {
+                tracing::info!("retrain: job {id} runs already; this run is left out");
+            }
+            while crate::retrain_jobs::running(&state).is_some() {
+                tokio::time::sleep(Duration::from_millis(500)).await;
             }
             if wait_for(&cfg, every).is_zero() {
                 // The run left no history line (e.g. the lock was held): try again after `every`.

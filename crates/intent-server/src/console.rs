@@ -51,6 +51,29 @@ pub(crate) async fn stats(
 /// Files of the served model's `report/` folder that the console shows.
 const REPORT_FILES: [&str; 2] = ["confusion_matrix.svg", "confidence_histogram.svg"];
 
+/// Answer of `GET /admin/model/report`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ReportFiles {
+    /// The plots the served model's `report/` folder holds.
+    files: Vec<String>,
+}
+
+/// Which report plots the served model has (a model trained without test data has none).
+#[utoipa::path(get, path = "/admin/model/report", tag = "admin", security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "The plots", body = ReportFiles),
+        (status = 401, description = "Missing or wrong admin token", body = ErrorBody),
+    ))]
+pub(crate) async fn report_files(State(state): State<AppState>) -> Json<ReportFiles> {
+    let dir = state.slot().current().map(|m| m.source.path.join("report"));
+    let files = REPORT_FILES
+        .iter()
+        .filter(|f| dir.as_ref().is_some_and(|d| d.join(f).is_file()))
+        .map(|f| f.to_string())
+        .collect();
+    Json(ReportFiles { files })
+}
+
 /// A plot of the served model's evaluation report (`confusion_matrix.svg`,
 /// `confidence_histogram.svg`), written by `intent train --test` and `intent pipeline`.
 #[utoipa::path(get, path = "/admin/model/report/{file}", tag = "admin",

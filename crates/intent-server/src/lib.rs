@@ -35,6 +35,7 @@ pub mod background;
 pub mod listen;
 pub mod metrics;
 pub mod querylog;
+pub mod retrain_jobs;
 pub mod server;
 pub mod slot;
 

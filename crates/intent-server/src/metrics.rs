@@ -41,6 +41,8 @@ pub struct Metrics {
     pub query_log_queued_rows: IntGauge,
     /// 1 while the query log cannot write.
     pub query_log_degraded: IntGauge,
+    /// Retrain runs in the server by outcome (`deployed`, `rejected`, `skipped`, `failed`, …).
+    pub retrains: IntCounterVec,
 }
 
 fn check<T>(r: prometheus::Result<T>) -> T {
@@ -108,9 +110,13 @@ impl Metrics {
                 "intent_query_log_degraded",
                 "1 while the query log cannot write (disk full, database locked)",
             )),
+            retrains: check(IntCounterVec::new(
+                Opts::new("intent_retrains_total", "Retrain runs in the server by outcome"),
+                &["outcome"],
+            )),
             registry,
         };
-        for c in [&m.requests, &m.predictions] {
+        for c in [&m.requests, &m.predictions, &m.retrains] {
             check(m.registry.register(Box::new(c.clone())));
         }
         check(m.registry.register(Box::new(m.latency.clone())));

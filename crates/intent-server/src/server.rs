@@ -9,7 +9,8 @@
 //! `POST /admin/rollback`, `GET /admin/labeling/queue`, `POST /admin/labeling/{id}`,
 //! `GET /admin/labeling/export`, the labeling console's `GET /admin/labeling/stats`,
 //! `GET /admin/model/report/{file}`, `GET /admin/registry`, `POST /admin/registry/promote` and
-//! `POST /admin/registry/rollback`; the console itself at `/ui/` (static files).
+//! `POST /admin/registry/rollback`, on-demand retraining `POST /admin/retrain` and
+//! `GET /admin/retrain/{id}`; the console itself at `/ui/` (static files).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,7 +28,7 @@ use crate::api::{self, ApiError};
 use crate::metrics::Metrics;
 use crate::slot::LoadOptions;
 use crate::{admin, ModelSlot, QueryLog};
-use crate::{auth, compat, console, openapi, ui};
+use crate::{auth, compat, console, openapi, retrain_jobs, ui};
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -67,6 +68,8 @@ pub struct ServerOptions {
     /// `POST /admin/reload {"model": …}` loads only folders under this one; `None`: only the
     /// served model can be reloaded.
     pub models_root: Option<std::path::PathBuf>,
+    /// The retrain job of `POST /admin/retrain` and `--retrain-every`; `None`: no retraining.
+    pub retrain_config: Option<intent_lifecycle::retrain::RetrainConfig>,
 }
 
 impl Default for ServerOptions {
@@ -90,6 +93,7 @@ impl Default for ServerOptions {
             shutdown_timeout: Duration::from_secs(30),
             require_query_log: false,
             models_root: None,
+            retrain_config: None,
         }
     }
 }
@@ -102,6 +106,7 @@ pub(crate) struct Inner {
     pub admin_digest: Option<[u8; 32]>,
     pub api_key_digest: Option<[u8; 32]>,
     pub(crate) permits: Arc<Semaphore>,
+    pub(crate) retrain: crate::retrain_jobs::RetrainJobs,
 }
 
 /// Shared state of the handlers (cheap to clone).
@@ -121,7 +126,17 @@ impl AppState {
         let admin_digest = options.admin_token.as_deref().map(crate::auth::digest);
         let api_key_digest = options.api_key.as_deref().map(crate::auth::digest);
         let permits = Arc::new(Semaphore::new(options.max_concurrent.max(1)));
-        AppState(Arc::new(Inner { slot, log, metrics, options, admin_digest, api_key_digest, permits }))
+        let retrain = crate::retrain_jobs::RetrainJobs::new(options.retrain_config.clone());
+        AppState(Arc::new(Inner {
+            slot,
+            log,
+            metrics,
+            options,
+            admin_digest,
+            api_key_digest,
+            permits,
+            retrain,
+        }))
     }
 
     /// Loads `spec` (blocking) and serves it: the first model, with the batch metrics hooked up.
@@ -176,10 +191,13 @@ fn admin_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(admin::label))
         .routes(routes!(admin::history))
         .routes(routes!(console::stats))
+        .routes(routes!(console::report_files))
         .routes(routes!(console::report_file))
         .routes(routes!(console::registry))
         .routes(routes!(console::promote))
         .routes(routes!(console::rollback))
+        .routes(routes!(retrain_jobs::start_retrain))
+        .routes(routes!(retrain_jobs::retrain_job))
 }
 
 /// The open routes: model info, health, readiness, metrics, the API document.

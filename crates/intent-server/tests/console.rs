@@ -131,6 +131,7 @@ async fn queue_suggestions_filters_orders_undo_and_counters() {
     // Every console route takes the admin token.
     for (method, uri) in [
         ("GET", "/admin/labeling/stats"),
+        ("GET", "/admin/model/report"),
         ("GET", "/admin/model/report/confusion_matrix.svg"),
         ("GET", "/admin/registry"),
         ("POST", "/admin/registry/rollback"),
@@ -153,6 +154,8 @@ async fn report_plots_of_the_served_model_only() {
         .unwrap();
     std::fs::write(dir.path().join("secret.svg"), "secret").unwrap();
     let s = state(&m, dir.path(), false, with_token());
+    let r = call(&s, "GET", "/admin/model/report", None, Some(TOKEN)).await;
+    assert_eq!(r.json["files"], json!(["confusion_matrix.svg"]), "{}", r.text);
     let r = call(&s, "GET", "/admin/model/report/confusion_matrix.svg", None, Some(TOKEN)).await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.content_type, "image/svg+xml");

@@ -11,7 +11,7 @@ use intent_server::server::{AppState, ServerOptions};
 use intent_server::ModelSlot;
 
 /// Every route of the server, as (method, path).
-const ROUTES: [(&str, &str); 28] = [
+const ROUTES: [(&str, &str); 31] = [
     ("POST", "/v1/predict"),
     ("POST", "/v1/recommend"),
     ("GET", "/v1/models"),
@@ -25,10 +25,13 @@ const ROUTES: [(&str, &str); 28] = [
     ("POST", "/admin/labeling/{id}"),
     ("GET", "/admin/labeling/{id}/history"),
     ("GET", "/admin/labeling/stats"),
+    ("GET", "/admin/model/report"),
     ("GET", "/admin/model/report/{file}"),
     ("GET", "/admin/registry"),
     ("POST", "/admin/registry/promote"),
     ("POST", "/admin/registry/rollback"),
+    ("POST", "/admin/retrain"),
+    ("GET", "/admin/retrain/{id}"),
     ("GET", "/health"),
     ("GET", "/ready"),
     ("GET", "/metrics"),

@@ -105,14 +105,11 @@ async fn server_runs_the_job_in_the_background_and_swaps() {
     let e = intent_server::background::check_served_spec(&folder, &cfg).unwrap_err();
     assert!(e.contains("models/faq@current"), "{e}");
 
-    let state = intent_server::server::AppState::new(intent_server::ModelSlot::default(), None, with_token());
+    let options = intent_server::server::ServerOptions { retrain_config: Some(cfg.clone()), ..with_token() };
+    let state = intent_server::server::AppState::new(intent_server::ModelSlot::default(), None, options);
     state.load(&spec).unwrap();
     write_dataset(&d.join("new/export.jsonl"), &new_examples(60, false)).unwrap();
-    let task = intent_server::background::spawn_retrainer(
-        state.clone(),
-        cfg.clone(),
-        std::time::Duration::from_secs(1),
-    );
+    let task = intent_server::background::spawn_retrainer(state.clone(), std::time::Duration::from_secs(1));
     let mut waited = 0;
     while state.slot().current().unwrap().source.version != "2" {
         assert!(
@@ -170,4 +167,78 @@ async fn a_reload_that_does_not_serve_the_new_version_undoes_the_promotion() {
     assert!(line.reason.contains("not version 2"), "{line}");
     assert_eq!(model.aliases().unwrap(), before, "both aliases restored exactly");
     assert_eq!(model.version_numbers().unwrap(), [1, 2], "the version stays registered");
+}
+
+/// `POST /admin/retrain`: a background job with an id; one at a time; the server answers while
+/// it trains and swaps when it deploys; `GET /admin/retrain/{id}` follows it; `/metrics` counts
+/// the outcomes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retraining_on_demand_runs_in_the_background_one_at_a_time() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().to_path_buf();
+    let cfg = setup(&d, "");
+    assert_eq!(retrain(&cfg, RunOptions::default()).unwrap().status, RunStatus::Deployed);
+    let spec = intent_serve::ModelSpec::parse(&format!("{}/models/faq@current", d.display()));
+
+    // Without a retrain config the route says how to get one.
+    let plain = intent_server::server::AppState::new(intent_server::ModelSlot::default(), None, with_token());
+    plain.load(&spec).unwrap();
+    let r = call(&plain, "POST", "/admin/retrain", None, Some(TOKEN)).await;
+    assert_eq!(r.status, 409);
+    assert!(r.json["error"].as_str().unwrap().contains("--retrain-config"), "{}", r.text);
+
+    let options = intent_server::server::ServerOptions { retrain_config: Some(cfg.clone()), ..with_token() };
+    let state = intent_server::server::AppState::new(intent_server::ModelSlot::default(), None, options);
+    state.load(&spec).unwrap();
+    let wait = |id: u64| {
+        let state = state.clone();
+        async move {
+            for _ in 0..1200 {
+                let r = call(&state, "GET", &format!("/admin/retrain/{id}"), None, Some(TOKEN)).await;
+                assert_eq!(r.status, 200, "{}", r.text);
+                if r.json["state"] != "running" {
+                    return r.json;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            panic!("job {id} still running after 120 s");
+        }
+    };
+    // No new data: the triggers say no.
+    let r = call(&state, "POST", "/admin/retrain", None, Some(TOKEN)).await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    let job = wait(r.json["id"].as_u64().unwrap()).await;
+    assert_eq!(job["state"], "skipped", "{job}");
+    assert_eq!(job["outcome"]["status"], "skipped");
+    // A dry run changes nothing.
+    let r = call(&state, "POST", "/admin/retrain", Some(r#"{"force": true, "dry_run": true}"#), Some(TOKEN))
+        .await;
+    let job = wait(r.json["id"].as_u64().unwrap()).await;
+    assert_eq!(job["state"], "dry-run", "{job}");
+
+    // New data and `force`: it trains while the server answers; a second request waits its turn.
+    write_dataset(&d.join("new/export.jsonl"), &new_examples(60, false)).unwrap();
+    let r = call(&state, "POST", "/admin/retrain", Some(r#"{"force": true}"#), Some(TOKEN)).await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    let id = r.json["id"].as_u64().unwrap();
+    assert_eq!(r.json["status_url"], format!("/admin/retrain/{id}"));
+    let again = call(&state, "POST", "/admin/retrain", None, Some(TOKEN)).await;
+    assert_eq!((again.status.as_u16(), again.json["running"].as_u64()), (409, Some(id)), "{}", again.text);
+    assert_eq!(predict(&state, r#"{"text": "my debit card"}"#).await.status, 200);
+    let job = wait(id).await;
+    assert_eq!(job["state"], "deployed", "{job}");
+    assert_eq!(job["reload"]["swapped"], true, "{job}");
+    assert_eq!(state.slot().current().unwrap().source.version, "2");
+    assert!(job["elapsed_s"].as_f64().unwrap() > 0.0);
+
+    // Bad requests.
+    let r = call(&state, "POST", "/admin/retrain", Some(r#"{"force": "yes"}"#), Some(TOKEN)).await;
+    assert_eq!(r.status, 422, "{}", r.text);
+    assert_eq!(call(&state, "GET", "/admin/retrain/99", None, Some(TOKEN)).await.status, 404);
+    assert_eq!(call(&state, "POST", "/admin/retrain", None, None).await.status, 401);
+    let metrics = call(&state, "GET", "/metrics", None, None).await.text;
+    for (outcome, n) in [("deployed", 1), ("skipped", 1), ("dry-run", 1)] {
+        let line = format!("intent_retrains_total{{outcome=\"{outcome}\"}} {n}");
+        assert!(metrics.contains(&line), "{line} in {metrics}");
+    }
 }

@@ -428,9 +428,13 @@ function renderPerClass() {
   }
 }
 
-async function plot(img, file) {
+// Shows a report plot the served model has (`files`: GET /admin/model/report), else hides it.
+async function plot(img, file, files) {
+  const figure = img.closest('figure');
+  figure.hidden = !files.includes(file);
+  if (figure.hidden) return;
   const r = await api('GET', '/admin/model/report/' + file);
-  img.closest('figure').hidden = !r.ok;
+  figure.hidden = !r.ok;
   if (r.ok) img.src = URL.createObjectURL(await r.blob());
 }
 
@@ -471,9 +475,11 @@ async function loadModelPage() {
   }));
   $('no-metrics').hidden = perClassRows.length > 0;
   renderPerClass();
+  const listed = await api('GET', '/admin/model/report');
+  const files = listed.ok ? (await listed.json()).files : [];
   await Promise.all([
-    plot($('plot-confusion'), 'confusion_matrix.svg'),
-    plot($('plot-histogram'), 'confidence_histogram.svg'),
+    plot($('plot-confusion'), 'confusion_matrix.svg', files),
+    plot($('plot-histogram'), 'confidence_histogram.svg', files),
   ]);
   await loadRegistry();
 }
@@ -519,6 +525,32 @@ async function moveRegistry(path, body) {
   await loadModelPage();
 }
 
+// Starts the server's retrain job (POST /admin/retrain, forced) and follows it until it ends.
+async function retrainNow() {
+  const out = $('retrain-state');
+  const r = await api('POST', '/admin/retrain', { force: true });
+  const b = await r.json().catch(() => ({}));
+  if (r.status !== 202) {
+    out.textContent = b.error || r.statusText;
+    return;
+  }
+  for (;;) {
+    const s = await api('GET', b.status_url);
+    const job = await s.json();
+    if (job.state !== 'running') {
+      out.textContent = 'Retrain job ' + job.id + ': ' + job.state +
+        (job.error ? ' (' + job.error + ')' : '') +
+        (job.reload && job.reload.to ? ': now serving version ' + job.reload.to.version : '');
+      await loadModel();
+      await loadModelPage();
+      return;
+    }
+    out.textContent = 'Retrain job ' + job.id + ' running' + (job.progress ? ': ' + job.progress : '') +
+      ' (' + Math.round(job.elapsed_s) + ' s)';
+    await new Promise((done) => setTimeout(done, 2000));
+  }
+}
+
 // ---- wiring ----
 
 document.addEventListener('DOMContentLoaded', () => {
@@ -536,6 +568,7 @@ document.addEventListener('DOMContentLoaded', () => {
     }
   });
   $('registry-rollback').addEventListener('click', () => moveRegistry('/admin/registry/rollback'));
+  $('retrain-now').addEventListener('click', () => retrainNow().catch(report));
   for (const th of document.querySelectorAll('#per-class th')) {
     th.addEventListener('click', () => {
       const key = th.dataset.key;
