@@ -181,7 +181,7 @@ async fn console_and_reports_in_headless_chromium() {
         holdout = \"models/example/versions/1/data/test.jsonl\"\n\
         [gate]\nmax_regression = 1.0\n[train.engine]\nepochs = 3\n";
     std::fs::write(d.join("retrain.toml"), retrain_toml).unwrap();
-    let (_server, port, _log) = spawn_server(d, &args, None);
+    let (server, port, server_log) = spawn_server(d, &args, None);
     let hostile =
         [r#"<img src=x onerror="document.title='pwned'">"#, "<script>document.title='pwned'</script>"];
     let texts = ["where is my order", "i would like my money back", "hello there", hostile[0], hostile[1]];
@@ -394,4 +394,8 @@ async fn console_and_reports_in_headless_chromium() {
     assert_eq!(got, two, "{export}");
     no_console_errors(&c, "/ui/ (multi-label)").await;
     c.close().await.unwrap();
+    // The admin token went through every console request; the server's log never shows it.
+    drop(server);
+    let lines = server_log.join().unwrap();
+    assert!(lines.len() > 3 && lines.iter().all(|l| !l.contains(TOKEN)), "{lines:#?}");
 }

@@ -168,3 +168,88 @@ fn concurrent_runs_are_refused_and_bad_configs_named() {
     let e = RetrainConfig::read(&d.join("bad.toml")).unwrap_err().to_string();
     assert!(e.contains("bad.toml: [train]: invalid `batch_size`: must be at least 1"), "{e}");
 }
+
+/// A local webhook receiver: answers 200 to every POST and hands over the JSON bodies.
+fn webhook_receiver() -> (u16, std::sync::mpsc::Receiver<serde_json::Value>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).unwrap();
+            let _ = (&stream).write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            let _ = tx.send(serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null));
+        }
+    });
+    (port, rx)
+}
+
+#[test]
+fn webhooks_hear_of_deployed_and_rejected_runs_and_a_dead_or_slow_one_fails_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let (port, received) = webhook_receiver();
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    // Accepts and never answers.
+    let slow = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let slow_port = slow.local_addr().unwrap().port();
+    let notify = format!(
+        "[notify]\nwebhooks = [\"http://127.0.0.1:{port}/hooks/SECRET1\", \"http://127.0.0.1:{dead}/SECRET2\", \
+            \"http://127.0.0.1:{slow_port}/SECRET3\"]\ntimeout_s = 1\n"
+    );
+    let cfg = setup(d, &notify);
+    let first = retrain(&cfg, RunOptions::default()).unwrap();
+    assert_eq!(first.status, RunStatus::Deployed, "the dead and slow webhooks fail nothing: {first}");
+    let m = received.recv_timeout(std::time::Duration::from_secs(10)).unwrap();
+    assert_eq!(m["retrain"]["status"], "deployed");
+    assert_eq!(m["retrain"]["model"], "faq");
+    let text = m["text"].as_str().unwrap();
+    assert!(text.contains("faq: deployed") && text.contains("version 1"), "{text}");
+    assert_eq!(m["content"], m["text"], "Discord reads `content`");
+
+    // No trigger: skipped, no message.
+    assert_eq!(retrain(&cfg, RunOptions::default()).unwrap().status, RunStatus::Skipped);
+    // A worse candidate: rejected, a message.
+    let mut worse = cfg.clone();
+    let mut bad = intent_data::load_dataset(&d.join("base.jsonl"), None, &Default::default()).unwrap().data;
+    for (i, e) in bad.examples.iter_mut().enumerate() {
+        e.labels = vec![["card", "transfer", "refund", "password"][(i * 7 + 1) % 4].to_string()];
+    }
+    write_dataset(&d.join("shuffled.jsonl"), &bad).unwrap();
+    worse.base_data = d.join("shuffled.jsonl");
+    let r = retrain(&worse, RunOptions { force: true, ..RunOptions::default() }).unwrap();
+    assert_eq!(r.status, RunStatus::Rejected, "{r}");
+    let m = received.recv_timeout(std::time::Duration::from_secs(10)).unwrap();
+    assert_eq!(m["retrain"]["status"], "rejected");
+    assert!(received.try_recv().is_err(), "the skipped run sent nothing");
+
+    let log = std::fs::read_to_string(d.join("retrain/retrain.log")).unwrap();
+    assert!(log.contains(&format!("notified http://127.0.0.1:{port}/… (200)")), "{log}");
+    assert!(log.contains(&format!("webhook http://127.0.0.1:{dead}/… failed")), "{log}");
+    assert!(log.contains(&format!("webhook http://127.0.0.1:{slow_port}/… failed")), "{log}");
+    assert!(!log.contains("SECRET"), "webhook paths stay out of the log: {log}");
+    drop(slow);
+
+    // Bad webhook settings are config errors.
+    for (extra, needle) in [
+        ("[notify]\nwebhooks = [\"ftp://x/y\"]\n", "not an http:// or https:// URL"),
+        ("[notify]\nwebhooks = []\ntimeout_s = 0\n", "timeout_s"),
+        ("[notify]\nwebhooks = []\non = [\"exploded\"]\n", "exploded"),
+    ] {
+        let e = RetrainConfig::read(&retrain_setup(d, extra)).unwrap_err().to_string();
+        assert!(e.contains(needle), "{extra}: {e}");
+    }
+}

@@ -5,6 +5,7 @@
 //! Every run holds the registry model's lock, so concurrent retrains are refused. Nothing moves
 //! `current` until the candidate is registered (a complete version folder) and validated.
 
+pub mod notify;
 pub mod outcome;
 mod run;
 pub mod schedule;
@@ -144,6 +145,9 @@ pub struct RetrainConfig {
     /// Server to reload after deploying.
     #[serde(default)]
     pub server: Option<ServerNotify>,
+    /// Webhooks told of deployed, rejected and failed runs.
+    #[serde(default)]
+    pub notify: Option<notify::Notify>,
     /// The config file (set by [`RetrainConfig::read`]).
     #[serde(skip)]
     pub path: PathBuf,
@@ -174,6 +178,9 @@ impl RetrainConfig {
             return Err(err("triggers.min_days and gate.max_regression must be ≥ 0; gate.min_overall and \
                 gate.min_class in [0, 1]"
                 .into()));
+        }
+        if let Some(n) = &c.notify {
+            n.check().map_err(err)?;
         }
         c.path = path.to_path_buf();
         run::check_options(&c, path)?;

@@ -417,6 +417,7 @@ pub fn retrain(cfg: &RetrainConfig, opts: RunOptions) -> Result<RetrainOutcome, 
     let mark = json!({ "retrain_id": id, "pid": std::process::id(), "started_unix": now_unix() }).to_string();
     std::fs::write(&marker, mark).map_err(io_err(&marker))?;
     let result = run(cfg, opts, &model, &journal, Some(lock), t0);
+    let mut failed = None;
     if let Err(e) = &result {
         let line = RetrainOutcome {
             kind: Some(cfg.kind),
@@ -430,8 +431,14 @@ pub fn retrain(cfg: &RetrainConfig, opts: RunOptions) -> Result<RetrainOutcome, 
         };
         journal.line(&format!("failed: {e}"));
         append_history(cfg, &line)?;
+        failed = Some(line);
     }
     std::fs::remove_file(&marker).map_err(io_err(&marker))?;
+    if let (Some(n), Some(line)) = (&cfg.notify, result.as_ref().ok().or(failed.as_ref())) {
+        for note in super::notify::send(n, line) {
+            journal.line(&note);
+        }
+    }
     result
 }
 
