@@ -253,3 +253,28 @@ fn webhooks_hear_of_deployed_and_rejected_runs_and_a_dead_or_slow_one_fails_noth
         assert!(e.contains(needle), "{extra}: {e}");
     }
 }
+
+#[test]
+fn a_change_of_the_base_data_triggers_a_retrain() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let cfg = setup(d, "");
+    let first = retrain(&cfg, RunOptions::default()).unwrap();
+    assert_eq!(first.status, RunStatus::Deployed, "{first}");
+    let hash = first.dataset_quality.as_ref().unwrap().base_data_sha256.clone().unwrap();
+    assert_eq!(hash.len(), 64);
+    assert_eq!(retrain(&cfg, RunOptions::default()).unwrap().status, RunStatus::Skipped);
+
+    // One example fewer in the base data: a new hash, a trigger (not enough new samples alone).
+    let base = std::fs::read_to_string(d.join("base.jsonl")).unwrap();
+    let fewer: Vec<&str> = base.lines().skip(1).collect();
+    std::fs::write(d.join("base.jsonl"), fewer.join("\n") + "\n").unwrap();
+    let mut off = cfg.clone();
+    off.triggers.on_data_change = false;
+    let r = retrain(&off, RunOptions { dry_run: true, ..RunOptions::default() }).unwrap();
+    assert!(r.triggers.is_empty(), "switched off: {:?}", r.triggers);
+    let r = retrain(&cfg, RunOptions::default()).unwrap();
+    assert_ne!(r.status, RunStatus::Skipped, "{r}");
+    assert!(r.triggers.iter().any(|t| t.contains("base data changed") && t.contains(&hash[..12])), "{r}");
+    assert_ne!(r.dataset_quality.unwrap().base_data_sha256.unwrap(), hash);
+}

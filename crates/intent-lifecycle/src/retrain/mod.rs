@@ -59,11 +59,14 @@ pub struct Triggers {
     pub min_days: f64,
     /// New labeled samples: texts of the merged data that the current version did not train on (50).
     pub min_new_samples: usize,
+    /// The base data changed since the last deployment (its SHA-256 is in each history line;
+    /// true).
+    pub on_data_change: bool,
 }
 
 impl Default for Triggers {
     fn default() -> Self {
-        Triggers { min_days: 30.0, min_new_samples: 50 }
+        Triggers { min_days: 30.0, min_new_samples: 50, on_data_change: true }
     }
 }
 

@@ -57,6 +57,10 @@ pub struct DatasetQuality {
     pub holdout_removed: usize,
     /// Candidate minus current on the held-out set, once validated.
     pub accuracy_improvement: Option<f64>,
+    /// SHA-256 of the base data (a folder: of its files' names and bytes), for the data-change
+    /// trigger.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_data_sha256: Option<String>,
 }
 
 /// Registry versions around a run.

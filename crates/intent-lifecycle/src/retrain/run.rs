@@ -60,6 +60,8 @@ struct Assessment {
     current: Option<u32>,
     days_since_success: Option<f64>,
     reasons: Vec<String>,
+    /// SHA-256 of the base data now.
+    base_hash: String,
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> RetrainError + '_ {
@@ -126,6 +128,13 @@ fn assess(cfg: &RetrainConfig, model: &RegisteredModel, force: bool) -> Result<A
         .map(|h| h.timestamp_unix)
         .or_else(|| current.and_then(|n| model.version(n).ok()).map(|v| v.created_unix));
     let days_since_success = last.map(|t| now_unix().saturating_sub(t) as f64 / 86400.0);
+    let base_hash = data_hash(&cfg.base_data)?;
+    // The hash the last deployment trained on (older history lines have none: no trigger).
+    let deployed_hash = history(cfg)
+        .iter()
+        .rev()
+        .find(|h| h.status == RunStatus::Deployed)
+        .and_then(|h| h.dataset_quality.as_ref()?.base_data_sha256.clone());
     let mut reasons = Vec::new();
     if force {
         reasons.push("--force".to_string());
@@ -139,6 +148,13 @@ fn assess(cfg: &RetrainConfig, model: &RegisteredModel, force: bool) -> Result<A
     if new_samples >= cfg.triggers.min_new_samples {
         reasons.push(format!("{new_samples} new samples ≥ {}", cfg.triggers.min_new_samples));
     }
+    if let Some(old) = deployed_hash.filter(|h| cfg.triggers.on_data_change && *h != base_hash) {
+        reasons.push(format!(
+            "the base data changed since the last deployment (sha256 {} → {})",
+            &old[..old.len().min(12)],
+            &base_hash[..12]
+        ));
+    }
     Ok(Assessment {
         train,
         holdout,
@@ -149,7 +165,30 @@ fn assess(cfg: &RetrainConfig, model: &RegisteredModel, force: bool) -> Result<A
         current,
         days_since_success,
         reasons,
+        base_hash,
     })
+}
+
+/// SHA-256 (hex) of a data file, or of a folder's files (sorted names and bytes).
+fn data_hash(path: &Path) -> Result<String, RetrainError> {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    if path.is_dir() {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(path)
+            .map_err(io_err(path))?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.is_file())
+            .collect();
+        files.sort();
+        for f in files {
+            h.update(f.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default().as_bytes());
+            h.update(std::fs::read(&f).map_err(io_err(&f))?);
+        }
+    } else {
+        h.update(std::fs::read(path).map_err(io_err(path))?);
+    }
+    Ok(hex::encode(h.finalize()))
 }
 
 /// `defaults` of `T` with the config's `[train]` table laid over them.
@@ -488,6 +527,7 @@ fn run(
             conflicts: a.conflicts,
             holdout_removed: a.removed_holdout,
             accuracy_improvement: None,
+            base_data_sha256: Some(a.base_hash.clone()),
         }),
         versions: VersionsSeen { before: a.current, candidate: None, current: a.current },
         labels_pulled: pulled.map(|r| match r {
