@@ -120,21 +120,16 @@ fn assess(cfg: &RetrainConfig, model: &RegisteredModel, force: bool) -> Result<A
         None => HashSet::new(),
     };
     let new_samples = train.examples.iter().filter(|e| !seen.contains(&normalize_text(&e.text))).count();
+    let past = history(cfg);
+    let last_deployed = past.iter().rev().find(|h| h.status == RunStatus::Deployed);
     // The last successful retrain, else the creation of the current version.
-    let last = history(cfg)
-        .iter()
-        .rev()
-        .find(|h| h.status == RunStatus::Deployed)
+    let last = last_deployed
         .map(|h| h.timestamp_unix)
         .or_else(|| current.and_then(|n| model.version(n).ok()).map(|v| v.created_unix));
     let days_since_success = last.map(|t| now_unix().saturating_sub(t) as f64 / 86400.0);
     let base_hash = data_hash(&cfg.base_data)?;
     // The hash the last deployment trained on (older history lines have none: no trigger).
-    let deployed_hash = history(cfg)
-        .iter()
-        .rev()
-        .find(|h| h.status == RunStatus::Deployed)
-        .and_then(|h| h.dataset_quality.as_ref()?.base_data_sha256.clone());
+    let deployed_hash = last_deployed.and_then(|h| h.dataset_quality.as_ref()?.base_data_sha256.clone());
     let mut reasons = Vec::new();
     if force {
         reasons.push("--force".to_string());
