@@ -108,7 +108,7 @@ pub fn train(a: NcfArgs) -> Result<ExitCode> {
             format!("synthetic (seed {})", a.seed),
         ),
     };
-    let spec: intent_train::device::DeviceSpec = a.device.parse()?;
+    let spec = a.device.parse::<intent_train::device::DeviceSpec>()?.resolve();
     let device = match (a.engine.as_deref(), spec) {
         (Some("host") | None, intent_train::device::DeviceSpec::Cpu) => None,
         (Some("host"), other) => {

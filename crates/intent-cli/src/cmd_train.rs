@@ -132,9 +132,37 @@ pub struct MlpFlags {
     /// Train all epochs (no early stopping).
     #[arg(long)]
     pub no_early_stopping: bool,
-    /// Compute device: cpu, ndarray (feature `ndarray`), cuda or cuda:N (feature `cuda`).
+    /// Compute device: cpu, ndarray (feature `ndarray`), cuda or cuda:N (feature `cuda`), auto
+    /// (CUDA when there is one). On a GPU this model's steps are tiny: see the README's GPU
+    /// section for when the CPU is faster.
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// Tensor shapes from a small fixed set (the last batch filled up, a fixed-size sparse
+    /// input): auto = on for GPUs, where every new shape compiles kernels; off on the CPU.
+    #[arg(long, value_enum, default_value_t = ShapeMode::Auto)]
+    pub static_shapes: ShapeMode,
+}
+
+/// `--static-shapes`.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShapeMode {
+    /// On for accelerators (GPUs), off on the CPU.
+    Auto,
+    /// Always.
+    On,
+    /// Never.
+    Off,
+}
+
+impl ShapeMode {
+    /// [`EngineConfig::static_shapes`].
+    pub fn setting(self) -> Option<bool> {
+        match self {
+            ShapeMode::Auto => None,
+            ShapeMode::On => Some(true),
+            ShapeMode::Off => Some(false),
+        }
+    }
 }
 
 impl MlpFlags {
@@ -155,6 +183,7 @@ impl MlpFlags {
                 warmup_ratio: self.warmup_ratio,
                 patience: (!self.no_early_stopping).then_some(self.patience),
                 seed: run.seed,
+                static_shapes: self.static_shapes.setting(),
                 ..EngineConfig::default()
             },
             oos_label: run.oos_label.clone(),
@@ -327,9 +356,19 @@ pub struct BertFlags {
     /// last epoch.
     #[arg(long, value_name = "N", requires = "checkpoint_dir")]
     pub stop_after_epochs: Option<usize>,
-    /// Compute device: cpu, ndarray (feature `ndarray`), cuda or cuda:N (feature `cuda`).
-    #[arg(long, default_value = "cpu")]
+    /// Compute device: auto (CUDA device 0 when this build has CUDA and a GPU works, else the
+    /// CPU), cpu, ndarray (feature `ndarray`), cuda or cuda:N (feature `cuda`).
+    #[arg(long, default_value = "auto")]
     pub device: String,
+    /// Tensor shapes from a small fixed set (the last batch filled up, lengths padded to
+    /// --pad-to-multiple-of): auto = on for GPUs, where every new shape compiles kernels; off on
+    /// the CPU, where padding to the longest text of each batch is fastest.
+    #[arg(long, value_enum, default_value_t = ShapeMode::Auto)]
+    pub static_shapes: ShapeMode,
+    /// Pad each batch's length up to a multiple of N tokens (transformers' pad_to_multiple_of);
+    /// default: 16 with static shapes, none otherwise; 0 or 1: the longest text.
+    #[arg(long, value_name = "N")]
+    pub pad_to_multiple_of: Option<usize>,
 }
 
 impl BertFlags {
@@ -348,7 +387,9 @@ impl BertFlags {
             pooling: self.pooling,
             freeze_encoder: self.freeze_encoder,
             oos_label: run.oos_label.clone(),
+            pad_to_multiple_of: self.pad_to_multiple_of,
             engine: EngineConfig {
+                static_shapes: self.static_shapes.setting(),
                 max_grad_norm: (self.max_grad_norm > 0.0).then_some(self.max_grad_norm),
                 length_buckets: !self.no_length_buckets,
                 checkpoint_dir: self.checkpoint_dir.clone(),
@@ -419,10 +460,11 @@ pub fn run(cmd: TrainCommand) -> Result<ExitCode> {
                 intent_train::train_mlp_to_dir(device, &inputs.train, inputs.val.as_ref(), &opts, out)
                     .with_context(|| format!("training into {}", out.display()))?;
             println!(
-                "saved {} (best epoch {}, median {:.3} s/epoch)",
+                "saved {} (best epoch {}, median {:.3} s/epoch, first step after {:.2} s)",
                 out.display(),
                 summary.best_epoch,
-                summary.median_epoch_seconds
+                summary.median_epoch_seconds,
+                summary.timing.time_to_first_step_s
             );
             if let Some(r) = &summary.val_report {
                 println!("validation:\n{}", intent_eval::report::summary(r));
@@ -460,11 +502,13 @@ pub fn run(cmd: TrainCommand) -> Result<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             }
             println!(
-                "saved {} (Hugging Face folder; best epoch {}, {:.1} samples/s on {})",
+                "saved {} (Hugging Face folder; best epoch {}, {:.1} samples/s steady on {}, first step \
+                after {:.1} s)",
                 out.display(),
                 summary.best_epoch,
-                summary.samples_per_second,
-                summary.backend
+                summary.timing.steady_samples_per_second,
+                summary.backend,
+                summary.timing.time_to_first_step_s
             );
             if let Some(r) = &summary.val_report {
                 println!("validation:\n{}", intent_eval::report::summary(r));

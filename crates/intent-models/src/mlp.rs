@@ -121,10 +121,27 @@ pub struct SparseBatch<B: Backend> {
 impl<B: Backend> SparseBatch<B> {
     /// Packs sparse rows for the device.
     pub fn new(rows: &[&SparseVec], device: &B::Device) -> Self {
+        let (r_idx, c_idx, vals) = Self::entries(rows, 0);
+        let binary = vals.iter().all(|&v| v == 1.0);
+        Self::from_parts(r_idx, c_idx, vals, binary, rows.len(), device)
+    }
+
+    /// Like [`SparseBatch::new`] with exactly `capacity` entries (at least the rows' own): the
+    /// extra entries are feature 0 of row 0 with value 0, which change neither the output nor
+    /// the gradients. One tensor shape for every batch, for backends that compile kernels per
+    /// shape.
+    pub fn with_capacity(rows: &[&SparseVec], capacity: usize, device: &B::Device) -> Self {
+        let (r_idx, c_idx, vals) = Self::entries(rows, capacity);
+        Self::from_parts(r_idx, c_idx, vals, false, rows.len(), device)
+    }
+
+    /// Row, feature and value of each entry, padded with (0, 0, 0) up to `capacity`.
+    fn entries(rows: &[&SparseVec], capacity: usize) -> (Vec<i64>, Vec<i64>, Vec<f32>) {
         let nnz: usize = rows.iter().map(|r| r.indices.len()).sum();
-        let mut r_idx = Vec::with_capacity(nnz);
-        let mut c_idx = Vec::with_capacity(nnz);
-        let mut vals = Vec::with_capacity(nnz);
+        let total = capacity.max(nnz);
+        let mut r_idx = Vec::with_capacity(total);
+        let mut c_idx = Vec::with_capacity(total);
+        let mut vals = Vec::with_capacity(total);
         for (r, row) in rows.iter().enumerate() {
             for (&c, &v) in row.indices.iter().zip(&row.values) {
                 r_idx.push(r as i64);
@@ -132,12 +149,26 @@ impl<B: Backend> SparseBatch<B> {
                 vals.push(v);
             }
         }
-        let binary = vals.iter().all(|&v| v == 1.0);
+        r_idx.resize(total, 0);
+        c_idx.resize(total, 0);
+        vals.resize(total, 0.0);
+        (r_idx, c_idx, vals)
+    }
+
+    fn from_parts(
+        r_idx: Vec<i64>,
+        c_idx: Vec<i64>,
+        vals: Vec<f32>,
+        binary: bool,
+        batch: usize,
+        device: &B::Device,
+    ) -> Self {
+        let nnz = r_idx.len();
         SparseBatch {
             rows: Tensor::from_data(TensorData::new(r_idx, [nnz]), device),
             cols: Tensor::from_data(TensorData::new(c_idx, [nnz]), device),
             values: (!binary).then(|| Tensor::from_data(TensorData::new(vals, [nnz, 1]), device)),
-            batch: rows.len(),
+            batch,
             nnz,
         }
     }
@@ -348,5 +379,43 @@ impl<B: Backend> BowMlp<B> {
             ));
         }
         Ok(BowMlp { config, architecture, vectorizer, network, device: device.clone() })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::{Autodiff, Flex};
+
+    /// A sparse batch padded to a fixed number of entries gives the same logits and the same
+    /// gradient of the input weight as the unpadded one.
+    #[test]
+    fn padded_sparse_batches_change_neither_output_nor_gradient() {
+        type A = Autodiff<Flex>;
+        let device = Default::default();
+        let arch =
+            MlpArchitecture { input_dim: 6, hidden_size: 4, hidden_layers: 1, dropout: 0.0, num_classes: 3 };
+        let model = arch.init_seeded::<A>(&device, 3);
+        let rows = [
+            SparseVec { indices: vec![0, 2, 5], values: vec![1.0, 1.0, 1.0] },
+            SparseVec { indices: vec![1, 2], values: vec![0.5, 2.0] },
+        ];
+        let refs: Vec<&SparseVec> = rows.iter().collect();
+        let run = |x: SparseBatch<A>| {
+            let z = model.forward(x, None);
+            let grads = (z.clone() * z.clone()).sum().backward();
+            let g = model.first_layer().weight.val().grad(&grads).unwrap();
+            (z.into_data().to_vec::<f32>().unwrap(), g.into_data().to_vec::<f32>().unwrap())
+        };
+        let (z, g) = run(SparseBatch::new(&refs, &device));
+        let padded = SparseBatch::with_capacity(&refs, 12, &device);
+        assert_eq!(padded.nnz, 12);
+        let (zp, gp) = run(padded);
+        let close = |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-6);
+        assert!(close(&z, &zp), "{z:?} vs {zp:?}");
+        assert!(close(&g, &gp), "{g:?} vs {gp:?}");
+        assert!(g.iter().any(|&x| x != 0.0));
+        // A capacity below the entries keeps them all.
+        assert_eq!(SparseBatch::<A>::with_capacity(&refs, 2, &device).nnz, 5);
     }
 }

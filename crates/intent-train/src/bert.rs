@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use intent_models::checked::Check;
 
+use crate::batches::Batch;
 use crate::engine::{fit, EngineConfig, EpochLog, TrainTask};
 use crate::schedule::LrSchedule;
 use crate::TrainError;
@@ -36,6 +37,11 @@ pub struct BertOptions {
     /// Out-of-scope label of validation data (its threshold is tuned when present).
     #[serde(default = "default_oos")]
     pub oos_label: String,
+    /// Batches padded to a multiple of this many tokens (transformers' `pad_to_multiple_of`):
+    /// a few sequence lengths instead of one per batch. `None`: 16 with static shapes (the
+    /// default on accelerators, see [`EngineConfig::static_shapes`]), no rounding otherwise.
+    #[serde(default)]
+    pub pad_to_multiple_of: Option<usize>,
     /// Engine settings.
     pub engine: EngineConfig,
 }
@@ -54,6 +60,7 @@ impl Default for BertOptions {
             pooling: HeadPooling::Pooler,
             freeze_encoder: false,
             oos_label: default_oos(),
+            pad_to_multiple_of: None,
             engine: EngineConfig {
                 epochs: 3,
                 batch_size: 32,
@@ -84,6 +91,8 @@ pub struct TrainedBert<B: Backend> {
     pub best_epoch: usize,
     /// Whether early stopping ended training.
     pub stopped_early: bool,
+    /// Time to the first step and steady-state speed.
+    pub timing: crate::timing::Timing,
     /// Whether `--stop-after-epochs` ended this invocation before the last epoch.
     pub interrupted: bool,
     /// Report on the validation data with the tuned thresholds, when there was validation data.
@@ -100,6 +109,7 @@ impl<B: Backend> TrainedBert<B> {
             self.best_epoch,
             self.stopped_early,
             &self.history,
+            &self.timing,
         )
     }
 
@@ -117,14 +127,42 @@ fn tokenize(tok: &BertTokenizer, texts: &[&str]) -> Result<Vec<Vec<i64>>, TrainE
     texts.iter().map(|t| Ok(tok.ids(t)?.into_iter().map(i64::from).collect())).collect()
 }
 
-/// `[ids, token types, mask]` of the rows `idx`, padded to the longest.
-fn batch<B: Backend>(
+/// Sequence lengths of the batches: padded to the longest text of each, or up to a multiple.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Padding {
+    /// Round lengths up to a multiple of this (`None`: the longest text).
+    pub multiple: Option<usize>,
+    /// The token limit (lengths never exceed it).
+    pub max_len: usize,
+    /// Fill short batches up to the batch size with repeats (one row count for every batch).
+    pub fill: bool,
+}
+
+/// Default of [`BertOptions::pad_to_multiple_of`] with static shapes.
+pub const DEFAULT_PAD_TO_MULTIPLE_OF: usize = 16;
+
+impl Padding {
+    /// The padding of `opts` on a device where static shapes are `on` or off.
+    pub fn of(opts: &BertOptions, on: bool) -> Padding {
+        let multiple = match opts.pad_to_multiple_of {
+            Some(m) => Some(m),
+            None if on => Some(DEFAULT_PAD_TO_MULTIPLE_OF),
+            None => None,
+        };
+        Padding { multiple: multiple.filter(|&m| m > 1), max_len: opts.max_len, fill: on }
+    }
+}
+
+/// `[ids, token types, mask]` of the rows `idx`, padded to the longest (or up to a multiple).
+pub fn batch<B: Backend>(
     rows: &[Vec<i64>],
     idx: &[usize],
     pad: i64,
+    padding: &Padding,
     device: &B::Device,
 ) -> [Tensor<B, 2, Int>; 3] {
-    let len = idx.iter().map(|&i| rows[i].len()).max().unwrap_or(1).max(1);
+    let longest = idx.iter().map(|&i| rows[i].len()).max().unwrap_or(1);
+    let len = crate::batches::padded_len(longest, padding.multiple, padding.max_len);
     let mut ids = vec![pad; idx.len() * len];
     let mut mask = vec![0i64; idx.len() * len];
     for (r, &i) in idx.iter().enumerate() {
@@ -141,12 +179,12 @@ fn probabilities<B: Backend>(
     rows: &[Vec<i64>],
     pad: i64,
     multi: bool,
+    padding: &Padding,
     device: &B::Device,
 ) -> Vec<Vec<f32>> {
-    let all: Vec<usize> = (0..rows.len()).collect();
     let mut out = Vec::with_capacity(rows.len());
-    for chunk in all.chunks(64) {
-        let [ids, types, mask] = batch::<B>(rows, chunk, pad, device);
+    for chunk in crate::batches::eval_chunks(rows.len(), 64, padding.fill) {
+        let [ids, types, mask] = batch::<B>(rows, &chunk.idx, pad, padding, device);
         let z = model.forward(ids, types, mask);
         let p = if multi {
             burn::tensor::activation::sigmoid(z)
@@ -155,7 +193,7 @@ fn probabilities<B: Backend>(
         };
         let k = p.dims()[1];
         let v: Vec<f32> = p.into_data().convert::<f32>().into_vec().unwrap_or_default();
-        out.extend(v.chunks(k).map(<[f32]>::to_vec));
+        out.extend(v.chunks(k).take(chunk.real).map(<[f32]>::to_vec));
     }
     out
 }
@@ -170,23 +208,32 @@ struct Task<B: AutodiffBackend> {
     labels: usize,
     multi: bool,
     pad: i64,
+    padding: Padding,
     device: B::Device,
 }
 
 impl<B: AutodiffBackend> Task<B> {
-    fn loss(&self, logits: Tensor<B, 2>, idx: &[usize]) -> Tensor<B, 1> {
+    /// Loss of `logits` (rows of the examples `idx`) and the number of rows predicted right
+    /// (single-label: argmax = gold; multi-label: the label set at threshold 0.5 = gold), on the
+    /// device.
+    fn loss(&self, logits: Tensor<B, 2>, idx: &[usize]) -> (Tensor<B, 1>, Tensor<B, 1, Int>) {
+        let n = idx.len();
         if self.multi {
-            let mut hot = vec![0i64; idx.len() * self.labels];
+            let k = self.labels;
+            let mut hot = vec![0i64; n * k];
             for (r, &i) in idx.iter().enumerate() {
-                self.targets[i].iter().for_each(|&c| hot[r * self.labels + c] = 1);
+                self.targets[i].iter().for_each(|&c| hot[r * k + c] = 1);
             }
-            let t =
-                Tensor::<B, 2, Int>::from_data(TensorData::new(hot, [idx.len(), self.labels]), &self.device);
-            BinaryCrossEntropyLossConfig::new().with_logits(true).init(&self.device).forward(logits, t)
+            let t = Tensor::<B, 2, Int>::from_data(TensorData::new(hot, [n, k]), &self.device);
+            let right = logits.clone().greater_elem(0.0).equal(t.clone().equal_elem(1)).int();
+            let correct = right.sum_dim(1).equal_elem(k as i64).int().sum();
+            let bce = BinaryCrossEntropyLossConfig::new().with_logits(true).init(&self.device);
+            (bce.forward(logits, t), correct)
         } else {
             let gold: Vec<i64> = idx.iter().map(|&i| self.targets[i][0] as i64).collect();
-            let t = Tensor::<B, 1, Int>::from_data(TensorData::new(gold, [idx.len()]), &self.device);
-            CrossEntropyLossConfig::new().init(&self.device).forward(logits, t)
+            let t = Tensor::<B, 1, Int>::from_data(TensorData::new(gold, [n]), &self.device);
+            let correct = logits.clone().argmax(1).reshape([n]).equal(t.clone()).int().sum();
+            (CrossEntropyLossConfig::new().init(&self.device).forward(logits, t), correct)
         }
     }
 }
@@ -210,26 +257,31 @@ fn correct(logits: Vec<f32>, k: usize, gold: &[&Vec<usize>], multi: bool) -> usi
 }
 
 impl<B: AutodiffBackend> TrainTask<B, BertForSequenceClassification<B>> for Task<B> {
-    fn step(&mut self, model: &BertForSequenceClassification<B>, idx: &[usize]) -> (Tensor<B, 1>, usize) {
-        let [ids, types, mask] = batch::<B>(&self.rows, idx, self.pad, &self.device);
-        let logits = model.forward(ids, types, mask);
-        let host: Vec<f32> = logits.clone().into_data().convert::<f32>().into_vec().unwrap_or_default();
-        let gold: Vec<&Vec<usize>> = idx.iter().map(|&i| &self.targets[i]).collect();
-        let ok = correct(host, self.labels, &gold, self.multi);
-        (self.loss(logits, idx), ok)
+    fn step(
+        &mut self,
+        model: &BertForSequenceClassification<B>,
+        b: &Batch,
+    ) -> (Tensor<B, 1>, Tensor<B, 1, Int>) {
+        let [ids, types, mask] = batch::<B>(&self.rows, &b.idx, self.pad, &self.padding, &self.device);
+        let mut logits = model.forward(ids, types, mask);
+        if b.is_filled() {
+            // The repeats filling the batch up run through the model (one shape) but not the loss.
+            logits = logits.narrow(0, 0, b.real);
+        }
+        self.loss(logits, b.real_idx())
     }
 
     fn validate(&mut self, model: &BertForSequenceClassification<B::InnerBackend>) -> Option<f64> {
         if self.val_rows.is_empty() {
             return None;
         }
-        let all: Vec<usize> = (0..self.val_rows.len()).collect();
         let mut ok = 0;
-        for chunk in all.chunks(64) {
-            let [ids, types, mask] = batch::<B::InnerBackend>(&self.val_rows, chunk, self.pad, &self.device);
+        for chunk in crate::batches::eval_chunks(self.val_rows.len(), 64, self.padding.fill) {
+            let [ids, types, mask] =
+                batch::<B::InnerBackend>(&self.val_rows, &chunk.idx, self.pad, &self.padding, &self.device);
             let z: Vec<f32> =
                 model.forward(ids, types, mask).into_data().convert::<f32>().into_vec().unwrap_or_default();
-            let gold: Vec<&Vec<usize>> = chunk.iter().map(|&i| &self.val_targets[i]).collect();
+            let gold: Vec<&Vec<usize>> = chunk.real_idx().iter().map(|&i| &self.val_targets[i]).collect();
             ok += correct(z, self.labels, &gold, self.multi);
         }
         Some(ok as f64 / self.val_rows.len() as f64)
@@ -318,6 +370,14 @@ pub fn train_bert<B: AutodiffBackend>(
         model.bert.encoder = model.bert.encoder.no_grad();
     }
     let rows = tokenize(&tok, &texts)?;
+    let padding = Padding::of(opts, crate::engine::static_shapes::<B>(&opts.engine, device));
+    if padding.fill {
+        tracing::info!(
+            "static shapes: batches of {} rows, lengths padded to a multiple of {}",
+            opts.engine.batch_size,
+            padding.multiple.map_or("1".into(), |m| m.to_string())
+        );
+    }
     let train_hash = data_hash(train);
     let options_json =
         serde_json::to_string(&BertOptions { engine: EngineConfig::default(), ..opts.clone() })
@@ -337,6 +397,7 @@ pub fn train_bert<B: AutodiffBackend>(
         labels: labels.len(),
         multi,
         pad: bert_config.pad_token_id.unwrap_or(0) as i64,
+        padding,
         device: device.clone(),
     };
     let fitted = fit(model, train.len(), &engine, &mut task)?;
@@ -374,7 +435,8 @@ pub fn train_bert<B: AutodiffBackend>(
     // Thresholds (per label, or out-of-scope) and the validation report, on the whole validation set.
     let val_report = match val {
         Some(v) if !v.is_empty() && !fitted.interrupted => {
-            let scores = probabilities(&fitted.model, &tokenize(&tok, &v.texts())?, task.pad, multi, device);
+            let rows = tokenize(&tok, &v.texts())?;
+            let scores = probabilities(&fitted.model, &rows, task.pad, multi, &task.padding, device);
             Some(crate::validation::validation_report(&mut meta, &scores, v, &index, &opts.oos_label))
         }
         _ => None,
@@ -386,6 +448,7 @@ pub fn train_bert<B: AutodiffBackend>(
         history: fitted.history,
         best_epoch: fitted.best_epoch,
         stopped_early: fitted.stopped_early,
+        timing: fitted.timing,
         interrupted: fitted.interrupted,
         val_report,
         base: base.to_path_buf(),
@@ -401,6 +464,8 @@ pub struct BertRunSummary {
     pub best_epoch: usize,
     /// Training examples per second (median over epochs).
     pub samples_per_second: f64,
+    /// Time to the first step and steady-state speed.
+    pub timing: crate::timing::Timing,
     /// The backend's name.
     pub backend: String,
     /// Report on the validation data with the tuned thresholds.
@@ -429,6 +494,7 @@ impl crate::device::BackendJob for BertJob<'_> {
         rates.sort_by(f64::total_cmp);
         Ok(BertRunSummary {
             samples_per_second: rates[rates.len() / 2],
+            timing: trained.timing,
             history: trained.history,
             best_epoch: trained.best_epoch,
             backend: B::name(&device),

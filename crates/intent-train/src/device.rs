@@ -13,6 +13,32 @@ pub enum DeviceSpec {
     Ndarray,
     /// An NVIDIA GPU through burn's CUDA backend (cargo feature `cuda`). `cuda` or `cuda:N`.
     Cuda(usize),
+    /// `auto`: CUDA device 0 when this build has CUDA and the device works, else the CPU.
+    Auto,
+}
+
+impl DeviceSpec {
+    /// The device `auto` stands for on this machine (others as they are).
+    pub fn resolve(self) -> DeviceSpec {
+        if self != DeviceSpec::Auto {
+            return self;
+        }
+        #[cfg(feature = "cuda")]
+        {
+            crate::kernels::configure();
+            if cuda_usable(0) {
+                tracing::info!("--device auto: CUDA device 0");
+                return DeviceSpec::Cuda(0);
+            }
+            tracing::info!("--device auto: no usable CUDA device, training on the CPU");
+        }
+        DeviceSpec::Cpu
+    }
+
+    /// True for devices other than the CPU backends (after [`DeviceSpec::resolve`]).
+    pub fn is_accelerator(self) -> bool {
+        matches!(self, DeviceSpec::Cuda(_))
+    }
 }
 
 impl FromStr for DeviceSpec {
@@ -32,8 +58,9 @@ impl FromStr for DeviceSpec {
         match (kind, index) {
             ("cpu" | "flex", None) => Ok(DeviceSpec::Cpu),
             ("ndarray", None) => Ok(DeviceSpec::Ndarray),
+            ("auto", None) => Ok(DeviceSpec::Auto),
             ("cuda", i) => Ok(DeviceSpec::Cuda(i.unwrap_or(0))),
-            _ => Err(bad(format!("unknown device '{s}': expected cpu, ndarray, cuda or cuda:N"))),
+            _ => Err(bad(format!("unknown device '{s}': expected auto, cpu, ndarray, cuda or cuda:N"))),
         }
     }
 }
@@ -44,6 +71,7 @@ impl std::fmt::Display for DeviceSpec {
             DeviceSpec::Cpu => write!(f, "cpu"),
             DeviceSpec::Ndarray => write!(f, "ndarray"),
             DeviceSpec::Cuda(i) => write!(f, "cuda:{i}"),
+            DeviceSpec::Auto => write!(f, "auto"),
         }
     }
 }
@@ -65,12 +93,14 @@ pub trait BackendJob {
 /// panic.
 pub fn dispatch<J: BackendJob>(spec: DeviceSpec, job: J) -> Result<J::Output, TrainError> {
     use burn::backend::{Autodiff, Flex};
-    match spec {
+    let _clock = crate::timing::JobClock::start();
+    match spec.resolve() {
         DeviceSpec::Cpu => job.run::<Autodiff<Flex>>(Default::default()),
         #[cfg(feature = "ndarray")]
         DeviceSpec::Ndarray => job.run::<Autodiff<burn::backend::NdArray>>(Default::default()),
         #[cfg(feature = "cuda")]
         DeviceSpec::Cuda(i) => {
+            crate::kernels::configure();
             if !cuda_usable(i) {
                 return Err(TrainError::Device(format!(
                     "CUDA device {i} is not usable (no driver or no such GPU)"
@@ -109,6 +139,9 @@ mod tests {
         assert_eq!("cpu".parse::<DeviceSpec>().unwrap(), DeviceSpec::Cpu);
         assert_eq!("cuda:1".parse::<DeviceSpec>().unwrap(), DeviceSpec::Cuda(1));
         assert_eq!("cuda".parse::<DeviceSpec>().unwrap(), DeviceSpec::Cuda(0));
+        assert_eq!("auto".parse::<DeviceSpec>().unwrap(), DeviceSpec::Auto);
+        #[cfg(not(feature = "cuda"))]
+        assert_eq!(DeviceSpec::Auto.resolve(), DeviceSpec::Cpu, "no CUDA in this build: the CPU");
         assert!("gpu".parse::<DeviceSpec>().unwrap_err().to_string().contains("unknown device 'gpu'"));
         assert!("cuda:x".parse::<DeviceSpec>().is_err());
     }

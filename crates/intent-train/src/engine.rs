@@ -9,18 +9,20 @@ use burn::module::AutodiffModule;
 use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
-use rand::seq::SliceRandom;
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use intent_models::checked::{Check, Checked};
 
+use crate::batches::{epoch_steps, Batch};
 use crate::checkpoint::{self, EngineState, OptimizerState};
 use crate::optim::{AdamWParams, HostAdamW};
 use crate::progress::EpochBar;
 use crate::schedule::{lr_at, LrSchedule};
+use crate::timing::{StepClock, Timing};
 use crate::TrainError;
+
+/// Steps between two reads of the loss on accelerator backends (a read waits for the device).
+pub const ACCELERATOR_SYNC_EVERY: usize = 25;
 
 /// Settings of the engine, validated by [`EngineConfig::validate`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -56,6 +58,12 @@ pub struct EngineConfig {
     /// batches are then shuffled. Needs the task's [`TrainTask::lengths`]; less padding.
     #[serde(default)]
     pub length_buckets: bool,
+    /// Tensor shapes from a small fixed set (see [`crate::batches`]): the short last batch
+    /// filled up to `batch_size`, BERT's lengths padded to a multiple, the MLP's sparse input
+    /// of one size. `None`: on for accelerator backends (where every new shape compiles
+    /// kernels), off on the CPU.
+    #[serde(default)]
+    pub static_shapes: Option<bool>,
     /// Folder of the per-epoch checkpoints (`None`: none written).
     #[serde(skip)]
     pub checkpoint_dir: Option<std::path::PathBuf>,
@@ -84,6 +92,7 @@ impl Default for EngineConfig {
             progress: true,
             max_grad_norm: None,
             length_buckets: false,
+            static_shapes: None,
             checkpoint_dir: None,
             resume: false,
             stop_after_epochs: None,
@@ -178,13 +187,16 @@ pub struct Fitted<M> {
     /// True when `stop_after_epochs` ended this invocation before the last epoch (the model is
     /// the best so far; the checkpoint continues the run).
     pub interrupted: bool,
+    /// Time to the first step and steady-state speed of this invocation.
+    pub timing: Timing,
 }
 
 /// What a model's training code supplies to [`fit`].
 pub trait TrainTask<B: AutodiffBackend, M: AutodiffModule<B>> {
-    /// Forward pass on the examples `batch` (indices into the training set): the batch loss and
-    /// the number of correct predictions in it.
-    fn step(&mut self, model: &M, batch: &[usize]) -> (Tensor<B, 1>, usize);
+    /// Forward pass on the examples of `batch`: the loss over its counted examples
+    /// ([`Batch::real`]) and the number of correct predictions among them, both left on the
+    /// device (the engine reads them back every few steps).
+    fn step(&mut self, model: &M, batch: &Batch) -> (Tensor<B, 1>, Tensor<B, 1, Int>);
     /// Called after the backward pass with the raw gradients and the step's learning rate,
     /// before the optimizer updates the module (for state kept outside the module).
     fn after_backward(&mut self, _grads: &B::Gradients, _lr: f64) {}
@@ -209,32 +221,9 @@ pub trait TrainTask<B: AutodiffBackend, M: AutodiffModule<B>> {
     }
 }
 
-/// The batches of one epoch: a permutation drawn from the seed and the epoch alone (so a resumed
-/// run draws the same ones), cut into batches; with `lengths`, grouped by length as described
-/// at [`EngineConfig::length_buckets`].
-pub fn epoch_batches(
-    n: usize,
-    batch_size: usize,
-    seed: u64,
-    epoch: usize,
-    lengths: Option<&[usize]>,
-) -> Vec<Vec<usize>> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    rng.set_stream(epoch as u64);
-    let mut order: Vec<usize> = (0..n).collect();
-    order.shuffle(&mut rng);
-    match lengths {
-        None => order.chunks(batch_size).map(<[usize]>::to_vec).collect(),
-        Some(len) => {
-            let mut batches: Vec<Vec<usize>> = Vec::with_capacity(n.div_ceil(batch_size));
-            for mega in order.chunks_mut(batch_size * 50) {
-                mega.sort_by_key(|&i| std::cmp::Reverse(len[i]));
-                batches.extend(mega.chunks(batch_size).map(<[usize]>::to_vec));
-            }
-            batches.shuffle(&mut rng);
-            batches
-        }
-    }
+/// Whether `config` asks for static shapes on `device` (see [`EngineConfig::static_shapes`]).
+pub fn static_shapes<B: burn::tensor::backend::Backend>(config: &EngineConfig, device: &B::Device) -> bool {
+    config.static_shapes.unwrap_or_else(|| !is_cpu_backend::<B>(device))
 }
 
 /// True for the CPU backends (flex, ndarray, with or without autodiff), where the host-side
@@ -306,7 +295,11 @@ where
     let total = steps_per_epoch * config.epochs;
     let warmup = (total as f64 * config.warmup_ratio).round() as usize;
     let lengths = if config.length_buckets { task.lengths().map(<[usize]>::to_vec) } else { None };
+    let fill = static_shapes::<B>(config, &device);
+    let sync_every = if is_cpu_backend::<B>(&device) { 1 } else { ACCELERATOR_SYNC_EVERY };
     let first = run.state.epochs_done + 1;
+    let first_global_step = run.state.global_step;
+    let mut clock = StepClock::new(total - first_global_step);
     let mut interrupted = false;
     for epoch in first..=config.epochs {
         if run.state.stopped_early {
@@ -324,30 +317,44 @@ where
         }
         B::seed(&device, config.seed.wrapping_add(epoch as u64));
         task.start_epoch(epoch);
-        let batches = epoch_batches(n_train, config.batch_size, config.seed, epoch, lengths.as_deref());
-        let bar = EpochBar::new(config.progress, epoch, config.epochs, batches.len());
+        let steps = epoch_steps(n_train, config.batch_size, config.seed, epoch, lengths.as_deref(), fill);
+        let bar = EpochBar::new(config.progress, epoch, config.epochs, steps.len());
         let start = Instant::now();
         let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
         let mut lr = config.lr;
-        for batch in &batches {
+        let mut pending: Vec<(Tensor<B, 1>, Tensor<B, 1, Int>, usize)> = Vec::with_capacity(sync_every);
+        let mut since = Instant::now();
+        for (s, batch) in steps.iter().enumerate() {
             let (loss, ok) = task.step(&run.model, batch);
             let raw = loss.backward();
-            let loss_value: f64 = loss.into_scalar().elem::<f64>();
-            if !loss_value.is_finite() {
-                return Err(TrainError::Diverged { epoch, step: run.state.global_step, loss: loss_value });
-            }
+            pending.push((loss.detach(), ok, batch.real));
             lr = lr_at(config.schedule, run.state.global_step, warmup, total, config.lr);
             task.after_backward(&raw, lr);
             let grads = GradientsParams::from_grads(raw, &run.model);
             run.update(lr, grads, config.max_grad_norm);
             run.state.global_step += 1;
-            loss_sum += loss_value * batch.len() as f64;
-            correct += ok;
-            seen += batch.len();
-            bar.step(loss_sum / seen as f64, seen);
+            if pending.len() == sync_every || s + 1 == steps.len() {
+                // One read of the device for the steps since the last one.
+                let n = pending.len();
+                let first_step = run.state.global_step - n;
+                let sizes: Vec<usize> = pending.iter().map(|p| p.2).collect();
+                let (losses, oks): (Vec<_>, Vec<_>) = pending.drain(..).map(|(l, o, _)| (l, o)).unzip();
+                let losses: Vec<f64> = Tensor::cat(losses, 0).into_data().iter::<f64>().collect();
+                let oks: i64 = Tensor::cat(oks, 0).sum().into_scalar().elem::<i64>();
+                if let Some(k) = losses.iter().position(|l| !l.is_finite()) {
+                    return Err(TrainError::Diverged { epoch, step: first_step + k, loss: losses[k] });
+                }
+                clock.steps(first_step - first_global_step, &sizes, since);
+                since = Instant::now();
+                loss_sum += losses.iter().zip(&sizes).map(|(l, &b)| l * b as f64).sum::<f64>();
+                correct += oks as usize;
+                seen += sizes.iter().sum::<usize>();
+                bar.advance(n, loss_sum / seen as f64, seen);
+            }
         }
         bar.finish();
         let seconds = start.elapsed().as_secs_f64();
+        clock.first_epoch_done();
         run.model = task.end_of_epoch(run.model);
         let val_score = task.validate(&run.model.valid());
         let log = EpochLog {
@@ -405,6 +412,7 @@ where
         best_epoch,
         stopped_early: run.state.stopped_early,
         interrupted,
+        timing: clock.timing(),
     })
 }
 
@@ -534,36 +542,5 @@ impl<B: AutodiffBackend, M: AutodiffModule<B>> Run<B, M> {
             (None, None) => unreachable!("one optimizer is always set"),
         };
         checkpoint::save::<B, M>(dir, &self.state, &self.model, best, optim)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::epoch_batches;
-
-    #[test]
-    fn epoch_batches_cover_every_example_once_and_bucket_by_length() {
-        let n = 1000;
-        let lengths: Vec<usize> = (0..n).map(|i| (i * 7919) % 61 + 3).collect();
-        for lens in [None, Some(lengths.as_slice())] {
-            let b = epoch_batches(n, 8, 7, 1, lens);
-            assert_eq!(b.len(), n.div_ceil(8));
-            let mut all: Vec<usize> = b.concat();
-            all.sort_unstable();
-            assert_eq!(all, (0..n).collect::<Vec<_>>(), "a permutation");
-            assert_eq!(b, epoch_batches(n, 8, 7, 1, lens), "same seed and epoch, same batches");
-            assert_ne!(b, epoch_batches(n, 8, 7, 2, lens), "another epoch, other batches");
-        }
-        // Padding (sum over batches of size × longest) falls with buckets.
-        let padded = |b: &[Vec<usize>]| {
-            b.iter().map(|x| x.len() * x.iter().map(|&i| lengths[i]).max().unwrap()).sum::<usize>()
-        };
-        let plain = padded(&epoch_batches(n, 8, 7, 1, None));
-        let bucketed = padded(&epoch_batches(n, 8, 7, 1, Some(&lengths)));
-        let real: usize = lengths.iter().sum();
-        assert!(
-            bucketed < plain && (bucketed as f64) < 1.1 * real as f64,
-            "plain {plain}, bucketed {bucketed}, tokens {real}"
-        );
     }
 }

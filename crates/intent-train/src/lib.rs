@@ -2,6 +2,8 @@
 //! per-model training code.
 //!
 //! - [`engine`]: epochs, AdamW, schedule, early stopping, best checkpoint, progress;
+//! - [`batches`]: which examples each step sees, in shapes that stay few on accelerators;
+//! - [`timing`]: time to the first step and steady-state speed; [`kernels`]: GPU kernel caches;
 //! - [`mlp`]: the bag-of-words MLP;
 //! - [`svm`]: linear SVM and kernel SVC (no burn: solvers on the host), calibration;
 //! - [`ncf`]: NCF recommenders (host loop, [`ncf::engine`] on burn, [`ncf::run`] end to end);
@@ -27,10 +29,12 @@
 //! # }
 //! ```
 
+pub mod batches;
 pub mod bert;
 pub mod checkpoint;
 pub mod device;
 pub mod engine;
+pub mod kernels;
 pub mod mlp;
 pub mod ncf;
 pub mod optim;
@@ -38,6 +42,7 @@ pub mod progress;
 pub mod schedule;
 pub mod sparse;
 pub mod svm;
+pub mod timing;
 mod validation;
 
 pub use bert::{train_bert, train_bert_to_dir, BertOptions, BertRunSummary, TrainedBert};
@@ -47,6 +52,7 @@ pub use mlp::{train_mlp, train_mlp_to_dir, MlpOptions, MlpRunSummary, TrainedMlp
 pub use ncf::run::{train_ncf_to_dir, NcfOptions, NcfRunSummary, NcfTrainingRecord};
 pub use schedule::LrSchedule;
 pub use svm::{train_svm, train_svm_to_dir, SvmOptions, SvmRunSummary, TrainedSvm};
+pub use timing::Timing;
 
 /// Errors of training.
 #[derive(Debug, thiserror::Error)]

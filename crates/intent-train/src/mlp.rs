@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use intent_models::checked::Check;
 
+use crate::batches::Batch;
 use crate::engine::{fit, EngineConfig, EpochLog, TrainTask};
 use crate::sparse::SparseInputTable;
 use crate::TrainError;
@@ -67,6 +68,8 @@ pub struct TrainedMlp<B: Backend> {
     pub best_epoch: usize,
     /// Whether early stopping ended training.
     pub stopped_early: bool,
+    /// Time to the first step and steady-state speed.
+    pub timing: crate::timing::Timing,
     /// Report on the validation data with the tuned thresholds, when there was validation data.
     pub val_report: Option<Report>,
 }
@@ -79,6 +82,7 @@ impl<B: Backend> TrainedMlp<B> {
             self.best_epoch,
             self.stopped_early,
             &self.history,
+            &self.timing,
         )
     }
 }
@@ -154,6 +158,8 @@ pub fn train_mlp<B: AutodiffBackend>(
         mask_rng: ChaCha8Rng::seed_from_u64(opts.engine.seed ^ 0xd50f_0a7e),
         seed: opts.engine.seed,
         mask_buf: Vec::new(),
+        nnz_capacity: (table.is_none() && crate::engine::static_shapes::<B>(&opts.engine, device))
+            .then(|| largest_batch_nnz(&rows, opts.engine.batch_size)),
         table,
         pending: None,
         device: device.clone(),
@@ -199,8 +205,16 @@ pub fn train_mlp<B: AutodiffBackend>(
         history: fitted.history,
         best_epoch: fitted.best_epoch,
         stopped_early: fitted.stopped_early,
+        timing: fitted.timing,
         val_report,
     })
+}
+
+/// The most non-zero features a batch of `batch_size` of `rows` can hold.
+pub fn largest_batch_nnz(rows: &[SparseVec], batch_size: usize) -> usize {
+    let mut nnz: Vec<usize> = rows.iter().map(|r| r.indices.len()).collect();
+    nnz.sort_unstable_by(|a, b| b.cmp(a));
+    nnz.iter().take(batch_size).sum::<usize>().max(1)
 }
 
 /// The MLP's side of the training loop.
@@ -219,6 +233,9 @@ struct MlpTask<'a, B: AutodiffBackend> {
     /// Host input weight (CPU backends), and the leaf tensor of the rows the current step uses.
     table: Option<SparseInputTable>,
     pending: Option<(Tensor<B, 2>, Vec<usize>)>,
+    /// With static shapes on a device: entries of every sparse input batch (the most a batch
+    /// can have: the sum of the `batch_size` largest rows).
+    nnz_capacity: Option<usize>,
     device: B::Device,
 }
 
@@ -253,12 +270,13 @@ impl<B: AutodiffBackend> MlpTask<'_, B> {
 }
 
 impl<B: AutodiffBackend> TrainTask<B, Mlp<B>> for MlpTask<'_, B> {
-    fn step(&mut self, model: &Mlp<B>, batch: &[usize]) -> (Tensor<B, 1>, usize) {
+    fn step(&mut self, model: &Mlp<B>, b: &Batch) -> (Tensor<B, 1>, Tensor<B, 1, Int>) {
+        let batch = &b.idx;
         let refs: Vec<&SparseVec> = batch.iter().map(|&i| &self.rows[i]).collect();
         let masks = self.masks(batch.len());
-        let x = SparseBatch::new(&refs, &self.device);
-        let logits = match &self.table {
+        let mut logits = match &self.table {
             Some(table) => {
+                let x = SparseBatch::new(&refs, &self.device);
                 let cols: Vec<usize> =
                     refs.iter().flat_map(|r| r.indices.iter().map(|&c| c as usize)).collect();
                 let picked = (!cols.is_empty()).then(|| {
@@ -269,31 +287,36 @@ impl<B: AutodiffBackend> TrainTask<B, Mlp<B>> for MlpTask<'_, B> {
                 self.pending = picked.map(|p| (p, cols));
                 logits
             }
-            None => model.forward(x, masks.as_deref()),
+            None => {
+                let x = match self.nnz_capacity {
+                    Some(c) => SparseBatch::with_capacity(&refs, c, &self.device),
+                    None => SparseBatch::new(&refs, &self.device),
+                };
+                model.forward(x, masks.as_deref())
+            }
         };
-        let k = self.k;
+        if b.is_filled() {
+            // The repeats filling the batch up run through the model (one shape) but not the loss.
+            logits = logits.narrow(0, 0, b.real);
+        }
+        let (n, k) = (b.real, self.k);
+        let batch = b.real_idx();
         if self.multi {
-            let mut t = vec![0i64; batch.len() * k];
+            let mut t = vec![0i64; n * k];
             for (r, &i) in batch.iter().enumerate() {
                 for &c in &self.targets[i] {
                     t[r * k + c] = 1;
                 }
             }
-            let target =
-                Tensor::<B, 2, Int>::from_data(TensorData::new(t.clone(), [batch.len(), k]), &self.device);
-            let loss = self.bce.forward(logits.clone(), target);
-            let pred: Vec<bool> = logits.greater_elem(0.0).into_data().iter::<bool>().collect();
-            let correct =
-                (0..batch.len()).filter(|&r| (0..k).all(|c| pred[r * k + c] == (t[r * k + c] == 1))).count();
-            (loss, correct)
+            let target = Tensor::<B, 2, Int>::from_data(TensorData::new(t, [n, k]), &self.device);
+            let right = logits.clone().greater_elem(0.0).equal(target.clone().equal_elem(1)).int();
+            let correct = right.sum_dim(1).equal_elem(k as i64).int().sum();
+            (self.bce.forward(logits, target), correct)
         } else {
             let t: Vec<i64> = batch.iter().map(|&i| self.targets[i][0] as i64).collect();
-            let target =
-                Tensor::<B, 1, Int>::from_data(TensorData::new(t.clone(), [batch.len()]), &self.device);
-            let loss = self.ce.forward(logits.clone(), target);
-            let pred: Vec<i64> = logits.argmax(1).into_data().iter::<i64>().collect();
-            let correct = pred.iter().zip(&t).filter(|(p, t)| p == t).count();
-            (loss, correct)
+            let target = Tensor::<B, 1, Int>::from_data(TensorData::new(t, [n]), &self.device);
+            let correct = logits.clone().argmax(1).reshape([n]).equal(target.clone()).int().sum();
+            (self.ce.forward(logits, target), correct)
         }
     }
 
@@ -365,6 +388,8 @@ pub struct MlpRunSummary {
     pub val_report: Option<Report>,
     /// Median seconds per epoch.
     pub median_epoch_seconds: f64,
+    /// Time to the first step and steady-state speed.
+    pub timing: crate::timing::Timing,
 }
 
 struct MlpJob<'a> {
@@ -383,6 +408,7 @@ impl crate::device::BackendJob for MlpJob<'_> {
         secs.sort_by(f64::total_cmp);
         Ok(MlpRunSummary {
             median_epoch_seconds: secs[secs.len() / 2],
+            timing: trained.timing,
             history: trained.history,
             best_epoch: trained.best_epoch,
             val_report: trained.val_report,

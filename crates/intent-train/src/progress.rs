@@ -43,13 +43,20 @@ impl EpochBar {
     }
     /// Advances one step, showing the running loss and the examples per second so far.
     pub fn step(&self, loss: f64, examples_seen: usize) {
+        self.advance(1, loss, examples_seen);
+    }
+
+    /// Advances `steps` steps at once (accelerators read the loss back every few steps).
+    pub fn advance(&self, steps: usize, loss: f64, examples_seen: usize) {
         let rate = examples_seen as f64 / self.start.elapsed().as_secs_f64().max(1e-9);
-        let done = self.done.get() + 1;
+        let before = self.done.get();
+        let done = before + steps;
         self.done.set(done);
+        let every = self.steps.div_ceil(10).max(1);
         if let Some(b) = &self.bar {
             b.set_message(format!("loss {loss:.4} {rate:.1} samples/s"));
-            b.inc(1);
-        } else if self.plain && done.is_multiple_of(self.steps.div_ceil(10)) && done < self.steps {
+            b.inc(steps as u64);
+        } else if self.plain && done / every > before / every && done < self.steps {
             tracing::info!(
                 "epoch {}/{} step {done}/{}: loss {loss:.4} {rate:.1} samples/s",
                 self.epoch,

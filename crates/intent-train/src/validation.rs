@@ -85,17 +85,19 @@ pub(crate) fn require_two_labels(train: &Dataset) -> Result<Vec<String>, crate::
 }
 
 /// The `metrics.json` content of a trained model: validation report, best epoch, whether early
-/// stopping ended training, per-epoch history.
+/// stopping ended training, per-epoch history, time to the first step and steady-state speed.
 pub(crate) fn metrics_json(
     val_report: Option<&Report>,
     best_epoch: usize,
     stopped_early: bool,
     history: &[crate::engine::EpochLog],
+    timing: &crate::timing::Timing,
 ) -> serde_json::Value {
     serde_json::json!({
         "validation": val_report,
         "best_epoch": best_epoch,
         "stopped_early": stopped_early,
         "history": history,
+        "timing": timing,
     })
 }

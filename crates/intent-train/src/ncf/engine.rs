@@ -1,7 +1,7 @@
 //! NCF on the shared training engine ([`crate::engine::fit`]) and any burn backend: the path of
 //! `intent train ncf --device cuda` (and of `--engine burn` on the CPU). It draws the same
 //! samples and batches as the host loop of [`crate::ncf::fit_ncf`] (the same [`Sampler`] and
-//! [`crate::engine::epoch_batches`]) and takes the same Adam steps, so the two paths train the
+//! [`crate::batches::epoch_batches`]) and takes the same Adam steps, so the two paths train the
 //! same model up to float rounding; the tests check it.
 
 use burn::prelude::*;
@@ -13,6 +13,7 @@ use intent_models::ncf::{Ncf, NcfArchitecture};
 
 use intent_models::checked::{Check, Checked};
 
+use crate::batches::Batch;
 use crate::device::{dispatch, BackendJob, DeviceSpec};
 use crate::engine::{fit, EngineConfig, TrainTask};
 use crate::ncf::{EpochSamples, NcfEpoch, NcfFit, NcfTrainConfig, SampledEval, Sampler};
@@ -31,20 +32,18 @@ struct NcfTask<'a, B: AutodiffBackend> {
 }
 
 impl<B: AutodiffBackend> TrainTask<B, NcfModule<B>> for NcfTask<'_, B> {
-    fn step(&mut self, model: &NcfModule<B>, batch: &[usize]) -> (Tensor<B, 1>, usize) {
+    fn step(&mut self, model: &NcfModule<B>, batch: &Batch) -> (Tensor<B, 1>, Tensor<B, 1, Int>) {
         let (users, items, labels) = &mut self.batch;
-        self.samples.gather(batch, users, items, labels);
-        let y = Tensor::<B, 1>::from_data(TensorData::new(labels.clone(), [labels.len()]), &self.device);
-        let logits = model.forward(index_tensor(users, &self.device), index_tensor(items, &self.device));
-        let correct = logits
-            .clone()
-            .greater_elem(0.0)
-            .equal(y.clone().greater_elem(0.5))
-            .int()
-            .sum()
-            .into_scalar()
-            .elem::<i64>();
-        (bce_with_logits(logits, y), correct as usize)
+        self.samples.gather(&batch.idx, users, items, labels);
+        let mut y = Tensor::<B, 1>::from_data(TensorData::new(labels.clone(), [labels.len()]), &self.device);
+        let mut logits = model.forward(index_tensor(users, &self.device), index_tensor(items, &self.device));
+        if batch.is_filled() {
+            // The repeats filling the batch up run through the model (one shape) but not the loss.
+            logits = logits.narrow(0, 0, batch.real);
+            y = y.narrow(0, 0, batch.real);
+        }
+        let correct = logits.clone().greater_elem(0.0).equal(y.clone().greater_elem(0.5)).int().sum();
+        (bce_with_logits(logits, y), correct)
     }
 
     fn start_epoch(&mut self, epoch: usize) {
@@ -123,7 +122,7 @@ pub fn fit_ncf_on<B: AutodiffBackend>(
             ndcg: r.as_ref().map(|r| r.ndcg),
         })
         .collect();
-    Ok(NcfFit { model: fitted.model.to_host(&arch), history })
+    Ok(NcfFit { model: fitted.model.to_host(&arch), history, timing: fitted.timing })
 }
 
 /// [`fit_ncf_on`] as a job for [`dispatch`].

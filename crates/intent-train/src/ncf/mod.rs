@@ -22,7 +22,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::engine::epoch_batches;
+use crate::batches::epoch_batches;
 use crate::optim::{adamw_update, AdamWParams};
 use crate::progress::EpochBar;
 use crate::schedule::{lr_at, LrSchedule};
@@ -354,6 +354,8 @@ pub struct NcfFit {
     pub model: Ncf,
     /// Per-epoch logs.
     pub history: Vec<NcfEpoch>,
+    /// Time to the first step and steady-state speed.
+    pub timing: crate::timing::Timing,
 }
 
 /// Trains `model` on the training pairs of `split` (`num_items` items); with `eval`, reports
@@ -382,6 +384,7 @@ pub fn fit_ncf(
     let mut act = Activations::default();
     let mut history = Vec::new();
     let mut time = 0i32;
+    let mut clock = crate::timing::StepClock::new(total.div_ceil(config.batch_size) * config.epochs);
     for epoch in 1..=config.epochs {
         let start = Instant::now();
         sampler.fill(epoch, &mut samples);
@@ -390,6 +393,7 @@ pub fn fit_ncf(
         let bar = EpochBar::new(config.progress, epoch, config.epochs, steps);
         let (mut loss_sum, mut seen) = (0.0, 0usize);
         for (s, batch) in order.iter().enumerate() {
+            let step_start = Instant::now();
             samples.gather(batch, &mut bu, &mut bi, &mut bl);
             let loss = backward(&model, &bu, &bi, &bl, &mut act, &mut slots.grads);
             if !loss.is_finite() {
@@ -407,12 +411,14 @@ pub fn fit_ncf(
             {
                 adamw_update(adam, time, lr, 1.0, p, g, m, v);
             }
+            clock.steps(time as usize - 1, &[batch.len()], step_start);
             if s % 64 == 0 {
                 bar.step(loss_sum / seen as f64, seen);
             }
         }
         bar.finish();
         let seconds = start.elapsed().as_secs_f64();
+        clock.first_epoch_done();
         let report = eval.map(|e| e.run(&model));
         let log = NcfEpoch {
             epoch,
@@ -434,7 +440,7 @@ pub fn fit_ncf(
         }
         history.push(log);
     }
-    Ok(NcfFit { model, history })
+    Ok(NcfFit { model, history, timing: clock.timing() })
 }
 
 #[cfg(test)]

@@ -106,6 +106,8 @@ pub struct NcfRunSummary {
     pub history: Vec<NcfEpoch>,
     /// The final model's HR/NDCG on the held-out items (with `holdout`).
     pub report: Option<RankingReport>,
+    /// Time to the first step and steady-state speed.
+    pub timing: crate::timing::Timing,
 }
 
 /// The split: leave-one-out, or everything for training.
@@ -142,6 +144,7 @@ pub fn train_ncf_to_dir(
     opts: &NcfOptions,
     out: &Path,
 ) -> Result<NcfRunSummary, TrainError> {
+    let _clock = crate::timing::JobClock::start();
     let train_config = opts.train.clone().check()?;
     if opts.k == 0 {
         return Err(TrainError::Hyperparameter { name: "k", message: "must be at least 1".into() });
@@ -242,10 +245,11 @@ pub fn train_ncf_to_dir(
         format!("hr@{}", opts.k): report.as_ref().map(|r| r.hr),
         format!("ndcg@{}", opts.k): report.as_ref().map(|r| r.ndcg),
         "users": report.as_ref().map(|r| r.users), "history": fit.history, "stats": stats,
+        "timing": fit.timing,
     });
     write_model_dir(out, |dir| {
         folder.write(dir)?;
         write_json(dir, "metrics.json", &metrics)
     })?;
-    Ok(NcfRunSummary { stats, history: fit.history, report })
+    Ok(NcfRunSummary { stats, history: fit.history, report, timing: fit.timing })
 }
