@@ -221,8 +221,11 @@ pub fn run(cmd: DataCommand) -> Result<ExitCode> {
         DataCommand::Stats(a) => {
             let loaded = a.input.load(&a.file)?;
             let s = intent_data::stats::stats(&loaded.data, a.min_per_label);
+            let advice = intent_train::advice::data_size_advice(&loaded.data);
             if a.json {
-                println!("{}", serde_json::to_string_pretty(&s)?);
+                let mut v = serde_json::to_value(&s)?;
+                v["advice"] = serde_json::json!(advice);
+                println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
                 println!(
                     "{}: {} examples, {} labels{}",
@@ -242,6 +245,9 @@ pub fn run(cmd: DataCommand) -> Result<ExitCode> {
                 }
                 for w in &s.warnings {
                     println!("warning: {w}");
+                }
+                if let Some(a) = advice {
+                    println!("advice: {a}");
                 }
             }
             Ok(ExitCode::SUCCESS)

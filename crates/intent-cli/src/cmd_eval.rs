@@ -36,9 +36,14 @@ pub struct EvalArgs {
     /// Out-of-scope confidence threshold (default: the one tuned at training time, if any).
     #[arg(long, conflicts_with = "tune_on")]
     pub threshold: Option<f32>,
-    /// Tune the out-of-scope threshold on this labeled file (needs out-of-scope rows).
+    /// Tune thresholds on this labeled file: the out-of-scope threshold (single-label; needs
+    /// out-of-scope rows) or per-label thresholds (multi-label).
     #[arg(long)]
     pub tune_on: Option<PathBuf>,
+    /// With --tune-on: write the tuned thresholds into the model folder (its intent.json, or
+    /// config.json), so that predict, serve and later evaluations use them.
+    #[arg(long, requires = "tune_on")]
+    pub save_thresholds: bool,
     #[command(flatten)]
     pub gate: GateFlags,
 }
@@ -102,7 +107,29 @@ pub fn eval(a: EvalArgs) -> Result<ExitCode> {
     let data = a.input.load(&data_path)?;
     check_known_labels(&data, model.labels(), model.config().multi_label, &a.oos_label)?;
     let mut curve = None;
+    let mut label_thresholds = None;
     let threshold = match &a.tune_on {
+        Some(p) if model.config().multi_label => {
+            let tune = a.input.load(p)?;
+            check_known_labels(&tune, model.labels(), true, &a.oos_label)?;
+            let gold: Vec<Vec<String>> = tune.data.examples.iter().map(|e| e.labels.clone()).collect();
+            let scores =
+                model.scores(&tune.data.texts()).with_context(|| format!("scoring {}", p.display()))?;
+            let th = intent_eval::tune_label_thresholds(&gold, &scores, model.labels());
+            let mean = th.iter().sum::<f32>() / th.len().max(1) as f32;
+            println!(
+                "per-label thresholds tuned on {} ({} examples; mean {mean:.3}, min {:.2}, max {:.2})",
+                p.display(),
+                tune.data.len(),
+                th.iter().copied().fold(1.0, f32::min),
+                th.iter().copied().fold(0.0, f32::max)
+            );
+            if a.save_thresholds {
+                save_thresholds(&a.model, Some(&th), None)?;
+            }
+            label_thresholds = Some(th);
+            None
+        }
         Some(p) => {
             let tune = a.input.load(p)?;
             check_known_labels(&tune, model.labels(), model.config().multi_label, &a.oos_label)?;
@@ -119,6 +146,9 @@ pub fn eval(a: EvalArgs) -> Result<ExitCode> {
                 })?;
             println!("threshold {t:.4} tuned on {} (balanced score {score:.4})", p.display());
             curve = Some(intent_eval::oos_curve(&gold, &scores, model.labels(), &a.oos_label, 20));
+            if a.save_thresholds {
+                save_thresholds(&a.model, None, Some((&a.oos_label, t)))?;
+            }
             Some(t)
         }
         None => a.threshold,
@@ -128,7 +158,13 @@ pub fn eval(a: EvalArgs) -> Result<ExitCode> {
             anyhow::bail!("--threshold {t} is not in [0, 1]");
         }
     }
-    let (report, rows) = evaluate(&model, &data.data, threshold, &a.oos_label)?;
+    let (report, rows) = intent_serve::evaluation::evaluate_with(
+        &model,
+        &data.data,
+        threshold,
+        label_thresholds.as_deref(),
+        &a.oos_label,
+    )?;
     println!("{}: {}", data_path.display(), a.model.display());
     print!("{}", intent_eval::report::summary(&report));
     let gate = a.gate.gate.then(|| a.gate.gate().check(&report));
@@ -143,6 +179,35 @@ pub fn eval(a: EvalArgs) -> Result<ExitCode> {
         }
         None => Ok(ExitCode::SUCCESS),
     }
+}
+
+/// Writes tuned thresholds into the model folder's description (`intent.json` of a Hugging Face
+/// folder, else `config.json`), atomically, leaving every other field as it was.
+fn save_thresholds(model: &Path, labels: Option<&[f32]>, oos: Option<(&str, f32)>) -> Result<()> {
+    let dir = match intent_serve::ModelSpec::parse(&model.to_string_lossy()) {
+        intent_serve::ModelSpec::Dir(d) => d,
+        _ => anyhow::bail!(
+            "--save-thresholds {}: registry versions and hub repos are not edited in place; save into \
+            a model folder and register it as a new version",
+            model.display()
+        ),
+    };
+    let path = [dir.join("intent.json"), dir.join("config.json")]
+        .into_iter()
+        .find(|p| p.is_file())
+        .with_context(|| format!("{}: no intent.json or config.json", dir.display()))?;
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let mut config: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{}: not valid JSON", path.display()))?;
+    if let Some(th) = labels {
+        config["thresholds"] = serde_json::json!(th);
+    }
+    if let Some((label, t)) = oos {
+        config["oos"] = serde_json::json!({ "label": label, "threshold": t });
+    }
+    intent_data::io::atomic_write(&path, serde_json::to_string_pretty(&config)?.as_bytes())?;
+    println!("thresholds saved in {}", path.display());
+    Ok(())
 }
 
 #[derive(Args, Debug)]

@@ -9,6 +9,7 @@ use intent_data::text::{Analyzer, TokenPattern, VectorizerConfig, Weighting};
 use intent_data::Dataset;
 use intent_models::bert::HeadPooling;
 use intent_models::svm::{ClassWeight, KernelChoice, SvmParams};
+use intent_train::bert::PosWeight;
 use intent_train::{BertOptions, DeviceSpec, EngineConfig, LrSchedule, MlpOptions, SvmOptions};
 
 use crate::common::InputFlags;
@@ -141,6 +142,18 @@ pub struct MlpFlags {
     /// input): auto = on for GPUs, where every new shape compiles kernels; off on the CPU.
     #[arg(long, value_enum, default_value_t = ShapeMode::Auto)]
     pub static_shapes: ShapeMode,
+    /// Multi-label without --val: share of the training data held out (stratified) to pick the
+    /// best epoch and tune per-label thresholds; 0 keeps every example for training and the
+    /// thresholds at 0.5.
+    #[arg(long, value_name = "SHARE", default_value_t = MlpOptions::default().threshold_holdout)]
+    pub threshold_holdout: f64,
+    /// Multi-label: weight of each label's positives in BCE, from label frequencies.
+    #[arg(long, value_enum, default_value_t = MlpOptions::default().pos_weight)]
+    pub pos_weight: PosWeight,
+    /// At least this many optimizer steps (the epochs are raised, early stopping waits); default:
+    /// 1200 for multi-label data, none otherwise; 0: --epochs alone decides.
+    #[arg(long, value_name = "N")]
+    pub min_steps: Option<usize>,
 }
 
 /// `--static-shapes`.
@@ -184,9 +197,12 @@ impl MlpFlags {
                 patience: (!self.no_early_stopping).then_some(self.patience),
                 seed: run.seed,
                 static_shapes: self.static_shapes.setting(),
+                min_steps: self.min_steps,
                 ..EngineConfig::default()
             },
             oos_label: run.oos_label.clone(),
+            threshold_holdout: self.threshold_holdout,
+            pos_weight: self.pos_weight,
         };
         Ok((opts, device))
     }
@@ -329,9 +345,10 @@ pub struct BertFlags {
     /// AdamW decoupled weight decay.
     #[arg(long, default_value_t = 0.01)]
     pub weight_decay: f64,
-    /// The head's sentence vector: pooler (HF BertForSequenceClassification) or mean.
-    #[arg(long, value_enum, default_value_t = HeadPooling::Pooler)]
-    pub pooling: HeadPooling,
+    /// The head's sentence vector: pooler (HF BertForSequenceClassification) or mean; default:
+    /// the base's own (mean for sentence-transformers encoders such as all-MiniLM-L6-v2).
+    #[arg(long, value_enum)]
+    pub pooling: Option<HeadPooling>,
     /// Early stopping: epochs without a better validation score (default: off).
     #[arg(long)]
     pub patience: Option<usize>,
@@ -369,6 +386,21 @@ pub struct BertFlags {
     /// default: 16 with static shapes, none otherwise; 0 or 1: the longest text.
     #[arg(long, value_name = "N")]
     pub pad_to_multiple_of: Option<usize>,
+    /// Learning rate of the fresh classification head (default: --lr).
+    #[arg(long, value_name = "LR")]
+    pub head_lr: Option<f64>,
+    /// Multi-label: weight of each label's positives in BCE, from label frequencies.
+    #[arg(long, value_enum, default_value_t = BertOptions::default().pos_weight)]
+    pub pos_weight: PosWeight,
+    /// At least this many optimizer steps: on small data the epochs are raised until training
+    /// makes them (0: --epochs alone decides).
+    #[arg(long, value_name = "N")]
+    pub min_steps: Option<usize>,
+    /// Multi-label without --val: share of the training data held out (stratified) to pick the
+    /// best epoch and tune per-label thresholds; 0 keeps every example for training and the
+    /// thresholds at 0.5.
+    #[arg(long, value_name = "SHARE", default_value_t = BertOptions::default().threshold_holdout)]
+    pub threshold_holdout: f64,
 }
 
 impl BertFlags {
@@ -388,7 +420,15 @@ impl BertFlags {
             freeze_encoder: self.freeze_encoder,
             oos_label: run.oos_label.clone(),
             pad_to_multiple_of: self.pad_to_multiple_of,
+            head_lr: self.head_lr,
+            pos_weight: self.pos_weight,
+            threshold_holdout: self.threshold_holdout,
             engine: EngineConfig {
+                min_steps: match self.min_steps {
+                    Some(0) => None,
+                    Some(n) => Some(n),
+                    None => defaults.engine.min_steps,
+                },
                 static_shapes: self.static_shapes.setting(),
                 max_grad_norm: (self.max_grad_norm > 0.0).then_some(self.max_grad_norm),
                 length_buckets: !self.no_length_buckets,

@@ -355,6 +355,10 @@ fn train_bert_writes_a_hugging_face_folder_that_predicts() {
             "3",
             "--lr",
             "1e-4",
+            "--min-steps",
+            "0",
+            "--pooling",
+            "pooler",
         ],
         p,
     );
@@ -411,6 +415,10 @@ fn train_bert_writes_a_hugging_face_folder_that_predicts() {
         "3",
         "--lr",
         "1e-4",
+        "--min-steps",
+        "0",
+        "--pooling",
+        "pooler",
         "--checkpoint-dir",
         "ckpt",
     ];
@@ -460,4 +468,76 @@ fn completions_for_each_shell_name_the_subcommands() {
         assert!(out.contains("serve") && out.contains("retrain") && out.contains("model"), "{shell}");
     }
     assert_clean_error(&intent(&["completions", "tcsh"], dir.path()), "tcsh");
+}
+
+/// Multi-label data: `data stats` gives the data-size advice, the MLP holds out data for its
+/// thresholds by default, and `eval --tune-on` tunes per-label thresholds and with
+/// `--save-thresholds` writes them into the folder, which later evaluations then use.
+#[test]
+fn multi_label_thresholds_are_tuned_saved_and_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    let topics = [("card", "my card"), ("transfer", "a transfer"), ("fees", "the fees")];
+    let (mut train, mut test) = (String::new(), String::new());
+    for i in 0..36 {
+        let (a, b) = (i % 3, (i / 3) % 3);
+        let mut labels = vec![topics[a].0];
+        let mut t = format!("question {i} about {}", topics[a].1);
+        if b != a {
+            labels.push(topics[b].0);
+            t.push_str(&format!(" and {}", topics[b].1));
+        }
+        let line = serde_json::json!({ "text": t, "labels": labels }).to_string() + "\n";
+        if i % 5 == 0 {
+            test.push_str(&line)
+        } else {
+            train.push_str(&line)
+        }
+    }
+    std::fs::write(p.join("train.jsonl"), train).unwrap();
+    std::fs::write(p.join("test.jsonl"), test).unwrap();
+    let (out, err) = text(&intent(&["data", "stats", "train.jsonl"], p));
+    assert!(out.contains("advice: 3 of 3 labels have fewer than 20 examples"), "{out}\n{err}");
+    let o = intent(&["train", "mlp", "--train", "train.jsonl", "--out", "m", "--hidden-size", "32"], p);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}\n{err}");
+    let config = |p: &Path| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(p.join("m/config.json")).unwrap()).unwrap()
+    };
+    assert_eq!(config(p)["training"]["thresholds_from"], "holdout", "{}", config(p)["training"]);
+    // Tuning on the test file, then saving: the folder's thresholds change to the tuned ones.
+    let tuned = intent(&["eval", "--model", "m", "--data", "test.jsonl", "--tune-on", "test.jsonl"], p);
+    let (tuned_out, err) = text(&tuned);
+    assert!(
+        tuned.status.success() && tuned_out.contains("per-label thresholds tuned on"),
+        "{tuned_out}\n{err}"
+    );
+    let before = config(p)["thresholds"].clone();
+    let o = intent(
+        &["eval", "--model", "m", "--data", "test.jsonl", "--tune-on", "test.jsonl", "--save-thresholds"],
+        p,
+    );
+    assert!(o.status.success() && text(&o).0.contains("thresholds saved in"), "{:?}", text(&o));
+    let after = config(p)["thresholds"].clone();
+    assert_eq!(after.as_array().unwrap().len(), 3);
+    assert!(config(p)["labels"].as_array().unwrap().len() == 3 && config(p)["kind"] == "mlp");
+    // A plain evaluation now reports what the tuned one did.
+    let (plain, _) = text(&intent(&["eval", "--model", "m", "--data", "test.jsonl"], p));
+    let micro = |s: &str| s.lines().find(|l| l.contains("micro F1")).map(str::to_string);
+    assert_eq!(micro(&plain), micro(&tuned_out), "before: {before}, after: {after}");
+    // Saving into a registry version is refused.
+    let o = intent(
+        &[
+            "eval",
+            "--model",
+            "models/x@current",
+            "--data",
+            "test.jsonl",
+            "--tune-on",
+            "test.jsonl",
+            "--save-thresholds",
+        ],
+        p,
+    );
+    assert!(!o.status.success());
 }

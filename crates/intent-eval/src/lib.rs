@@ -27,12 +27,14 @@ pub mod metrics;
 pub mod plots;
 pub mod ranking;
 pub mod report;
+pub mod thresholds;
 
 pub use evaluate::{
     evaluate_multi, evaluate_single, oos_curve, tune_oos_threshold, OosPolicy, PredictionRow, Report,
 };
 pub use gate::{ClassMetric, GateResult, QualityGate};
 pub use html::CurvePoint;
+pub use thresholds::{best_micro_f1, tune_label_thresholds};
 
 use std::path::PathBuf;
 

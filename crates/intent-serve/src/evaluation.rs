@@ -15,13 +15,27 @@ pub fn evaluate(
     threshold: Option<f32>,
     oos_label: &str,
 ) -> Result<(Report, Vec<PredictionRow>), ServeError> {
+    evaluate_with(model, data, threshold, None, oos_label)
+}
+
+/// [`evaluate`], with per-label thresholds for a multi-label model (`None`: the model's own).
+pub fn evaluate_with(
+    model: &Classifier,
+    data: &Dataset,
+    threshold: Option<f32>,
+    label_thresholds: Option<&[f32]>,
+    oos_label: &str,
+) -> Result<(Report, Vec<PredictionRow>), ServeError> {
     let texts = data.texts();
     let scores = model.scores(&texts)?;
     let labels = model.labels();
     let config = model.config();
     if config.multi_label {
         let gold: Vec<Vec<String>> = data.examples.iter().map(|e| e.labels.clone()).collect();
-        let th = config.thresholds.clone().unwrap_or_else(|| vec![0.5; labels.len()]);
+        let th = match label_thresholds {
+            Some(t) => t.to_vec(),
+            None => config.thresholds.clone().unwrap_or_else(|| vec![0.5; labels.len()]),
+        };
         let (report, predicted) = evaluate_multi(&gold, &scores, labels, &th);
         let rows = data
             .examples

@@ -29,6 +29,10 @@ pub const ACCELERATOR_SYNC_EVERY: usize = 25;
 pub struct EngineConfig {
     /// Passes over the training data (at most).
     pub epochs: usize,
+    /// At least this many optimizer steps: on small data sets, the epochs are raised until the
+    /// run makes them, and early stopping waits for them (`None`: `epochs` alone decides).
+    #[serde(default)]
+    pub min_steps: Option<usize>,
     /// Examples per step.
     pub batch_size: usize,
     /// Peak learning rate.
@@ -80,6 +84,7 @@ impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
             epochs: 10,
+            min_steps: None,
             batch_size: 64,
             lr: 3e-3,
             weight_decay: 1e-4,
@@ -219,6 +224,20 @@ pub trait TrainTask<B: AutodiffBackend, M: AutodiffModule<B>> {
     fn fingerprint(&self) -> Option<String> {
         Some(String::new())
     }
+    /// Learning-rate factors of some of the model's parameters (a fresh head faster than a
+    /// pre-trained encoder); the others train at the schedule's rate.
+    fn lr_factors(&self, _model: &M) -> std::collections::HashMap<burn::module::ParamId, f64> {
+        Default::default()
+    }
+}
+
+/// The epochs a run makes: `epochs`, raised so that it makes at least `min_steps` steps of
+/// `steps_per_epoch`.
+pub fn epochs_for(epochs: usize, min_steps: Option<usize>, steps_per_epoch: usize) -> usize {
+    match min_steps {
+        Some(m) => epochs.max(m.div_ceil(steps_per_epoch.max(1))),
+        None => epochs,
+    }
 }
 
 /// Whether `config` asks for static shapes on `device` (see [`EngineConfig::static_shapes`]).
@@ -290,9 +309,22 @@ where
             )
         }
     };
+    let lr_factors = task.lr_factors(&model);
     let mut run = Run::<B, M>::new(model, config, &device, fingerprint)?;
+    if let Some(o) = &mut run.host_optim {
+        o.set_lr_factors(lr_factors.clone());
+    }
+    run.lr_factors = lr_factors;
     let steps_per_epoch = n_train.div_ceil(config.batch_size);
-    let total = steps_per_epoch * config.epochs;
+    let epochs = epochs_for(config.epochs, config.min_steps, steps_per_epoch);
+    if epochs > config.epochs {
+        tracing::info!(
+            "{epochs} epochs instead of {} so that training makes at least {} steps ({steps_per_epoch} per epoch)",
+            config.epochs,
+            config.min_steps.unwrap_or(0)
+        );
+    }
+    let total = steps_per_epoch * epochs;
     let warmup = (total as f64 * config.warmup_ratio).round() as usize;
     let lengths = if config.length_buckets { task.lengths().map(<[usize]>::to_vec) } else { None };
     let fill = static_shapes::<B>(config, &device);
@@ -301,7 +333,7 @@ where
     let first_global_step = run.state.global_step;
     let mut clock = StepClock::new(total - first_global_step);
     let mut interrupted = false;
-    for epoch in first..=config.epochs {
+    for epoch in first..=epochs {
         if run.state.stopped_early {
             break;
         }
@@ -309,7 +341,7 @@ where
             tracing::info!(
                 "stopping after epoch {} of {} as asked; resume from {}",
                 epoch - 1,
-                config.epochs,
+                epochs,
                 config.checkpoint_dir.as_deref().unwrap_or(std::path::Path::new("?")).display()
             );
             interrupted = true;
@@ -318,7 +350,7 @@ where
         B::seed(&device, config.seed.wrapping_add(epoch as u64));
         task.start_epoch(epoch);
         let steps = epoch_steps(n_train, config.batch_size, config.seed, epoch, lengths.as_deref(), fill);
-        let bar = EpochBar::new(config.progress, epoch, config.epochs, steps.len());
+        let bar = EpochBar::new(config.progress, epoch, epochs, steps.len());
         let start = Instant::now();
         let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
         let mut lr = config.lr;
@@ -368,16 +400,14 @@ where
         let rate = seen as f64 / seconds.max(1e-9);
         match val_score {
             Some(v) => tracing::info!(
-                "epoch {epoch}/{}: loss {:.4}  train acc {:.4}  val {:.4}  {:.2}s ({rate:.1} samples/s)",
-                config.epochs,
+                "epoch {epoch}/{epochs}: loss {:.4}  train acc {:.4}  val {:.4}  {:.2}s ({rate:.1} samples/s)",
                 log.loss,
                 log.train_accuracy,
                 v,
                 seconds
             ),
             None => tracing::info!(
-                "epoch {epoch}/{}: loss {:.4}  train acc {:.4}  {:.2}s ({rate:.1} samples/s)",
-                config.epochs,
+                "epoch {epoch}/{epochs}: loss {:.4}  train acc {:.4}  {:.2}s ({rate:.1} samples/s)",
                 log.loss,
                 log.train_accuracy,
                 seconds
@@ -392,7 +422,11 @@ where
             run.state.since_best = 0;
         } else {
             run.state.since_best += 1;
-            if val_score.is_some() && config.patience.is_some_and(|p| run.state.since_best >= p) {
+            let floor_reached = run.state.global_step >= config.min_steps.unwrap_or(0);
+            if val_score.is_some()
+                && floor_reached
+                && config.patience.is_some_and(|p| run.state.since_best >= p)
+            {
                 tracing::info!(
                     "early stopping: no better validation score for {} epoch(s)",
                     run.state.since_best
@@ -423,6 +457,8 @@ struct Run<B: AutodiffBackend, M: AutodiffModule<B>> {
     host_optim: Option<HostAdamW>,
     device_optim: Option<burn::optim::adaptor::OptimizerAdaptor<burn::optim::AdamW, M, B>>,
     state: EngineState,
+    /// Learning-rate factors of some parameters (see [`TrainTask::lr_factors`]).
+    lr_factors: std::collections::HashMap<burn::module::ParamId, f64>,
 }
 
 impl<B: AutodiffBackend, M: AutodiffModule<B>> Run<B, M> {
@@ -471,6 +507,7 @@ impl<B: AutodiffBackend, M: AutodiffModule<B>> Run<B, M> {
                 host_optim: on_cpu.then(|| HostAdamW::new(params)),
                 device_optim: (!on_cpu).then(device_optim),
                 state: fresh,
+                lr_factors: Default::default(),
             });
         };
         let state = checkpoint::read_state(&ckpt, &fresh.fingerprint)?;
@@ -504,7 +541,7 @@ impl<B: AutodiffBackend, M: AutodiffModule<B>> Run<B, M> {
             state.epochs_done,
             state.global_step
         );
-        Ok(Run { model, best: Some(best), host_optim, device_optim, state })
+        Ok(Run { model, best: Some(best), host_optim, device_optim, state, lr_factors: Default::default() })
     }
 
     /// One optimizer step (with global gradient-norm clipping when set).
@@ -516,7 +553,17 @@ impl<B: AutodiffBackend, M: AutodiffModule<B>> Run<B, M> {
                 if max_grad_norm.is_some() {
                     crate::optim::clip_device_grads::<B, M>(&model, &mut grads, max_grad_norm);
                 }
-                o.step(lr, model, grads)
+                if self.lr_factors.is_empty() {
+                    o.step(lr, model, grads)
+                } else {
+                    // Parameters with their own rate: a second step over their gradients alone.
+                    let (rest, groups) = crate::optim::split_grads::<B, M>(&model, grads, &self.lr_factors);
+                    let mut model = o.step(lr, model, rest);
+                    for (factor, g) in groups {
+                        model = o.step(lr * factor, model, g);
+                    }
+                    model
+                }
             }
             (None, None) => unreachable!("one optimizer is always set"),
         };
@@ -542,5 +589,18 @@ impl<B: AutodiffBackend, M: AutodiffModule<B>> Run<B, M> {
             (None, None) => unreachable!("one optimizer is always set"),
         };
         checkpoint::save::<B, M>(dir, &self.state, &self.model, best, optim)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::epochs_for;
+
+    #[test]
+    fn the_step_floor_raises_the_epochs_of_small_data_only() {
+        assert_eq!(epochs_for(3, Some(400), 12), 34, "12 steps per epoch: 34 epochs make 408 steps");
+        assert_eq!(epochs_for(3, Some(400), 313), 3, "large data: the epochs already make 939");
+        assert_eq!(epochs_for(3, None, 12), 3);
+        assert_eq!(epochs_for(3, Some(0), 12), 3);
     }
 }

@@ -29,12 +29,14 @@
 //! # }
 //! ```
 
+pub mod advice;
 pub mod batches;
 pub mod bert;
 pub mod checkpoint;
 pub mod device;
 pub mod engine;
 pub mod kernels;
+pub mod loss;
 pub mod mlp;
 pub mod ncf;
 pub mod optim;

@@ -39,6 +39,14 @@ pub struct MlpOptions {
     pub engine: EngineConfig,
     /// The out-of-scope label: validation rows with it tune the confidence threshold.
     pub oos_label: String,
+    /// Multi-label without validation data: the share of the training data (stratified by each
+    /// example's rarest label) held out to pick the best epoch and tune per-label thresholds;
+    /// the model trained on the rest is kept. 0: no hold-out (thresholds stay at 0.5).
+    #[serde(default)]
+    pub threshold_holdout: f64,
+    /// Multi-label: BCE's weight of each label's positive examples, from label frequencies.
+    #[serde(default)]
+    pub pos_weight: crate::loss::PosWeight,
 }
 
 impl Default for MlpOptions {
@@ -54,6 +62,8 @@ impl Default for MlpOptions {
             vectorizer: VectorizerConfig::default(),
             engine: EngineConfig { epochs: 20, ..EngineConfig::default() },
             oos_label: "oos".into(),
+            threshold_holdout: 0.1,
+            pos_weight: crate::loss::PosWeight::Sqrt,
         }
     }
 }
@@ -95,9 +105,24 @@ pub fn train_mlp<B: AutodiffBackend>(
     opts: &MlpOptions,
     device: &B::Device,
 ) -> Result<TrainedMlp<B::InnerBackend>, TrainError> {
-    let engine = opts.engine.clone().check()?;
-    let labels = crate::validation::require_two_labels(train)?;
     let multi = train.multi_label;
+    let mut engine = opts.engine.clone();
+    if multi && engine.min_steps.is_none() {
+        engine.min_steps = Some(MULTI_LABEL_MIN_STEPS);
+    }
+    let engine = engine.check()?;
+    let labels = crate::validation::require_two_labels(train)?;
+    let held_out = match val {
+        None => crate::validation::threshold_holdout(train, opts.threshold_holdout, opts.engine.seed)?,
+        Some(_) => None,
+    };
+    let (train, val) = match &held_out {
+        Some((t, v)) => (t, Some(v)),
+        None => (train, val),
+    };
+    if let Some(advice) = crate::advice::data_size_advice(train) {
+        tracing::warn!("{advice}");
+    }
     let vectorizer = Vectorizer::fit(&train.texts(), opts.vectorizer.clone())?;
     let arch = MlpArchitecture {
         input_dim: vectorizer.dim(),
@@ -158,6 +183,10 @@ pub fn train_mlp<B: AutodiffBackend>(
         mask_rng: ChaCha8Rng::seed_from_u64(opts.engine.seed ^ 0xd50f_0a7e),
         seed: opts.engine.seed,
         mask_buf: Vec::new(),
+        pos_weight: multi
+            .then(|| opts.pos_weight.weights(&targets, k))
+            .flatten()
+            .map(|w| Tensor::<B, 2>::from_data(TensorData::new(w, [1, k]), device)),
         nnz_capacity: (table.is_none() && crate::engine::static_shapes::<B>(&opts.engine, device))
             .then(|| largest_batch_nnz(&rows, opts.engine.batch_size)),
         table,
@@ -185,6 +214,7 @@ pub fn train_mlp<B: AutodiffBackend>(
             "train_examples": train.len(),
             "best_epoch": fitted.best_epoch,
             "epochs_run": fitted.history.len(),
+            "thresholds_from": if held_out.is_some() { "holdout" } else if val.is_some() { "validation" } else { "none" },
         }),
         data_hash: data_hash(train),
         versions: Versions::default(),
@@ -210,6 +240,11 @@ pub fn train_mlp<B: AutodiffBackend>(
     })
 }
 
+/// The step floor ([`EngineConfig::min_steps`]) of multi-label training when none is set:
+/// NLU++ banking with 414 training texts (6 steps per epoch) reached micro-F1 0.50 in the
+/// default 20 epochs and 0.68–0.70 (seeds 42, 1, 2) in 200 epochs (README, small data).
+pub const MULTI_LABEL_MIN_STEPS: usize = 1200;
+
 /// The most non-zero features a batch of `batch_size` of `rows` can hold.
 pub fn largest_batch_nnz(rows: &[SparseVec], batch_size: usize) -> usize {
     let mut nnz: Vec<usize> = rows.iter().map(|r| r.indices.len()).collect();
@@ -233,6 +268,8 @@ struct MlpTask<'a, B: AutodiffBackend> {
     /// Host input weight (CPU backends), and the leaf tensor of the rows the current step uses.
     table: Option<SparseInputTable>,
     pending: Option<(Tensor<B, 2>, Vec<usize>)>,
+    /// BCE weights of positives, `[1, labels]` (multi-label with a [`crate::loss::PosWeight`]).
+    pos_weight: Option<Tensor<B, 2>>,
     /// With static shapes on a device: entries of every sparse input batch (the most a batch
     /// can have: the sum of the `batch_size` largest rows).
     nnz_capacity: Option<usize>,
@@ -311,7 +348,11 @@ impl<B: AutodiffBackend> TrainTask<B, Mlp<B>> for MlpTask<'_, B> {
             let target = Tensor::<B, 2, Int>::from_data(TensorData::new(t, [n, k]), &self.device);
             let right = logits.clone().greater_elem(0.0).equal(target.clone().equal_elem(1)).int();
             let correct = right.sum_dim(1).equal_elem(k as i64).int().sum();
-            (self.bce.forward(logits, target), correct)
+            let loss = match &self.pos_weight {
+                Some(w) => crate::loss::bce_with_pos_weight(logits, target.float(), w.clone()),
+                None => self.bce.forward(logits, target),
+            };
+            (loss, correct)
         } else {
             let t: Vec<i64> = batch.iter().map(|&i| self.targets[i][0] as i64).collect();
             let target = Tensor::<B, 1, Int>::from_data(TensorData::new(t, [n]), &self.device);
@@ -351,18 +392,10 @@ impl<B: AutodiffBackend> TrainTask<B, Mlp<B>> for MlpTask<'_, B> {
         let refs: Vec<&SparseVec> = self.val_known.iter().map(|(r, _)| r).collect();
         let logits = self.scores(m, &refs);
         if self.multi {
-            let (mut tp, mut fp, mut fneg) = (0usize, 0usize, 0usize);
-            for (r, (_, gold)) in self.val_known.iter().enumerate() {
-                for c in 0..k {
-                    match (logits[r * k + c] > 0.0, gold.contains(&c)) {
-                        (true, true) => tp += 1,
-                        (true, false) => fp += 1,
-                        (false, true) => fneg += 1,
-                        _ => {}
-                    }
-                }
-            }
-            Some(2.0 * tp as f64 / (2 * tp + fp + fneg).max(1) as f64)
+            // Micro-F1 at the best single threshold (the thresholds are tuned after training).
+            let probs: Vec<f32> = logits.iter().map(|&z| 1.0 / (1.0 + (-z).exp())).collect();
+            let gold: Vec<Vec<usize>> = self.val_known.iter().map(|(_, g)| g.clone()).collect();
+            Some(intent_eval::best_micro_f1(&probs, &gold, k).1)
         } else {
             let ok = self
                 .val_known

@@ -42,6 +42,8 @@ pub struct HostAdamW {
     params: AdamWParams,
     states: HashMap<ParamId, State>,
     time: i32,
+    /// Learning-rate factors of some parameters (a fresh head trained faster than the encoder).
+    lr_factors: HashMap<ParamId, f64>,
 }
 
 /// One parameter's id with its first and second moments.
@@ -50,7 +52,12 @@ pub type ParamMoments<'a> = (ParamId, &'a [f32], &'a [f32]);
 impl HostAdamW {
     /// A fresh optimizer (moments start at zero, as in PyTorch).
     pub fn new(params: AdamWParams) -> Self {
-        HostAdamW { params, states: HashMap::new(), time: 0 }
+        HostAdamW { params, states: HashMap::new(), time: 0, lr_factors: HashMap::new() }
+    }
+
+    /// Multiplies the learning rate of the parameters named here (PyTorch's parameter groups).
+    pub fn set_lr_factors(&mut self, factors: HashMap<ParamId, f64>) {
+        self.lr_factors = factors;
     }
 
     /// One update of every parameter that has a gradient. With `max_grad_norm`, the gradients
@@ -97,7 +104,7 @@ impl HostAdamW {
         moments: impl IntoIterator<Item = (ParamId, Vec<f32>, Vec<f32>)>,
     ) -> Self {
         let states = moments.into_iter().map(|(id, m, v)| (id, State { value: Vec::new(), m, v })).collect();
-        HostAdamW { params, states, time }
+        HostAdamW { params, states, time, lr_factors: HashMap::new() }
     }
 
     /// The update of one flat parameter, in place.
@@ -222,6 +229,40 @@ pub fn clip_device_grads<B: AutodiffBackend, M: AutodiffModule<B>>(
     norm
 }
 
+/// Splits `grads` by learning-rate factor: the gradients of parameters without a factor, then
+/// one group per distinct factor (for device optimizers, stepped once per group).
+pub fn split_grads<B: AutodiffBackend, M: AutodiffModule<B>>(
+    model: &M,
+    mut grads: GradientsParams,
+    factors: &HashMap<ParamId, f64>,
+) -> (GradientsParams, Vec<(f64, GradientsParams)>) {
+    struct Split<'a, B: AutodiffBackend> {
+        grads: &'a mut GradientsParams,
+        factors: &'a HashMap<ParamId, f64>,
+        groups: Vec<(f64, GradientsParams)>,
+        _b: std::marker::PhantomData<B>,
+    }
+    impl<B: AutodiffBackend> ModuleVisitor<B> for Split<'_, B> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            let Some(&f) = self.factors.get(&param.id) else { return };
+            let Some(g) = self.grads.remove::<B::InnerBackend, D>(param.id) else { return };
+            let group = match self.groups.iter().position(|(x, _)| *x == f) {
+                Some(i) => i,
+                None => {
+                    self.groups.push((f, GradientsParams::new()));
+                    self.groups.len() - 1
+                }
+            };
+            self.groups[group].1.register::<B::InnerBackend, D>(param.id, g);
+        }
+    }
+    let mut split =
+        Split::<B> { grads: &mut grads, factors, groups: Vec::new(), _b: std::marker::PhantomData };
+    model.visit(&mut split);
+    let groups = split.groups;
+    (grads, groups)
+}
+
 struct Mapper<'a, B: AutodiffBackend> {
     opt: &'a mut HostAdamW,
     lr: f32,
@@ -248,7 +289,8 @@ impl<B: AutodiffBackend> ModuleMapper<B> for Mapper<'_, B> {
         if state.value.is_empty() {
             state.value = inner.into_data().convert::<f32>().into_vec().expect("f32 after convert");
         }
-        self.opt.update_scaled(self.lr, &mut state.value, &g, self.scale, &mut state.m, &mut state.v);
+        let lr = self.opt.lr_factors.get(&id).map_or(self.lr, |f| (self.lr as f64 * f) as f32);
+        self.opt.update_scaled(lr, &mut state.value, &g, self.scale, &mut state.m, &mut state.v);
         let updated =
             Tensor::<B::InnerBackend, D>::from_data(TensorData::new(state.value.clone(), shape), &device);
         self.opt.states.insert(id, state);
@@ -315,5 +357,54 @@ mod tests {
             HostAdamW::new(AdamWParams { beta_1: 0.9, beta_2: 0.999, epsilon: 1e-8, weight_decay: 0.0 });
         let (_, host_norm) = opt.step::<AD, _>(0.1, lin, grads, Some(1.3));
         assert!((host_norm - 13.0).abs() < 1e-5, "{host_norm}");
+    }
+
+    /// A parameter with a learning-rate factor moves that many times further on its first Adam
+    /// step (which moves every weight by lr·sign(g)), on the host optimizer and on burn's device
+    /// optimizer through [`split_grads`].
+    #[test]
+    fn lr_factors_scale_the_step_of_their_parameters() {
+        use burn::backend::{Autodiff, Flex};
+        use burn::optim::{AdamWConfig, Optimizer};
+        type AD = Autodiff<Flex>;
+        let device = Default::default();
+        let lin = || {
+            let mut l = burn::nn::LinearConfig::new(2, 1).init::<AD>(&device);
+            l.weight = Param::from_tensor(Tensor::<AD, 2>::zeros([2, 1], &device));
+            l.bias = Some(Param::from_tensor(Tensor::<AD, 1>::zeros([1], &device)));
+            l
+        };
+        let grads_of = |l: &burn::nn::Linear<AD>| {
+            let loss = l.forward(Tensor::<AD, 2>::from_data([[3.0f32, 4.0]], &device)).sum();
+            GradientsParams::from_grads(loss.backward(), l)
+        };
+        let moved = |l: &burn::nn::Linear<AD>| {
+            let w: Vec<f32> = l.weight.val().into_data().to_vec().unwrap();
+            let b: Vec<f32> = l.bias.as_ref().unwrap().val().into_data().to_vec().unwrap();
+            (w[0], b[0])
+        };
+        let params = AdamWParams { beta_1: 0.9, beta_2: 0.999, epsilon: 1e-8, weight_decay: 0.0 };
+        // Host: the bias at 10× the rate.
+        let l = lin();
+        let factors: HashMap<ParamId, f64> = [(l.bias.as_ref().unwrap().id, 10.0)].into();
+        let grads = grads_of(&l);
+        let mut opt = HostAdamW::new(params);
+        opt.set_lr_factors(factors.clone());
+        let (l, _) = opt.step::<AD, _>(0.01, l, grads, None);
+        let (w, b) = moved(&l);
+        assert!((w + 0.01).abs() < 1e-5 && (b + 0.1).abs() < 1e-4, "host: w {w}, b {b}");
+        // Device: split the gradients and step each group at its rate.
+        let l = lin();
+        let factors: HashMap<ParamId, f64> = [(l.bias.as_ref().unwrap().id, 10.0)].into();
+        let grads = grads_of(&l);
+        let (rest, groups) = split_grads::<AD, _>(&l, grads, &factors);
+        assert_eq!(groups.len(), 1);
+        let mut o = AdamWConfig::new().with_weight_decay(0.0).init::<AD, burn::nn::Linear<AD>>();
+        let mut l = o.step(0.01, l, rest);
+        for (f, g) in groups {
+            l = o.step(0.01 * f, l, g);
+        }
+        let (w, b) = moved(&l);
+        assert!((w + 0.01).abs() < 1e-5 && (b + 0.1).abs() < 1e-4, "device: w {w}, b {b}");
     }
 }

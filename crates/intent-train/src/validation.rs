@@ -7,37 +7,6 @@ use intent_data::Dataset;
 use intent_eval::{evaluate_multi, evaluate_single, tune_oos_threshold, OosPolicy, Report};
 use intent_models::folder::{ModelConfig, OosConfig};
 
-fn per_label_thresholds(gold: &[Vec<String>], scores: &[Vec<f32>], labels: &[String]) -> Vec<f32> {
-    // Per label, the threshold in 0.05..0.95 that maximises that label's F1 on validation data;
-    // 0.5 for labels without a positive validation example.
-    (0..labels.len())
-        .map(|c| {
-            let pos: Vec<bool> = gold.iter().map(|g| g.contains(&labels[c])).collect();
-            if !pos.iter().any(|&p| p) {
-                return 0.5;
-            }
-            let mut best = (0.5f32, -1.0f64);
-            for k in 1..20 {
-                let t = k as f32 * 0.05;
-                let (mut tp, mut fp, mut fneg) = (0usize, 0usize, 0usize);
-                for (s, &p) in scores.iter().zip(&pos) {
-                    match (s[c] >= t, p) {
-                        (true, true) => tp += 1,
-                        (true, false) => fp += 1,
-                        (false, true) => fneg += 1,
-                        _ => {}
-                    }
-                }
-                let f1 = 2.0 * tp as f64 / (2 * tp + fp + fneg).max(1) as f64;
-                if f1 > best.1 {
-                    best = (t, f1);
-                }
-            }
-            best.0
-        })
-        .collect()
-}
-
 /// Tunes the thresholds of `config` on validation data `v` scored as `scores` (multi-label:
 /// per-label thresholds maximising each label's F1; single-label: the out-of-scope threshold when
 /// `v` has `oos_label` rows, rows with labels the model lacks left out) and reports on it.
@@ -51,7 +20,7 @@ pub(crate) fn validation_report(
     let labels = config.labels.clone();
     if config.multi_label {
         let gold: Vec<Vec<String>> = v.examples.iter().map(|e| e.labels.clone()).collect();
-        let th = per_label_thresholds(&gold, scores, &labels);
+        let th = intent_eval::tune_label_thresholds(&gold, scores, &labels);
         config.thresholds = Some(th.clone());
         evaluate_multi(&gold, scores, &labels, &th).0
     } else {
@@ -69,6 +38,44 @@ pub(crate) fn validation_report(
         });
         evaluate_single(&g, &s, &labels, policy.as_ref()).0
     }
+}
+
+/// Multi-label data without validation data: `share` of `train` held out, stratified by each
+/// example's rarest label (as `intent data split`), to pick the best epoch and tune per-label
+/// thresholds. `None` (with a warning) when the rest would lose a label or nothing is held out.
+pub(crate) fn threshold_holdout(
+    train: &Dataset,
+    share: f64,
+    seed: u64,
+) -> Result<Option<(Dataset, Dataset)>, crate::TrainError> {
+    if !(0.0..0.5).contains(&share) {
+        return Err(crate::TrainError::Hyperparameter {
+            name: "threshold_holdout",
+            message: format!("{share}: expected a share in [0, 0.5)"),
+        });
+    }
+    if share == 0.0 || !train.multi_label {
+        return Ok(None);
+    }
+    let split = intent_data::split::stratified_split(
+        train,
+        intent_data::split::SplitConfig {
+            train_fraction: 1.0 - share,
+            test_fraction: 0.0,
+            min_val_per_label: 0,
+            seed,
+        },
+    )?;
+    if split.val.is_empty() || split.train.labels().len() != train.labels().len() {
+        tracing::warn!("too few examples to hold some out for thresholds; they stay at 0.5");
+        return Ok(None);
+    }
+    tracing::info!(
+        "no validation data: {} of {} examples held out to pick the epoch and tune per-label thresholds",
+        split.val.len(),
+        train.len()
+    );
+    Ok(Some((split.train, split.val)))
 }
 
 /// The label set of training data, refused when it has fewer than two labels.

@@ -141,6 +141,7 @@ fn options(epochs: usize) -> BertOptions {
     o.engine.lr = 3e-3;
     o.engine.warmup_ratio = 0.0;
     o.engine.progress = false;
+    o.engine.min_steps = None; // these tests count epochs
     o
 }
 
@@ -274,4 +275,29 @@ fn head_only_training_leaves_the_encoder_as_loaded() {
     assert_eq!(compared, before.len(), "every encoder tensor saved");
     // The head did learn: the training loss falls.
     assert!(t.history[0].loss > t.history.last().unwrap().loss);
+}
+
+/// Multi-label data without validation data: a stratified share is held out to pick the epoch
+/// (micro-F1 at the best threshold) and tune the per-label thresholds; the options say so.
+#[test]
+fn multi_label_without_validation_holds_out_data_for_thresholds() {
+    let (_turn, _dir, base) = tiny_bert(0.0);
+    let device = Default::default();
+    let mut o = options(10);
+    o.threshold_holdout = 0.4;
+    let t = train_bert::<AD>(&base, &multi(), None, &o, &device).unwrap();
+    assert_eq!(t.meta.training["thresholds_from"], "holdout");
+    assert_eq!(t.meta.training["train_examples"], 4, "8 examples, 4 held out (one or two per label)");
+    assert!(t.history.iter().all(|h| h.val_score.is_some()), "every epoch is scored on the hold-out");
+    assert_eq!(t.meta.thresholds.as_ref().map(Vec::len), Some(3));
+    assert_eq!(t.val_report.as_ref().map(|r| r.n), Some(4));
+    // Without a hold-out, nothing is tuned.
+    o.threshold_holdout = 0.0;
+    let t = train_bert::<AD>(&base, &multi(), None, &o, &device).unwrap();
+    assert_eq!(t.meta.training["thresholds_from"], "none");
+    assert!(t.val_report.is_none());
+    // A share outside [0, 0.5) is refused by name.
+    o.threshold_holdout = 0.7;
+    let e = train_bert::<AD>(&base, &multi(), None, &o, &device).err().unwrap().to_string();
+    assert!(e.contains("threshold_holdout"), "{e}");
 }
