@@ -393,7 +393,8 @@ pub struct BertFlags {
     #[arg(long, value_enum, default_value_t = BertOptions::default().pos_weight)]
     pub pos_weight: PosWeight,
     /// At least this many optimizer steps: on small data the epochs are raised until training
-    /// makes them (0: --epochs alone decides).
+    /// makes them, and early stopping waits; default: 1200 for multi-label data, 400 otherwise;
+    /// 0: --epochs alone decides.
     #[arg(long, value_name = "N")]
     pub min_steps: Option<usize>,
     /// Multi-label without --val: share of the training data held out (stratified) to pick the
@@ -424,11 +425,7 @@ impl BertFlags {
             pos_weight: self.pos_weight,
             threshold_holdout: self.threshold_holdout,
             engine: EngineConfig {
-                min_steps: match self.min_steps {
-                    Some(0) => None,
-                    Some(n) => Some(n),
-                    None => defaults.engine.min_steps,
-                },
+                min_steps: self.min_steps,
                 static_shapes: self.static_shapes.setting(),
                 max_grad_norm: (self.max_grad_norm > 0.0).then_some(self.max_grad_norm),
                 length_buckets: !self.no_length_buckets,
