@@ -1,6 +1,7 @@
 //! `intent`: the command-line tool. Thin: parsing, context for errors, and calls into the
 //! library crates.
 
+mod cmd_compare;
 mod cmd_data;
 mod cmd_eval;
 mod cmd_models;
@@ -54,6 +55,9 @@ enum Command {
     /// Zero-shot classifier from a sentence-embedding model and label descriptions (no
     /// training): writes a model folder for eval/predict and/or classifies texts.
     ZeroShot(cmd_zero_shot::ZeroShotArgs),
+    /// Train several model kinds on one split, evaluate them on one test set, print a
+    /// leaderboard, and optionally register the best one that passes the gate.
+    Compare(cmd_compare::CompareArgs),
     /// Split → augment (training part) → train → evaluate → gate → save a versioned model →
     /// sample predictions. With no arguments, runs on the example data set embedded in the binary.
     Pipeline(pipeline::PipelineArgs),
@@ -154,6 +158,7 @@ fn main() -> ExitCode {
         Command::Predict(a) => cmd_eval::predict(a),
         Command::Recommend(a) => cmd_ncf::recommend(a),
         Command::Pipeline(a) => pipeline::run(a),
+        Command::Compare(a) => cmd_compare::run(a),
         Command::ZeroShot(a) => cmd_zero_shot::run(a),
         Command::Serve(a) => cmd_serve::run(a),
         Command::Models(c) => cmd_models::run(c),
