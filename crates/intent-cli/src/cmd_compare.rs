@@ -198,7 +198,7 @@ fn train_kind(
                 o.engine.seed = seed;
                 o.oos_label = a.oos_label.clone();
                 let steps_per_epoch = train.len().div_ceil(o.engine.batch_size);
-                let floor = if train.multi_label { intent_train::bert::MULTI_LABEL_MIN_STEPS } else { 400 };
+                let floor = intent_train::bert::default_min_steps(train.multi_label);
                 let steps = (steps_per_epoch * o.engine.epochs).max(floor);
                 let estimate = (steps * o.engine.batch_size) as f64 / BERT_TEXTS_PER_SECOND;
                 if estimate > left.as_secs_f64() {

@@ -203,6 +203,16 @@ pub const DEFAULT_MIN_STEPS: usize = 400;
 /// 1200; 1,658 texts, 0.833 and 0.877.
 pub const MULTI_LABEL_MIN_STEPS: usize = 1200;
 
+/// The step floor fine-tuning uses when [`EngineConfig::min_steps`] is not set:
+/// [`MULTI_LABEL_MIN_STEPS`] for multi-label data, [`DEFAULT_MIN_STEPS`] otherwise.
+pub fn default_min_steps(multi_label: bool) -> usize {
+    if multi_label {
+        MULTI_LABEL_MIN_STEPS
+    } else {
+        DEFAULT_MIN_STEPS
+    }
+}
+
 /// Default of [`BertOptions::pad_to_multiple_of`] with static shapes.
 pub const DEFAULT_PAD_TO_MULTIPLE_OF: usize = 16;
 
@@ -404,7 +414,7 @@ pub fn train_bert<B: AutodiffBackend>(
 ) -> Result<TrainedBert<B::InnerBackend>, TrainError> {
     let mut engine = opts.engine.clone();
     if engine.min_steps.is_none() {
-        engine.min_steps = Some(if train.multi_label { MULTI_LABEL_MIN_STEPS } else { DEFAULT_MIN_STEPS });
+        engine.min_steps = Some(default_min_steps(train.multi_label));
     }
     let engine = engine.check()?;
     let labels = crate::validation::require_two_labels(train)?;

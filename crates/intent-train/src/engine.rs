@@ -331,7 +331,7 @@ where
     let sync_every = if is_cpu_backend::<B>(&device) { 1 } else { ACCELERATOR_SYNC_EVERY };
     let first = run.state.epochs_done + 1;
     let first_global_step = run.state.global_step;
-    let mut clock = StepClock::new(total - first_global_step);
+    let mut clock = StepClock::new(total.saturating_sub(first_global_step));
     let mut interrupted = false;
     for epoch in first..=epochs {
         if run.state.stopped_early {
