@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use intent_lifecycle::retrain::{retrain, status, RetrainConfig, RunOptions, RunStatus};
+use intent_lifecycle::retrain::{record_bad_config, retrain, status, RetrainConfig, RunOptions, RunStatus};
 
 /// Retrain when a trigger fires: merge the base data with new labeled files, train the
 /// configured model kind, validate it on the held-out set (quality gate, no regression against
@@ -28,7 +28,19 @@ pub struct RetrainArgs {
 
 /// Exit codes: 0 deployed, skipped or dry run; 1 candidate rejected; 2 failed.
 pub fn run(a: RetrainArgs) -> Result<ExitCode> {
-    let cfg = RetrainConfig::read(&a.config)?;
+    let cfg = match RetrainConfig::read(&a.config) {
+        Ok(c) => c,
+        Err(e) => {
+            // A run that cannot start is still a run: the history says so (not for --status or
+            // --dry-run, which change nothing).
+            if !a.status && !a.dry_run {
+                if let Some(h) = record_bad_config(&a.config, &e) {
+                    eprintln!("recorded as failed in {}", h.display());
+                }
+            }
+            return Err(e.into());
+        }
+    };
     if a.status {
         let s = status(&cfg).with_context(|| format!("status of {}", a.config.display()))?;
         println!("{}", serde_json::to_string_pretty(&s)?);

@@ -142,7 +142,7 @@ fn concurrent_runs_are_refused_and_bad_configs_named() {
         ),
         (
             "model = \"faq\"\nkind = \"ncf\"\nbase_data = \"b\"\nholdout = \"h\"\n",
-            "kind 'ncf': retraining trains mlp or svm",
+            "kind 'ncf': retraining trains mlp, svm, bert or zero-shot",
         ),
         ("model = \"faq\"\nkind = \"mlp\"\nbase_data = \"b\"\n", "holdout"),
         ("model = \"faq\"\nkind = \"mlp\"\nbase_data = \"b\"\nholdout = \"h\"\ncolour = 1\n", "colour"),

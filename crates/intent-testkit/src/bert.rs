@@ -91,9 +91,9 @@ pub fn tensor_shapes(s: &TinyBertShape) -> Vec<(String, Vec<usize>)> {
 
 /// The classifier's tensors, the encoder's under the `bert.` prefix; without `head`, an
 /// encoder alone (a sentence-embedding folder: no prefix, no classifier).
-fn tensors(head: bool) -> Vec<(String, Vec<usize>)> {
+fn tensors(head: bool, vocab: usize) -> Vec<(String, Vec<usize>)> {
     let shape = TinyBertShape {
-        vocab: WORDS.len(),
+        vocab,
         hidden: H,
         intermediate: I,
         positions: P,
@@ -111,22 +111,38 @@ fn tensors(head: bool) -> Vec<(String, Vec<usize>)> {
 /// head, WordPiece tokenizer, mean pooling (the default of a folder without
 /// sentence-transformers settings).
 pub fn write_tiny_encoder(dir: &Path) {
-    write_tiny(dir, false, false);
+    write_tiny(dir, false, false, &[]);
+}
+
+/// [`write_tiny_encoder`] with every word of `data` in the vocabulary as well (lower-case,
+/// split at spaces) and its layer norms at identity: an encoder that a fine-tune on `data` can
+/// learn from.
+pub fn write_tiny_encoder_for(dir: &Path, data: &intent_data::Dataset) {
+    let mut extra: Vec<String> = Vec::new();
+    for e in &data.examples {
+        for w in e.text.to_lowercase().split_whitespace() {
+            if !WORDS.contains(&w) && !extra.iter().any(|x| x == w) {
+                extra.push(w.to_string());
+            }
+        }
+    }
+    write_tiny(dir, false, false, &extra);
 }
 
 /// Writes the classifier folder into `dir`. With `strict_tokenizer`, the tokenizer is a
 /// `tokenizer.json` word-level model without an unknown token, so any word outside
 /// [`WORDS`] makes it fail (a text the tokenizer rejects); otherwise WordPiece from `vocab.txt`.
 pub fn write_tiny_classifier(dir: &Path, strict_tokenizer: bool) {
-    write_tiny(dir, strict_tokenizer, true);
+    write_tiny(dir, strict_tokenizer, true, &[]);
 }
 
-fn write_tiny(dir: &Path, strict_tokenizer: bool, head: bool) {
+fn write_tiny(dir: &Path, strict_tokenizer: bool, head: bool, extra: &[String]) {
+    let words: Vec<&str> = WORDS.iter().copied().chain(extra.iter().map(String::as_str)).collect();
     std::fs::create_dir_all(dir).unwrap();
     let id2label: serde_json::Map<String, serde_json::Value> =
         LABELS.iter().enumerate().map(|(i, l)| (i.to_string(), serde_json::Value::from(*l))).collect();
     let mut config = serde_json::json!({
-        "model_type": "bert", "vocab_size": WORDS.len(), "hidden_size": H, "num_hidden_layers": LAYERS,
+        "model_type": "bert", "vocab_size": words.len(), "hidden_size": H, "num_hidden_layers": LAYERS,
         "num_attention_heads": 2, "intermediate_size": I, "hidden_act": "gelu", "layer_norm_eps": 1e-12,
         "max_position_embeddings": P, "type_vocab_size": 2, "pad_token_id": 0,
     });
@@ -153,13 +169,23 @@ fn write_tiny(dir: &Path, strict_tokenizer: bool, head: bool) {
         });
         std::fs::write(dir.join("tokenizer.json"), tokenizer.to_string()).unwrap();
     } else {
-        std::fs::write(dir.join("vocab.txt"), WORDS.join("\n") + "\n").unwrap();
+        std::fs::write(dir.join("vocab.txt"), words.join("\n") + "\n").unwrap();
     }
-    let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = tensors(head)
+    let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = tensors(head, words.len())
         .into_iter()
         .enumerate()
         .map(|(i, (name, shape))| {
-            let v = values(shape.iter().product(), i as u64);
+            let n = shape.iter().product();
+            // An encoder for fine-tuning starts as a trained one would: layer norms at identity.
+            let v = match (
+                extra.is_empty(),
+                name.ends_with("LayerNorm.weight"),
+                name.ends_with("LayerNorm.bias"),
+            ) {
+                (false, true, _) => vec![1.0; n],
+                (false, _, true) => vec![0.0; n],
+                _ => values(n, i as u64),
+            };
             (name, shape, v.iter().flat_map(|x| x.to_le_bytes()).collect())
         })
         .collect();

@@ -94,25 +94,43 @@ pub trait BackendJob {
 pub fn dispatch<J: BackendJob>(spec: DeviceSpec, job: J) -> Result<J::Output, TrainError> {
     use burn::backend::{Autodiff, Flex};
     let _clock = crate::timing::JobClock::start();
-    match spec.resolve() {
-        DeviceSpec::Cpu => job.run::<Autodiff<Flex>>(Default::default()),
+    match spec.check()? {
         #[cfg(feature = "ndarray")]
         DeviceSpec::Ndarray => job.run::<Autodiff<burn::backend::NdArray>>(Default::default()),
         #[cfg(feature = "cuda")]
         DeviceSpec::Cuda(i) => {
-            crate::kernels::configure();
-            if !cuda_usable(i) {
-                return Err(TrainError::Device(format!(
-                    "CUDA device {i} is not usable (no driver or no such GPU)"
-                )));
-            }
             job.run::<Autodiff<burn::backend::Cuda>>(burn::backend::cuda::CudaDevice::new(i))
         }
-        #[allow(unreachable_patterns)]
-        other => Err(TrainError::Device(format!(
-            "device '{other}' is not compiled into this build (rebuild with --features {})",
-            if matches!(other, DeviceSpec::Ndarray) { "ndarray" } else { "cuda" }
-        ))),
+        _ => job.run::<Autodiff<Flex>>(Default::default()),
+    }
+}
+
+impl DeviceSpec {
+    /// The device this spec stands for here ([`DeviceSpec::resolve`]), after checking that it
+    /// can be used: compiled into this build and, for CUDA, able to run a kernel. Trains
+    /// nothing, so a configuration can be checked before any work.
+    pub fn check(self) -> Result<DeviceSpec, TrainError> {
+        match self.resolve() {
+            DeviceSpec::Cpu => Ok(DeviceSpec::Cpu),
+            #[cfg(feature = "ndarray")]
+            DeviceSpec::Ndarray => Ok(DeviceSpec::Ndarray),
+            #[cfg(feature = "cuda")]
+            DeviceSpec::Cuda(i) => {
+                crate::kernels::configure();
+                if cuda_usable(i) {
+                    Ok(DeviceSpec::Cuda(i))
+                } else {
+                    Err(TrainError::Device(format!(
+                        "CUDA device {i} is not usable (no driver or no such GPU)"
+                    )))
+                }
+            }
+            #[allow(unreachable_patterns)]
+            other => Err(TrainError::Device(format!(
+                "device '{other}' is not compiled into this build (rebuild with --features {})",
+                if matches!(other, DeviceSpec::Ndarray) { "ndarray" } else { "cuda" }
+            ))),
+        }
     }
 }
 
@@ -144,5 +162,12 @@ mod tests {
         assert_eq!(DeviceSpec::Auto.resolve(), DeviceSpec::Cpu, "no CUDA in this build: the CPU");
         assert!("gpu".parse::<DeviceSpec>().unwrap_err().to_string().contains("unknown device 'gpu'"));
         assert!("cuda:x".parse::<DeviceSpec>().is_err());
+        assert_eq!(DeviceSpec::Cpu.check().unwrap(), DeviceSpec::Cpu);
+        #[cfg(not(feature = "cuda"))]
+        assert!(DeviceSpec::Cuda(0)
+            .check()
+            .unwrap_err()
+            .to_string()
+            .contains("not compiled into this build"));
     }
 }

@@ -78,6 +78,11 @@ pub struct EngineConfig {
     /// (time-limited or preemptible slots); `None`: run to the end.
     #[serde(skip)]
     pub stop_after_epochs: Option<usize>,
+    /// Stop at the end of the first epoch that ends this many seconds or more after this
+    /// invocation started, leaving the checkpoint to resume from (a time limit for unattended
+    /// runs); `None`: no limit.
+    #[serde(skip)]
+    pub time_limit_s: Option<f64>,
 }
 
 impl Default for EngineConfig {
@@ -101,6 +106,7 @@ impl Default for EngineConfig {
             checkpoint_dir: None,
             resume: false,
             stop_after_epochs: None,
+            time_limit_s: None,
         }
     }
 }
@@ -151,6 +157,14 @@ impl Check for EngineConfig {
         }
         if self.stop_after_epochs == Some(0) {
             return bad("stop_after_epochs", "must be at least 1".into());
+        }
+        if let Some(t) = self.time_limit_s {
+            if !(t > 0.0 && t.is_finite()) {
+                return bad("time_limit_s", format!("{t} must be a positive number of seconds"));
+            }
+            if self.checkpoint_dir.is_none() {
+                return bad("time_limit_s", "needs `checkpoint_dir` (the run continues from there)".into());
+            }
         }
         if self.resume && self.checkpoint_dir.is_none() {
             return bad("resume", "needs `checkpoint_dir` (where the checkpoints are)".into());
@@ -333,8 +347,20 @@ where
     let first_global_step = run.state.global_step;
     let mut clock = StepClock::new(total.saturating_sub(first_global_step));
     let mut interrupted = false;
+    let started = Instant::now();
     for epoch in first..=epochs {
         if run.state.stopped_early {
+            break;
+        }
+        if config.time_limit_s.is_some_and(|t| epoch > first && started.elapsed().as_secs_f64() >= t) {
+            tracing::info!(
+                "time limit of {:.0} s reached after epoch {} of {}; resume from {}",
+                config.time_limit_s.unwrap_or_default(),
+                epoch - 1,
+                epochs,
+                config.checkpoint_dir.as_deref().unwrap_or(std::path::Path::new("?")).display()
+            );
+            interrupted = true;
             break;
         }
         if config.stop_after_epochs.is_some_and(|n| epoch - first >= n) {

@@ -5,18 +5,23 @@
 //! Every run holds the registry model's lock, so concurrent retrains are refused. Nothing moves
 //! `current` until the candidate is registered (a complete version folder) and validated.
 
+mod history;
+mod kinds;
 pub mod notify;
 pub mod outcome;
 mod run;
 pub mod schedule;
+mod server_calls;
 
 use std::path::{Path, PathBuf};
 
 use intent_models::ModelKind;
 use serde::{Deserialize, Serialize};
 
+pub use history::{history, record_bad_config};
+pub use kinds::{BertTrain, TrainPlan, ZeroShotTrain};
 pub use outcome::{RetrainOutcome, RunStatus};
-pub use run::{history, retrain, status, RunOptions, Status};
+pub use run::{retrain, status, RunOptions, Status};
 
 /// Errors of retraining (configuration, data, training, registry).
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +46,9 @@ pub enum RetrainError {
     /// Loading a model for validation.
     #[error(transparent)]
     Serve(#[from] intent_serve::ServeError),
+    /// A fine-tune stopped at its time limit; its checkpoint stays for the next run.
+    #[error("{0}")]
+    TimeLimit(String),
     /// A file of the state folder (history, log).
     #[error("{}: {source}", path.display())]
     Io {
@@ -106,6 +114,36 @@ pub struct ServerNotify {
     pub pull_labels: bool,
 }
 
+/// Start with one kind (a zero-shot model, while there is little data) and move to another
+/// once every label has enough labeled examples.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Bootstrap {
+    /// The kind to train once the data is large enough (`bert`).
+    pub kind: ModelKind,
+    /// Labeled examples every label needs first (20).
+    #[serde(default = "default_min_per_label")]
+    pub min_per_label: usize,
+    /// That kind's options (as `[train]` for `kind`).
+    #[serde(default)]
+    pub train: toml::Table,
+}
+
+fn default_min_per_label() -> usize {
+    20
+}
+
+/// Which of two examples with the same text (and different labels) the merged data keeps.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MergePolicy {
+    /// The one seen first: the base data, then `new_data` in order, then the server's labels.
+    #[default]
+    KeepFirst,
+    /// The one seen last: newer corrections replace older examples.
+    KeepLast,
+}
+
 fn default_token_env() -> String {
     "INTENT_ADMIN_TOKEN".into()
 }
@@ -127,8 +165,14 @@ pub struct RetrainConfig {
     /// Registry root (`models`).
     #[serde(default = "default_registry")]
     pub registry: PathBuf,
-    /// Model kind to train: `mlp` or `svm`.
+    /// Model kind to train: `mlp`, `svm`, `bert` or `zero-shot`.
     pub kind: ModelKind,
+    /// Move to another kind once the data allows it (`[bootstrap]`).
+    #[serde(default)]
+    pub bootstrap: Option<Bootstrap>,
+    /// Which example of a text labeled twice is kept (`keep-first`).
+    #[serde(default)]
+    pub merge: MergePolicy,
     /// The base labeled data set.
     pub base_data: PathBuf,
     /// More labeled files (labeling-queue exports, new files); a folder means its `.jsonl` files.
@@ -154,8 +198,9 @@ pub struct RetrainConfig {
     /// The config file (set by [`RetrainConfig::read`]).
     #[serde(skip)]
     pub path: PathBuf,
-    /// Training options of the kind (the fields of `MlpOptions` / `SvmOptions`; engine settings
-    /// under `engine`), over the defaults.
+    /// Training options of the kind, over its defaults: the fields of `MlpOptions`,
+    /// `SvmOptions`, [`BertTrain`] or [`ZeroShotTrain`]; engine settings in `[train]` or under
+    /// `engine`.
     #[serde(default)]
     pub train: toml::Table,
 }
@@ -167,9 +212,6 @@ impl RetrainConfig {
         let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
         let mut c: RetrainConfig =
             toml::from_str(&text).map_err(|e| err(e.to_string().trim().replace('\n', " ")))?;
-        if !matches!(c.kind, ModelKind::Mlp | ModelKind::Svm) {
-            return Err(err(format!("kind '{}': retraining trains mlp or svm", c.kind)));
-        }
         intent_registry::Registry::new(".").model(&c.model).map_err(|e| err(format!("model: {e}")))?;
         // NaN fails every check.
         let non_negative = |x: f64| x >= 0.0;
@@ -186,7 +228,21 @@ impl RetrainConfig {
             n.check().map_err(err)?;
         }
         c.path = path.to_path_buf();
-        run::check_options(&c, path)?;
+        TrainPlan::parse(c.kind, &c.train, path)?;
+        if let Some(b) = &c.bootstrap {
+            if b.kind == c.kind {
+                return Err(err(format!("bootstrap.kind '{}' is the kind already trained", b.kind)));
+            }
+            if b.min_per_label == 0 {
+                return Err(err("bootstrap.min_per_label must be at least 1".into()));
+            }
+            TrainPlan::parse(b.kind, &b.train, path).map_err(|e| match e {
+                RetrainError::Config { message, .. } => {
+                    err(message.replacen("[train]", "[bootstrap.train]", 1))
+                }
+                e => e,
+            })?;
+        }
         let base = path.parent().unwrap_or(Path::new("."));
         let token_file = c.server.as_mut().and_then(|s| s.token_file.as_mut());
         for p in [&mut c.registry, &mut c.base_data, &mut c.holdout, &mut c.state_dir]

@@ -130,6 +130,10 @@ pub struct RetrainOutcome {
     /// Model kind trained (absent on `interrupted` lines).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<ModelKind>,
+    /// Kind of the version that was current when the run started (`zero-shot` before a
+    /// bootstrap to `bert`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind_before: Option<ModelKind>,
     /// How it ended.
     pub status: RunStatus,
     /// Why, in words.

@@ -6,21 +6,22 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use intent_data::split::{merge, ConflictPolicy};
-use intent_data::{load_dataset, normalize_text, write_dataset, Dataset};
+use intent_data::{load_dataset, normalize_text, Dataset};
 use intent_eval::{ClassMetric, QualityGate};
-use intent_models::checked::Check;
-use intent_models::folder::now_unix;
+use intent_models::folder::{now_unix, read_kind};
 use intent_models::ModelKind;
 use intent_registry::failpoints::halt_point;
 use intent_registry::{RegisteredModel, Registry, RegistryLock};
-use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use super::history::{append_history, history};
+use super::kinds::{self, TrainPlan};
 use super::outcome::{
     DatasetQuality, Durations, HoldoutScores, LabelsPulled, RetrainOutcome, RunStatus, VersionsSeen,
 };
-use super::{RetrainConfig, RetrainError};
+use super::server_calls::{notify, pull_labels};
+use super::{MergePolicy, RetrainConfig, RetrainError};
 use intent_serve::evaluation::evaluate;
 use intent_serve::Classifier;
 
@@ -42,7 +43,6 @@ impl Default for RunOptions {
     }
 }
 
-const HISTORY: &str = "retrain_history.jsonl";
 const LOG: &str = "retrain.log";
 /// Marker of a run in progress (its id, pid and start); left behind only by a killed run.
 const RUNNING: &str = "running";
@@ -87,12 +87,6 @@ fn data_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, RetrainError> {
     Ok(out)
 }
 
-/// The history lines of the config's state folder (a line cut short by a crash is skipped).
-pub fn history(cfg: &RetrainConfig) -> Vec<RetrainOutcome> {
-    let text = std::fs::read_to_string(cfg.state_dir.join(HISTORY)).unwrap_or_default();
-    text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
-}
-
 fn assess(cfg: &RetrainConfig, model: &RegisteredModel, force: bool) -> Result<Assessment, RetrainError> {
     let opts = intent_data::LoadOptions::default();
     let mut parts = vec![load_dataset(&cfg.base_data, None, &opts)?.data];
@@ -104,7 +98,11 @@ fn assess(cfg: &RetrainConfig, model: &RegisteredModel, force: bool) -> Result<A
     for f in files {
         parts.push(load_dataset(&f, None, &opts)?.data);
     }
-    let merged = merge(&parts, ConflictPolicy::KeepFirst);
+    let policy = match cfg.merge {
+        MergePolicy::KeepFirst => ConflictPolicy::KeepFirst,
+        MergePolicy::KeepLast => ConflictPolicy::KeepLast,
+    };
+    let merged = merge(&parts, policy);
     let holdout = load_dataset(&cfg.holdout, None, &opts)?.data;
     let held: HashSet<String> = holdout.examples.iter().map(|e| normalize_text(&e.text)).collect();
     let mut train = merged.data;
@@ -186,86 +184,6 @@ fn data_hash(path: &Path) -> Result<String, RetrainError> {
     Ok(hex::encode(h.finalize()))
 }
 
-/// `defaults` of `T` with the config's `[train]` table laid over them.
-fn options<T: Serialize + DeserializeOwned + Default>(
-    cfg: &RetrainConfig,
-    path_hint: &Path,
-) -> Result<T, RetrainError> {
-    fn overlay(base: &mut Value, top: Value) {
-        match (base, top) {
-            (Value::Object(b), Value::Object(t)) => {
-                for (k, v) in t {
-                    overlay(b.entry(k).or_insert(Value::Null), v);
-                }
-            }
-            (b, t) => *b = t,
-        }
-    }
-    // Keys the options do not have (a typo would otherwise be ignored silently).
-    fn unknown(base: &Value, top: &Value, prefix: &str, out: &mut Vec<String>) {
-        if let (Value::Object(b), Value::Object(t)) = (base, top) {
-            for (k, v) in t {
-                match b.get(k) {
-                    None => out.push(format!("{prefix}{k}")),
-                    Some(bv) => unknown(bv, v, &format!("{prefix}{k}."), out),
-                }
-            }
-        }
-    }
-    let mut v = serde_json::to_value(T::default()).expect("options serialize");
-    let top = serde_json::to_value(&cfg.train).expect("toml values serialize");
-    let mut bad = Vec::new();
-    unknown(&v, &top, "", &mut bad);
-    if !bad.is_empty() {
-        let known: Vec<&String> = v.as_object().map(|o| o.keys().collect()).unwrap_or_default();
-        return Err(RetrainError::Config {
-            path: path_hint.to_path_buf(),
-            message: format!(
-                "[train]: unknown option(s) {} (options of this kind: {known:?})",
-                bad.join(", ")
-            ),
-        });
-    }
-    overlay(&mut v, top);
-    serde_json::from_value(v)
-        .map_err(|e| RetrainError::Config { path: path_hint.to_path_buf(), message: format!("[train]: {e}") })
-}
-
-/// Checks the `[train]` table against the options of the kind (before any work).
-pub(super) fn check_options(cfg: &RetrainConfig, path: &Path) -> Result<(), RetrainError> {
-    // The values are checked here too, so a bad `[train]` is a config error at once, not a
-    // failed run later.
-    let err = |e: &dyn std::fmt::Display| RetrainError::Config {
-        path: path.to_path_buf(),
-        message: format!("[train]: {e}"),
-    };
-    match cfg.kind {
-        ModelKind::Mlp => {
-            options::<intent_train::MlpOptions>(cfg, path)?.engine.check().map(drop).map_err(|e| err(&e))
-        }
-        _ => options::<intent_train::SvmOptions>(cfg, path)?.params.check().map(drop).map_err(|e| err(&e)),
-    }
-}
-
-/// Trains the candidate into `dir` with the configured kind, and stores its training data.
-fn train(cfg: &RetrainConfig, data: &Dataset, dir: &Path) -> Result<(), RetrainError> {
-    let hint = &cfg.path;
-    match cfg.kind {
-        ModelKind::Mlp => {
-            let mut o: intent_train::MlpOptions = options(cfg, hint)?;
-            o.engine.progress = false;
-            intent_train::train_mlp_to_dir(intent_train::DeviceSpec::Cpu, data, None, &o, dir)?;
-        }
-        _ => {
-            let o: intent_train::SvmOptions = options(cfg, hint)?;
-            intent_train::train_svm_to_dir(data, None, &o, dir)?;
-        }
-    }
-    std::fs::create_dir_all(dir.join("data")).map_err(io_err(dir))?;
-    write_dataset(&dir.join("data/train.jsonl"), data)?;
-    Ok(())
-}
-
 /// Accuracy (micro-F1 for multi-label) on the held-out set and the gate's verdict.
 fn score(
     dir: &Path,
@@ -276,89 +194,6 @@ fn score(
     let (report, _) = evaluate(&model, holdout, None, "oos")?;
     let verdict = gate.check(&report);
     Ok((report.micro_f1.unwrap_or(report.accuracy), verdict))
-}
-
-fn admin_token(server: &super::ServerNotify) -> Result<String, String> {
-    match &server.token_file {
-        Some(f) => std::fs::read_to_string(f)
-            .map(|t| t.trim().to_string())
-            .map_err(|e| format!("{}: the admin token file: {e}", f.display())),
-        None => std::env::var(&server.token_env)
-            .map_err(|_| format!("environment variable {} (admin token) is not set", server.token_env)),
-    }
-}
-
-/// Fetches the server's labeled items into `dest` (replaced only by a complete export; an empty
-/// export leaves the last copy). A bad line (a text no loader accepts) is left out and logged
-/// rather than failing the whole pull. Returns the number of items kept.
-fn pull_labels(server: &super::ServerNotify, dest: &Path) -> Result<usize, String> {
-    let token = admin_token(server)?;
-    let url = format!("{}/admin/labeling/export?format=jsonl", server.url.trim_end_matches('/'));
-    let body = match ureq::get(&url)
-        .set("authorization", &format!("Bearer {token}"))
-        .timeout(std::time::Duration::from_secs(300))
-        .call()
-    {
-        Ok(r) => r.into_string().map_err(|e| format!("{url}: {e}"))?,
-        Err(ureq::Error::Status(code, r)) => {
-            return Err(format!("{url}: status {code}: {}", r.into_string().unwrap_or_default()))
-        }
-        Err(e) => return Err(format!("{url}: {e}")),
-    };
-    if body.trim().is_empty() {
-        return Ok(0);
-    }
-    let dir = dest.parent().expect("a file in the state folder");
-    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let tmp = dir.join(".from_server.jsonl.tmp");
-    std::fs::write(&tmp, &body).map_err(|e| format!("{}: {e}", tmp.display()))?;
-    let loaded = load_dataset(
-        &tmp,
-        Some(intent_data::Format::Jsonl),
-        &intent_data::LoadOptions { skip_invalid: true },
-    );
-    let _ = std::fs::remove_file(&tmp);
-    let loaded = loaded.map_err(|e| format!("the export of {url} is not valid labeled data: {e}"))?;
-    for s in &loaded.skipped {
-        tracing::warn!("labels from {url}: left out {s}");
-    }
-    let kept = if loaded.skipped.is_empty() {
-        body.into_bytes()
-    } else {
-        intent_data::formats::jsonl::to_jsonl(&loaded.data).into_bytes()
-    };
-    intent_data::durable::write_file(dest, &kept).map_err(|e| format!("{}: {e}", dest.display()))?;
-    Ok(loaded.data.len())
-}
-
-/// Asks the server to reload and checks that it now serves version `n`: a server that serves a
-/// plain folder (not `ROOT/NAME@current`) answers 200 with its old version.
-fn notify(server: &super::ServerNotify, n: u32) -> Result<(), String> {
-    let token = admin_token(server)?;
-    let url = format!("{}/admin/reload", server.url.trim_end_matches('/'));
-    match ureq::post(&url)
-        .set("authorization", &format!("Bearer {token}"))
-        .timeout(std::time::Duration::from_secs(600))
-        .call()
-    {
-        Ok(r) => {
-            let body: Value = r.into_json().map_err(|e| format!("{url}: the answer is not JSON: {e}"))?;
-            let served = &body["to"]["version"];
-            if served.as_str() == Some(n.to_string().as_str()) {
-                Ok(())
-            } else {
-                Err(format!(
-                    "{url} answered, but serves version {served} of '{}', not version {n}: is it serving \
-                        the registry alias ROOT/NAME@current?",
-                    body["to"]["name"].as_str().unwrap_or("?")
-                ))
-            }
-        }
-        Err(ureq::Error::Status(code, r)) => {
-            Err(format!("{url}: status {code}: {}", r.into_string().unwrap_or_default()))
-        }
-        Err(e) => Err(format!("{url}: {e}")),
-    }
 }
 
 struct Journal {
@@ -376,33 +211,6 @@ impl Journal {
             }
         }
     }
-}
-
-impl RetrainOutcome {
-    /// A line of this config's model with `status`, written now; the rest empty.
-    fn new(cfg: &RetrainConfig, id: &str, status: RunStatus) -> Self {
-        RetrainOutcome {
-            retrain_id: id.to_string(),
-            timestamp_unix: now_unix(),
-            model: cfg.model.clone(),
-            kind: None,
-            status,
-            reason: String::new(),
-            triggers: Vec::new(),
-            dataset_quality: None,
-            versions: VersionsSeen::default(),
-            scores: None,
-            labels_pulled: None,
-            durations_s: Durations::default(),
-        }
-    }
-}
-
-/// Appends `line` to the history file (fsynced).
-fn append_history(cfg: &RetrainConfig, line: &RetrainOutcome) -> Result<(), RetrainError> {
-    let path = cfg.state_dir.join(HISTORY);
-    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&path).map_err(io_err(&path))?;
-    writeln!(f, "{line}").and_then(|()| f.sync_all()).map_err(io_err(&path))
 }
 
 /// Runs a retrain: returns its history line (also appended to `retrain_history.jsonl` unless
@@ -455,7 +263,7 @@ pub fn retrain(cfg: &RetrainConfig, opts: RunOptions) -> Result<RetrainOutcome, 
     if let Err(e) = &result {
         let line = RetrainOutcome {
             kind: Some(cfg.kind),
-            reason: e.to_string(),
+            reason: e.to_string().replace('\n', " "),
             versions: VersionsSeen {
                 current: model.alias("current").ok().flatten(),
                 ..VersionsSeen::default()
@@ -499,8 +307,57 @@ fn run(
         }
         None => None,
     };
-    let a = assess(cfg, model, opts.force)?;
+    // Encoders loaded and devices checked before any work: a base that cannot be loaded fails
+    // the run here.
+    let main_plan = TrainPlan::parse(cfg.kind, &cfg.train, &cfg.path)?;
+    let boot_plan = match &cfg.bootstrap {
+        Some(b) => Some((b, TrainPlan::parse(b.kind, &b.train, &cfg.path)?)),
+        None => None,
+    };
+    let mut main_ready = Some(main_plan.prepare(&cfg.path)?);
+    let mut boot_ready = match &boot_plan {
+        Some((_, p)) => Some(p.prepare(&cfg.path)?),
+        None => None,
+    };
+    let mut a = assess(cfg, model, opts.force)?;
     halt_point("retrain:assessed");
+    // A Hugging Face folder's config.json has no `kind`: a fine-tuned BERT.
+    let kind_before =
+        a.current.and_then(|n| read_kind(&model.version_dir(n)).ok()).map(|k| k.unwrap_or(ModelKind::Bert));
+    // The kind of this run: the bootstrap kind once it is current or the data allows it.
+    let mut waiting = None;
+    let (plan, ready) = match &boot_plan {
+        Some((b, p)) if kind_before == Some(b.kind) => (p, boot_ready.take()),
+        Some((b, p)) => {
+            let counts = a.train.label_counts();
+            let fewest = counts.iter().min_by_key(|(_, n)| **n);
+            match fewest {
+                Some((label, &n)) if n >= b.min_per_label => {
+                    a.reasons.push(format!(
+                        "bootstrap: every label has ≥ {} examples (fewest: '{label}', {n}): {} → {}",
+                        b.min_per_label,
+                        kind_before.unwrap_or(cfg.kind),
+                        b.kind
+                    ));
+                    (p, boot_ready.take())
+                }
+                _ => {
+                    let short = counts.values().filter(|&&n| n < b.min_per_label).count();
+                    waiting = Some(format!(
+                        "bootstrap to {} waits for ≥ {} examples of every label: {short} of {} labels have \
+                            fewer{}",
+                        b.kind,
+                        b.min_per_label,
+                        counts.len(),
+                        fewest.map_or(String::new(), |(l, n)| format!(" (fewest: '{l}', {n})"))
+                    ));
+                    (&main_plan, main_ready.take())
+                }
+            }
+        }
+        None => (&main_plan, main_ready.take()),
+    };
+    let ready = ready.expect("each plan is prepared once");
     let data_s = t0.elapsed().as_secs_f64();
     journal.line(&format!(
         "data: {} training examples ({} duplicates dropped, {} conflicts kept first, {} held-out texts \
@@ -513,7 +370,8 @@ fn run(
         a.holdout.len()
     ));
     let mut line = RetrainOutcome {
-        kind: Some(cfg.kind),
+        kind: Some(plan.kind()),
+        kind_before,
         triggers: a.reasons.clone(),
         dataset_quality: Some(DatasetQuality {
             total_entries: a.train.len(),
@@ -537,6 +395,9 @@ fn run(
                   durations: Durations|
      -> Result<RetrainOutcome, RetrainError> {
         journal.line(&format!("{status}: {reason}"));
+        if matches!(status, RunStatus::Deployed | RunStatus::Rejected) && !opts.dry_run {
+            kinds::clear_checkpoints(&cfg.state_dir);
+        }
         line.status = status;
         line.reason = reason;
         line.durations_s = durations;
@@ -545,6 +406,16 @@ fn run(
         }
         Ok(line)
     };
+    if let Some(why) = waiting.filter(|_| a.current.is_some() && !opts.force) {
+        let why = format!("{why}; the current {} model keeps serving", kind_before.unwrap_or(cfg.kind));
+        let total = Some(t0.elapsed().as_secs_f64());
+        return finish(
+            line,
+            RunStatus::Skipped,
+            why,
+            Durations { data: Some(data_s), total, ..Durations::default() },
+        );
+    }
     if a.reasons.is_empty() {
         let why = format!(
             "no trigger: {} new samples < {}, {} days since the last successful retrain < {}",
@@ -565,7 +436,7 @@ fn run(
         let plan = format!(
             "would train a {} on {} examples, validate on {} held-out examples against \
             version {:?}, then register and promote it",
-            cfg.kind,
+            plan.kind(),
             a.train.len(),
             a.holdout.len(),
             a.current
@@ -580,10 +451,14 @@ fn run(
 
     let candidate = cfg.state_dir.join(format!("candidate-{id}"));
     let t1 = Instant::now();
-    let trained = train(cfg, &a.train, &candidate);
+    let note = |m: &str| journal.line(m);
+    let trained = kinds::train(plan, ready, &a.train, &candidate, &cfg.state_dir, &cfg.path, &note);
     let train_s = t1.elapsed().as_secs_f64();
     if let Err(e) = trained {
         let _ = std::fs::remove_dir_all(&candidate);
+        if !matches!(e, RetrainError::TimeLimit(_)) {
+            kinds::clear_checkpoints(&cfg.state_dir);
+        }
         let total = Some(t0.elapsed().as_secs_f64());
         let durations = Durations { data: Some(data_s), train: Some(train_s), total, ..Durations::default() };
         return finish(line, RunStatus::Failed, format!("training failed: {e}"), durations);

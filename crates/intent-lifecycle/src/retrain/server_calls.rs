@@ -1,0 +1,92 @@
+//! Calls to the running server: the admin token, pulling its labeled items, asking it to
+//! reload.
+
+use std::path::Path;
+
+use intent_data::load_dataset;
+use serde_json::Value;
+
+use super::ServerNotify;
+
+fn admin_token(server: &ServerNotify) -> Result<String, String> {
+    match &server.token_file {
+        Some(f) => std::fs::read_to_string(f)
+            .map(|t| t.trim().to_string())
+            .map_err(|e| format!("{}: the admin token file: {e}", f.display())),
+        None => std::env::var(&server.token_env)
+            .map_err(|_| format!("environment variable {} (admin token) is not set", server.token_env)),
+    }
+}
+
+/// Fetches the server's labeled items into `dest` (replaced only by a complete export; an empty
+/// export leaves the last copy). A bad line (a text no loader accepts) is left out and logged
+/// rather than failing the whole pull. Returns the number of items kept.
+pub(super) fn pull_labels(server: &ServerNotify, dest: &Path) -> Result<usize, String> {
+    let token = admin_token(server)?;
+    let url = format!("{}/admin/labeling/export?format=jsonl", server.url.trim_end_matches('/'));
+    let body = match ureq::get(&url)
+        .set("authorization", &format!("Bearer {token}"))
+        .timeout(std::time::Duration::from_secs(300))
+        .call()
+    {
+        Ok(r) => r.into_string().map_err(|e| format!("{url}: {e}"))?,
+        Err(ureq::Error::Status(code, r)) => {
+            return Err(format!("{url}: status {code}: {}", r.into_string().unwrap_or_default()))
+        }
+        Err(e) => return Err(format!("{url}: {e}")),
+    };
+    if body.trim().is_empty() {
+        return Ok(0);
+    }
+    let dir = dest.parent().expect("a file in the state folder");
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let tmp = dir.join(".from_server.jsonl.tmp");
+    std::fs::write(&tmp, &body).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    let loaded = load_dataset(
+        &tmp,
+        Some(intent_data::Format::Jsonl),
+        &intent_data::LoadOptions { skip_invalid: true },
+    );
+    let _ = std::fs::remove_file(&tmp);
+    let loaded = loaded.map_err(|e| format!("the export of {url} is not valid labeled data: {e}"))?;
+    for s in &loaded.skipped {
+        tracing::warn!("labels from {url}: left out {s}");
+    }
+    let kept = if loaded.skipped.is_empty() {
+        body.into_bytes()
+    } else {
+        intent_data::formats::jsonl::to_jsonl(&loaded.data).into_bytes()
+    };
+    intent_data::durable::write_file(dest, &kept).map_err(|e| format!("{}: {e}", dest.display()))?;
+    Ok(loaded.data.len())
+}
+
+/// Asks the server to reload and checks that it now serves version `n`: a server that serves a
+/// plain folder (not `ROOT/NAME@current`) answers 200 with its old version.
+pub(super) fn notify(server: &ServerNotify, n: u32) -> Result<(), String> {
+    let token = admin_token(server)?;
+    let url = format!("{}/admin/reload", server.url.trim_end_matches('/'));
+    match ureq::post(&url)
+        .set("authorization", &format!("Bearer {token}"))
+        .timeout(std::time::Duration::from_secs(600))
+        .call()
+    {
+        Ok(r) => {
+            let body: Value = r.into_json().map_err(|e| format!("{url}: the answer is not JSON: {e}"))?;
+            let served = &body["to"]["version"];
+            if served.as_str() == Some(n.to_string().as_str()) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{url} answered, but serves version {served} of '{}', not version {n}: is it serving \
+                        the registry alias ROOT/NAME@current?",
+                    body["to"]["name"].as_str().unwrap_or("?")
+                ))
+            }
+        }
+        Err(ureq::Error::Status(code, r)) => {
+            Err(format!("{url}: status {code}: {}", r.into_string().unwrap_or_default()))
+        }
+        Err(e) => Err(format!("{url}: {e}")),
+    }
+}
