@@ -239,3 +239,93 @@ impl Drop for Server {
         self.stop();
     }
 }
+
+/// The labeled examples of [`jsonl`] as a data set (for the tiny encoder's vocabulary).
+fn dataset(text: &str) -> intent_data::Dataset {
+    intent_data::Dataset::new(
+        text.lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                intent_data::Example::new(v["text"].as_str().unwrap(), v["label"].as_str().unwrap())
+            })
+            .collect(),
+    )
+}
+
+#[test]
+fn sigkill_of_a_bert_retrain_leaves_current_serving_and_the_next_run_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (base, holdout) = (jsonl(20, 0), jsonl(5, 100));
+    std::fs::write(d.join("base.jsonl"), &base).unwrap();
+    std::fs::write(d.join("holdout.jsonl"), &holdout).unwrap();
+    let mut words = dataset(&base);
+    words.examples.extend(dataset(&holdout).examples);
+    intent_testkit::bert::write_tiny_encoder_for(&d.join("tiny"), &words);
+    let common = "model = \"faq\"\nbase_data = \"base.jsonl\"\nholdout = \"holdout.jsonl\"\n";
+    std::fs::write(d.join("retrain.toml"), format!("{common}kind = \"svm\"\n[gate]\nmax_regression = 1.0\n"))
+        .unwrap();
+    assert!(ok(&intent(&["retrain", "--config", "retrain.toml"], d)).starts_with("deployed: version 1"));
+    // Now a fine-tune of a few seconds, with a checkpoint after each of its 300 epochs.
+    std::fs::write(
+        d.join("retrain.toml"),
+        format!(
+            "{common}kind = \"bert\"\n[gate]\nmax_regression = 1.0\n[train]\nbase = \"tiny\"\ndevice = \"cpu\"\nmax_len = 16\nepochs = 300\n\
+             batch_size = 4\nlr = 0.005\nwarmup_ratio = 0.0\nmin_steps = 1\n"
+        ),
+    )
+    .unwrap();
+
+    // (what stops the run, whether it is a halt point, what the kill leaves besides `running`)
+    let stages = [
+        ("checkpoint written: ", false, "retrain/checkpoints"),
+        ("retrain:trained", true, "retrain/candidate-"),
+        ("retrain:registered", true, "retrain/checkpoints"),
+    ];
+    for (stage, halt, left) in stages {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_intent"));
+        cmd.args(["retrain", "--config", "retrain.toml", "--force"]).current_dir(d).env("RUST_LOG", "info");
+        if halt {
+            cmd.env("INTENT_HALT_AT", stage);
+        } else {
+            cmd.env_remove("INTENT_HALT_AT");
+        }
+        let (mut child, line) = spawn_until(&mut cmd, if halt { "halted at" } else { stage });
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        if !halt {
+            assert!(line.contains("epoch-"), "{line}");
+        }
+        let mut found = leftovers(d);
+        if d.join("retrain/checkpoints").is_dir() {
+            found.push("retrain/checkpoints".into());
+        }
+        assert!(found.iter().any(|f| f.starts_with(left)), "{stage}: expected {left}*, found {found:?}");
+        assert!(found.contains(&"retrain/running".to_string()), "{stage}: {found:?}");
+        let (current, _) = registry_state(d);
+        assert_eq!(current, 1, "{stage}: current moved");
+        let out = ok(&intent(&["predict", "--model", "models/faq@current", "my debit card"], d));
+        assert!(out.contains("\"label\":\"card\""), "{stage}: the SVM still answers: {out}");
+    }
+    let log = std::fs::read_to_string(d.join("retrain/retrain.log")).unwrap();
+    assert!(log.contains("resuming the fine-tune from"), "the second run resumed the first one's: {log}");
+
+    // The next run records the three kills, resumes from the last checkpoint (all epochs done:
+    // nothing left to train) and deploys the fine-tuned model.
+    let out = ok(&intent(&["retrain", "--config", "retrain.toml", "--force"], d));
+    assert!(out.starts_with("deployed: version 3"), "{out}");
+    assert_eq!(leftovers(d), Vec::<String>::new());
+    assert!(!d.join("retrain/checkpoints").exists(), "the finished fine-tune's checkpoints are removed");
+    let history = std::fs::read_to_string(d.join("retrain/retrain_history.jsonl")).unwrap();
+    let lines: Vec<serde_json::Value> = history.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let statuses: Vec<&str> = lines.iter().map(|l| l["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses, ["deployed", "interrupted", "interrupted", "interrupted", "deployed"]);
+    let last = lines.last().unwrap();
+    assert_eq!((last["kind"].as_str(), last["kind_before"].as_str()), (Some("bert"), Some("svm")));
+    let metrics = std::fs::read_to_string(d.join("models/faq/versions/3/metrics.json")).unwrap();
+    let metrics: serde_json::Value = serde_json::from_str(&metrics).unwrap();
+    assert_eq!(metrics["history"].as_array().unwrap().len(), 300, "one fine-tune across four processes");
+    let out =
+        ok(&intent(&["predict", "--model", "models/faq@current", "question 3 on my refund and money"], d));
+    assert!(out.contains("\"label\":\"refund\""), "{out}");
+}

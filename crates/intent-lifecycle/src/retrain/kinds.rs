@@ -314,7 +314,7 @@ pub(super) fn train(
                 .time_limit
                 .as_deref()
                 .map(|t| time_limit(t).map(|d| d.as_secs_f64()).unwrap_or(f64::INFINITY));
-            note(&format!("fine-tuning {} on {} ({})", base.display(), prepared.device, data.len()));
+            note(&format!("fine-tuning {} on {} examples ({})", base.display(), data.len(), prepared.device));
             let summary = intent_train::train_bert_to_dir(prepared.device, base, data, None, &opts, dir)?;
             if summary.interrupted {
                 return Err(RetrainError::TimeLimit(format!(
