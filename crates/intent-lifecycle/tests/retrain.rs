@@ -278,3 +278,50 @@ fn a_change_of_the_base_data_triggers_a_retrain() {
     assert!(r.triggers.iter().any(|t| t.contains("base data changed") && t.contains(&hash[..12])), "{r}");
     assert_ne!(r.dataset_quality.unwrap().base_data_sha256.unwrap(), hash);
 }
+
+#[test]
+fn outcome_definitions_join_and_augment_an_mlp_retrain_and_their_change_triggers_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let outcome = |examples: &[&str]| {
+        serde_json::json!({
+            "name": "card", "examples": examples,
+            "synonyms": {"card": ["plastic", "debit card"]}, "templates": ["where is my {card}", "my {card} broke"]
+        })
+        .to_string()
+    };
+    std::fs::write(d.join("card.json"), outcome(&["my card got eaten by the machine"])).unwrap();
+    let cfg = setup(d, "[augment]\noutcomes = \"card.json\"\nfactor = 5\nseed = 1\n");
+    let first = retrain(&cfg, RunOptions::default()).unwrap();
+    assert_eq!(first.status, RunStatus::Deployed, "{first}");
+    let q = first.dataset_quality.clone().unwrap();
+    // 96 base examples and the outcome's example; up to 5 synthetic sentences per label besides.
+    assert_eq!(q.total_entries, 97);
+    let synthetic = q.synthetic.unwrap();
+    assert!((1..=20).contains(&synthetic), "{synthetic}");
+    assert_eq!(q.outcomes_sha256.as_ref().map(String::len), Some(64));
+    let log = std::fs::read_to_string(d.join("retrain/retrain.log")).unwrap();
+    assert!(log.contains(&format!("augmentation: {synthetic} synthetic sentences")), "{log}");
+    // The version keeps the labeled data, not the synthetic sentences.
+    let stored = std::fs::read_to_string(d.join("models/faq/versions/1/data/train.jsonl")).unwrap();
+    assert_eq!(stored.lines().count(), 97);
+    assert!(stored.contains("my card got eaten by the machine"));
+    assert_eq!(retrain(&cfg, RunOptions::default()).unwrap().status, RunStatus::Skipped);
+
+    // New outcome examples: the definitions' hash changes, and that triggers a run.
+    std::fs::write(
+        d.join("card.json"),
+        outcome(&["my card got eaten by the machine", "card declined abroad"]),
+    )
+    .unwrap();
+    let r = retrain(&cfg, RunOptions::default()).unwrap();
+    assert_ne!(r.status, RunStatus::Skipped, "{r}");
+    assert!(r.triggers.iter().any(|t| t.starts_with("the outcome definitions changed")), "{r}");
+    assert_eq!(r.dataset_quality.unwrap().total_entries, 98);
+
+    // A broken definition file is an error naming it, recorded as failed.
+    std::fs::write(d.join("card.json"), "{\"name\": \"card\", \"examples\": [], \"templates\": [\"{x}\"]}")
+        .unwrap();
+    let e = retrain(&cfg, RunOptions::default()).unwrap_err().to_string();
+    assert!(e.contains("card.json") && e.contains("{x}"), "{e}");
+}

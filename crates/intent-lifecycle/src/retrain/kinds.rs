@@ -268,13 +268,16 @@ fn options<T: Serialize + DeserializeOwned + Default>(
     serde_json::from_value(v).map_err(|e| config_err(path, format!("[train]: {e}")))
 }
 
-/// Trains a candidate of `plan` on `data` into `dir` and stores its training data there.
+/// Trains a candidate of `plan` on `data` into `dir` and stores `stored` (the data without
+/// synthetic sentences) there as its training data.
 /// A fine-tune writes checkpoints under `state_dir/checkpoints` and resumes from them when the
 /// last run stopped on the same data and options.
+#[allow(clippy::too_many_arguments)] // each is a distinct input of one training run
 pub(super) fn train(
     plan: &TrainPlan,
     prepared: Prepared,
     data: &Dataset,
+    stored: &Dataset,
     dir: &Path,
     state_dir: &Path,
     config: &Path,
@@ -361,7 +364,7 @@ pub(super) fn train(
     }
     std::fs::create_dir_all(dir.join("data"))
         .map_err(|source| RetrainError::Io { path: dir.into(), source })?;
-    write_dataset(&dir.join("data/train.jsonl"), data)?;
+    write_dataset(&dir.join("data/train.jsonl"), stored)?;
     Ok(())
 }
 

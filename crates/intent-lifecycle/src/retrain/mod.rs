@@ -144,6 +144,29 @@ pub enum MergePolicy {
     KeepLast,
 }
 
+/// Outcome definitions (as `intent pipeline --outcomes`): their examples join the training data
+/// of every kind; the MLP and the SVM also get synthetic sentences made from them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Augment {
+    /// A file or a folder of outcome definitions (`*.json`).
+    pub outcomes: PathBuf,
+    /// Synthetic sentences per label (20, as `intent pipeline`).
+    #[serde(default = "default_factor")]
+    pub factor: usize,
+    /// Seed of every random choice (42).
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+}
+
+fn default_factor() -> usize {
+    20
+}
+
+fn default_seed() -> u64 {
+    42
+}
+
 fn default_token_env() -> String {
     "INTENT_ADMIN_TOKEN".into()
 }
@@ -173,6 +196,9 @@ pub struct RetrainConfig {
     /// Which example of a text labeled twice is kept (`keep-first`).
     #[serde(default)]
     pub merge: MergePolicy,
+    /// Outcome definitions and augmentation (`[augment]`).
+    #[serde(default)]
+    pub augment: Option<Augment>,
     /// The base labeled data set.
     pub base_data: PathBuf,
     /// More labeled files (labeling-queue exports, new files); a folder means its `.jsonl` files.
@@ -245,10 +271,12 @@ impl RetrainConfig {
         }
         let base = path.parent().unwrap_or(Path::new("."));
         let token_file = c.server.as_mut().and_then(|s| s.token_file.as_mut());
+        let outcomes = c.augment.as_mut().map(|a| &mut a.outcomes);
         for p in [&mut c.registry, &mut c.base_data, &mut c.holdout, &mut c.state_dir]
             .into_iter()
             .chain(c.new_data.iter_mut())
             .chain(token_file)
+            .chain(outcomes)
         {
             if p.is_relative() {
                 *p = base.join(&*p);

@@ -61,6 +61,12 @@ pub struct DatasetQuality {
     /// trigger.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base_data_sha256: Option<String>,
+    /// SHA-256 of the outcome definitions of `[augment]`, for the same trigger.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcomes_sha256: Option<String>,
+    /// Synthetic sentences added from the outcome definitions (not stored with the version).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub synthetic: Option<usize>,
 }
 
 /// Registry versions around a run.

@@ -5,6 +5,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use intent_data::augment::{augment_avoiding, AugmentConfig};
+use intent_data::formats::outcomes::{outcomes_to_dataset, read_outcomes, OutcomeDef};
 use intent_data::split::{merge, ConflictPolicy};
 use intent_data::{load_dataset, normalize_text, Dataset};
 use intent_eval::{ClassMetric, QualityGate};
@@ -62,6 +64,8 @@ struct Assessment {
     reasons: Vec<String>,
     /// SHA-256 of the base data now.
     base_hash: String,
+    /// The outcome definitions of `[augment]` and their SHA-256.
+    outcomes: Option<(Vec<OutcomeDef>, String)>,
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> RetrainError + '_ {
@@ -102,6 +106,14 @@ fn assess(cfg: &RetrainConfig, model: &RegisteredModel, force: bool) -> Result<A
         MergePolicy::KeepFirst => ConflictPolicy::KeepFirst,
         MergePolicy::KeepLast => ConflictPolicy::KeepLast,
     };
+    let outcomes = match &cfg.augment {
+        Some(aug) => Some((read_outcomes(&aug.outcomes)?, data_hash(&aug.outcomes)?)),
+        None => None,
+    };
+    // The outcome examples come last: labeled data wins over them.
+    if let Some((defs, _)) = &outcomes {
+        parts.push(outcomes_to_dataset(defs));
+    }
     let merged = merge(&parts, policy);
     let holdout = load_dataset(&cfg.holdout, None, &opts)?.data;
     let held: HashSet<String> = holdout.examples.iter().map(|e| normalize_text(&e.text)).collect();
@@ -128,6 +140,7 @@ fn assess(cfg: &RetrainConfig, model: &RegisteredModel, force: bool) -> Result<A
     let base_hash = data_hash(&cfg.base_data)?;
     // The hash the last deployment trained on (older history lines have none: no trigger).
     let deployed_hash = last_deployed.and_then(|h| h.dataset_quality.as_ref()?.base_data_sha256.clone());
+    let deployed_outcomes = last_deployed.and_then(|h| h.dataset_quality.as_ref()?.outcomes_sha256.clone());
     let mut reasons = Vec::new();
     if force {
         reasons.push("--force".to_string());
@@ -148,6 +161,17 @@ fn assess(cfg: &RetrainConfig, model: &RegisteredModel, force: bool) -> Result<A
             &base_hash[..12]
         ));
     }
+    let outcomes_hash = outcomes.as_ref().map(|(_, h)| h.as_str());
+    if let (Some(old), Some(now)) = (deployed_outcomes.filter(|_| cfg.triggers.on_data_change), outcomes_hash)
+    {
+        if old != now {
+            reasons.push(format!(
+                "the outcome definitions changed since the last deployment (sha256 {} → {})",
+                &old[..old.len().min(12)],
+                &now[..12]
+            ));
+        }
+    }
     Ok(Assessment {
         train,
         holdout,
@@ -159,6 +183,7 @@ fn assess(cfg: &RetrainConfig, model: &RegisteredModel, force: bool) -> Result<A
         days_since_success,
         reasons,
         base_hash,
+        outcomes,
     })
 }
 
@@ -381,6 +406,8 @@ fn run(
             holdout_removed: a.removed_holdout,
             accuracy_improvement: None,
             base_data_sha256: Some(a.base_hash.clone()),
+            outcomes_sha256: a.outcomes.as_ref().map(|(_, h)| h.clone()),
+            synthetic: None,
         }),
         versions: VersionsSeen { before: a.current, candidate: None, current: a.current },
         labels_pulled: pulled.map(|r| match r {
@@ -452,7 +479,32 @@ fn run(
     let candidate = cfg.state_dir.join(format!("candidate-{id}"));
     let t1 = Instant::now();
     let note = |m: &str| journal.line(m);
-    let trained = kinds::train(plan, ready, &a.train, &candidate, &cfg.state_dir, &cfg.path, &note);
+    // Bag-of-words models also learn from synthetic sentences (never a held-out text); the
+    // version keeps the data without them.
+    let augmented = match (&cfg.augment, &a.outcomes, plan.kind()) {
+        (Some(aug), Some((defs, _)), ModelKind::Mlp | ModelKind::Svm) if aug.factor > 0 => {
+            let held: Vec<&str> = a.holdout.examples.iter().map(|e| e.text.as_str()).collect();
+            let made =
+                augment_avoiding(&a.train, defs, AugmentConfig { factor: aug.factor, seed: aug.seed }, &held);
+            let n = made.data.len() - a.train.len();
+            note(&format!("augmentation: {n} synthetic sentences from the outcome definitions"));
+            if let Some(q) = &mut line.dataset_quality {
+                q.synthetic = Some(n);
+            }
+            Some(made.data)
+        }
+        _ => None,
+    };
+    let trained = kinds::train(
+        plan,
+        ready,
+        augmented.as_ref().unwrap_or(&a.train),
+        &a.train,
+        &candidate,
+        &cfg.state_dir,
+        &cfg.path,
+        &note,
+    );
     let train_s = t1.elapsed().as_secs_f64();
     if let Err(e) = trained {
         let _ = std::fs::remove_dir_all(&candidate);
