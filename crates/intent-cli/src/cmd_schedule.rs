@@ -1,4 +1,5 @@
-//! `intent schedule`: a crontab entry that runs `intent retrain` monthly.
+//! `intent schedule`: a crontab entry that runs `intent retrain` monthly, weekly, daily or on
+//! days of the month; `STATE_DIR/cron_status.json` says when it last ran and runs next.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -6,14 +7,16 @@ use std::process::{Command, ExitCode, Stdio};
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Subcommand};
-use intent_lifecycle::retrain::schedule::{entry, entry_config, replace, MonthlyAt};
+use intent_lifecycle::retrain::schedule::{
+    entry, entry_config, forget_installed, record_installed, replace, write_cron_status, CronAt,
+};
 use intent_lifecycle::retrain::{status, RetrainConfig};
 
 /// Install, show or remove the crontab entry of a retrain config.
 #[derive(Subcommand, Debug)]
 pub enum ScheduleCommand {
-    /// Add (or replace) the crontab entry that runs `intent retrain --config CONFIG` on a day of
-    /// every month; `--print` only prints the line.
+    /// Add (or replace) the crontab entry that runs `intent retrain --config CONFIG` (monthly by
+    /// default); `--print` only prints the line.
     Install(InstallArgs),
     /// Whether the config has an entry, when it runs, and the last retrain.
     Status(ConfigArg),
@@ -34,7 +37,14 @@ pub struct ConfigArg {
 pub struct InstallArgs {
     #[command(flatten)]
     pub config: ConfigArg,
-    /// Day of the month (1–31; beyond 28 skips the shorter months).
+    /// `monthly` (on --day), `weekly` (on --weekday), `daily`, or days of the month such as
+    /// `1,15`.
+    #[arg(long, default_value = "monthly")]
+    pub every: String,
+    /// Day of the week of `--every weekly`: mon … sun, or 0 (Sunday) to 6.
+    #[arg(long, default_value = "mon")]
+    pub weekday: String,
+    /// Day of the month of `--every monthly` (1–31; beyond 28 skips the shorter months).
     #[arg(long, default_value_t = 1)]
     pub day: u8,
     /// Hour (0–23, the cron daemon's local time).
@@ -103,14 +113,14 @@ fn write_crontab(text: &str) -> Result<()> {
 pub fn run(c: ScheduleCommand) -> Result<ExitCode> {
     match c {
         ScheduleCommand::Install(a) => {
-            let at = MonthlyAt::new(a.day, a.hour, a.minute).map_err(|e| anyhow!(e))?;
+            let at = CronAt::new(&a.every, a.day, &a.weekday, a.hour, a.minute).map_err(|e| anyhow!(e))?;
             let (cfg, abs) = config(&a.config)?;
             let exe = match a.exe {
                 Some(p) => std::fs::canonicalize(&p).with_context(|| format!("--exe {}", p.display()))?,
                 None => std::env::current_exe().context("finding this binary")?,
             };
             let log = std::path::absolute(cfg.state_dir.join("cron.log")).context("the log path")?;
-            let line = entry(at, &exe, &abs, &log);
+            let line = entry(&at, &exe, &abs, &log);
             if cfg.server.is_some() {
                 tracing::warn!(
                     "the config reloads a server: the cron job needs its admin token \
@@ -123,6 +133,9 @@ pub fn run(c: ScheduleCommand) -> Result<ExitCode> {
             }
             let (text, removed) = replace(&read_crontab()?, &abs, Some(&line));
             write_crontab(&text)?;
+            record_installed(&cfg.state_dir, &at)
+                .with_context(|| format!("recording the schedule in {}", cfg.state_dir.display()))?;
+            let status = write_cron_status(&cfg).context("writing cron_status.json")?;
             println!(
                 "{} the crontab entry of {}: {}",
                 if removed > 0 { "replaced" } else { "installed" },
@@ -130,6 +143,7 @@ pub fn run(c: ScheduleCommand) -> Result<ExitCode> {
                 at.describe()
             );
             println!("{line}");
+            println!("next run: {}", status["next_run"].as_str().unwrap_or("-"));
         }
         ScheduleCommand::Status(a) => {
             let (cfg, abs) = config(&a)?;
@@ -140,7 +154,7 @@ pub fn run(c: ScheduleCommand) -> Result<ExitCode> {
                 [] => println!("not scheduled: no crontab entry runs {}", abs.display()),
                 ls => {
                     for l in ls {
-                        let when = MonthlyAt::parse(l)
+                        let when = CronAt::parse(l)
                             .map_or_else(|| "a hand-edited time".to_string(), |m| m.describe());
                         println!("scheduled: {when}\n{l}");
                     }
@@ -152,11 +166,17 @@ pub fn run(c: ScheduleCommand) -> Result<ExitCode> {
                 None => println!("last run: none"),
             }
             println!("triggers now: {}", s.triggers);
+            let cron = write_cron_status(&cfg).context("writing cron_status.json")?;
+            println!("{}: {cron}", cfg.state_dir.join("cron_status.json").display());
         }
         ScheduleCommand::Remove(a) => {
             let abs = std::fs::canonicalize(&a.config)
                 .unwrap_or_else(|_| std::path::absolute(&a.config).unwrap_or(a.config.clone()));
             let (text, removed) = replace(&read_crontab()?, Path::new(&abs), None);
+            if let Ok(cfg) = RetrainConfig::read(&abs) {
+                forget_installed(&cfg.state_dir);
+                let _ = write_cron_status(&cfg);
+            }
             if removed == 0 {
                 println!("nothing to remove: no crontab entry runs {}", abs.display());
             } else {

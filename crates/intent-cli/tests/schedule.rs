@@ -90,6 +90,11 @@ fn install_print_status_remove() {
         .unwrap()
         .lines()
         .any(|l| l.starts_with("deployed: version 1")));
+    let cron_status = || -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(d.join("retrain/cron_status.json")).unwrap()).unwrap()
+    };
+    let s = cron_status();
+    assert_eq!((s["last_run"]["status"].as_str(), s["schedule"].is_null()), (Some("deployed"), true), "{s}");
 
     // Errors: no crontab program, times out of range.
     fails_with(&intent(&["schedule", "install"], d, &empty), "crontab program is not installed");
@@ -111,9 +116,32 @@ fn install_print_status_remove() {
     let out = ok(&intent(&["schedule", "status"], d, &bin));
     assert!(out.starts_with("scheduled: day 15 of every month at 04:30"), "{out}");
     assert!(out.contains("last run: deployed"), "{out}");
+    let s = cron_status();
+    assert_eq!(s["schedule"]["cron"], "30 4 15 * *", "{s}");
+    assert_eq!(s["overdue"], false, "{s}");
+    let next = s["next_run_unix"].as_i64().unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    assert!(next > now && next - now <= 32 * 86400, "the next 15th at 04:30: {s}");
+
+    // The other forms of --every.
+    for (args, fields, words) in [
+        (&["--every", "weekly", "--weekday", "fri"][..], "0 3 * * 5", "every fri at 03:00"),
+        (&["--every", "1,15"][..], "0 3 1,15 * *", "days 1, 15 of every month at 03:00"),
+        (&["--every", "daily", "--hour", "23", "--minute", "5"][..], "5 23 * * *", "every day at 23:05"),
+    ] {
+        let out = ok(&intent(&[&["schedule", "install"][..], args].concat(), d, &bin));
+        assert!(out.starts_with("replaced") && out.contains(words), "{out}");
+        assert!(std::fs::read_to_string(d.join("table")).unwrap().contains(&format!("\n{fields} cd ")));
+        assert_eq!(cron_status()["schedule"]["cron"], fields);
+    }
+    fails_with(
+        &intent(&["schedule", "install", "--print", "--every", "hourly"], d, &empty),
+        "--every \"hourly\"",
+    );
     let out = ok(&intent(&["schedule", "remove"], d, &bin));
     assert!(out.starts_with("removed 1 crontab entry"), "{out}");
     assert_eq!(std::fs::read_to_string(d.join("table")).unwrap(), "*/5 * * * * backup.sh\n");
+    assert!(cron_status()["schedule"].is_null(), "removed: no schedule in cron_status.json");
     assert!(ok(&intent(&["schedule", "status"], d, &bin)).starts_with("not scheduled"));
     assert!(ok(&intent(&["schedule", "remove"], d, &bin)).starts_with("nothing to remove"));
 }

@@ -306,6 +306,9 @@ pub fn retrain(cfg: &RetrainConfig, opts: RunOptions) -> Result<RetrainOutcome, 
             journal.line(&note);
         }
     }
+    if let Err(e) = super::schedule::write_cron_status(cfg) {
+        journal.line(&format!("could not write {}: {e}", super::schedule::CRON_STATUS_FILE));
+    }
     result
 }
 
