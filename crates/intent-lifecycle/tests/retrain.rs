@@ -325,3 +325,105 @@ fn outcome_definitions_join_and_augment_an_mlp_retrain_and_their_change_triggers
     let e = retrain(&cfg, RunOptions::default()).unwrap_err().to_string();
     assert!(e.contains("card.json") && e.contains("{x}"), "{e}");
 }
+
+/// A stand-in for the server's `GET /admin/querylog/quality`: answers `answer` (changeable) and
+/// keeps the request lines.
+fn quality_server(
+    answer: std::sync::Arc<std::sync::Mutex<serde_json::Value>>,
+) -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut first = String::new();
+            let _ = reader.read_line(&mut first);
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if line.to_ascii_lowercase().starts_with("authorization:") {
+                    first.push_str(line.trim());
+                }
+            }
+            log.lock().unwrap().push(first);
+            let body = answer.lock().unwrap().to_string();
+            let _ = (&stream).write_all(
+                format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                )
+                .as_bytes(),
+            );
+        }
+    });
+    (port, seen)
+}
+
+#[test]
+fn the_drift_trigger_reads_the_served_versions_answers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let window = |n: u64, confidence: f64, fallback: f64, t: i64| serde_json::json!({"queries": n, "mean_confidence": confidence, "fallback_rate": fallback, "from_ms": t, "to_ms": t + 10});
+    let answer = std::sync::Arc::new(std::sync::Mutex::new(serde_json::json!({
+        "baseline": window(100, 0.9, 0.1, 0), "recent": window(100, 0.89, 0.1, 100)
+    })));
+    let (port, seen) = quality_server(answer.clone());
+    std::fs::write(d.join("admin.token"), "s3cret\n").unwrap();
+    let cfg = setup(
+        d,
+        &format!(
+            "[triggers.drift]\nwindow = 100\n[server]\nurl = \"http://127.0.0.1:{port}\"\ntoken_file = \"admin.token\"\n"
+        ),
+    );
+    // No version yet: nothing to read. Then a steady version: no trigger, the windows in the history.
+    assert_eq!(
+        retrain(&cfg, RunOptions { notify: false, ..RunOptions::default() }).unwrap().status,
+        RunStatus::Deployed
+    );
+    let steady = retrain(&cfg, RunOptions::default()).unwrap();
+    assert_eq!(steady.status, RunStatus::Skipped, "{steady}");
+    assert_eq!(steady.served_quality.as_ref().unwrap()["recent"]["mean_confidence"], 0.89);
+    let request = seen.lock().unwrap().last().cloned().unwrap();
+    assert!(
+        request.starts_with("GET /admin/querylog/quality?model=faq&version=1&window=100 ")
+            && request.ends_with("Bearer s3cret"),
+        "{request}"
+    );
+
+    // The latest answers are less sure: the trigger fires (and says by how much).
+    *answer.lock().unwrap() =
+        serde_json::json!({"baseline": window(100, 0.9, 0.1, 0), "recent": window(100, 0.7, 0.12, 100)});
+    let r = retrain(&cfg, RunOptions { dry_run: true, ..RunOptions::default() }).unwrap();
+    assert_eq!(r.status, RunStatus::DryRun, "{r}");
+    assert_eq!(
+        r.triggers,
+        ["quality drift of version 1: mean confidence 0.900 over its first 100 queries, 0.700 over the latest 100 \
+          (a drop of 0.200 > 0.05)"]
+    );
+
+    // A server that cannot be reached: noted in the log, no trigger, the run goes on.
+    let mut dead = cfg.clone();
+    dead.server.as_mut().unwrap().url = "http://127.0.0.1:9".into();
+    assert_eq!(retrain(&dead, RunOptions::default()).unwrap().status, RunStatus::Skipped);
+    let log = std::fs::read_to_string(d.join("retrain/retrain.log")).unwrap();
+    assert!(
+        log.contains(
+            "drift trigger: could not read the query log (http://127.0.0.1:9/admin/querylog/quality"
+        ),
+        "{log}"
+    );
+
+    // The trigger needs a server.
+    std::fs::write(
+        d.join("bad.toml"),
+        "model = \"faq\"\nkind = \"mlp\"\nbase_data = \"b\"\nholdout = \"h\"\n[triggers.drift]\nwindow = 10\n",
+    )
+    .unwrap();
+    let e = RetrainConfig::read(&d.join("bad.toml")).unwrap_err().to_string();
+    assert!(e.contains("[triggers.drift] reads the server's query log: it needs [server]"), "{e}");
+}

@@ -48,6 +48,48 @@ pub(crate) async fn stats(
     Ok(Json(stats).into_response())
 }
 
+/// Query of `GET /admin/querylog/quality`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct QualityParams {
+    /// Model name as logged (default: the served model's).
+    model: Option<String>,
+    /// Model version as logged (default: the served model's).
+    version: Option<String>,
+    /// Queries per window (default 200, 1 to 100,000).
+    window: Option<i64>,
+}
+
+/// The mean confidence and fallback rate of a model version's first and latest queries: its
+/// quality when deployed and now (`intent retrain`'s drift trigger reads this).
+#[utoipa::path(get, path = "/admin/querylog/quality", tag = "admin", params(QualityParams),
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "The two windows", body = crate::querylog::Quality),
+        (status = 401, description = "Missing or wrong admin token", body = ErrorBody),
+        (status = 409, description = "The query log is disabled", body = ErrorBody),
+        (status = 422, description = "A bad window, or no model named and none served", body = ErrorBody),
+    ))]
+pub(crate) async fn quality(
+    State(state): State<AppState>,
+    params: Result<Query<QualityParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(p) = params.map_err(|e| ApiError::unprocessable(e.body_text()))?;
+    let window = p.window.unwrap_or(200);
+    if !(1..=100_000).contains(&window) {
+        return Err(ApiError::unprocessable(format!("`window` {window}: expected 1 to 100000")));
+    }
+    let served = state.slot().current().map(|m| (m.source.name.clone(), m.source.version.clone()));
+    let (model, version) = match (p.model, p.version, served) {
+        (Some(m), Some(v), _) => (m, v),
+        (m, v, Some((sm, sv))) => (m.unwrap_or(sm), v.unwrap_or(sv)),
+        _ => return Err(ApiError::unprocessable("no model is served: give `model` and `version`")),
+    };
+    let q = crate::admin::blocking(&state, move |log| log.quality(&model, &version, window)).await?;
+    Ok(Json(q).into_response())
+}
+
 /// Files of the served model's `report/` folder that the console shows.
 const REPORT_FILES: [&str; 2] = ["confusion_matrix.svg", "confidence_histogram.svg"];
 

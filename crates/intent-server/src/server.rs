@@ -7,7 +7,8 @@
 //! `POST /predict`, `POST /embed`, `POST /model/parse` (prediction routes need the API key when
 //! one is set); admin (bearer token): `POST /admin/reload`,
 //! `POST /admin/rollback`, `GET /admin/labeling/queue`, `POST /admin/labeling/{id}`,
-//! `GET /admin/labeling/export`, the labeling console's `GET /admin/labeling/stats`,
+//! `GET /admin/labeling/export`, the labeling console's `GET /admin/labeling/stats`, the drift
+//! trigger's `GET /admin/querylog/quality`,
 //! `GET /admin/model/report/{file}`, `GET /admin/registry`, `POST /admin/registry/promote` and
 //! `POST /admin/registry/rollback`, on-demand retraining `POST /admin/retrain` and
 //! `GET /admin/retrain/{id}`; the console itself at `/ui/` (static files).
@@ -191,6 +192,7 @@ fn admin_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(admin::label))
         .routes(routes!(admin::history))
         .routes(routes!(console::stats))
+        .routes(routes!(console::quality))
         .routes(routes!(console::report_files))
         .routes(routes!(console::report_file))
         .routes(routes!(console::registry))

@@ -11,7 +11,7 @@ use intent_server::server::{AppState, ServerOptions};
 use intent_server::ModelSlot;
 
 /// Every route of the server, as (method, path).
-const ROUTES: [(&str, &str); 31] = [
+const ROUTES: [(&str, &str); 32] = [
     ("POST", "/v1/predict"),
     ("POST", "/v1/recommend"),
     ("GET", "/v1/models"),
@@ -25,6 +25,7 @@ const ROUTES: [(&str, &str); 31] = [
     ("POST", "/admin/labeling/{id}"),
     ("GET", "/admin/labeling/{id}/history"),
     ("GET", "/admin/labeling/stats"),
+    ("GET", "/admin/querylog/quality"),
     ("GET", "/admin/model/report"),
     ("GET", "/admin/model/report/{file}"),
     ("GET", "/admin/registry"),

@@ -112,6 +112,22 @@ async fn replicas_share_one_log_and_one_labeling_queue() {
         (stats.json["queries_last_hour"].as_i64(), stats.json["fallback_last_hour"].as_i64()),
         (Some(4), Some(4))
     );
+    // The drift trigger's windows on PostgreSQL: every query so far fell back.
+    let q = call(&a, "GET", "/admin/querylog/quality?window=2", None, Some(TOKEN)).await;
+    assert_eq!(q.status, StatusCode::OK, "{}", q.text);
+    assert_eq!(
+        (q.json["baseline"]["queries"].as_i64(), q.json["recent"]["queries"].as_i64()),
+        (Some(2), Some(2))
+    );
+    assert_eq!(q.json["recent"]["fallback_rate"].as_f64(), Some(1.0), "{}", q.text);
+    assert!(
+        q.json["baseline"]["mean_confidence"].as_f64().is_some_and(|c| c > 0.0 && c < 0.999),
+        "{}",
+        q.text
+    );
+    assert!(q.json["baseline"]["to_ms"].as_i64() <= q.json["recent"]["to_ms"].as_i64(), "{}", q.text);
+    let q = call(&a, "GET", "/admin/querylog/quality?version=none", None, Some(TOKEN)).await;
+    assert_eq!(q.json["recent"]["queries"].as_i64(), Some(0), "{}", q.text);
     let r = call(&b, "POST", &second, Some(r#"{"labels": [], "replaces": "refund"}"#), Some(TOKEN)).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     let stats = call(&a, "GET", "/admin/labeling/stats", None, Some(TOKEN)).await;

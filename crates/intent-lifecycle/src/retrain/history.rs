@@ -38,6 +38,7 @@ impl RetrainOutcome {
             dataset_quality: None,
             versions: VersionsSeen::default(),
             scores: None,
+            served_quality: None,
             labels_pulled: None,
             durations_s: Durations::default(),
         }

@@ -5,6 +5,7 @@
 //! Every run holds the registry model's lock, so concurrent retrains are refused. Nothing moves
 //! `current` until the candidate is registered (a complete version folder) and validated.
 
+pub mod drift;
 mod history;
 mod kinds;
 pub mod notify;
@@ -70,11 +71,14 @@ pub struct Triggers {
     /// The base data changed since the last deployment (its SHA-256 is in each history line;
     /// true).
     pub on_data_change: bool,
+    /// The current version answers worse than when it was deployed (`[triggers.drift]`; needs
+    /// `[server]`).
+    pub drift: Option<drift::Drift>,
 }
 
 impl Default for Triggers {
     fn default() -> Self {
-        Triggers { min_days: 30.0, min_new_samples: 50, on_data_change: true }
+        Triggers { min_days: 30.0, min_new_samples: 50, on_data_change: true, drift: None }
     }
 }
 
@@ -252,6 +256,12 @@ impl RetrainConfig {
         }
         if let Some(n) = &c.notify {
             n.check().map_err(err)?;
+        }
+        if let Some(d) = &c.triggers.drift {
+            d.check().map_err(err)?;
+            if c.server.is_none() {
+                return Err(err("[triggers.drift] reads the server's query log: it needs [server]".into()));
+            }
         }
         c.path = path.to_path_buf();
         TrainPlan::parse(c.kind, &c.train, path)?;

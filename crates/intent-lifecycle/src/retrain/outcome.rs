@@ -156,6 +156,10 @@ pub struct RetrainOutcome {
     /// Held-out scores, once validated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scores: Option<HoldoutScores>,
+    /// The current version's answers at deployment and now, from the server's query log
+    /// (`[triggers.drift]`): the fallback rate and mean confidence over time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub served_quality: Option<serde_json::Value>,
     /// Labels pulled from the server, when configured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub labels_pulled: Option<LabelsPulled>,

@@ -66,6 +66,9 @@ struct Assessment {
     base_hash: String,
     /// The outcome definitions of `[augment]` and their SHA-256.
     outcomes: Option<(Vec<OutcomeDef>, String)>,
+    /// The current version's answer windows (`[triggers.drift]`), and why they were not read.
+    served_quality: Option<Value>,
+    notes: Vec<String>,
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> RetrainError + '_ {
@@ -161,6 +164,16 @@ fn assess(cfg: &RetrainConfig, model: &RegisteredModel, force: bool) -> Result<A
             &base_hash[..12]
         ));
     }
+    let (mut served_quality, mut notes) = (None, Vec::new());
+    if let (Some(drift), Some(server), Some(n)) = (&cfg.triggers.drift, &cfg.server, current) {
+        match drift.assess(server, &cfg.model, n) {
+            Ok((reason, q)) => {
+                reasons.extend(reason);
+                served_quality = Some(q);
+            }
+            Err(e) => notes.push(format!("drift trigger: could not read the query log ({e})")),
+        }
+    }
     let outcomes_hash = outcomes.as_ref().map(|(_, h)| h.as_str());
     if let (Some(old), Some(now)) = (deployed_outcomes.filter(|_| cfg.triggers.on_data_change), outcomes_hash)
     {
@@ -184,6 +197,8 @@ fn assess(cfg: &RetrainConfig, model: &RegisteredModel, force: bool) -> Result<A
         reasons,
         base_hash,
         outcomes,
+        served_quality,
+        notes,
     })
 }
 
@@ -349,6 +364,9 @@ fn run(
     };
     let mut a = assess(cfg, model, opts.force)?;
     halt_point("retrain:assessed");
+    for n in &a.notes {
+        journal.line(n);
+    }
     // A Hugging Face folder's config.json has no `kind`: a fine-tuned BERT.
     let kind_before =
         a.current.and_then(|n| read_kind(&model.version_dir(n)).ok()).map(|k| k.unwrap_or(ModelKind::Bert));
@@ -413,6 +431,7 @@ fn run(
             synthetic: None,
         }),
         versions: VersionsSeen { before: a.current, candidate: None, current: a.current },
+        served_quality: a.served_quality.clone(),
         labels_pulled: pulled.map(|r| match r {
             Ok(n) => LabelsPulled::Count(n),
             Err(error) => LabelsPulled::Failed { error },

@@ -383,6 +383,7 @@ mod tests {
             dataset_quality: None,
             versions: Default::default(),
             scores: None,
+            served_quality: None,
             labels_pulled: None,
             durations_s: Default::default(),
         };

@@ -90,3 +90,29 @@ pub(super) fn notify(server: &ServerNotify, n: u32) -> Result<(), String> {
         Err(e) => Err(format!("{url}: {e}")),
     }
 }
+
+/// The server's `/admin/querylog/quality` answer for `version` of `model` (windows of
+/// `window` queries).
+pub(super) fn quality(
+    server: &ServerNotify,
+    model: &str,
+    version: u32,
+    window: usize,
+) -> Result<Value, String> {
+    let token = admin_token(server)?;
+    let url = format!(
+        "{}/admin/querylog/quality?model={model}&version={version}&window={window}",
+        server.url.trim_end_matches('/')
+    );
+    match ureq::get(&url)
+        .set("authorization", &format!("Bearer {token}"))
+        .timeout(std::time::Duration::from_secs(60))
+        .call()
+    {
+        Ok(r) => r.into_json().map_err(|e| format!("{url}: the answer is not JSON: {e}")),
+        Err(ureq::Error::Status(code, r)) => {
+            Err(format!("{url}: status {code}: {}", r.into_string().unwrap_or_default()))
+        }
+        Err(e) => Err(format!("{url}: {e}")),
+    }
+}

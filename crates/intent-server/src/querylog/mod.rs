@@ -29,6 +29,7 @@
 
 mod labels;
 mod postgres;
+mod quality;
 mod sqlite;
 mod store;
 mod writer;
@@ -45,6 +46,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
 pub use labels::{LabelChange, LabelOutcome, LabelingStats, QueueItem, QueueOrder, QueueQuery};
+pub use quality::{Quality, WindowStats};
 
 use crate::ServerError;
 

@@ -11,6 +11,7 @@ use super::labels::{
     decide, queue_sql, stats_sql, suggestions, Decision, LabelChange, LabelOutcome, Labeled, QueueItem,
     QueueQuery, SqlParam,
 };
+use super::quality::{window_sql, WindowStats};
 use super::store::{Backend, RowWriter};
 use super::{now_ms, sha256_hex, QueryLogOptions, QueryRow};
 use crate::ServerError;
@@ -197,6 +198,26 @@ impl Backend for Postgres {
                     model_version: r.get(9),
                 })
                 .collect())
+        })
+    }
+
+    fn window_stats(
+        &self,
+        model: &str,
+        version: &str,
+        window: i64,
+        first: bool,
+    ) -> Result<WindowStats, ServerError> {
+        self.with(|c| {
+            let sql = window_sql(|n| format!("${n}"), first);
+            let r = c.query_one(&sql, &[&model, &version, &window])?;
+            Ok(WindowStats {
+                queries: r.get(0),
+                mean_confidence: r.get(1),
+                fallback_rate: r.get(2),
+                from_ms: r.get(3),
+                to_ms: r.get(4),
+            })
         })
     }
 

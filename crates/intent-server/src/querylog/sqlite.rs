@@ -9,6 +9,7 @@ use super::labels::{
     decide, queue_sql, stats_sql, suggestions, Decision, LabelChange, LabelOutcome, Labeled, QueueItem,
     QueueQuery, SqlParam,
 };
+use super::quality::{window_sql, WindowStats};
 use super::store::{Backend, RowWriter};
 use super::{now_ms, sha256_hex, QueryLogOptions, QueryRow};
 use crate::ServerError;
@@ -178,6 +179,26 @@ impl Backend for Sqlite {
                 })
             })?;
             rows.collect()
+        })
+    }
+
+    fn window_stats(
+        &self,
+        model: &str,
+        version: &str,
+        window: i64,
+        first: bool,
+    ) -> Result<WindowStats, ServerError> {
+        self.read(|c| {
+            c.query_row(&window_sql(|n| format!("?{n}"), first), params![model, version, window], |r| {
+                Ok(WindowStats {
+                    queries: r.get(0)?,
+                    mean_confidence: r.get(1)?,
+                    fallback_rate: r.get(2)?,
+                    from_ms: r.get(3)?,
+                    to_ms: r.get(4)?,
+                })
+            })
         })
     }
 

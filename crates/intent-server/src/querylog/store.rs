@@ -2,6 +2,7 @@
 //! labeling queue, labels, their history and export). SQLite and PostgreSQL implement both.
 
 use super::labels::{LabelChange, LabelOutcome, Labeled, QueueItem, QueueQuery};
+use super::quality::WindowStats;
 use super::{QueryLogOptions, QueryRow};
 use crate::ServerError;
 
@@ -28,6 +29,14 @@ pub(super) trait Backend: Send + Sync {
     fn label_history(&self, id: i64) -> Result<Option<Vec<LabelChange>>, ServerError>;
     /// Every labeled item, by id.
     fn labeled(&self) -> Result<Vec<Labeled>, ServerError>;
+    /// The first (`first`) or latest `window` queries of a model version.
+    fn window_stats(
+        &self,
+        model: &str,
+        version: &str,
+        window: i64,
+        first: bool,
+    ) -> Result<WindowStats, ServerError>;
 }
 
 /// The writer thread's side: one transaction per batch, retention included.

@@ -183,3 +183,35 @@ async fn concurrent_labelers_get_one_winner_and_a_history() {
     assert_eq!(history[1].labeled_by.as_deref(), Some("ana"));
     assert_eq!(log.label_history(999).unwrap(), None);
 }
+
+#[tokio::test]
+async fn quality_is_measured_over_a_versions_first_and_latest_queries() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = QueryLog::open_with(&dir.path().join("q.sqlite"), QueryLogOptions::default()).unwrap();
+    let answered = |i: usize, confidence: f32, version: &str| QueryRow {
+        confidence,
+        fallback: confidence < 0.5,
+        model_version: version.into(),
+        ..row(i, 1_000 + i as i64)
+    };
+    // Version 1: ten confident answers, then ten unsure ones; version 2's rows do not count.
+    let mut rows: Vec<QueryRow> = (0..10).map(|i| answered(i, 0.9, "1")).collect();
+    rows.extend((10..20).map(|i| answered(i, 0.3, "1")));
+    rows.extend((20..25).map(|i| answered(i, 0.1, "2")));
+    log.record(rows);
+    log.flush().await;
+    let q = log.quality("faq", "1", 10).unwrap();
+    let close = |a: Option<f64>, b: f64| a.is_some_and(|a| (a - b).abs() < 1e-6);
+    assert_eq!((q.baseline.queries, q.recent.queries), (10, 10));
+    assert!(close(q.baseline.mean_confidence, 0.9) && close(q.baseline.fallback_rate, 0.0), "{q:?}");
+    assert!(close(q.recent.mean_confidence, 0.3) && close(q.recent.fallback_rate, 1.0), "{q:?}");
+    assert_eq!(
+        (q.baseline.from_ms, q.baseline.to_ms, q.recent.from_ms, q.recent.to_ms),
+        (Some(1000), Some(1009), Some(1010), Some(1019))
+    );
+    // Windows larger than half the log overlap: 15 of 20 → 10 × 0.9 + 5 × 0.3.
+    let q = log.quality("faq", "1", 15).unwrap();
+    assert!(close(q.baseline.mean_confidence, 0.7) && close(q.recent.mean_confidence, 0.5), "{q:?}");
+    let none = log.quality("faq", "9", 10).unwrap();
+    assert_eq!(none.recent, WindowStats::default(), "a version that answered nothing");
+}

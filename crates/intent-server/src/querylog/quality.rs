@@ -1,0 +1,63 @@
+//! Answer quality of a served version, from the query log: the mean confidence and the share of
+//! fallbacks over its first queries (as deployed) and over its latest ones, so that a drift can
+//! be told from the log (`intent retrain`'s `[triggers.drift]`).
+
+use serde::{Deserialize, Serialize};
+
+use super::QueryLog;
+use crate::ServerError;
+
+/// Queries of one window of a version's log.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct WindowStats {
+    /// Queries in the window (fewer than asked when the version has answered fewer).
+    pub queries: i64,
+    /// Mean confidence of the answers (`null` without queries).
+    pub mean_confidence: Option<f64>,
+    /// Share of the answers under the fallback threshold (`null` without queries).
+    pub fallback_rate: Option<f64>,
+    /// Time of the window's first query, Unix milliseconds.
+    pub from_ms: Option<i64>,
+    /// Time of its last query.
+    pub to_ms: Option<i64>,
+}
+
+/// The first and the latest `window` queries a model version answered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Quality {
+    /// Model name, as logged.
+    pub model: String,
+    /// Model version, as logged.
+    pub version: String,
+    /// Queries per window asked for.
+    pub window: i64,
+    /// Its first queries: the quality at deployment.
+    pub baseline: WindowStats,
+    /// Its latest queries.
+    pub recent: WindowStats,
+}
+
+/// The statistics of the first (`first`) or latest `window` queries of a model version; one SQL
+/// text for both stores, with the store's placeholders (1: model, 2: version, 3: window).
+pub(super) fn window_sql(placeholder: fn(usize) -> String, first: bool) -> String {
+    let (model, version, window) = (placeholder(1), placeholder(2), placeholder(3));
+    format!(
+        "SELECT COUNT(*), AVG(confidence), AVG(CAST(CASE WHEN fallback THEN 1 ELSE 0 END AS DOUBLE PRECISION)), MIN(ts_ms), MAX(ts_ms) \
+         FROM (SELECT confidence, fallback, ts_ms FROM queries WHERE model = {model} AND model_version = {version} \
+         ORDER BY id {} LIMIT {window}) AS w",
+        if first { "ASC" } else { "DESC" }
+    )
+}
+
+impl QueryLog {
+    /// The first and the latest `window` queries that `version` of `model` answered.
+    pub fn quality(&self, model: &str, version: &str, window: i64) -> Result<Quality, ServerError> {
+        Ok(Quality {
+            model: model.to_string(),
+            version: version.to_string(),
+            window,
+            baseline: self.backend.window_stats(model, version, window, true)?,
+            recent: self.backend.window_stats(model, version, window, false)?,
+        })
+    }
+}
