@@ -43,6 +43,14 @@ pub struct ServeArgs {
     /// (models with a tuned out-of-scope threshold use theirs).
     #[arg(long, env = "INTENT_FALLBACK_THRESHOLD", default_value_t = 0.3)]
     pub fallback_threshold: f32,
+    /// Send predictions under the fallback threshold to this service for a label (`POST` with
+    /// `{"text", "top_k", "labels"}`, answer `{"label"}`): its label is the answer
+    /// (`source: "fallback"`) and is logged as a teacher label for retraining.
+    #[arg(long, env = "INTENT_FALLBACK_URL")]
+    pub fallback_url: Option<String>,
+    /// How long a request waits for the fallback service; then the model's own answer.
+    #[arg(long, env = "INTENT_FALLBACK_TIMEOUT", default_value = "2s", value_parser = parse_timeout)]
+    pub fallback_timeout: Duration,
     /// Largest request body in bytes (413 beyond).
     #[arg(long, env = "INTENT_MAX_BODY_BYTES", default_value_t = 1 << 20)]
     pub max_body_bytes: usize,
@@ -226,6 +234,13 @@ pub fn run(a: ServeArgs) -> Result<ExitCode> {
         require_query_log: a.require_query_log,
         models_root,
         retrain_config: None,
+        fallback: match &a.fallback_url {
+            Some(url) => Some(
+                intent_server::fallback::FallbackService::new(url, a.fallback_timeout)
+                    .map_err(|e| anyhow::anyhow!(e))?,
+            ),
+            None => None,
+        },
     };
     let log = if a.no_query_log {
         None

@@ -423,9 +423,13 @@ pub(crate) async fn history(
 pub(crate) struct ExportParams {
     /// `jsonl` (the default and only format).
     format: Option<String>,
+    /// `human` (the default): the labeled queue items; `teacher`: the labels the
+    /// `--fallback-url` service gave (the latest of each text).
+    source: Option<String>,
 }
 
-/// Labeled items as labeled JSONL, the format `intent train` reads.
+/// Labeled items as labeled JSONL, the format `intent train` reads (`source=teacher`: the
+/// fallback service's labels).
 #[utoipa::path(get, path = "/admin/labeling/export", tag = "admin", params(ExportParams),
     security(("admin_token" = [])),
     responses(
@@ -447,6 +451,10 @@ pub(crate) async fn export(
             )))
         }
     }
-    let body = blocking(&state, |log| log.export_jsonl()).await?;
+    let body = match p.source.as_deref().unwrap_or("human") {
+        "human" => blocking(&state, |log| log.export_jsonl()).await?,
+        "teacher" => blocking(&state, |log| log.export_teacher_jsonl()).await?,
+        other => return Err(ApiError::unprocessable(format!("source '{other}': expected human or teacher"))),
+    };
     Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response())
 }

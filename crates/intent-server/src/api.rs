@@ -143,6 +143,10 @@ pub(crate) struct PredictionOut {
     /// Multi-label models: every label over its threshold.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub labels: Option<Vec<String>>,
+    /// `fallback` when the `--fallback-url` service gave `label` (the model's own answer is
+    /// first in `top_k`); absent when the model answered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }
 
 /// Which model answered, and how fast.
@@ -313,10 +317,9 @@ pub(crate) async fn classify(
     start: Instant,
 ) -> Result<Vec<PredictionOut>, ApiError> {
     let predictions = model.predict(texts.clone(), top_k).await?;
-    let latency = start.elapsed();
     let threshold = model.fallback_threshold;
     let metrics = state.metrics();
-    let out: Vec<PredictionOut> = predictions
+    let mut out: Vec<PredictionOut> = predictions
         .into_iter()
         .map(|p| {
             let fallback = p.confidence < threshold;
@@ -330,25 +333,31 @@ pub(crate) async fn classify(
                 fallback,
                 top_k: p.top_k,
                 labels: p.labels,
+                source: None,
             }
         })
         .collect();
+    let model_labels: Vec<String> = out.iter().map(|p| p.label.clone()).collect();
+    let teacher = ask_fallback(state, model, &texts, &mut out).await;
+    let latency = start.elapsed();
     if let Some(log) = state.query_log() {
         let ts_ms = now_ms();
         let latency_us = latency.as_micros() as u64;
         let rows = texts
             .into_iter()
             .zip(&out)
-            .map(|(text, p)| QueryRow {
+            .zip(model_labels.into_iter().zip(teacher))
+            .map(|((text, p), (label, teacher_label))| QueryRow {
                 ts_ms,
                 text,
-                label: p.label.clone(),
+                label,
                 confidence: p.confidence,
                 fallback: p.fallback,
                 top_k: p.top_k.clone(),
                 model: model.source.name.clone(),
                 model_version: model.source.version.clone(),
                 latency_us,
+                teacher_label,
             })
             .collect();
         log.record(rows);
@@ -558,4 +567,41 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
 /// Unknown routes: a JSON 404.
 pub(crate) async fn not_found(req: Request) -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, format!("no route {} {}", req.method(), req.uri().path()))
+}
+
+/// Asks the `--fallback-url` service, all at once, for the predictions under the threshold;
+/// an answer within the budget replaces the label (`source: "fallback"`). Returns the teacher
+/// label of each text (for the query log).
+async fn ask_fallback(
+    state: &AppState,
+    model: &LoadedModel,
+    texts: &[String],
+    out: &mut [PredictionOut],
+) -> Vec<Option<String>> {
+    let mut teacher = vec![None; out.len()];
+    let (Some(service), Ok(classifier)) = (state.0.options.fallback.clone(), classifier_of(model)) else {
+        return teacher;
+    };
+    let labels: std::sync::Arc<Vec<String>> = std::sync::Arc::new(classifier.labels().to_vec());
+    let mut asks = tokio::task::JoinSet::new();
+    for (i, p) in out.iter().enumerate().filter(|(_, p)| p.fallback) {
+        let (service, labels, text, top) =
+            (service.clone(), labels.clone(), texts[i].clone(), p.top_k.clone());
+        asks.spawn(async move { (i, service.ask(&text, &top, &labels).await) });
+    }
+    while let Some(Ok((i, answer))) = asks.join_next().await {
+        state.metrics().fallback_requests.with_label_values(&[answer.outcome()]).inc();
+        match answer {
+            crate::fallback::FallbackAnswer::Label(label) => {
+                out[i].label = label.clone();
+                out[i].source = Some("fallback".into());
+                teacher[i] = Some(label);
+            }
+            crate::fallback::FallbackAnswer::Timeout => {
+                tracing::warn!("fallback service: no answer within {:?}", service.timeout)
+            }
+            crate::fallback::FallbackAnswer::Failed(e) => tracing::warn!("fallback service: {e}"),
+        }
+    }
+    teacher
 }

@@ -32,6 +32,7 @@
 use std::path::PathBuf;
 
 pub mod background;
+pub mod fallback;
 pub mod listen;
 pub mod metrics;
 pub mod querylog;

@@ -43,6 +43,8 @@ pub struct Metrics {
     pub query_log_degraded: IntGauge,
     /// Retrain runs in the server by outcome (`deployed`, `rejected`, `skipped`, `failed`, …).
     pub retrains: IntCounterVec,
+    /// Questions to the `--fallback-url` service by outcome (answered, timeout, failed).
+    pub fallback_requests: IntCounterVec,
 }
 
 fn check<T>(r: prometheus::Result<T>) -> T {
@@ -114,9 +116,13 @@ impl Metrics {
                 Opts::new("intent_retrains_total", "Retrain runs in the server by outcome"),
                 &["outcome"],
             )),
+            fallback_requests: check(IntCounterVec::new(
+                Opts::new("intent_fallback_requests_total", "Questions to the fallback service by outcome"),
+                &["outcome"],
+            )),
             registry,
         };
-        for c in [&m.requests, &m.predictions, &m.retrains] {
+        for c in [&m.requests, &m.predictions, &m.retrains, &m.fallback_requests] {
             check(m.registry.register(Box::new(c.clone())));
         }
         check(m.registry.register(Box::new(m.latency.clone())));

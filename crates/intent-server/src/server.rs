@@ -71,6 +71,8 @@ pub struct ServerOptions {
     pub models_root: Option<std::path::PathBuf>,
     /// The retrain job of `POST /admin/retrain` and `--retrain-every`; `None`: no retraining.
     pub retrain_config: Option<intent_lifecycle::retrain::RetrainConfig>,
+    /// Where answers under the fallback threshold are sent for a label (`--fallback-url`).
+    pub fallback: Option<crate::fallback::FallbackService>,
 }
 
 impl Default for ServerOptions {
@@ -95,6 +97,7 @@ impl Default for ServerOptions {
             require_query_log: false,
             models_root: None,
             retrain_config: None,
+            fallback: None,
         }
     }
 }

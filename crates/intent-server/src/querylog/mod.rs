@@ -74,6 +74,8 @@ pub struct QueryRow {
     pub model_version: String,
     /// Time to answer the request, microseconds.
     pub latency_us: u64,
+    /// The label the `--fallback-url` service gave (a teacher label for retraining).
+    pub teacher_label: Option<String>,
 }
 
 /// How the query log stores, bounds and prunes.

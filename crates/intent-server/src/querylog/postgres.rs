@@ -11,13 +11,14 @@ use super::labels::{
     decide, queue_sql, stats_sql, suggestions, Decision, LabelChange, LabelOutcome, Labeled, QueueItem,
     QueueQuery, SqlParam,
 };
-use super::quality::{window_sql, WindowStats};
+use super::quality::{window_sql, WindowStats, TEACHER_SQL};
 use super::store::{Backend, RowWriter};
 use super::{now_ms, sha256_hex, QueryLogOptions, QueryRow};
 use crate::ServerError;
 
 /// Migrations, in order; table `intent_schema` holds how many a database has.
-const MIGRATIONS: [&str; 1] = ["
+const MIGRATIONS: [&str; 2] = [
+    "
 CREATE TABLE IF NOT EXISTS queries (
     id BIGSERIAL PRIMARY KEY,
     ts_ms BIGINT NOT NULL,
@@ -55,7 +56,9 @@ CREATE TABLE IF NOT EXISTS label_history (
     ts_ms BIGINT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS label_history_item ON label_history (item_id, id);
-"];
+",
+    "ALTER TABLE queries ADD COLUMN IF NOT EXISTS teacher_label TEXT;",
+];
 
 /// Key of the advisory lock that serializes migrations.
 const MIGRATION_LOCK: i64 = 0x696e_7465_6e74; // "intent"
@@ -199,6 +202,10 @@ impl Backend for Postgres {
                 })
                 .collect())
         })
+    }
+
+    fn teacher_labels(&self) -> Result<Vec<(String, String, i64)>, ServerError> {
+        self.with(|c| Ok(c.query(TEACHER_SQL, &[])?.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect()))
     }
 
     fn window_stats(
@@ -354,8 +361,8 @@ fn write_rows(
     let mut tx = client.transaction()?;
     let insert = tx.prepare(
         "INSERT INTO queries (ts_ms, text, text_sha256, label, confidence, fallback, top_k, model,
-            model_version, latency_us)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
+            model_version, latency_us, teacher_label)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
     )?;
     let mut queued = Vec::new();
     for r in rows {
@@ -375,6 +382,7 @@ fn write_rows(
                     &r.model,
                     &r.model_version,
                     &(r.latency_us as i64),
+                    &r.teacher_label.as_deref().filter(|_| !redact),
                 ],
             )?
             .get(0);

@@ -49,7 +49,30 @@ pub(super) fn window_sql(placeholder: fn(usize) -> String, first: bool) -> Strin
     )
 }
 
+/// Logged queries that the fallback service labeled, oldest first.
+pub(super) const TEACHER_SQL: &str =
+    "SELECT text, teacher_label, ts_ms FROM queries WHERE teacher_label IS NOT NULL AND text IS NOT NULL ORDER BY id";
+
 impl QueryLog {
+    /// The teacher labels (of the `--fallback-url` service) as labeled JSONL: the latest label
+    /// of each text (normalized), `"source": "teacher"`.
+    pub fn export_teacher_jsonl(&self) -> Result<String, ServerError> {
+        let mut latest: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+        let rows = self.backend.teacher_labels()?;
+        for (i, (text, _, _)) in rows.iter().enumerate() {
+            latest.insert(intent_data::normalize_text(text), i);
+        }
+        let mut out = String::new();
+        for (i, (text, label, ts)) in rows.iter().enumerate() {
+            if latest.get(&intent_data::normalize_text(text)) == Some(&i) {
+                let obj = serde_json::json!({ "text": text, "label": label, "source": "teacher", "timestamp": ts.to_string() });
+                out.push_str(&obj.to_string());
+                out.push('\n');
+            }
+        }
+        Ok(out)
+    }
+
     /// The first and the latest `window` queries that `version` of `model` answered.
     pub fn quality(&self, model: &str, version: &str, window: i64) -> Result<Quality, ServerError> {
         Ok(Quality {

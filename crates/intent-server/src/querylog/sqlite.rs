@@ -9,13 +9,13 @@ use super::labels::{
     decide, queue_sql, stats_sql, suggestions, Decision, LabelChange, LabelOutcome, Labeled, QueueItem,
     QueueQuery, SqlParam,
 };
-use super::quality::{window_sql, WindowStats};
+use super::quality::{window_sql, WindowStats, TEACHER_SQL};
 use super::store::{Backend, RowWriter};
 use super::{now_ms, sha256_hex, QueryLogOptions, QueryRow};
 use crate::ServerError;
 
 /// The schema; `PRAGMA user_version` says which of these a file has.
-const MIGRATIONS: [&str; 2] = [
+const MIGRATIONS: [&str; 3] = [
     "
 CREATE TABLE IF NOT EXISTS queries (
     id INTEGER PRIMARY KEY,
@@ -57,6 +57,7 @@ CREATE TABLE IF NOT EXISTS label_history (
 );
 CREATE INDEX IF NOT EXISTS label_history_item ON label_history (item_id, id);
 ",
+    "ALTER TABLE queries ADD COLUMN teacher_label TEXT;",
 ];
 
 fn open_connection(path: &Path) -> Result<Connection, rusqlite::Error> {
@@ -178,6 +179,14 @@ impl Backend for Sqlite {
                     model_version: r.get(9)?,
                 })
             })?;
+            rows.collect()
+        })
+    }
+
+    fn teacher_labels(&self) -> Result<Vec<(String, String, i64)>, ServerError> {
+        self.read(|c| {
+            let mut stmt = c.prepare(TEACHER_SQL)?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
             rows.collect()
         })
     }
@@ -346,8 +355,8 @@ fn write_rows(
     {
         let mut insert = tx.prepare_cached(
             "INSERT INTO queries (ts_ms, text, text_sha256, label, confidence, fallback, top_k, model,
-                model_version, latency_us)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                model_version, latency_us, teacher_label)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         )?;
         let mut enqueue = tx.prepare_cached(
             "INSERT INTO labeling_queue (key, text, predicted, confidence, first_query_id, created_ms,
@@ -368,7 +377,8 @@ fn write_rows(
                 top_k,
                 r.model,
                 r.model_version,
-                r.latency_us as i64
+                r.latency_us as i64,
+                r.teacher_label.as_deref().filter(|_| !redact)
             ])?;
             if r.fallback && !redact {
                 let id = tx.last_insert_rowid();

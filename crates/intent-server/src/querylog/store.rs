@@ -29,6 +29,8 @@ pub(super) trait Backend: Send + Sync {
     fn label_history(&self, id: i64) -> Result<Option<Vec<LabelChange>>, ServerError>;
     /// Every labeled item, by id.
     fn labeled(&self) -> Result<Vec<Labeled>, ServerError>;
+    /// Logged queries with a teacher label (text, label, time), oldest first.
+    fn teacher_labels(&self) -> Result<Vec<(String, String, i64)>, ServerError>;
     /// The first (`first`) or latest `window` queries of a model version.
     fn window_stats(
         &self,

@@ -17,6 +17,7 @@ fn row(i: usize, ts_ms: i64) -> QueryRow {
         model: "faq".into(),
         model_version: "1".into(),
         latency_us: 10,
+        teacher_label: None,
     }
 }
 

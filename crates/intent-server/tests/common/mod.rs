@@ -77,5 +77,6 @@ pub fn query_row(text: &str) -> intent_server::QueryRow {
         model: "faq".into(),
         model_version: "1".into(),
         latency_us: 1,
+        teacher_label: None,
     }
 }

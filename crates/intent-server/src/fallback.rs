@@ -1,0 +1,92 @@
+//! An external fallback for unsure answers (`intent serve --fallback-url`): a prediction under
+//! the fallback threshold is sent to another service — a larger model, an LLM behind a small
+//! adapter — which answers with a label. Within the time budget its label is the answer
+//! (`source: "fallback"`) and is logged as a teacher label for the next retrain; a slow, failing
+//! or off-list answer leaves the model's own. The retraining seed's loop: as retrains learn from
+//! the teacher labels, fewer queries fall back.
+//!
+//! The service gets `POST URL` with `{"text", "top_k": [{"label", "score"}…], "labels": [every
+//! label of the model]}` and answers `{"label": "…"}` (one of `labels`).
+
+use std::time::Duration;
+
+use intent_serve::LabelScore;
+use serde_json::json;
+
+/// Where and how long to ask.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FallbackService {
+    /// `http://` or `https://` URL of the service.
+    pub url: String,
+    /// How long a request waits for it at most.
+    pub timeout: Duration,
+}
+
+/// What the service answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FallbackAnswer {
+    /// A label of the model.
+    Label(String),
+    /// No answer within the budget.
+    Timeout,
+    /// An error, a bad answer, or a label the model does not have.
+    Failed(String),
+}
+
+impl FallbackAnswer {
+    /// The metric label of the outcome.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            FallbackAnswer::Label(_) => "answered",
+            FallbackAnswer::Timeout => "timeout",
+            FallbackAnswer::Failed(_) => "failed",
+        }
+    }
+}
+
+impl FallbackService {
+    /// Checks the URL (scheme and host) and the budget; the error names the flag.
+    pub fn new(url: &str, timeout: Duration) -> Result<Self, String> {
+        let rest = url
+            .strip_prefix("http://")
+            .or_else(|| url.strip_prefix("https://"))
+            .ok_or_else(|| format!("--fallback-url {url}: expected an http:// or https:// URL"))?;
+        if rest.split('/').next().is_none_or(str::is_empty) {
+            return Err(format!("--fallback-url {url}: no host"));
+        }
+        if timeout.is_zero() {
+            return Err("--fallback-timeout must be more than zero".into());
+        }
+        Ok(FallbackService { url: url.to_string(), timeout })
+    }
+
+    /// Asks for the label of `text`; never waits longer than the budget.
+    pub async fn ask(&self, text: &str, top_k: &[LabelScore], labels: &[String]) -> FallbackAnswer {
+        let body = json!({ "text": text, "top_k": top_k, "labels": labels });
+        let (url, budget) = (self.url.clone(), self.timeout);
+        // ureq (blocking, rustls) is already in the build; its own timeout frees the thread.
+        let call = tokio::task::spawn_blocking(move || -> Result<String, String> {
+            let r = ureq::post(&url).timeout(budget).send_json(body);
+            let answer: serde_json::Value = match r {
+                Ok(r) => r.into_json().map_err(|e| format!("the answer is not JSON: {e}"))?,
+                Err(ureq::Error::Status(code, _)) => return Err(format!("status {code}")),
+                Err(ureq::Error::Transport(t)) if t.to_string().contains("timed out") => {
+                    return Err("timeout".into())
+                }
+                Err(e) => return Err(e.to_string()),
+            };
+            answer["label"]
+                .as_str()
+                .map(str::to_string)
+                .ok_or_else(|| "the answer has no \"label\"".to_string())
+        });
+        match tokio::time::timeout(budget, call).await {
+            Err(_) => FallbackAnswer::Timeout,
+            Ok(Err(e)) => FallbackAnswer::Failed(format!("fallback task: {e}")),
+            Ok(Ok(Err(e))) if e == "timeout" => FallbackAnswer::Timeout,
+            Ok(Ok(Err(e))) => FallbackAnswer::Failed(e),
+            Ok(Ok(Ok(label))) if labels.contains(&label) => FallbackAnswer::Label(label),
+            Ok(Ok(Ok(label))) => FallbackAnswer::Failed(format!("label {label:?} is not one of the model's")),
+        }
+    }
+}
