@@ -427,3 +427,92 @@ fn the_drift_trigger_reads_the_served_versions_answers() {
     let e = RetrainConfig::read(&d.join("bad.toml")).unwrap_err().to_string();
     assert!(e.contains("[triggers.drift] reads the server's query log: it needs [server]"), "{e}");
 }
+
+/// A stand-in server: answers the first body whose needle the request line contains (else 404).
+fn routes_server(routes: Vec<(&'static str, String)>) -> u16 {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut first = String::new();
+            let _ = reader.read_line(&mut first);
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+            }
+            let reply = match routes.iter().find(|(needle, _)| first.contains(needle)) {
+                Some((_, body)) => format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len()),
+                None => "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_string(),
+            };
+            let _ = (&stream).write_all(reply.as_bytes());
+        }
+    });
+    port
+}
+
+#[test]
+fn teacher_labels_join_the_data_below_the_peoples() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let line = |text: &str, label: &str| format!("{{\"text\": \"{text}\", \"label\": \"{label}\"}}\n");
+    let port = routes_server(vec![
+        (
+            "source=teacher",
+            // The first text is labeled by a person too: the person's label wins.
+            line("question 900 about my debit card", "refund")
+                + &line("question 901 about a wire transfer", "transfer"),
+        ),
+        ("/admin/labeling/export", line("question 900 about my debit card", "card")),
+        (
+            "/admin/labeling/queue",
+            r#"{"items": [{"text": "my debit card please"}, {"text": "a wire to a payee"}]}"#.into(),
+        ),
+    ]);
+    std::fs::write(d.join("admin.token"), "s3cret").unwrap();
+    let server = format!(
+        "[server]\nurl = \"http://127.0.0.1:{port}\"\ntoken_file = \"admin.token\"\npull_labels = true\n"
+    );
+    let cfg = setup(d, &format!("{server}[labels]\nteacher = \"server\"\n"));
+    let quiet = RunOptions { force: true, notify: false, ..RunOptions::default() };
+    let r = retrain(&cfg, quiet).unwrap();
+    assert_eq!(r.status, RunStatus::Deployed, "{r}");
+    let q = r.dataset_quality.unwrap();
+    assert_eq!((q.total_entries, q.teacher_labels), (96 + 2, Some(1)), "one human label, one teacher label");
+    let stored = std::fs::read_to_string(d.join("models/faq/versions/1/data/train.jsonl")).unwrap();
+    let label_of = |text: &str| {
+        stored
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .find(|v| v["text"] == text)
+            .map(|v| v["label"].clone())
+    };
+    assert_eq!(label_of("question 900 about my debit card"), Some("card".into()));
+    assert_eq!(label_of("question 901 about a wire transfer"), Some("transfer".into()));
+    let log = std::fs::read_to_string(d.join("retrain/retrain.log")).unwrap();
+    assert!(log.contains("2 teacher labels from server"), "{log}");
+
+    // A registry model as the teacher: it labels the texts waiting in the queue.
+    let toml = std::fs::read_to_string(d.join("retrain.toml")).unwrap();
+    std::fs::write(
+        d.join("retrain.toml"),
+        toml.replace("teacher = \"server\"", "teacher = \"models/faq@current\"\nmin_confidence = 0.0"),
+    )
+    .unwrap();
+    let cfg = RetrainConfig::read(&d.join("retrain.toml")).unwrap();
+    let r = retrain(&cfg, quiet).unwrap();
+    assert_eq!(r.dataset_quality.as_ref().unwrap().teacher_labels, Some(2), "{r}");
+    let log = std::fs::read_to_string(d.join("retrain/retrain.log")).unwrap();
+    assert!(log.contains("2 teacher labels from models/faq@current"), "{log}");
+    let taught = std::fs::read_to_string(d.join("retrain/labels/teacher.jsonl")).unwrap();
+    assert!(taught.contains("\"text\":\"my debit card please\",\"label\":\"card\""), "{taught}");
+
+    // Teacher labels need a server.
+    std::fs::write(d.join("bad.toml"), "model = \"faq\"\nkind = \"mlp\"\nbase_data = \"b\"\nholdout = \"h\"\n[labels]\nteacher = \"server\"\n")
+        .unwrap();
+    let e = RetrainConfig::read(&d.join("bad.toml")).unwrap_err().to_string();
+    assert!(e.contains("[labels] teacher reads the server's query log: it needs [server]"), "{e}");
+}

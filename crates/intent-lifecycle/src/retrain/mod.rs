@@ -137,6 +137,24 @@ fn default_min_per_label() -> usize {
     20
 }
 
+/// Labels besides the people's (`[labels]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Labels {
+    /// Teacher labels, below human labels: `"server"` takes the labels the server's
+    /// `--fallback-url` service gave (its query log); a model (`ROOT/NAME@ALIAS` or a folder,
+    /// relative to this file) labels the texts still waiting in the server's labeling queue.
+    /// Needs `[server]`.
+    pub teacher: String,
+    /// A teacher model's answers less confident than this are not used (0.5).
+    #[serde(default = "default_teacher_confidence")]
+    pub min_confidence: f64,
+}
+
+fn default_teacher_confidence() -> f64 {
+    0.5
+}
+
 /// Which of two examples with the same text (and different labels) the merged data keeps.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -200,6 +218,9 @@ pub struct RetrainConfig {
     /// Which example of a text labeled twice is kept (`keep-first`).
     #[serde(default)]
     pub merge: MergePolicy,
+    /// Teacher labels (`[labels]`).
+    #[serde(default)]
+    pub labels: Option<Labels>,
     /// Outcome definitions and augmentation (`[augment]`).
     #[serde(default)]
     pub augment: Option<Augment>,
@@ -256,6 +277,22 @@ impl RetrainConfig {
         }
         if let Some(n) = &c.notify {
             n.check().map_err(err)?;
+        }
+        if let Some(l) = &c.labels {
+            if c.server.is_none() {
+                return Err(err("[labels] teacher reads the server's query log: it needs [server]".into()));
+            }
+            if !(0.0..=1.0).contains(&l.min_confidence) {
+                return Err(err(format!(
+                    "labels.min_confidence {}: expected a number in [0, 1]",
+                    l.min_confidence
+                )));
+            }
+            if l.teacher.trim().is_empty() {
+                return Err(
+                    err("labels.teacher: \"server\" or a model (ROOT/NAME@ALIAS or a folder)".into()),
+                );
+            }
         }
         if let Some(d) = &c.triggers.drift {
             d.check().map_err(err)?;

@@ -64,6 +64,9 @@ pub struct DatasetQuality {
     /// SHA-256 of the outcome definitions of `[augment]`, for the same trigger.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outcomes_sha256: Option<String>,
+    /// Teacher labels used (texts no person labeled; `[labels] teacher`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub teacher_labels: Option<usize>,
     /// Synthetic sentences added from the outcome definitions (not stored with the version).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub synthetic: Option<usize>,

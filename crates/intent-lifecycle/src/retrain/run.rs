@@ -22,7 +22,7 @@ use super::kinds::{self, TrainPlan};
 use super::outcome::{
     DatasetQuality, Durations, HoldoutScores, LabelsPulled, RetrainOutcome, RunStatus, VersionsSeen,
 };
-use super::server_calls::{notify, pull_labels};
+use super::server_calls::{notify, pull_labels, pull_teacher_labels, waiting_texts};
 use super::{MergePolicy, RetrainConfig, RetrainError};
 use intent_serve::evaluation::evaluate;
 use intent_serve::Classifier;
@@ -50,6 +50,8 @@ const LOG: &str = "retrain.log";
 const RUNNING: &str = "running";
 /// The labeled items fetched from the server (`[server] pull_labels`).
 const PULLED: &str = "labels/from_server.jsonl";
+/// The teacher labels (`[labels] teacher`).
+const TEACHER: &str = "labels/teacher.jsonl";
 
 /// Data and triggers as they stand now.
 struct Assessment {
@@ -64,6 +66,8 @@ struct Assessment {
     reasons: Vec<String>,
     /// SHA-256 of the base data now.
     base_hash: String,
+    /// Teacher labels used.
+    teacher_labels: Option<usize>,
     /// The outcome definitions of `[augment]` and their SHA-256.
     outcomes: Option<(Vec<OutcomeDef>, String)>,
     /// The current version's answer windows (`[triggers.drift]`), and why they were not read.
@@ -117,7 +121,18 @@ fn assess(cfg: &RetrainConfig, model: &RegisteredModel, force: bool) -> Result<A
     if let Some((defs, _)) = &outcomes {
         parts.push(outcomes_to_dataset(defs));
     }
-    let merged = merge(&parts, policy);
+    let mut merged = merge(&parts, policy);
+    // Teacher labels join below the people's: only texts no one labeled.
+    let teacher_file = cfg.state_dir.join(TEACHER);
+    let mut teacher_labels = None;
+    if cfg.labels.is_some() && teacher_file.is_file() {
+        let labeled: HashSet<String> = merged.data.examples.iter().map(|e| normalize_text(&e.text)).collect();
+        let taught = load_dataset(&teacher_file, None, &opts)?.data;
+        let fresh: Vec<_> =
+            taught.examples.into_iter().filter(|e| !labeled.contains(&normalize_text(&e.text))).collect();
+        teacher_labels = Some(fresh.len());
+        merged.data.examples.extend(fresh);
+    }
     let holdout = load_dataset(&cfg.holdout, None, &opts)?.data;
     let held: HashSet<String> = holdout.examples.iter().map(|e| normalize_text(&e.text)).collect();
     let mut train = merged.data;
@@ -196,6 +211,7 @@ fn assess(cfg: &RetrainConfig, model: &RegisteredModel, force: bool) -> Result<A
         days_since_success,
         reasons,
         base_hash,
+        teacher_labels,
         outcomes,
         served_quality,
         notes,
@@ -222,6 +238,39 @@ fn data_hash(path: &Path) -> Result<String, RetrainError> {
         h.update(std::fs::read(path).map_err(io_err(path))?);
     }
     Ok(hex::encode(h.finalize()))
+}
+
+/// Writes the teacher labels of `labels.teacher` to `dest`: the server's fallback labels, or a
+/// teacher model's answers (at least `min_confidence`) for the texts waiting in the queue.
+fn teach(
+    labels: &super::Labels,
+    server: &super::ServerNotify,
+    cfg: &RetrainConfig,
+    dest: &Path,
+) -> Result<usize, String> {
+    if labels.teacher == "server" {
+        return pull_teacher_labels(server, dest);
+    }
+    let base = cfg.path.parent().unwrap_or(Path::new("."));
+    let spec = intent_serve::ModelSpec::parse(&base.join(&labels.teacher).to_string_lossy());
+    let dir = spec.resolve().map_err(|e| format!("teacher {}: {e}", labels.teacher))?.path;
+    let model = Classifier::load(&dir).map_err(|e| format!("teacher {}: {e}", labels.teacher))?;
+    let texts = waiting_texts(server)?;
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let mut out = Vec::new();
+    for chunk in refs.chunks(256) {
+        let predictions =
+            model.predict_batch(chunk, 1).map_err(|e| format!("teacher {}: {e}", labels.teacher))?;
+        for (text, p) in chunk.iter().zip(predictions) {
+            if f64::from(p.confidence) >= labels.min_confidence {
+                out.push(intent_data::Example::new(*text, p.label).with_source("teacher"));
+            }
+        }
+    }
+    let n = out.len();
+    std::fs::create_dir_all(dest.parent().expect("in the state folder")).map_err(|e| e.to_string())?;
+    intent_data::write_dataset(dest, &Dataset::new(out)).map_err(|e| e.to_string())?;
+    Ok(n)
 }
 
 /// Accuracy (micro-F1 for multi-label) on the held-out set and the gate's verdict.
@@ -350,6 +399,13 @@ fn run(
         }
         None => None,
     };
+    if let (Some(labels), Some(server), Some(_)) = (&cfg.labels, &cfg.server, &lock) {
+        let r = teach(labels, server, cfg, &cfg.state_dir.join(TEACHER));
+        journal.line(&match &r {
+            Ok(n) => format!("{n} teacher labels from {}", labels.teacher),
+            Err(e) => format!("could not get teacher labels ({e}); using the last copy"),
+        });
+    }
     // Encoders loaded and devices checked before any work: a base that cannot be loaded fails
     // the run here.
     let main_plan = TrainPlan::parse(cfg.kind, &cfg.train, &cfg.path)?;
@@ -429,6 +485,7 @@ fn run(
             base_data_sha256: Some(a.base_hash.clone()),
             outcomes_sha256: a.outcomes.as_ref().map(|(_, h)| h.clone()),
             synthetic: None,
+            teacher_labels: a.teacher_labels,
         }),
         versions: VersionsSeen { before: a.current, candidate: None, current: a.current },
         served_quality: a.served_quality.clone(),

@@ -22,8 +22,44 @@ fn admin_token(server: &ServerNotify) -> Result<String, String> {
 /// export leaves the last copy). A bad line (a text no loader accepts) is left out and logged
 /// rather than failing the whole pull. Returns the number of items kept.
 pub(super) fn pull_labels(server: &ServerNotify, dest: &Path) -> Result<usize, String> {
+    pull_export(server, "", dest)
+}
+
+/// The teacher labels the server's `--fallback-url` service gave, into `dest` (as
+/// [`pull_labels`]).
+pub(super) fn pull_teacher_labels(server: &ServerNotify, dest: &Path) -> Result<usize, String> {
+    pull_export(server, "&source=teacher", dest)
+}
+
+fn get(server: &ServerNotify, path: &str) -> Result<String, String> {
     let token = admin_token(server)?;
-    let url = format!("{}/admin/labeling/export?format=jsonl", server.url.trim_end_matches('/'));
+    let url = format!("{}{path}", server.url.trim_end_matches('/'));
+    match ureq::get(&url)
+        .set("authorization", &format!("Bearer {token}"))
+        .timeout(std::time::Duration::from_secs(300))
+        .call()
+    {
+        Ok(r) => r.into_string().map_err(|e| format!("{url}: {e}")),
+        Err(ureq::Error::Status(code, r)) => {
+            Err(format!("{url}: status {code}: {}", r.into_string().unwrap_or_default()))
+        }
+        Err(e) => Err(format!("{url}: {e}")),
+    }
+}
+
+/// The texts of the server's labeling queue that no one has labeled yet (at most 10,000).
+pub(super) fn waiting_texts(server: &ServerNotify) -> Result<Vec<String>, String> {
+    let body = get(server, "/admin/labeling/queue?limit=10000")?;
+    let v: Value = serde_json::from_str(&body).map_err(|e| format!("the labeling queue is not JSON: {e}"))?;
+    Ok(v["items"]
+        .as_array()
+        .map(|items| items.iter().filter_map(|i| i["text"].as_str().map(str::to_string)).collect())
+        .unwrap_or_default())
+}
+
+fn pull_export(server: &ServerNotify, query: &str, dest: &Path) -> Result<usize, String> {
+    let token = admin_token(server)?;
+    let url = format!("{}/admin/labeling/export?format=jsonl{query}", server.url.trim_end_matches('/'));
     let body = match ureq::get(&url)
         .set("authorization", &format!("Bearer {token}"))
         .timeout(std::time::Duration::from_secs(300))
@@ -40,7 +76,7 @@ pub(super) fn pull_labels(server: &ServerNotify, dest: &Path) -> Result<usize, S
     }
     let dir = dest.parent().expect("a file in the state folder");
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let tmp = dir.join(".from_server.jsonl.tmp");
+    let tmp = dir.join(format!(".{}.tmp", dest.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()));
     std::fs::write(&tmp, &body).map_err(|e| format!("{}: {e}", tmp.display()))?;
     let loaded = load_dataset(
         &tmp,
