@@ -514,5 +514,47 @@ fn teacher_labels_join_the_data_below_the_peoples() {
     std::fs::write(d.join("bad.toml"), "model = \"faq\"\nkind = \"mlp\"\nbase_data = \"b\"\nholdout = \"h\"\n[labels]\nteacher = \"server\"\n")
         .unwrap();
     let e = RetrainConfig::read(&d.join("bad.toml")).unwrap_err().to_string();
-    assert!(e.contains("[labels] teacher reads the server's query log: it needs [server]"), "{e}");
+    assert!(e.contains("[labels] reads the server's query log: it needs [server]"), "{e}");
+}
+
+#[test]
+fn pseudo_labels_are_the_surest_answers_within_their_caps() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let line = |text: &str, label: &str, c: f64| {
+        format!(
+            "{{\"text\": \"{text}\", \"label\": \"{label}\", \"confidence\": {c}, \"source\": \"pseudo\"}}\n"
+        )
+    };
+    let port = routes_server(vec![
+        (
+            "source=confident&min_confidence=0.95",
+            line("question 950 about my debit card", "card", 0.96)
+                + &line("question 951 about my card", "card", 0.99)
+                + &line("question 952 about a wire", "transfer", 0.97)
+                + &line("question 953 the person labeled", "card", 0.99),
+        ),
+        (
+            "/admin/labeling/export",
+            "{\"text\": \"question 953 the person labeled\", \"label\": \"refund\"}\n".into(),
+        ),
+    ]);
+    std::fs::write(d.join("admin.token"), "s3cret").unwrap();
+    let cfg = setup(
+        d,
+        &format!(
+            "[server]\nurl = \"http://127.0.0.1:{port}\"\ntoken_file = \"admin.token\"\npull_labels = true\n\
+             [labels.pseudo]\nmin_confidence = 0.95\nmax_per_label = 1\n"
+        ),
+    );
+    let r = retrain(&cfg, RunOptions { force: true, notify: false, ..RunOptions::default() }).unwrap();
+    assert_eq!(r.status, RunStatus::Deployed, "{r}");
+    let q = r.dataset_quality.as_ref().unwrap();
+    // One card answer (the surest) and one transfer answer; the person's label wins for 953.
+    assert_eq!((q.pseudo_labels, q.teacher_labels, q.total_entries), (Some(2), None, 96 + 1 + 2), "{r}");
+    let stored = std::fs::read_to_string(d.join("models/faq/versions/1/data/train.jsonl")).unwrap();
+    assert!(stored.contains("question 951 about my card") && !stored.contains("question 950"), "{stored}");
+    assert!(stored.contains("\"text\":\"question 953 the person labeled\",\"label\":\"refund\""), "{stored}");
+    let log = std::fs::read_to_string(d.join("retrain/retrain.log")).unwrap();
+    assert!(log.contains("4 answers of confidence ≥ 0.95 for pseudo-labels"), "{log}");
 }

@@ -424,8 +424,11 @@ pub(crate) struct ExportParams {
     /// `jsonl` (the default and only format).
     format: Option<String>,
     /// `human` (the default): the labeled queue items; `teacher`: the labels the
-    /// `--fallback-url` service gave (the latest of each text).
+    /// `--fallback-url` service gave (the latest of each text); `confident`: the model's own
+    /// sure answers (pseudo-labels, at least `min_confidence`).
     source: Option<String>,
+    /// `source=confident`: the least confidence (default 0.9).
+    min_confidence: Option<f64>,
 }
 
 /// Labeled items as labeled JSONL, the format `intent train` reads (`source=teacher`: the
@@ -454,7 +457,18 @@ pub(crate) async fn export(
     let body = match p.source.as_deref().unwrap_or("human") {
         "human" => blocking(&state, |log| log.export_jsonl()).await?,
         "teacher" => blocking(&state, |log| log.export_teacher_jsonl()).await?,
-        other => return Err(ApiError::unprocessable(format!("source '{other}': expected human or teacher"))),
+        "confident" => {
+            let min = p.min_confidence.unwrap_or(0.9);
+            if !(0.0..=1.0).contains(&min) {
+                return Err(ApiError::unprocessable(format!("min_confidence {min}: expected 0 to 1")));
+            }
+            blocking(&state, move |log| log.export_confident_jsonl(min)).await?
+        }
+        other => {
+            return Err(ApiError::unprocessable(format!(
+                "source '{other}': expected human, teacher or confident"
+            )))
+        }
     };
     Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response())
 }

@@ -100,7 +100,7 @@ async fn the_fallback_service_labels_unsure_answers_within_its_budget() {
     assert_eq!(call(&s, "GET", "/admin/labeling/export", None, Some(TOKEN)).await.text, "");
     let bad = call(&s, "GET", "/admin/labeling/export?source=llm", None, Some(TOKEN)).await;
     assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(bad.text.contains("source 'llm': expected human or teacher"), "{}", bad.text);
+    assert!(bad.text.contains("source 'llm': expected human, teacher or confident"), "{}", bad.text);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,6 +5,7 @@
 //! Every run holds the registry model's lock, so concurrent retrains are refused. Nothing moves
 //! `current` until the candidate is registered (a complete version folder) and validated.
 
+mod assess;
 pub mod drift;
 mod history;
 mod kinds;
@@ -13,6 +14,7 @@ pub mod outcome;
 mod run;
 pub mod schedule;
 mod server_calls;
+mod sources;
 
 use std::path::{Path, PathBuf};
 
@@ -145,10 +147,31 @@ pub struct Labels {
     /// `--fallback-url` service gave (its query log); a model (`ROOT/NAME@ALIAS` or a folder,
     /// relative to this file) labels the texts still waiting in the server's labeling queue.
     /// Needs `[server]`.
-    pub teacher: String,
+    #[serde(default)]
+    pub teacher: Option<String>,
     /// A teacher model's answers less confident than this are not used (0.5).
     #[serde(default = "default_teacher_confidence")]
     pub min_confidence: f64,
+    /// Pseudo-labels: the served model's own sure answers from the server's query log, below
+    /// human and teacher labels (`[labels.pseudo]`; off unless given).
+    #[serde(default)]
+    pub pseudo: Option<Pseudo>,
+}
+
+/// `[labels.pseudo]`: which logged answers become training examples.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Pseudo {
+    /// Least confidence of an answer used (0.9).
+    pub min_confidence: f64,
+    /// Most pseudo-labels per label (50); never more in all than the human-labeled examples.
+    pub max_per_label: usize,
+}
+
+impl Default for Pseudo {
+    fn default() -> Self {
+        Pseudo { min_confidence: 0.9, max_per_label: 50 }
+    }
 }
 
 fn default_teacher_confidence() -> f64 {
@@ -280,7 +303,7 @@ impl RetrainConfig {
         }
         if let Some(l) = &c.labels {
             if c.server.is_none() {
-                return Err(err("[labels] teacher reads the server's query log: it needs [server]".into()));
+                return Err(err("[labels] reads the server's query log: it needs [server]".into()));
             }
             if !(0.0..=1.0).contains(&l.min_confidence) {
                 return Err(err(format!(
@@ -288,10 +311,16 @@ impl RetrainConfig {
                     l.min_confidence
                 )));
             }
-            if l.teacher.trim().is_empty() {
+            if l.teacher.as_ref().is_some_and(|t| t.trim().is_empty()) {
                 return Err(
                     err("labels.teacher: \"server\" or a model (ROOT/NAME@ALIAS or a folder)".into()),
                 );
+            }
+            if let Some(p) = l.pseudo.as_ref().filter(|p| !(0.0..=1.0).contains(&p.min_confidence)) {
+                return Err(err(format!(
+                    "labels.pseudo.min_confidence {}: expected a number in [0, 1]",
+                    p.min_confidence
+                )));
             }
         }
         if let Some(d) = &c.triggers.drift {

@@ -67,6 +67,9 @@ pub struct DatasetQuality {
     /// Teacher labels used (texts no person labeled; `[labels] teacher`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub teacher_labels: Option<usize>,
+    /// Pseudo-labels used (the served model's own sure answers; `[labels.pseudo]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pseudo_labels: Option<usize>,
     /// Synthetic sentences added from the outcome definitions (not stored with the version).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub synthetic: Option<usize>,

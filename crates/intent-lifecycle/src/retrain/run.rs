@@ -1,14 +1,11 @@
 //! One retrain run and the status report.
 
-use std::collections::HashSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use intent_data::augment::{augment_avoiding, AugmentConfig};
-use intent_data::formats::outcomes::{outcomes_to_dataset, read_outcomes, OutcomeDef};
-use intent_data::split::{merge, ConflictPolicy};
-use intent_data::{load_dataset, normalize_text, Dataset};
+use intent_data::Dataset;
 use intent_eval::{ClassMetric, QualityGate};
 use intent_models::folder::{now_unix, read_kind};
 use intent_models::ModelKind;
@@ -17,13 +14,15 @@ use intent_registry::{RegisteredModel, Registry, RegistryLock};
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use super::assess::assess;
 use super::history::{append_history, history};
 use super::kinds::{self, TrainPlan};
 use super::outcome::{
     DatasetQuality, Durations, HoldoutScores, LabelsPulled, RetrainOutcome, RunStatus, VersionsSeen,
 };
-use super::server_calls::{notify, pull_labels, pull_teacher_labels, waiting_texts};
-use super::{MergePolicy, RetrainConfig, RetrainError};
+use super::server_calls::{notify, pull_labels};
+use super::sources;
+use super::{RetrainConfig, RetrainError};
 use intent_serve::evaluation::evaluate;
 use intent_serve::Classifier;
 
@@ -49,228 +48,10 @@ const LOG: &str = "retrain.log";
 /// Marker of a run in progress (its id, pid and start); left behind only by a killed run.
 const RUNNING: &str = "running";
 /// The labeled items fetched from the server (`[server] pull_labels`).
-const PULLED: &str = "labels/from_server.jsonl";
-/// The teacher labels (`[labels] teacher`).
-const TEACHER: &str = "labels/teacher.jsonl";
+pub(super) const PULLED: &str = "labels/from_server.jsonl";
 
-/// Data and triggers as they stand now.
-struct Assessment {
-    train: Dataset,
-    holdout: Dataset,
-    duplicates: usize,
-    conflicts: usize,
-    removed_holdout: usize,
-    new_samples: usize,
-    current: Option<u32>,
-    days_since_success: Option<f64>,
-    reasons: Vec<String>,
-    /// SHA-256 of the base data now.
-    base_hash: String,
-    /// Teacher labels used.
-    teacher_labels: Option<usize>,
-    /// The outcome definitions of `[augment]` and their SHA-256.
-    outcomes: Option<(Vec<OutcomeDef>, String)>,
-    /// The current version's answer windows (`[triggers.drift]`), and why they were not read.
-    served_quality: Option<Value>,
-    notes: Vec<String>,
-}
-
-fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> RetrainError + '_ {
+pub(super) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> RetrainError + '_ {
     move |source| RetrainError::Io { path: path.to_path_buf(), source }
-}
-
-fn data_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, RetrainError> {
-    let mut out = Vec::new();
-    for p in paths {
-        if p.is_dir() {
-            let mut files: Vec<PathBuf> = std::fs::read_dir(p)
-                .map_err(io_err(p))?
-                .flatten()
-                .map(|e| e.path())
-                .filter(|f| f.extension().is_some_and(|x| x == "jsonl"))
-                .collect();
-            files.sort();
-            out.extend(files);
-        } else {
-            out.push(p.clone());
-        }
-    }
-    Ok(out)
-}
-
-fn assess(cfg: &RetrainConfig, model: &RegisteredModel, force: bool) -> Result<Assessment, RetrainError> {
-    let opts = intent_data::LoadOptions::default();
-    let mut parts = vec![load_dataset(&cfg.base_data, None, &opts)?.data];
-    let mut files = data_files(&cfg.new_data)?;
-    let pulled = cfg.state_dir.join(PULLED);
-    if pulled.is_file() && !files.contains(&pulled) {
-        files.push(pulled);
-    }
-    for f in files {
-        parts.push(load_dataset(&f, None, &opts)?.data);
-    }
-    let policy = match cfg.merge {
-        MergePolicy::KeepFirst => ConflictPolicy::KeepFirst,
-        MergePolicy::KeepLast => ConflictPolicy::KeepLast,
-    };
-    let outcomes = match &cfg.augment {
-        Some(aug) => Some((read_outcomes(&aug.outcomes)?, data_hash(&aug.outcomes)?)),
-        None => None,
-    };
-    // The outcome examples come last: labeled data wins over them.
-    if let Some((defs, _)) = &outcomes {
-        parts.push(outcomes_to_dataset(defs));
-    }
-    let mut merged = merge(&parts, policy);
-    // Teacher labels join below the people's: only texts no one labeled.
-    let teacher_file = cfg.state_dir.join(TEACHER);
-    let mut teacher_labels = None;
-    if cfg.labels.is_some() && teacher_file.is_file() {
-        let labeled: HashSet<String> = merged.data.examples.iter().map(|e| normalize_text(&e.text)).collect();
-        let taught = load_dataset(&teacher_file, None, &opts)?.data;
-        let fresh: Vec<_> =
-            taught.examples.into_iter().filter(|e| !labeled.contains(&normalize_text(&e.text))).collect();
-        teacher_labels = Some(fresh.len());
-        merged.data.examples.extend(fresh);
-    }
-    let holdout = load_dataset(&cfg.holdout, None, &opts)?.data;
-    let held: HashSet<String> = holdout.examples.iter().map(|e| normalize_text(&e.text)).collect();
-    let mut train = merged.data;
-    let before = train.len();
-    train.examples.retain(|e| !held.contains(&normalize_text(&e.text)));
-    let removed_holdout = before - train.len();
-
-    let current = model.alias("current")?;
-    let seen: HashSet<String> = match current {
-        Some(n) => load_dataset(&model.version_dir(n).join("data/train.jsonl"), None, &opts)
-            .map(|d| d.data.examples.iter().map(|e| normalize_text(&e.text)).collect())
-            .unwrap_or_default(),
-        None => HashSet::new(),
-    };
-    let new_samples = train.examples.iter().filter(|e| !seen.contains(&normalize_text(&e.text))).count();
-    let past = history(cfg);
-    let last_deployed = past.iter().rev().find(|h| h.status == RunStatus::Deployed);
-    // The last successful retrain, else the creation of the current version.
-    let last = last_deployed
-        .map(|h| h.timestamp_unix)
-        .or_else(|| current.and_then(|n| model.version(n).ok()).map(|v| v.created_unix));
-    let days_since_success = last.map(|t| now_unix().saturating_sub(t) as f64 / 86400.0);
-    let base_hash = data_hash(&cfg.base_data)?;
-    // The hash the last deployment trained on (older history lines have none: no trigger).
-    let deployed_hash = last_deployed.and_then(|h| h.dataset_quality.as_ref()?.base_data_sha256.clone());
-    let deployed_outcomes = last_deployed.and_then(|h| h.dataset_quality.as_ref()?.outcomes_sha256.clone());
-    let mut reasons = Vec::new();
-    if force {
-        reasons.push("--force".to_string());
-    }
-    if current.is_none() {
-        reasons.push("no current version".to_string());
-    }
-    if let Some(d) = days_since_success.filter(|&d| d >= cfg.triggers.min_days) {
-        reasons.push(format!("{d:.1} days since the last successful retrain ≥ {}", cfg.triggers.min_days));
-    }
-    if new_samples >= cfg.triggers.min_new_samples {
-        reasons.push(format!("{new_samples} new samples ≥ {}", cfg.triggers.min_new_samples));
-    }
-    if let Some(old) = deployed_hash.filter(|h| cfg.triggers.on_data_change && *h != base_hash) {
-        reasons.push(format!(
-            "the base data changed since the last deployment (sha256 {} → {})",
-            &old[..old.len().min(12)],
-            &base_hash[..12]
-        ));
-    }
-    let (mut served_quality, mut notes) = (None, Vec::new());
-    if let (Some(drift), Some(server), Some(n)) = (&cfg.triggers.drift, &cfg.server, current) {
-        match drift.assess(server, &cfg.model, n) {
-            Ok((reason, q)) => {
-                reasons.extend(reason);
-                served_quality = Some(q);
-            }
-            Err(e) => notes.push(format!("drift trigger: could not read the query log ({e})")),
-        }
-    }
-    let outcomes_hash = outcomes.as_ref().map(|(_, h)| h.as_str());
-    if let (Some(old), Some(now)) = (deployed_outcomes.filter(|_| cfg.triggers.on_data_change), outcomes_hash)
-    {
-        if old != now {
-            reasons.push(format!(
-                "the outcome definitions changed since the last deployment (sha256 {} → {})",
-                &old[..old.len().min(12)],
-                &now[..12]
-            ));
-        }
-    }
-    Ok(Assessment {
-        train,
-        holdout,
-        duplicates: merged.duplicates,
-        conflicts: merged.conflicts.len(),
-        removed_holdout,
-        new_samples,
-        current,
-        days_since_success,
-        reasons,
-        base_hash,
-        teacher_labels,
-        outcomes,
-        served_quality,
-        notes,
-    })
-}
-
-/// SHA-256 (hex) of a data file, or of a folder's files (sorted names and bytes).
-fn data_hash(path: &Path) -> Result<String, RetrainError> {
-    use sha2::{Digest, Sha256};
-    let mut h = Sha256::new();
-    if path.is_dir() {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(path)
-            .map_err(io_err(path))?
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.is_file())
-            .collect();
-        files.sort();
-        for f in files {
-            h.update(f.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default().as_bytes());
-            h.update(std::fs::read(&f).map_err(io_err(&f))?);
-        }
-    } else {
-        h.update(std::fs::read(path).map_err(io_err(path))?);
-    }
-    Ok(hex::encode(h.finalize()))
-}
-
-/// Writes the teacher labels of `labels.teacher` to `dest`: the server's fallback labels, or a
-/// teacher model's answers (at least `min_confidence`) for the texts waiting in the queue.
-fn teach(
-    labels: &super::Labels,
-    server: &super::ServerNotify,
-    cfg: &RetrainConfig,
-    dest: &Path,
-) -> Result<usize, String> {
-    if labels.teacher == "server" {
-        return pull_teacher_labels(server, dest);
-    }
-    let base = cfg.path.parent().unwrap_or(Path::new("."));
-    let spec = intent_serve::ModelSpec::parse(&base.join(&labels.teacher).to_string_lossy());
-    let dir = spec.resolve().map_err(|e| format!("teacher {}: {e}", labels.teacher))?.path;
-    let model = Classifier::load(&dir).map_err(|e| format!("teacher {}: {e}", labels.teacher))?;
-    let texts = waiting_texts(server)?;
-    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-    let mut out = Vec::new();
-    for chunk in refs.chunks(256) {
-        let predictions =
-            model.predict_batch(chunk, 1).map_err(|e| format!("teacher {}: {e}", labels.teacher))?;
-        for (text, p) in chunk.iter().zip(predictions) {
-            if f64::from(p.confidence) >= labels.min_confidence {
-                out.push(intent_data::Example::new(*text, p.label).with_source("teacher"));
-            }
-        }
-    }
-    let n = out.len();
-    std::fs::create_dir_all(dest.parent().expect("in the state folder")).map_err(|e| e.to_string())?;
-    intent_data::write_dataset(dest, &Dataset::new(out)).map_err(|e| e.to_string())?;
-    Ok(n)
 }
 
 /// Accuracy (micro-F1 for multi-label) on the held-out set and the gate's verdict.
@@ -400,11 +181,7 @@ fn run(
         None => None,
     };
     if let (Some(labels), Some(server), Some(_)) = (&cfg.labels, &cfg.server, &lock) {
-        let r = teach(labels, server, cfg, &cfg.state_dir.join(TEACHER));
-        journal.line(&match &r {
-            Ok(n) => format!("{n} teacher labels from {}", labels.teacher),
-            Err(e) => format!("could not get teacher labels ({e}); using the last copy"),
-        });
+        sources::fetch(labels, server, cfg, &|m| journal.line(m));
     }
     // Encoders loaded and devices checked before any work: a base that cannot be loaded fails
     // the run here.
@@ -486,6 +263,7 @@ fn run(
             outcomes_sha256: a.outcomes.as_ref().map(|(_, h)| h.clone()),
             synthetic: None,
             teacher_labels: a.teacher_labels,
+            pseudo_labels: a.pseudo_labels,
         }),
         versions: VersionsSeen { before: a.current, candidate: None, current: a.current },
         served_quality: a.served_quality.clone(),

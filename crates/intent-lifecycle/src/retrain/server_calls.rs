@@ -47,6 +47,15 @@ fn get(server: &ServerNotify, path: &str) -> Result<String, String> {
     }
 }
 
+/// The server's logged answers of at least `min_confidence`, into `dest` (as [`pull_labels`]).
+pub(super) fn pull_confident(
+    server: &ServerNotify,
+    min_confidence: f64,
+    dest: &Path,
+) -> Result<usize, String> {
+    pull_export(server, &format!("&source=confident&min_confidence={min_confidence}"), dest)
+}
+
 /// The texts of the server's labeling queue that no one has labeled yet (at most 10,000).
 pub(super) fn waiting_texts(server: &ServerNotify) -> Result<Vec<String>, String> {
     let body = get(server, "/admin/labeling/queue?limit=10000")?;

@@ -11,7 +11,7 @@ use super::labels::{
     decide, queue_sql, stats_sql, suggestions, Decision, LabelChange, LabelOutcome, Labeled, QueueItem,
     QueueQuery, SqlParam,
 };
-use super::quality::{window_sql, WindowStats, TEACHER_SQL};
+use super::quality::{window_sql, WindowStats, CONFIDENT_SQL, TEACHER_SQL};
 use super::store::{Backend, RowWriter};
 use super::{now_ms, sha256_hex, QueryLogOptions, QueryRow};
 use crate::ServerError;
@@ -200,6 +200,16 @@ impl Backend for Postgres {
                     suggestions: suggestions(r.get(8)),
                     model_version: r.get(9),
                 })
+                .collect())
+        })
+    }
+
+    fn confident(&self, min_confidence: f64) -> Result<Vec<(String, String, f64, i64)>, ServerError> {
+        self.with(|c| {
+            let sql = CONFIDENT_SQL.replace("?1", "$1");
+            Ok(c.query(&sql, &[&min_confidence])?
+                .iter()
+                .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
                 .collect())
         })
     }

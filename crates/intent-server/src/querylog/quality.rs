@@ -53,7 +53,30 @@ pub(super) fn window_sql(placeholder: fn(usize) -> String, first: bool) -> Strin
 pub(super) const TEACHER_SQL: &str =
     "SELECT text, teacher_label, ts_ms FROM queries WHERE teacher_label IS NOT NULL AND text IS NOT NULL ORDER BY id";
 
+/// The latest sure answers (placeholder 1: the least confidence), newest first.
+pub(super) const CONFIDENT_SQL: &str =
+    "SELECT text, label, confidence, ts_ms FROM queries WHERE text IS NOT NULL \
+    AND NOT fallback AND confidence >= ?1 ORDER BY id DESC LIMIT 100000";
+
 impl QueryLog {
+    /// Pseudo-labels: the model's own answers of at least `min_confidence` (and not under the
+    /// fallback threshold) as labeled JSONL with their `confidence`, the latest of each text,
+    /// `"source": "pseudo"`; from the latest 100,000 such answers.
+    pub fn export_confident_jsonl(&self, min_confidence: f64) -> Result<String, ServerError> {
+        let mut seen = std::collections::HashSet::new();
+        let mut out = String::new();
+        for (text, label, confidence, ts) in self.backend.confident(min_confidence)? {
+            if seen.insert(intent_data::normalize_text(&text)) {
+                let obj = serde_json::json!({
+                    "text": text, "label": label, "confidence": confidence, "source": "pseudo", "timestamp": ts.to_string()
+                });
+                out.push_str(&obj.to_string());
+                out.push('\n');
+            }
+        }
+        Ok(out)
+    }
+
     /// The teacher labels (of the `--fallback-url` service) as labeled JSONL: the latest label
     /// of each text (normalized), `"source": "teacher"`.
     pub fn export_teacher_jsonl(&self) -> Result<String, ServerError> {

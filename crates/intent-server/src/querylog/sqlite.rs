@@ -9,7 +9,7 @@ use super::labels::{
     decide, queue_sql, stats_sql, suggestions, Decision, LabelChange, LabelOutcome, Labeled, QueueItem,
     QueueQuery, SqlParam,
 };
-use super::quality::{window_sql, WindowStats, TEACHER_SQL};
+use super::quality::{window_sql, WindowStats, CONFIDENT_SQL, TEACHER_SQL};
 use super::store::{Backend, RowWriter};
 use super::{now_ms, sha256_hex, QueryLogOptions, QueryRow};
 use crate::ServerError;
@@ -179,6 +179,15 @@ impl Backend for Sqlite {
                     model_version: r.get(9)?,
                 })
             })?;
+            rows.collect()
+        })
+    }
+
+    fn confident(&self, min_confidence: f64) -> Result<Vec<(String, String, f64, i64)>, ServerError> {
+        self.read(|c| {
+            let mut stmt = c.prepare(CONFIDENT_SQL)?;
+            let rows =
+                stmt.query_map([min_confidence], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
             rows.collect()
         })
     }

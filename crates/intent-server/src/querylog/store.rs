@@ -31,6 +31,9 @@ pub(super) trait Backend: Send + Sync {
     fn labeled(&self) -> Result<Vec<Labeled>, ServerError>;
     /// Logged queries with a teacher label (text, label, time), oldest first.
     fn teacher_labels(&self) -> Result<Vec<(String, String, i64)>, ServerError>;
+    /// The latest logged answers (at most 100,000) at least `min_confidence` sure and not under
+    /// the fallback threshold: (text, label, confidence, time), newest first.
+    fn confident(&self, min_confidence: f64) -> Result<Vec<(String, String, f64, i64)>, ServerError>;
     /// The first (`first`) or latest `window` queries of a model version.
     fn window_stats(
         &self,

@@ -216,3 +216,33 @@ async fn quality_is_measured_over_a_versions_first_and_latest_queries() {
     let none = log.quality("faq", "9", 10).unwrap();
     assert_eq!(none.recent, WindowStats::default(), "a version that answered nothing");
 }
+
+#[tokio::test]
+async fn pseudo_labels_are_the_latest_sure_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = QueryLog::open_with(&dir.path().join("q.sqlite"), QueryLogOptions::default()).unwrap();
+    let answered = |text: &str, label: &str, confidence: f32| QueryRow {
+        text: text.into(),
+        label: label.into(),
+        confidence,
+        fallback: confidence < 0.5,
+        ..row(0, 5)
+    };
+    log.record(vec![
+        answered("my card is stuck", "card", 0.95),
+        answered("send money", "transfer", 0.7),
+        answered("My card is stuck!", "refund", 0.92),
+        answered("unsure", "card", 0.3),
+    ]);
+    log.flush().await;
+    let lines: Vec<serde_json::Value> =
+        log.export_confident_jsonl(0.9).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 1, "the latest answer of a text: {lines:?}");
+    assert_eq!(
+        (lines[0]["text"].as_str(), lines[0]["label"].as_str()),
+        (Some("My card is stuck!"), Some("refund"))
+    );
+    assert_eq!(lines[0]["source"], "pseudo");
+    assert!((lines[0]["confidence"].as_f64().unwrap() - 0.92).abs() < 1e-6);
+    assert_eq!(log.export_confident_jsonl(0.6).unwrap().lines().count(), 2);
+}
