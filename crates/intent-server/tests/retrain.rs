@@ -242,3 +242,96 @@ async fn retraining_on_demand_runs_in_the_background_one_at_a_time() {
         assert!(metrics.contains(&line), "{line} in {metrics}");
     }
 }
+
+/// A local fallback service that labels by keyword (a stand-in for a larger model or an LLM).
+fn keyword_teacher() -> String {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).unwrap();
+            let text = serde_json::from_slice::<serde_json::Value>(&body).unwrap()["text"].to_string();
+            let label = ["card", "transfer", "refund", "password"]
+                .into_iter()
+                .find(|k| text.contains(k))
+                .unwrap_or("card");
+            let answer = format!("{{\"label\": \"{label}\"}}");
+            let _ = (&stream).write_all(
+                format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{answer}", answer.len()).as_bytes(),
+            );
+        }
+    });
+    url
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fallback_labels_enter_the_next_retrain_and_the_drift_windows_come_from_the_log() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().to_path_buf();
+    assert_eq!(retrain(&setup(&d, ""), RunOptions::default()).unwrap().status, RunStatus::Deployed);
+    let mut options = with_token();
+    options.load.fallback_threshold = Some(1.0); // every answer goes to the fallback service
+    options.fallback = Some(
+        intent_server::fallback::FallbackService::new(&keyword_teacher(), std::time::Duration::from_secs(5))
+            .unwrap(),
+    );
+    let log = intent_server::QueryLog::open(&d.join("queries.sqlite"), false).unwrap();
+    let state = intent_server::server::AppState::new(intent_server::ModelSlot::default(), Some(log), options);
+    state.load(&intent_serve::ModelSpec::parse(&format!("{}/models/faq@current", d.display()))).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(intent_server::server::serve(listener, state.clone(), std::future::pending()));
+
+    // 20 user queries: the fallback service answers each, and its labels are logged.
+    let fresh = new_examples(20, false);
+    for e in &fresh.examples {
+        let r = predict(&state, &serde_json::json!({ "text": e.text }).to_string()).await;
+        assert_eq!(
+            (r.json["source"].as_str(), r.json["label"].as_str()),
+            (Some("fallback"), Some(e.labels[0].as_str()))
+        );
+    }
+    state.query_log().unwrap().flush().await;
+
+    std::env::set_var("INTENT_TEST_TEACHER_TOKEN", TOKEN);
+    let cfg = setup(
+        &d,
+        &format!(
+            "[triggers.drift]\nwindow = 5\n[server]\nurl = \"http://127.0.0.1:{port}\"\ntoken_env = \
+             \"INTENT_TEST_TEACHER_TOKEN\"\n[labels]\nteacher = \"server\"\n"
+        ),
+    );
+    let line = tokio::task::spawn_blocking(move || {
+        retrain(&cfg, RunOptions { force: true, ..RunOptions::default() }).unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(line.status, RunStatus::Deployed, "{line}");
+    let q = line.dataset_quality.as_ref().unwrap();
+    assert_eq!(
+        (q.teacher_labels, q.new_samples),
+        (Some(20), 20),
+        "the fallback's labels are training data: {line}"
+    );
+    let served = line.served_quality.as_ref().expect("the drift windows of version 1");
+    assert_eq!(
+        (served["version"].as_str(), served["recent"]["queries"].as_i64()),
+        (Some("1"), Some(5)),
+        "{line}"
+    );
+    assert_eq!(served["recent"]["fallback_rate"].as_f64(), Some(1.0), "{line}");
+    assert_eq!(state.slot().current().unwrap().source.version, "2");
+}
