@@ -558,3 +558,33 @@ fn pseudo_labels_are_the_surest_answers_within_their_caps() {
     let log = std::fs::read_to_string(d.join("retrain/retrain.log")).unwrap();
     assert!(log.contains("4 answers of confidence ≥ 0.95 for pseudo-labels"), "{log}");
 }
+
+#[test]
+fn merge_keep_last_lets_a_newer_label_replace_an_older_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let mut cfg = setup(d, "");
+    cfg.gate.max_regression = 1.0; // both runs deploy: the stored data is what is compared
+    let first = std::fs::read_to_string(d.join("base.jsonl")).unwrap().lines().next().unwrap().to_string();
+    let v: serde_json::Value = serde_json::from_str(&first).unwrap();
+    let (text, old) = (v["text"].as_str().unwrap().to_string(), v["label"].as_str().unwrap().to_string());
+    let new = if old == "card" { "refund" } else { "card" };
+    std::fs::write(d.join("new/fix.jsonl"), format!("{{\"text\": \"{text}\", \"label\": \"{new}\"}}\n"))
+        .unwrap();
+    let stored_label = |cfg: &RetrainConfig| {
+        let r = retrain(cfg, RunOptions { force: true, ..RunOptions::default() }).unwrap();
+        assert_eq!(r.dataset_quality.as_ref().unwrap().conflicts, 1, "{r}");
+        let n = r.versions.candidate.unwrap();
+        let stored =
+            std::fs::read_to_string(d.join(format!("models/faq/versions/{n}/data/train.jsonl"))).unwrap();
+        let line = stored
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .find(|l| l["text"] == text);
+        line.unwrap()["label"].as_str().unwrap().to_string()
+    };
+    assert_eq!(stored_label(&cfg), old, "keep-first: the base data's label");
+    let mut last = cfg.clone();
+    last.merge = intent_lifecycle::retrain::MergePolicy::KeepLast;
+    assert_eq!(stored_label(&last), new, "keep-last: the correction");
+}

@@ -136,13 +136,21 @@ pub(super) fn assess(
         ));
     }
     let (mut served_quality, mut notes) = (None, Vec::new());
-    if let (Some(drift), Some(server), Some(n)) = (&cfg.triggers.drift, &cfg.server, current) {
-        match drift.assess(server, &cfg.model, n) {
+    // With a server, every history line keeps the current version's answer windows (its
+    // fallback rate over time); only `[triggers.drift]` makes them a trigger.
+    if let (Some(server), Some(n)) = (&cfg.server, current) {
+        let drift = cfg.triggers.drift.clone();
+        match drift.clone().unwrap_or_default().assess(server, &cfg.model, n) {
             Ok((reason, q)) => {
-                reasons.extend(reason);
+                if drift.is_some() {
+                    reasons.extend(reason);
+                }
                 served_quality = Some(q);
             }
-            Err(e) => notes.push(format!("drift trigger: could not read the query log ({e})")),
+            Err(e) if drift.is_some() => {
+                notes.push(format!("drift trigger: could not read the query log ({e})"))
+            }
+            Err(e) => tracing::debug!("no answer windows from the server: {e}"),
         }
     }
     let outcomes_hash = outcomes.as_ref().map(|(_, h)| h.as_str());
