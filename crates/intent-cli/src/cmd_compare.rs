@@ -1,7 +1,7 @@
 //! `intent compare`: trains the chosen model kinds on one split, evaluates them on one test set
 //! and prints a leaderboard (score, macro-F1, ECE, training seconds, p50 single-query latency,
-//! folder size); writes it as JSON and Markdown, and with `--register NAME` keeps the best model
-//! that passes the quality gate in the registry.
+//! folder size); writes it as JSON, Markdown and HTML, and with `--register NAME` keeps the best
+//! model that passes the quality gate in the registry.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -41,7 +41,7 @@ pub struct CompareArgs {
     /// exceeds what is left is skipped.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "30m")]
     pub time_budget: Duration,
-    /// Folder of the trained models and the leaderboard (leaderboard.json, leaderboard.md).
+    /// Folder of the trained models and the leaderboard (leaderboard.json, .md, .html).
     #[arg(long, default_value = "compare")]
     pub out: PathBuf,
     /// Register the best model that passes the gate as a new version of NAME (made current).
@@ -315,12 +315,36 @@ pub fn run(a: CompareArgs) -> Result<ExitCode> {
         serde_json::to_string_pretty(&json)?.as_bytes(),
     )?;
     intent_data::io::atomic_write(&a.out.join("leaderboard.md"), md.as_bytes())?;
-    println!("leaderboard written to {}", a.out.join("leaderboard.json").display());
+    let html_rows: Vec<intent_eval::html::LeaderboardRow> = rows
+        .iter()
+        .map(|r| intent_eval::html::LeaderboardRow {
+            kind: r.kind.clone(),
+            score: r.score,
+            macro_f1: r.macro_f1,
+            ece: r.ece,
+            train_seconds: r.train_seconds,
+            p50_latency_ms: r.p50_latency_ms,
+            folder_bytes: r.folder_bytes,
+            gate_passed: r.gate_passed,
+        })
+        .collect();
+    let data = format!("{source}: {} training examples, {} test examples", train.len(), test.len());
+    let html = intent_eval::html::leaderboard_html(&data, metric, &html_rows, &skipped);
+    intent_data::io::atomic_write(&a.out.join("leaderboard.html"), html.as_bytes())?;
+    println!("leaderboard written to {} (and .md, .html)", a.out.join("leaderboard.json").display());
     if let Some(name) = &a.register {
         let Some(best) = rows.iter().find(|r| r.gate_passed) else {
             println!("no model passed the gate: nothing registered");
             return Ok(ExitCode::from(1));
         };
+        // The version keeps the data it was trained and tested on (as `intent pipeline`'s do):
+        // `intent retrain` counts new samples against it.
+        let data_dir = best.folder.join("data");
+        if !data_dir.join("train.jsonl").is_file() {
+            std::fs::create_dir_all(&data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+            intent_data::write_dataset(&data_dir.join("train.jsonl"), &train)?;
+            intent_data::write_dataset(&data_dir.join("test.jsonl"), &test)?;
+        }
         let registered = Registry::new(&a.models_dir).model(name)?;
         std::fs::create_dir_all(registered.dir())?;
         let lock = registered.lock()?;

@@ -41,10 +41,18 @@ pub struct PipelineArgs {
     /// Registry root of the versioned models.
     #[arg(long, default_value = "models")]
     pub models_dir: PathBuf,
-    /// Model kind to train: the bag-of-words MLP, or an SVM (see the SVM flags; --kernel rbf
-    /// for the kernel SVC).
-    #[arg(long, default_value = "mlp", value_parser = ["mlp", "svm"])]
+    /// Model kind to train: the bag-of-words MLP, an SVM (see the SVM flags; --kernel rbf for
+    /// the kernel SVC), or `auto`: `intent compare` on this split (svm, mlp, zero-shot, bert
+    /// within --time-budget) registers the best model that passes the gate.
+    #[arg(long, default_value = "mlp", value_parser = ["mlp", "svm", "auto"])]
     pub model: String,
+    /// `--model auto`: time for all the training together.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "30m")]
+    pub time_budget: std::time::Duration,
+    /// `--model auto`: sentence encoder of bert and zero-shot (default
+    /// models/all-MiniLM-L6-v2 when it is there; without one they are skipped).
+    #[arg(long, value_name = "DIR|REPO_ID")]
+    pub base: Option<String>,
     /// Synthetic sentences per label, added to the training part.
     #[arg(long, default_value_t = 20)]
     pub augment_factor: usize,
@@ -84,11 +92,13 @@ pub fn run(a: PipelineArgs) -> Result<ExitCode> {
         Mlp(intent_train::MlpOptions, intent_train::DeviceSpec),
         Svm(intent_train::SvmOptions),
     }
-    let plan = if a.model == "svm" {
-        Plan::Svm(a.svm.options(&a.features, &a.run)?)
-    } else {
-        let (o, d) = a.mlp.options(&a.features, &a.run)?;
-        Plan::Mlp(o, d)
+    let plan = match a.model.as_str() {
+        "svm" => Some(Plan::Svm(a.svm.options(&a.features, &a.run)?)),
+        "auto" => None,
+        _ => {
+            let (o, d) = a.mlp.options(&a.features, &a.run)?;
+            Some(Plan::Mlp(o, d))
+        }
     };
     let (seed, oos_label) = (a.run.seed, a.run.oos_label.clone());
     let scratch = tempfile::tempdir().context("creating a temporary folder")?;
@@ -159,6 +169,33 @@ pub fn run(a: PipelineArgs) -> Result<ExitCode> {
         split.val.len(),
         split.test.len()
     );
+
+    let Some(plan) = plan else {
+        // `--model auto`: every kind on this split; the best that passes the gate is registered.
+        let files = scratch.path().join("split");
+        std::fs::create_dir_all(&files).context("creating the split files")?;
+        let (train, val, test) =
+            (files.join("train.jsonl"), files.join("val.jsonl"), files.join("test.jsonl"));
+        write_dataset(&train, &augmented.data)?;
+        write_dataset(&val, &split.val)?;
+        write_dataset(&test, if split.test.is_empty() { &split.val } else { &split.test })?;
+        return crate::cmd_compare::run(crate::cmd_compare::CompareArgs {
+            train: Some(train),
+            test: Some(test),
+            val: Some(val),
+            input: a.input.clone(),
+            models: ["svm", "mlp", "zero-shot", "bert"].map(String::from).to_vec(),
+            base: a.base.clone(),
+            time_budget: a.time_budget,
+            out: a.models_dir.join(&name).join("compare"),
+            register: Some(name.clone()),
+            models_dir: a.models_dir.clone(),
+            min_overall: a.min_overall,
+            min_class: a.min_class,
+            seed,
+            oos_label: oos_label.clone(),
+        });
+    };
 
     // Train into a candidate folder beside the versions, under the registry model's lock.
     let registered = Registry::new(&a.models_dir).model(&name)?;

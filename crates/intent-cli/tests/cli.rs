@@ -590,7 +590,24 @@ fn compare_ranks_models_skips_what_does_not_fit_and_registers_the_best() {
     assert!(out.contains(&format!("registered {} as best version 1 (current)", kinds[0])), "{out}");
     let o = intent(&["models", "list"], p);
     assert!(text(&o).0.contains("best"), "{:?}", text(&o));
+    let html = std::fs::read_to_string(p.join("cmp/leaderboard.html")).unwrap();
+    assert!(html.contains("<table id=\"leaderboard\"") && html.contains("<li>bert: "), "{html}");
+    assert!(p.join("models/best/versions/1/data/train.jsonl").is_file(), "the version keeps its data");
     // An unknown kind is refused by name before anything is trained.
     assert_clean_error(&intent(&["compare", "--models", "svm,gpt", "--out", "c2"], p), "gpt");
     assert!(!p.join("c2").exists());
+
+    // `intent pipeline --model auto`: the same on the pipeline's own split (no encoder in this
+    // folder: zero-shot and bert are skipped with the reason).
+    let o = intent(&["pipeline", "--model", "auto", "--min-class", "0"], p);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}\n{err}");
+    assert!(out.contains("zero-shot: skipped (no --base"), "{out}");
+    let board: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(p.join("models/example/compare/leaderboard.json")).unwrap(),
+    )
+    .unwrap();
+    let best = board["rows"][0]["kind"].as_str().unwrap().to_string();
+    assert!(out.contains(&format!("registered {best} as example version 1 (current)")), "{out}");
+    assert!(p.join("models/example/versions/1/data/test.jsonl").is_file());
 }

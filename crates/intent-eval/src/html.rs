@@ -192,6 +192,68 @@ pub fn ranking_html(model: &str, protocol: &str, by_k: &[RankingReport], plot: O
     page("Recommendation report", &b)
 }
 
+/// One row of a model leaderboard (`intent compare`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LeaderboardRow {
+    /// Model kind.
+    pub kind: String,
+    /// Accuracy, or micro-F1 for multi-label data.
+    pub score: f64,
+    /// Macro-averaged F1.
+    pub macro_f1: f64,
+    /// Expected calibration error (single-label).
+    pub ece: Option<f64>,
+    /// Seconds to train.
+    pub train_seconds: f64,
+    /// Median milliseconds to classify one query.
+    pub p50_latency_ms: f64,
+    /// Bytes on disk.
+    pub folder_bytes: u64,
+    /// Whether the quality gate passed.
+    pub gate_passed: bool,
+}
+
+/// The page of a leaderboard: rows best first (a sortable table), then the kinds skipped with
+/// the reason. `data` says what the models were trained and tested on; `metric` names `score`.
+pub fn leaderboard_html(
+    data: &str,
+    metric: &str,
+    rows: &[LeaderboardRow],
+    skipped: &[(String, String)],
+) -> String {
+    let mut b = format!(
+        "<h1>Model leaderboard</h1>\n<p>{}</p>\n<table id=\"leaderboard\" class=\"sortable\">\n<thead><tr>\
+<th>rank</th><th>model</th><th>{}</th><th>macro-F1</th><th>ECE</th><th>train s</th><th>p50 ms</th>\
+<th>folder MB</th><th>gate</th></tr></thead>\n<tbody>\n",
+        text(data),
+        text(metric)
+    );
+    for (i, r) in rows.iter().enumerate() {
+        let _ = writeln!(
+            b,
+            "<tr>{}<td>{}</td>{}{}{}{}{}{}<td>{}</td></tr>",
+            num_cell((i + 1) as f64, 0),
+            text(&r.kind),
+            num_cell(r.score, 4),
+            num_cell(r.macro_f1, 4),
+            r.ece.map_or("<td class=\"num\" data-v=\"-1\">–</td>".to_string(), |e| num_cell(e, 4)),
+            num_cell(r.train_seconds, 1),
+            num_cell(r.p50_latency_ms, 2),
+            num_cell(r.folder_bytes as f64 / 1e6, 1),
+            if r.gate_passed { "passed" } else { "failed" }
+        );
+    }
+    b.push_str("</tbody>\n</table>\n");
+    if !skipped.is_empty() {
+        b.push_str("<h2>Skipped</h2>\n<ul id=\"skipped\">\n");
+        for (kind, why) in skipped {
+            let _ = writeln!(b, "<li>{}: {}</li>", text(kind), text(why));
+        }
+        b.push_str("</ul>\n");
+    }
+    page("Model leaderboard", &b)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -236,6 +298,34 @@ mod tests {
         assert_eq!(script, b64(&Sha256::digest(SCRIPT.as_bytes())));
         assert!(html.contains(&format!("<script>{SCRIPT}</script>")));
         assert!(html.contains(&format!("<style>{STYLE}</style>")));
+    }
+
+    #[test]
+    fn a_leaderboard_ranks_escapes_and_lists_what_was_skipped() {
+        let row = |kind: &str, score: f64| LeaderboardRow {
+            kind: kind.into(),
+            score,
+            macro_f1: score - 0.01,
+            ece: None,
+            train_seconds: 1.5,
+            p50_latency_ms: 0.25,
+            folder_bytes: 2_500_000,
+            gate_passed: score > 0.9,
+        };
+        let html = leaderboard_html(
+            "train.jsonl <&> test.jsonl",
+            "accuracy",
+            &[row("mlp", 0.95), row("<b>svm</b>", 0.85)],
+            &[("bert".into(), "estimated 900 s > 60 s left".into())],
+        );
+        assert!(html.contains("train.jsonl &lt;&amp;&gt; test.jsonl") && !html.contains("<b>svm"), "{html}");
+        let first = html.find("<td>mlp</td>").unwrap();
+        assert!(first < html.find("<td>&lt;b&gt;svm&lt;/b&gt;</td>").unwrap(), "best first");
+        assert!(html.contains("<td class=\"num\" data-v=\"0.95\">0.9500</td>"), "{html}");
+        assert!(html.contains("<td>passed</td>") && html.contains("<td>failed</td>"));
+        assert!(html.contains("<li>bert: estimated 900 s &gt; 60 s left</li>"), "{html}");
+        let (style, script) = csp_hashes(&html);
+        assert_eq!((style.len(), script.len()), (44, 44), "the page's own style and script only");
     }
 
     #[test]
