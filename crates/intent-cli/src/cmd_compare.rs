@@ -11,6 +11,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use intent_data::split::{stratified_split, SplitConfig};
 use intent_data::Dataset;
+use intent_eval::html::LeaderboardRow;
 use intent_eval::{ClassMetric, QualityGate};
 use intent_registry::Registry;
 
@@ -64,25 +65,11 @@ pub struct CompareArgs {
     pub oos_label: String,
 }
 
-/// One row of the leaderboard.
+/// One row of the leaderboard, and the folder of its model.
 #[derive(Debug, Clone)]
 pub struct Row {
-    /// Model kind.
-    pub kind: String,
-    /// Accuracy, or micro-F1 for multi-label data.
-    pub score: f64,
-    /// Macro-averaged F1.
-    pub macro_f1: f64,
-    /// Expected calibration error (single-label).
-    pub ece: Option<f64>,
-    /// Seconds to train (and save).
-    pub train_seconds: f64,
-    /// Median milliseconds to classify one query.
-    pub p50_latency_ms: f64,
-    /// Bytes on disk.
-    pub folder_bytes: u64,
-    /// Whether the quality gate passed.
-    pub gate_passed: bool,
+    /// The scores.
+    pub board: LeaderboardRow,
     /// The model folder.
     pub folder: PathBuf,
 }
@@ -93,10 +80,11 @@ const BERT_TEXTS_PER_SECOND: f64 = 75.0;
 
 impl Row {
     fn to_json(&self) -> serde_json::Value {
+        let b = &self.board;
         serde_json::json!({
-            "kind": self.kind, "score": self.score, "macro_f1": self.macro_f1, "ece": self.ece,
-            "train_seconds": self.train_seconds, "p50_latency_ms": self.p50_latency_ms,
-            "folder_bytes": self.folder_bytes, "gate_passed": self.gate_passed, "folder": self.folder,
+            "kind": b.kind, "score": b.score, "macro_f1": b.macro_f1, "ece": b.ece,
+            "train_seconds": b.train_seconds, "p50_latency_ms": b.p50_latency_ms,
+            "folder_bytes": b.folder_bytes, "gate_passed": b.gate_passed, "folder": self.folder,
         })
     }
 }
@@ -266,14 +254,16 @@ pub fn run(a: CompareArgs) -> Result<ExitCode> {
         latencies.sort_by(f64::total_cmp);
         let score = if train.multi_label { report.micro_f1.unwrap_or(0.0) } else { report.accuracy };
         rows.push(Row {
-            kind: kind.clone(),
-            score,
-            macro_f1: report.macro_f1,
-            ece: report.ece,
-            train_seconds,
-            p50_latency_ms: latencies.get(latencies.len() / 2).copied().unwrap_or(0.0),
-            folder_bytes: folder_bytes(&dir),
-            gate_passed: gate.check(&report).passed,
+            board: LeaderboardRow {
+                kind: kind.clone(),
+                score,
+                macro_f1: report.macro_f1,
+                ece: report.ece,
+                train_seconds,
+                p50_latency_ms: latencies.get(latencies.len() / 2).copied().unwrap_or(0.0),
+                folder_bytes: folder_bytes(&dir),
+                gate_passed: gate.check(&report).passed,
+            },
             folder: dir,
         });
         println!(
@@ -281,12 +271,12 @@ pub fn run(a: CompareArgs) -> Result<ExitCode> {
             if train.multi_label { "micro-F1" } else { "accuracy" }
         );
     }
-    rows.sort_by(|x, y| y.score.total_cmp(&x.score));
+    rows.sort_by(|x, y| y.board.score.total_cmp(&x.board.score));
     let metric = if train.multi_label { "micro-F1" } else { "accuracy" };
     let mut md = format!(
         "| rank | model | {metric} | macro-F1 | ECE | train s | p50 ms | folder MB | gate |\n|---|---|---|---|---|---|---|---|---|\n"
     );
-    for (i, r) in rows.iter().enumerate() {
+    for (i, r) in rows.iter().map(|r| &r.board).enumerate() {
         md.push_str(&format!(
             "| {} | {} | {:.4} | {:.4} | {} | {:.1} | {:.2} | {:.1} | {} |\n",
             i + 1,
@@ -315,25 +305,13 @@ pub fn run(a: CompareArgs) -> Result<ExitCode> {
         serde_json::to_string_pretty(&json)?.as_bytes(),
     )?;
     intent_data::io::atomic_write(&a.out.join("leaderboard.md"), md.as_bytes())?;
-    let html_rows: Vec<intent_eval::html::LeaderboardRow> = rows
-        .iter()
-        .map(|r| intent_eval::html::LeaderboardRow {
-            kind: r.kind.clone(),
-            score: r.score,
-            macro_f1: r.macro_f1,
-            ece: r.ece,
-            train_seconds: r.train_seconds,
-            p50_latency_ms: r.p50_latency_ms,
-            folder_bytes: r.folder_bytes,
-            gate_passed: r.gate_passed,
-        })
-        .collect();
+    let html_rows: Vec<LeaderboardRow> = rows.iter().map(|r| r.board.clone()).collect();
     let data = format!("{source}: {} training examples, {} test examples", train.len(), test.len());
     let html = intent_eval::html::leaderboard_html(&data, metric, &html_rows, &skipped);
     intent_data::io::atomic_write(&a.out.join("leaderboard.html"), html.as_bytes())?;
     println!("leaderboard written to {} (and .md, .html)", a.out.join("leaderboard.json").display());
     if let Some(name) = &a.register {
-        let Some(best) = rows.iter().find(|r| r.gate_passed) else {
+        let Some(best) = rows.iter().find(|r| r.board.gate_passed) else {
             println!("no model passed the gate: nothing registered");
             return Ok(ExitCode::from(1));
         };
@@ -349,10 +327,10 @@ pub fn run(a: CompareArgs) -> Result<ExitCode> {
         std::fs::create_dir_all(registered.dir())?;
         let lock = registered.lock()?;
         let current = registered.alias("current")?;
-        let note = format!("intent compare: best of {} ({})", rows.len(), best.kind);
+        let note = format!("intent compare: best of {} ({})", rows.len(), best.board.kind);
         let version = registered.register(&lock, &best.folder, current, Some(note))?;
         registered.promote(&lock, version, "intent compare: best model that passed the gate")?;
-        println!("registered {} as {name} version {version} (current)", best.kind);
+        println!("registered {} as {name} version {version} (current)", best.board.kind);
     }
     Ok(ExitCode::SUCCESS)
 }

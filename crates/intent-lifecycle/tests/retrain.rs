@@ -8,7 +8,7 @@ use std::path::Path;
 use intent_data::write_dataset;
 use intent_lifecycle::retrain::{retrain, status, RetrainConfig, RunOptions, RunStatus};
 use intent_registry::Registry;
-use intent_testkit::{new_examples, retrain_setup};
+use intent_testkit::{http, new_examples, retrain_setup};
 
 /// The retrain scenario of the test kit, read.
 fn setup(dir: &Path, extra: &str) -> RetrainConfig {
@@ -171,28 +171,11 @@ fn concurrent_runs_are_refused_and_bad_configs_named() {
 
 /// A local webhook receiver: answers 200 to every POST and hands over the JSON bodies.
 fn webhook_receiver() -> (u16, std::sync::mpsc::Receiver<serde_json::Value>) {
-    use std::io::{BufRead, BufReader, Read, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
     let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut length = 0;
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                    break;
-                }
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    length = v.trim().parse().unwrap_or(0);
-                }
-            }
-            let mut body = vec![0; length];
-            reader.read_exact(&mut body).unwrap();
-            let _ = (&stream).write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-            let _ = tx.send(serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null));
-        }
+    let tx = std::sync::Mutex::new(tx);
+    let port = http::serve(move |r| {
+        let _ = tx.lock().unwrap().send(r.json());
+        http::ok("")
     });
     (port, rx)
 }
@@ -327,39 +310,15 @@ fn outcome_definitions_join_and_augment_an_mlp_retrain_and_their_change_triggers
 }
 
 /// A stand-in for the server's `GET /admin/querylog/quality`: answers `answer` (changeable) and
-/// keeps the request lines.
+/// keeps the request lines (with the authorization header).
 fn quality_server(
     answer: std::sync::Arc<std::sync::Mutex<serde_json::Value>>,
 ) -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
-    use std::io::{BufRead, BufReader, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let log = seen.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut first = String::new();
-            let _ = reader.read_line(&mut first);
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                    break;
-                }
-                if line.to_ascii_lowercase().starts_with("authorization:") {
-                    first.push_str(line.trim());
-                }
-            }
-            log.lock().unwrap().push(first);
-            let body = answer.lock().unwrap().to_string();
-            let _ = (&stream).write_all(
-                format!(
-                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                )
-                .as_bytes(),
-            );
-        }
+    let port = http::serve(move |r| {
+        log.lock().unwrap().push(format!("{} {}", r.line, r.header("authorization").unwrap_or_default()));
+        http::ok(answer.lock().unwrap().to_string())
     });
     (port, seen)
 }
@@ -390,8 +349,7 @@ fn the_drift_trigger_reads_the_served_versions_answers() {
     assert_eq!(steady.served_quality.as_ref().unwrap()["recent"]["mean_confidence"], 0.89);
     let request = seen.lock().unwrap().last().cloned().unwrap();
     assert!(
-        request.starts_with("GET /admin/querylog/quality?model=faq&version=1&window=100 ")
-            && request.ends_with("Bearer s3cret"),
+        request == "GET /admin/querylog/quality?model=faq&version=1&window=100 HTTP/1.1 Bearer s3cret",
         "{request}"
     );
 
@@ -430,28 +388,10 @@ fn the_drift_trigger_reads_the_served_versions_answers() {
 
 /// A stand-in server: answers the first body whose needle the request line contains (else 404).
 fn routes_server(routes: Vec<(&'static str, String)>) -> u16 {
-    use std::io::{BufRead, BufReader, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut first = String::new();
-            let _ = reader.read_line(&mut first);
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                    break;
-                }
-            }
-            let reply = match routes.iter().find(|(needle, _)| first.contains(needle)) {
-                Some((_, body)) => format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len()),
-                None => "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_string(),
-            };
-            let _ = (&stream).write_all(reply.as_bytes());
-        }
-    });
-    port
+    http::serve(move |r| match routes.iter().find(|(needle, _)| r.line.contains(needle)) {
+        Some((_, body)) => http::ok(body.clone()),
+        None => ("404 Not Found".into(), String::new()),
+    })
 }
 
 #[test]

@@ -5,46 +5,24 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
 use common::*;
 use intent_server::fallback::FallbackService;
+use intent_testkit::http;
 
 /// A local service that answers `{"label": label}` after `delay`; returns its URL and the
 /// request bodies it got.
 fn service(label: &'static str, delay: Duration) -> (String, std::sync::mpsc::Receiver<serde_json::Value>) {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/label", listener.local_addr().unwrap());
     let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let mut length = 0;
-                loop {
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                        break;
-                    }
-                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                        length = v.trim().parse().unwrap_or(0);
-                    }
-                }
-                let mut body = vec![0; length];
-                reader.read_exact(&mut body).unwrap();
-                let _ = tx.send(serde_json::from_slice(&body).unwrap_or_default());
-                std::thread::sleep(delay);
-                let answer = format!("{{\"label\": \"{label}\"}}");
-                let _ = (&stream).write_all(
-                    format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{answer}", answer.len()).as_bytes(),
-                );
-            });
-        }
+    let tx = std::sync::Mutex::new(tx);
+    let port = http::serve(move |r| {
+        let _ = tx.lock().unwrap().send(r.json());
+        std::thread::sleep(delay);
+        http::ok(format!("{{\"label\": \"{label}\"}}"))
     });
-    (url, rx)
+    (format!("http://127.0.0.1:{port}/label"), rx)
 }
 
 fn serving(dir: &std::path::Path, url: &str, timeout: Duration) -> intent_server::server::AppState {

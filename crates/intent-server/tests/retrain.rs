@@ -14,6 +14,20 @@ fn setup(dir: &Path, extra: &str) -> RetrainConfig {
     RetrainConfig::read(&retrain_setup(dir, extra)).unwrap()
 }
 
+/// A server on a local port serving `D/models/faq@current`, with its query log in `D`.
+async fn listening(
+    d: &Path,
+    options: intent_server::server::ServerOptions,
+) -> (intent_server::server::AppState, u16) {
+    let log = intent_server::QueryLog::open(&d.join("queries.sqlite"), false).unwrap();
+    let state = intent_server::server::AppState::new(intent_server::ModelSlot::default(), Some(log), options);
+    state.load(&intent_serve::ModelSpec::parse(&format!("{}/models/faq@current", d.display()))).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(intent_server::server::serve(listener, state.clone(), std::future::pending()));
+    (state, port)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn labels_pulled_from_the_server_and_deployment_reloads_it() {
     let tmp = tempfile::tempdir().unwrap();
@@ -23,12 +37,7 @@ async fn labels_pulled_from_the_server_and_deployment_reloads_it() {
     // Every prediction is queued for labeling (fallback threshold 1).
     let mut options = with_token();
     options.load.fallback_threshold = Some(1.0);
-    let log = intent_server::QueryLog::open(&d.join("queries.sqlite"), false).unwrap();
-    let state = intent_server::server::AppState::new(intent_server::ModelSlot::default(), Some(log), options);
-    state.load(&intent_serve::ModelSpec::parse(&format!("{}/models/faq@current", d.display()))).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(intent_server::server::serve(listener, state.clone(), std::future::pending()));
+    let (state, port) = listening(&d, options).await;
 
     // 60 queries, labeled through the admin API.
     let fresh = new_examples(60, false);
@@ -245,36 +254,15 @@ async fn retraining_on_demand_runs_in_the_background_one_at_a_time() {
 
 /// A local fallback service that labels by keyword (a stand-in for a larger model or an LLM).
 fn keyword_teacher() -> String {
-    use std::io::{BufRead, BufReader, Read, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/", listener.local_addr().unwrap());
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut length = 0;
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                    break;
-                }
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    length = v.trim().parse().unwrap_or(0);
-                }
-            }
-            let mut body = vec![0; length];
-            reader.read_exact(&mut body).unwrap();
-            let text = serde_json::from_slice::<serde_json::Value>(&body).unwrap()["text"].to_string();
-            let label = ["card", "transfer", "refund", "password"]
-                .into_iter()
-                .find(|k| text.contains(k))
-                .unwrap_or("card");
-            let answer = format!("{{\"label\": \"{label}\"}}");
-            let _ = (&stream).write_all(
-                format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{answer}", answer.len()).as_bytes(),
-            );
-        }
+    let port = intent_testkit::http::serve(|r| {
+        let text = r.json()["text"].to_string();
+        let label = ["card", "transfer", "refund", "password"]
+            .into_iter()
+            .find(|k| text.contains(k))
+            .unwrap_or("card");
+        intent_testkit::http::ok(format!("{{\"label\": \"{label}\"}}"))
     });
-    url
+    format!("http://127.0.0.1:{port}/")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -288,12 +276,7 @@ async fn fallback_labels_enter_the_next_retrain_and_the_drift_windows_come_from_
         intent_server::fallback::FallbackService::new(&keyword_teacher(), std::time::Duration::from_secs(5))
             .unwrap(),
     );
-    let log = intent_server::QueryLog::open(&d.join("queries.sqlite"), false).unwrap();
-    let state = intent_server::server::AppState::new(intent_server::ModelSlot::default(), Some(log), options);
-    state.load(&intent_serve::ModelSpec::parse(&format!("{}/models/faq@current", d.display()))).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(intent_server::server::serve(listener, state.clone(), std::future::pending()));
+    let (state, port) = listening(&d, options).await;
 
     // 20 user queries: the fallback service answers each, and its labels are logged.
     let fresh = new_examples(20, false);

@@ -7,6 +7,7 @@ use intent_data::{Dataset, Example};
 use intent_train::{train_mlp_to_dir, DeviceSpec, EngineConfig, MlpOptions};
 
 pub mod bert;
+pub mod http;
 #[cfg(unix)]
 pub mod postgres;
 

@@ -290,24 +290,19 @@ fn run(
         }
         Ok(line)
     };
-    if let Some(why) = waiting.filter(|_| a.current.is_some() && !opts.force) {
-        let why = format!("{why}; the current {} model keeps serving", kind_before.unwrap_or(cfg.kind));
-        let total = Some(t0.elapsed().as_secs_f64());
-        return finish(
-            line,
-            RunStatus::Skipped,
-            why,
-            Durations { data: Some(data_s), total, ..Durations::default() },
-        );
-    }
-    if a.reasons.is_empty() {
-        let why = format!(
+    let bootstrap_wait = waiting
+        .filter(|_| a.current.is_some() && !opts.force)
+        .map(|why| format!("{why}; the current {} model keeps serving", kind_before.unwrap_or(cfg.kind)));
+    let no_trigger = a.reasons.is_empty().then(|| {
+        format!(
             "no trigger: {} new samples < {}, {} days since the last successful retrain < {}",
             a.new_samples,
             cfg.triggers.min_new_samples,
             a.days_since_success.map_or("-".into(), |d| format!("{d:.1}")),
             cfg.triggers.min_days
-        );
+        )
+    });
+    if let Some(why) = bootstrap_wait.or(no_trigger) {
         let total = Some(t0.elapsed().as_secs_f64());
         return finish(
             line,

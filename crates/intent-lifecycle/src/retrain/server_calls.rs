@@ -31,12 +31,13 @@ pub(super) fn pull_teacher_labels(server: &ServerNotify, dest: &Path) -> Result<
     pull_export(server, "&source=teacher", dest)
 }
 
-fn get(server: &ServerNotify, path: &str) -> Result<String, String> {
+/// `GET` of `path` on the server with the admin token, within `timeout_s`; the body.
+fn get(server: &ServerNotify, path: &str, timeout_s: u64) -> Result<String, String> {
     let token = admin_token(server)?;
     let url = format!("{}{path}", server.url.trim_end_matches('/'));
     match ureq::get(&url)
         .set("authorization", &format!("Bearer {token}"))
-        .timeout(std::time::Duration::from_secs(300))
+        .timeout(std::time::Duration::from_secs(timeout_s))
         .call()
     {
         Ok(r) => r.into_string().map_err(|e| format!("{url}: {e}")),
@@ -58,7 +59,7 @@ pub(super) fn pull_confident(
 
 /// The texts of the server's labeling queue that no one has labeled yet (at most 10,000).
 pub(super) fn waiting_texts(server: &ServerNotify) -> Result<Vec<String>, String> {
-    let body = get(server, "/admin/labeling/queue?limit=10000")?;
+    let body = get(server, "/admin/labeling/queue?limit=10000", 300)?;
     let v: Value = serde_json::from_str(&body).map_err(|e| format!("the labeling queue is not JSON: {e}"))?;
     Ok(v["items"]
         .as_array()
@@ -67,19 +68,9 @@ pub(super) fn waiting_texts(server: &ServerNotify) -> Result<Vec<String>, String
 }
 
 fn pull_export(server: &ServerNotify, query: &str, dest: &Path) -> Result<usize, String> {
-    let token = admin_token(server)?;
-    let url = format!("{}/admin/labeling/export?format=jsonl{query}", server.url.trim_end_matches('/'));
-    let body = match ureq::get(&url)
-        .set("authorization", &format!("Bearer {token}"))
-        .timeout(std::time::Duration::from_secs(300))
-        .call()
-    {
-        Ok(r) => r.into_string().map_err(|e| format!("{url}: {e}"))?,
-        Err(ureq::Error::Status(code, r)) => {
-            return Err(format!("{url}: status {code}: {}", r.into_string().unwrap_or_default()))
-        }
-        Err(e) => return Err(format!("{url}: {e}")),
-    };
+    let path = format!("/admin/labeling/export?format=jsonl{query}");
+    let url = format!("{}{path}", server.url.trim_end_matches('/'));
+    let body = get(server, &path, 300)?;
     if body.trim().is_empty() {
         return Ok(0);
     }
@@ -144,20 +135,7 @@ pub(super) fn quality(
     version: u32,
     window: usize,
 ) -> Result<Value, String> {
-    let token = admin_token(server)?;
-    let url = format!(
-        "{}/admin/querylog/quality?model={model}&version={version}&window={window}",
-        server.url.trim_end_matches('/')
-    );
-    match ureq::get(&url)
-        .set("authorization", &format!("Bearer {token}"))
-        .timeout(std::time::Duration::from_secs(60))
-        .call()
-    {
-        Ok(r) => r.into_json().map_err(|e| format!("{url}: the answer is not JSON: {e}")),
-        Err(ureq::Error::Status(code, r)) => {
-            Err(format!("{url}: status {code}: {}", r.into_string().unwrap_or_default()))
-        }
-        Err(e) => Err(format!("{url}: {e}")),
-    }
+    let path = format!("/admin/querylog/quality?model={model}&version={version}&window={window}");
+    let body = get(server, &path, 60)?;
+    serde_json::from_str(&body).map_err(|e| format!("{}{path}: the answer is not JSON: {e}", server.url))
 }
