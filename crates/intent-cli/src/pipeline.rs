@@ -183,7 +183,8 @@ pub fn run(a: PipelineArgs) -> Result<ExitCode> {
             train: Some(train),
             test: Some(test),
             val: Some(val),
-            input: a.input.clone(),
+            // The split files are JSONL whatever the input was.
+            input: crate::common::InputFlags { format: Some("jsonl".into()), skip_invalid: false },
             models: ["svm", "mlp", "zero-shot", "bert"].map(String::from).to_vec(),
             base: a.base.clone(),
             time_budget: a.time_budget,

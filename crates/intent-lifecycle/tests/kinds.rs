@@ -244,3 +244,44 @@ fn bad_kind_settings_fail_before_training_and_leave_current() {
             .any(|e| e.file_name().to_string_lossy().starts_with("candidate-")));
     }
 }
+
+#[test]
+fn a_label_without_examples_holds_the_bootstrap_and_a_rejected_fine_tune_waits_for_new_data() {
+    let _turn = turn();
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    std::fs::write(d.join("labels.json"), r#"{"loan": "about a loan", "card": "about my card"}"#).unwrap();
+    let body = |labels: &str| {
+        format!(
+            "kind = \"zero-shot\"\n[triggers]\nmin_new_samples = 1000\n[train]\nencoder = \"tiny\"\n{labels}\
+             [bootstrap]\nkind = \"bert\"\nmin_per_label = 30\n[bootstrap.train]\n{}",
+            bert(1)
+        )
+    };
+    let cfg = setup(d, &body("labels = \"labels.json\"\n"));
+    write_dataset(&d.join("new/labeled.jsonl"), &new_examples(40, false)).unwrap();
+    assert_eq!(retrain(&cfg, RunOptions::default()).unwrap().status, RunStatus::Deployed);
+    // 34 examples of each labeled intent, none of `loan`: the zero-shot model keeps serving.
+    let r = retrain(&cfg, RunOptions::default()).unwrap();
+    assert_eq!(r.status, RunStatus::Skipped, "{r}");
+    assert!(r.reason.contains("1 of 5 labels have fewer (fewest: 'loan', 0)"), "{r}");
+
+    // Without `loan` (a forced rebuild of the zero-shot model), the counts are met; a fine-tune
+    // that fails the gate is rejected, and the next run does not fine-tune the same data again.
+    std::fs::write(d.join("retrain.toml"), {
+        let t = std::fs::read_to_string(d.join("retrain.toml")).unwrap();
+        t.replace("labels = \"labels.json\"\n", "")
+    })
+    .unwrap();
+    let mut cfg = RetrainConfig::read(&d.join("retrain.toml")).unwrap();
+    let r = retrain(&cfg, RunOptions { force: true, ..RunOptions::default() }).unwrap();
+    assert_eq!((r.status, r.kind), (RunStatus::Deployed, Some(ModelKind::ZeroShot)), "{r}");
+    cfg.gate.min_overall = 0.999;
+    let r = retrain(&cfg, RunOptions::default()).unwrap();
+    assert_eq!((r.status, r.kind), (RunStatus::Rejected, Some(ModelKind::Bert)), "{r}");
+    assert_eq!(current_kind(d), ModelKind::ZeroShot, "the zero-shot model keeps serving");
+    let r = retrain(&cfg, RunOptions::default()).unwrap();
+    assert_eq!(r.status, RunStatus::Skipped, "{r}");
+    let log = std::fs::read_to_string(d.join("retrain/retrain.log")).unwrap();
+    assert!(log.contains("but the fine-tune on this data was rejected"), "{log}");
+}

@@ -589,7 +589,11 @@ async fn ask_fallback(
             (service.clone(), labels.clone(), texts[i].clone(), p.top_k.clone());
         asks.spawn(async move { (i, service.ask(&text, &top, &labels).await) });
     }
-    while let Some(Ok((i, answer))) = asks.join_next().await {
+    while let Some(joined) = asks.join_next().await {
+        let Ok((i, answer)) = joined else {
+            tracing::warn!("fallback task: {:?}", joined.err());
+            continue;
+        };
         state.metrics().fallback_requests.with_label_values(&[answer.outcome()]).inc();
         match answer {
             crate::fallback::FallbackAnswer::Label(label) => {

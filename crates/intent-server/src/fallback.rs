@@ -13,13 +13,19 @@ use std::time::Duration;
 use intent_serve::LabelScore;
 use serde_json::json;
 
+/// Questions in flight at most (each holds a blocking thread until its answer or its
+/// timeout); beyond them an unsure answer keeps the model's label at once.
+pub const MAX_IN_FLIGHT: usize = 64;
+
 /// Where and how long to ask.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct FallbackService {
     /// `http://` or `https://` URL of the service.
     pub url: String,
     /// How long a request waits for it at most.
     pub timeout: Duration,
+    /// Questions in flight ([`MAX_IN_FLIGHT`]).
+    permits: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 /// What the service answered.
@@ -57,15 +63,21 @@ impl FallbackService {
         if timeout.is_zero() {
             return Err("--fallback-timeout must be more than zero".into());
         }
-        Ok(FallbackService { url: url.to_string(), timeout })
+        let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT));
+        Ok(FallbackService { url: url.to_string(), timeout, permits })
     }
 
     /// Asks for the label of `text`; never waits longer than the budget.
     pub async fn ask(&self, text: &str, top_k: &[LabelScore], labels: &[String]) -> FallbackAnswer {
         let body = json!({ "text": text, "top_k": top_k, "labels": labels });
         let (url, budget) = (self.url.clone(), self.timeout);
-        // ureq (blocking, rustls) is already in the build; its own timeout frees the thread.
-        let call = tokio::task::spawn_blocking(move || -> Result<String, String> {
+        let Ok(permit) = self.permits.clone().try_acquire_owned() else {
+            return FallbackAnswer::Failed(format!("{MAX_IN_FLIGHT} questions in flight already"));
+        };
+        // ureq (blocking, rustls) is already in the build; its own timeout frees the thread, and
+        // the permit goes with it.
+        let mut call = tokio::task::spawn_blocking(move || -> Result<String, String> {
+            let _permit = permit;
             let r = ureq::post(&url).timeout(budget).send_json(body);
             let answer: serde_json::Value = match r {
                 Ok(r) => r.into_json().map_err(|e| format!("the answer is not JSON: {e}"))?,
@@ -73,15 +85,26 @@ impl FallbackService {
                 Err(ureq::Error::Transport(t)) if t.to_string().contains("timed out") => {
                     return Err("timeout".into())
                 }
-                Err(e) => return Err(e.to_string()),
+                // Without the URL: its path or query may hold a key.
+                Err(ureq::Error::Transport(t)) => {
+                    return Err(format!(
+                        "{}{}",
+                        t.kind(),
+                        t.message().map(|m| format!(": {m}")).unwrap_or_default()
+                    ))
+                }
             };
             answer["label"]
                 .as_str()
                 .map(str::to_string)
                 .ok_or_else(|| "the answer has no \"label\"".to_string())
         });
-        match tokio::time::timeout(budget, call).await {
-            Err(_) => FallbackAnswer::Timeout,
+        match tokio::time::timeout(budget, &mut call).await {
+            Err(_) => {
+                // Not started yet: it never will be (a running call ends at its own timeout).
+                call.abort();
+                FallbackAnswer::Timeout
+            }
             Ok(Err(e)) => FallbackAnswer::Failed(format!("fallback task: {e}")),
             Ok(Ok(Err(e))) if e == "timeout" => FallbackAnswer::Timeout,
             Ok(Ok(Err(e))) => FallbackAnswer::Failed(e),

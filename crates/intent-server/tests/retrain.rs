@@ -305,9 +305,9 @@ async fn fallback_labels_enter_the_next_retrain_and_the_drift_windows_come_from_
     assert_eq!(line.status, RunStatus::Deployed, "{line}");
     let q = line.dataset_quality.as_ref().unwrap();
     assert_eq!(
-        (q.teacher_labels, q.new_samples),
-        (Some(20), 20),
-        "the fallback's labels are training data: {line}"
+        (q.teacher_labels, q.new_samples, q.total_entries),
+        (Some(20), 0, 96 + 20),
+        "the fallback's labels are training data, not new samples of people: {line}"
     );
     let served = line.served_quality.as_ref().expect("the drift windows of version 1");
     assert_eq!(

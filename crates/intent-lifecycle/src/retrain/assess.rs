@@ -30,6 +30,9 @@ pub(super) struct Assessment {
     pub(super) reasons: Vec<String>,
     /// SHA-256 of the base data now.
     pub(super) base_hash: String,
+    /// Examples per label of the people's labels (the current model's labels included, 0 when
+    /// they have none).
+    pub(super) label_counts: std::collections::BTreeMap<String, usize>,
     /// Teacher labels and pseudo-labels used.
     pub(super) teacher_labels: Option<usize>,
     pub(super) pseudo_labels: Option<usize>,
@@ -86,9 +89,7 @@ pub(super) fn assess(
     if let Some((defs, _)) = &outcomes {
         parts.push(outcomes_to_dataset(defs));
     }
-    let mut merged = merge(&parts, policy);
-    // Teacher labels, then pseudo-labels, join below the people's: only texts no one labeled.
-    let (teacher_labels, pseudo_labels) = sources::add_below_human(cfg, &mut merged.data)?;
+    let merged = merge(&parts, policy);
     let holdout = load_dataset(&cfg.holdout, None, &opts)?.data;
     let held: HashSet<String> = holdout.examples.iter().map(|e| normalize_text(&e.text)).collect();
     let mut train = merged.data;
@@ -103,7 +104,19 @@ pub(super) fn assess(
             .unwrap_or_default(),
         None => HashSet::new(),
     };
+    // New samples and label counts are the people's labels only.
     let new_samples = train.examples.iter().filter(|e| !seen.contains(&normalize_text(&e.text))).count();
+    let mut label_counts = train.label_counts();
+    // A label of the current model without examples counts as 0 (a zero-shot model's labels
+    // file may name labels no one has labeled yet).
+    if let Some(config) = current.and_then(|n| intent_models::ModelConfig::read(&model.version_dir(n)).ok()) {
+        for l in config.labels {
+            label_counts.entry(l).or_insert(0);
+        }
+    }
+    // Teacher labels, then pseudo-labels, join below the people's: only texts no one labeled,
+    // never a held-out text.
+    let (teacher_labels, pseudo_labels) = sources::add_below_human(cfg, &mut train, &held)?;
     let past = history(cfg);
     let last_deployed = past.iter().rev().find(|h| h.status == RunStatus::Deployed);
     // The last successful retrain, else the creation of the current version.
@@ -175,6 +188,7 @@ pub(super) fn assess(
         days_since_success,
         reasons,
         base_hash,
+        label_counts,
         teacher_labels,
         pseudo_labels,
         outcomes,

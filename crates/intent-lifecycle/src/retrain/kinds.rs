@@ -199,6 +199,19 @@ impl TrainPlan {
     }
 }
 
+/// The labels a zero-shot plan's labels file names (none for other plans, or when the file
+/// cannot be read: the run's preparation reports that).
+pub(super) fn described_labels(plan: &TrainPlan, config: &Path) -> Vec<String> {
+    match plan {
+        TrainPlan::ZeroShot(ZeroShotTrain { labels: Some(f), .. }) => {
+            read_label_descriptions(&config.parent().unwrap_or(Path::new(".")).join(f))
+                .map(|l| l.into_iter().map(|(name, _)| name).collect())
+                .unwrap_or_default()
+        }
+        _ => Vec::new(),
+    }
+}
+
 /// Parses a time limit such as `90m` or `2h`.
 fn time_limit(text: &str) -> Result<Duration, String> {
     match humantime::parse_duration(text) {
@@ -376,7 +389,14 @@ const KEY_FILE: &str = "run.sha256";
 fn checkpoint_key(data: &Dataset, o: &BertTrain, base: &Path) -> String {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
-    h.update(intent_data::formats::jsonl::to_jsonl(data).as_bytes());
+    // Texts and labels only: a timestamp or source that changes between exports of the same
+    // examples must not throw the checkpoint away.
+    for e in &data.examples {
+        h.update(e.text.as_bytes());
+        h.update([0]);
+        h.update(e.labels.join("\u{1f}").as_bytes());
+        h.update([0]);
+    }
     h.update(serde_json::to_string(&o.options).expect("serializes").as_bytes());
     h.update(base.to_string_lossy().as_bytes());
     hex::encode(h.finalize())

@@ -208,9 +208,33 @@ fn run(
     let (plan, ready) = match &boot_plan {
         Some((b, p)) if kind_before == Some(b.kind) => (p, boot_ready.take()),
         Some((b, p)) => {
-            let counts = a.train.label_counts();
+            let mut counts = a.label_counts.clone();
+            // The labels a zero-shot labels file names count too (0 without examples).
+            for l in kinds::described_labels(&main_plan, &cfg.path) {
+                counts.entry(l).or_insert(0);
+            }
             let fewest = counts.iter().min_by_key(|(_, n)| **n);
+            // A fine-tune already rejected on this very data is not tried again by itself.
+            let last_try = history(cfg).into_iter().rev().find(|h| {
+                h.kind == Some(b.kind) && matches!(h.status, RunStatus::Deployed | RunStatus::Rejected)
+            });
+            let same_data = |h: &RetrainOutcome| {
+                h.dataset_quality.as_ref().is_some_and(|q| {
+                    q.total_entries == a.train.len()
+                        && q.base_data_sha256.as_deref() == Some(a.base_hash.as_str())
+                })
+            };
+            let rejected_before = last_try.filter(|h| h.status == RunStatus::Rejected && same_data(h));
             match fewest {
+                Some((label, &n)) if n >= b.min_per_label && rejected_before.is_some() => {
+                    journal.line(&format!(
+                        "bootstrap: every label has ≥ {} examples (fewest: '{label}', {n}), but the fine-tune \
+                            on this data was rejected ({}); waiting for new data",
+                        b.min_per_label,
+                        rejected_before.map(|h| h.reason).unwrap_or_default()
+                    ));
+                    (p, boot_ready.take())
+                }
                 Some((label, &n)) if n >= b.min_per_label => {
                     a.reasons.push(format!(
                         "bootstrap: every label has ≥ {} examples (fewest: '{label}', {n}): {} → {}",

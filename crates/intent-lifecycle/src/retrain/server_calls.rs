@@ -31,6 +31,9 @@ pub(super) fn pull_teacher_labels(server: &ServerNotify, dest: &Path) -> Result<
     pull_export(server, "&source=teacher", dest)
 }
 
+/// The largest answer read from the server (an export of 100,000 lines fits many times).
+const MAX_BODY_BYTES: u64 = 512 << 20;
+
 /// `GET` of `path` on the server with the admin token, within `timeout_s`; the body.
 fn get(server: &ServerNotify, path: &str, timeout_s: u64) -> Result<String, String> {
     let token = admin_token(server)?;
@@ -40,7 +43,19 @@ fn get(server: &ServerNotify, path: &str, timeout_s: u64) -> Result<String, Stri
         .timeout(std::time::Duration::from_secs(timeout_s))
         .call()
     {
-        Ok(r) => r.into_string().map_err(|e| format!("{url}: {e}")),
+        // Exports can pass ureq's 10 MiB `into_string` limit: read up to our own.
+        Ok(r) => {
+            use std::io::Read;
+            let mut body = String::new();
+            r.into_reader()
+                .take(MAX_BODY_BYTES + 1)
+                .read_to_string(&mut body)
+                .map_err(|e| format!("{url}: {e}"))?;
+            if body.len() as u64 > MAX_BODY_BYTES {
+                return Err(format!("{url}: the answer is larger than {} MiB", MAX_BODY_BYTES >> 20));
+            }
+            Ok(body)
+        }
         Err(ureq::Error::Status(code, r)) => {
             Err(format!("{url}: status {code}: {}", r.into_string().unwrap_or_default()))
         }

@@ -67,17 +67,19 @@ fn teach(
     Ok(n)
 }
 
-/// Adds the teacher labels, then the pseudo-labels, for texts `data` (the people's labels) does
-/// not have. Pseudo-labels: single-label data only, the surest first, at most `max_per_label`
+/// Adds the teacher labels, then the pseudo-labels, for texts `data` (the people's labels) and
+/// `held_out` (normalized) do not have. Pseudo-labels: single-label data only, the surest first, at most `max_per_label`
 /// per label and never more than the people's examples. Returns how many of each were added.
 pub(super) fn add_below_human(
     cfg: &RetrainConfig,
     data: &mut Dataset,
+    held_out: &HashSet<String>,
 ) -> Result<(Option<usize>, Option<usize>), RetrainError> {
     let Some(labels) = &cfg.labels else { return Ok((None, None)) };
     let opts = intent_data::LoadOptions::default();
     let human = data.len();
     let mut known: HashSet<String> = data.examples.iter().map(|e| normalize_text(&e.text)).collect();
+    known.extend(held_out.iter().cloned());
     let mut teacher_n = None;
     let teacher_file = cfg.state_dir.join(TEACHER);
     if labels.teacher.is_some() && teacher_file.is_file() {

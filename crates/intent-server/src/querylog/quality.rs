@@ -49,9 +49,10 @@ pub(super) fn window_sql(placeholder: fn(usize) -> String, first: bool) -> Strin
     )
 }
 
-/// Logged queries that the fallback service labeled, oldest first.
+/// The latest 100,000 logged queries that the fallback service labeled, newest first.
 pub(super) const TEACHER_SQL: &str =
-    "SELECT text, teacher_label, ts_ms FROM queries WHERE teacher_label IS NOT NULL AND text IS NOT NULL ORDER BY id";
+    "SELECT text, teacher_label, ts_ms FROM queries WHERE teacher_label IS NOT NULL \
+    AND text IS NOT NULL ORDER BY id DESC LIMIT 100000";
 
 /// The latest sure answers (placeholder 1: the least confidence), newest first.
 pub(super) const CONFIDENT_SQL: &str =
@@ -78,16 +79,13 @@ impl QueryLog {
     }
 
     /// The teacher labels (of the `--fallback-url` service) as labeled JSONL: the latest label
-    /// of each text (normalized), `"source": "teacher"`.
+    /// of each text (normalized), `"source": "teacher"`, newest first, from the latest 100,000.
     pub fn export_teacher_jsonl(&self) -> Result<String, ServerError> {
-        let mut latest: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
-        let rows = self.backend.teacher_labels()?;
-        for (i, (text, _, _)) in rows.iter().enumerate() {
-            latest.insert(intent_data::normalize_text(text), i);
-        }
+        let mut seen = std::collections::HashSet::new();
         let mut out = String::new();
-        for (i, (text, label, ts)) in rows.iter().enumerate() {
-            if latest.get(&intent_data::normalize_text(text)) == Some(&i) {
+        // Newest first: the first row of a text is its latest label.
+        for (text, label, ts) in self.backend.teacher_labels()? {
+            if seen.insert(intent_data::normalize_text(&text)) {
                 let obj = serde_json::json!({ "text": text, "label": label, "source": "teacher", "timestamp": ts.to_string() });
                 out.push_str(&obj.to_string());
                 out.push('\n');

@@ -106,16 +106,23 @@ impl Sqlite {
     pub(super) fn open(path: &Path, options: &QueryLogOptions) -> Result<(Self, SqliteWriter), ServerError> {
         let err = |source| ServerError::QueryLog { path: path.to_path_buf(), source };
         create_private(path)?;
-        let conn = open_connection(path).map_err(err)?;
+        let mut conn = open_connection(path).map_err(err)?;
         // After a crash the file must still be sound: check it before appending to it.
         let check: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0)).map_err(err)?;
         if check != "ok" {
             return Err(ServerError::QueryLogDamaged { path: path.to_path_buf(), check });
         }
-        let version: usize = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(err)?;
-        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
-            conn.execute_batch(sql).map_err(err)?;
-            conn.pragma_update(None, "user_version", i as i64 + 1).map_err(err)?;
+        // Each migration and its version in one IMMEDIATE transaction, the version read inside
+        // it: a crash cannot leave a migration applied but uncounted, and two processes opening
+        // one file take turns.
+        for (i, sql) in MIGRATIONS.iter().enumerate() {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(err)?;
+            let version: usize = tx.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(err)?;
+            if version <= i {
+                tx.execute_batch(sql).map_err(err)?;
+                tx.pragma_update(None, "user_version", i as i64 + 1).map_err(err)?;
+            }
+            tx.commit().map_err(err)?;
         }
         let pruned = prune(&conn, options).map_err(err)?;
         let rows: i64 = conn.query_row("SELECT COUNT(*) FROM queries", [], |r| r.get(0)).map_err(err)?;

@@ -29,7 +29,7 @@ pub(super) trait Backend: Send + Sync {
     fn label_history(&self, id: i64) -> Result<Option<Vec<LabelChange>>, ServerError>;
     /// Every labeled item, by id.
     fn labeled(&self) -> Result<Vec<Labeled>, ServerError>;
-    /// Logged queries with a teacher label (text, label, time), oldest first.
+    /// The latest 100,000 logged queries with a teacher label (text, label, time), newest first.
     fn teacher_labels(&self) -> Result<Vec<(String, String, i64)>, ServerError>;
     /// The latest logged answers (at most 100,000) at least `min_confidence` sure and not under
     /// the fallback threshold: (text, label, confidence, time), newest first.
