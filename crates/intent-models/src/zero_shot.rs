@@ -37,8 +37,21 @@ pub const DEFAULT_TEMPERATURE: f64 = 0.05;
 const BATCH: usize = 32;
 
 /// Reads a labels file: a JSON object `{"label": "description", …}` (order kept as in the file
-/// is not guaranteed by JSON objects, so labels are sorted).
+/// is not guaranteed by JSON objects, so labels are sorted); at least two labels.
 pub fn read_label_descriptions(path: &Path) -> Result<Vec<(String, String)>> {
+    let m = read_some_label_descriptions(path)?;
+    if m.len() < 2 {
+        return Err(ModelError::invalid(
+            path,
+            format!("{} label(s): zero-shot classification needs at least two", m.len()),
+        ));
+    }
+    Ok(m)
+}
+
+/// Reads a labels file like [`read_label_descriptions`], with any number of labels (for
+/// descriptions that join labels from elsewhere, such as a data set's).
+pub fn read_some_label_descriptions(path: &Path) -> Result<Vec<(String, String)>> {
     let text = std::fs::read_to_string(path).map_err(|e| ModelError::io(path, e))?;
     let m: BTreeMap<String, String> = serde_json::from_str(&text).map_err(|e| {
         ModelError::invalid(
@@ -46,12 +59,6 @@ pub fn read_label_descriptions(path: &Path) -> Result<Vec<(String, String)>> {
             format!("line {}: expected {{\"label\": \"description\", …}}: {e}", e.line()),
         )
     })?;
-    if m.len() < 2 {
-        return Err(ModelError::invalid(
-            path,
-            format!("{} label(s): zero-shot classification needs at least two", m.len()),
-        ));
-    }
     if let Some((l, _)) = m.iter().find(|(_, d)| d.trim().is_empty()) {
         return Err(ModelError::invalid(path, format!("label '{l}' has an empty description")));
     }

@@ -378,7 +378,12 @@ pub(crate) async fn rasa_parse(
     let p = classify(&state, &model, vec![req.text.clone()], top, start).await?.remove(0);
     let mut intent_ranking: Vec<RasaIntent> =
         p.top_k.into_iter().map(|s| RasaIntent { name: Some(s.label), confidence: s.score }).collect();
-    let intent = if p.fallback {
+    let intent = if p.source.is_some() {
+        // The `--fallback-url` service labeled it: its label, with the model's score for it.
+        let score =
+            intent_ranking.iter().find(|r| r.name.as_deref() == Some(p.label.as_str())).map(|r| r.confidence);
+        RasaIntent { name: Some(p.label), confidence: score.unwrap_or(0.0) }
+    } else if p.fallback {
         let threshold = model.fallback_threshold;
         intent_ranking
             .insert(0, RasaIntent { name: Some(RASA_FALLBACK_INTENT.into()), confidence: threshold });

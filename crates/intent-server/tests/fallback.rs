@@ -58,6 +58,10 @@ async fn the_fallback_service_labels_unsure_answers_within_its_budget() {
     assert_eq!(body["labels"], serde_json::json!(["card", "password", "refund", "transfer"]));
     assert_eq!(body["top_k"][0]["label"], "card");
     assert_eq!(metric(&s, "answered").await, "1");
+    // The Rasa-compatible route answers with the service's label too (not `nlu_fallback`).
+    let rasa = call(&s, "POST", "/model/parse", Some(r#"{"text": "my debit card is stuck"}"#), None).await;
+    assert_eq!(rasa.json["intent"]["name"], "refund", "{}", rasa.text);
+    assert_eq!(metric(&s, "answered").await, "2");
 
     // Both texts of a batch are asked; the labels are logged as teacher labels.
     let r = predict(&s, r#"{"texts": ["wire money to a payee", "reset my password"]}"#).await;

@@ -12,7 +12,7 @@ use std::time::Duration;
 use intent_data::{write_dataset, Dataset};
 use intent_models::bert::SentenceEncoder;
 use intent_models::checked::Check;
-use intent_models::zero_shot::{describe, read_label_descriptions, ZeroShot, DEFAULT_TEMPLATE};
+use intent_models::zero_shot::{describe, read_some_label_descriptions, ZeroShot, DEFAULT_TEMPLATE};
 use intent_models::{CpuBackend, ModelKind};
 use intent_train::{BertOptions, DeviceSpec, MlpOptions, SvmOptions};
 use serde::de::DeserializeOwned;
@@ -189,7 +189,7 @@ impl TrainPlan {
             TrainPlan::ZeroShot(o) => {
                 let (encoder, base) = load("encoder", &o.encoder, &o.revision, o.max_len)?;
                 if let Some(f) = &o.labels {
-                    read_label_descriptions(&dir.join(f))
+                    read_some_label_descriptions(&dir.join(f))
                         .map_err(|e| config_err(config, format!("[train] labels: {e}")))?;
                 }
                 Ok(Prepared { base_dir: Some(base), encoder: Some(encoder), device: DeviceSpec::Cpu })
@@ -204,7 +204,7 @@ impl TrainPlan {
 pub(super) fn described_labels(plan: &TrainPlan, config: &Path) -> Vec<String> {
     match plan {
         TrainPlan::ZeroShot(ZeroShotTrain { labels: Some(f), .. }) => {
-            read_label_descriptions(&config.parent().unwrap_or(Path::new(".")).join(f))
+            read_some_label_descriptions(&config.parent().unwrap_or(Path::new(".")).join(f))
                 .map(|l| l.into_iter().map(|(name, _)| name).collect())
                 .unwrap_or_default()
         }
@@ -350,7 +350,7 @@ pub(super) fn train(
             let mut labels: Vec<(String, String)> = match &o.labels {
                 Some(f) => {
                     let f = config.parent().unwrap_or(Path::new(".")).join(f);
-                    read_label_descriptions(&f)?
+                    read_some_label_descriptions(&f)?
                 }
                 None => Vec::new(),
             };
