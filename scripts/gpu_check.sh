@@ -87,7 +87,7 @@ PY
     }
     bert() { # OUT
         timeout 240 "$intent" train bert --base "$work/model" --train "$b77/train.csv" --test "$b77/test.csv" \
-            --out "$1" --epochs 2 --lr 1e-4 --pooling mean --max-grad-norm 0 --device cuda:0
+            --out "$1" --epochs 2 --lr 1e-4 --head-lr 1e-4 --pooling mean --max-grad-norm 0 --device cuda:0
     }
     table="$work/table.md"
     echo "| run | steady samples/s | first step (s) | kernels compiled (epoch 1) | fastest epoch (s) | test accuracy / HR@10 |" > "$table"

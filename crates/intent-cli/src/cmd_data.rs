@@ -273,6 +273,11 @@ pub fn run(cmd: DataCommand) -> Result<ExitCode> {
                                 a.splits.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
                             import::import_clinc150(&a.src, &splits)?
                         }
+                        "banking77" if a.src.is_dir() => anyhow::bail!(
+                            "{}: a folder; --format banking77 reads one CSV file of the data set \
+                             (its train.csv or test.csv)",
+                            a.src.display()
+                        ),
                         "banking77" => import::load_labeled_csv(&a.src, &Default::default())?,
                         "nlupp" => {
                             let folds = a.folds.as_deref().map(import::parse_folds).transpose()?;

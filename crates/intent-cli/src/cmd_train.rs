@@ -317,7 +317,7 @@ pub struct MlpArgs {
     pub run: RunFlags,
 }
 
-/// Hyperparameters of BERT fine-tuning (defaults: `hf_finetune.py`'s recipe).
+/// Hyperparameters of BERT fine-tuning (defaults: `hf_finetune.py`'s recipe, a faster head, a step floor).
 #[derive(Args, Debug, Clone)]
 pub struct BertFlags {
     /// Base encoder: a Hugging Face folder (e.g. models/all-MiniLM-L6-v2 from
@@ -333,9 +333,9 @@ pub struct BertFlags {
     /// Texts per step.
     #[arg(long, default_value_t = 32)]
     pub batch_size: usize,
-    /// Peak learning rate (AdamW, head and encoder).
-    #[arg(long, default_value_t = 5e-5)]
-    pub lr: f64,
+    /// Peak learning rate (AdamW) [default: 5e-5, Hugging Face's; 2e-4 for multi-label data].
+    #[arg(long)]
+    pub lr: Option<f64>,
     /// Token limit per text.
     #[arg(long, default_value_t = 64)]
     pub max_len: usize,
@@ -386,7 +386,8 @@ pub struct BertFlags {
     /// default: 16 with static shapes, none otherwise; 0 or 1: the longest text.
     #[arg(long, value_name = "N")]
     pub pad_to_multiple_of: Option<usize>,
-    /// Learning rate of the fresh classification head (default: --lr).
+    /// Learning rate of the fresh classification head [default: 20 × the encoder's rate; equal to
+    /// --lr: hf_finetune.py's one rate].
     #[arg(long, value_name = "LR")]
     pub head_lr: Option<f64>,
     /// Multi-label: weight of each label's positives in BCE, from label frequencies.
@@ -422,6 +423,8 @@ impl BertFlags {
             oos_label: run.oos_label.clone(),
             pad_to_multiple_of: self.pad_to_multiple_of,
             head_lr: self.head_lr,
+            // An --lr of one's own holds for multi-label data too.
+            multi_label_lr: if self.lr.is_some() { None } else { defaults.multi_label_lr },
             pos_weight: self.pos_weight,
             threshold_holdout: self.threshold_holdout,
             engine: EngineConfig {
@@ -434,7 +437,7 @@ impl BertFlags {
                 stop_after_epochs: self.stop_after_epochs,
                 epochs: self.epochs,
                 batch_size: self.batch_size,
-                lr: self.lr,
+                lr: self.lr.unwrap_or(defaults.engine.lr),
                 weight_decay: self.weight_decay,
                 warmup_ratio: self.warmup_ratio,
                 patience: self.patience,

@@ -44,7 +44,7 @@ fn is_option_error(e: &anyhow::Error) -> bool {
 /// The error's text, with the backticked field names of an option error as flags; any other
 /// error as it is.
 pub fn name_flags(e: &anyhow::Error, flags: Flags) -> String {
-    let text = format!("{e:#}");
+    let text = error_text(e);
     if !is_option_error(e) {
         return text;
     }
@@ -94,5 +94,38 @@ mod tests {
         assert_eq!(name_flags(&e, Flags::Classifier), "invalid --factors: must be at least 1");
         let e = anyhow::anyhow!("a `kind` in backticks, not an option error");
         assert_eq!(name_flags(&e, Flags::Ncf), "a `kind` in backticks, not an option error");
+    }
+}
+
+/// `e` and its causes joined by ": " (anyhow's `{:#}`), leaving out a cause whose text the
+/// message already holds: library errors that show their source (`path: os error`) would
+/// otherwise print it twice.
+pub fn error_text(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let part = cause.to_string();
+        if text.contains(&part) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+    }
+    text
+}
+
+#[cfg(test)]
+mod error_text_tests {
+    use super::*;
+
+    #[test]
+    fn a_cause_already_in_the_message_is_not_repeated() {
+        let io = std::io::Error::new(std::io::ErrorKind::IsADirectory, "Is a directory (os error 21)");
+        let lib = intent_data::DataError::Io { path: "data/b77".into(), source: io };
+        let e = anyhow::Error::new(lib).context("reading the training data");
+        assert_eq!(error_text(&e), "reading the training data: data/b77: Is a directory (os error 21)");
+        let plain = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(error_text(&plain), "outer: inner");
     }
 }

@@ -171,7 +171,7 @@ fn main() -> ExitCode {
         Err(e) => {
             match option_names {
                 Some(f) => eprintln!("error: {}", flags::name_flags(&e, f)),
-                None => eprintln!("error: {e:#}"),
+                None => eprintln!("error: {}", flags::error_text(&e)),
             }
             ExitCode::from(2)
         }

@@ -156,6 +156,11 @@ fn malformed_inputs_give_file_and_line() {
     assert_clean_error(&intent(&["data", "stats", "cols.csv"], p), "cols.csv:3");
     assert_clean_error(&intent(&["train", "mlp", "--train", "obj.jsonl", "--out", "m"], p), "obj.jsonl:2");
     assert_clean_error(&intent(&["data", "stats", "missing.jsonl"], p), "missing.jsonl");
+    std::fs::create_dir(p.join("banking77")).unwrap();
+    assert_clean_error(
+        &intent(&["data", "import", "--format", "banking77", "banking77", "--out", "b.jsonl"], p),
+        "banking77: a folder; --format banking77 reads one CSV file",
+    );
     assert_clean_error(
         &intent(&["train", "mlp", "--train", "cols.csv", "--out", "m", "--device", "tpu"], p),
         "unknown device 'tpu'",

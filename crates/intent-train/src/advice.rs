@@ -6,8 +6,12 @@
 //!
 //! | training data | SVM | MLP (3 seeds) | BERT (all-MiniLM-L6-v2) |
 //! |---|---|---|---|
-//! | folds 0–3: 414 texts, median 13 per label | 0.724 | 0.682–0.701 | 0.818 |
-//! | folds 0–15: 1,658 texts, median 53 per label | 0.871 | 0.833–0.845 | 0.877 |
+//! | folds 0–3: 414 texts, median 13 per label | 0.724 | 0.682–0.701 | 0.855 |
+//! | folds 0–15: 1,658 texts, median 53 per label | 0.871 | 0.833–0.845 | 0.908 |
+//!
+//! and on BANKING77 (single-label, 77 labels) with about 10 examples per label (802 texts,
+//! `intent data split --train-fraction 0.08`), test accuracy: SVM 0.654, MLP 0.728, BERT 0.842,
+//! zero-shot 0.626.
 
 use intent_data::Dataset;
 
@@ -26,12 +30,12 @@ pub fn data_size_advice(data: &Dataset) -> Option<String> {
     let median = sorted[sorted.len() / 2];
     let kinds = if data.multi_label {
         "on multi-label data this small (NLU++ banking, 414 texts, median 13 per label) fine-tuned BERT \
-         with its defaults scored best (micro-F1 0.82), then the SVM (0.72) and the MLP (0.68-0.70); \
-         zero-shot needs no examples"
+         with its defaults scored best (micro-F1 0.86), then the SVM (0.72) and the MLP (0.68-0.70); \
+         zero-shot needs no examples; `intent compare` measures them on your data"
     } else {
-        "this project has measured small data sets only for multi-label data (there BERT, then the SVM, \
-         then the MLP); train the SVM and BERT and compare them with `intent eval` on held-out data; \
-         zero-shot needs no examples"
+        "on single-label data this small (BANKING77, about 10 examples per label, 802 texts) fine-tuned BERT \
+         with its defaults scored best (accuracy 0.84), then the MLP (0.73) and the SVM (0.65); \
+         zero-shot (0.63) needs no examples; `intent compare` measures them on your data"
     };
     Some(format!(
         "{} of {} labels have fewer than {FEW_EXAMPLES} examples (median {median} per label): {kinds}",

@@ -323,8 +323,10 @@ where
             )
         }
     };
-    let lr_factors = task.lr_factors(&model);
     let mut run = Run::<B, M>::new(model, config, &device, fingerprint)?;
+    // The factors are keyed by parameter id: taken from the model as restored from a checkpoint
+    // (its ids are the checkpoint's), not from the fresh one passed in.
+    let lr_factors = task.lr_factors(&run.model);
     if let Some(o) = &mut run.host_optim {
         o.set_lr_factors(lr_factors.clone());
     }

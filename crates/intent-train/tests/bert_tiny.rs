@@ -142,6 +142,7 @@ fn options(epochs: usize) -> BertOptions {
     o.engine.warmup_ratio = 0.0;
     o.engine.progress = false;
     o.engine.min_steps = Some(0); // these tests count epochs
+    o.multi_label_lr = None; // engine.lr for every kind of data
     o
 }
 
@@ -300,4 +301,29 @@ fn multi_label_without_validation_holds_out_data_for_thresholds() {
     o.threshold_holdout = 0.7;
     let e = train_bert::<AD>(&base, &multi(), None, &o, &device).err().unwrap().to_string();
     assert!(e.contains("threshold_holdout"), "{e}");
+}
+
+/// `multi_label_lr` replaces the engine's rate on multi-label data (the schedule scales with it)
+/// and leaves single-label data alone; `None` or a bad value is the engine's rate or an error.
+#[test]
+fn multi_label_data_trains_at_its_own_rate() {
+    let (_turn, _dir, base) = tiny_bert(0.0);
+    let device = Default::default();
+    let mut o = options(2);
+    o.threshold_holdout = 0.0;
+    let lrs = |o: &BertOptions, data: &Dataset| -> Vec<f64> {
+        train_bert::<AD>(&base, data, None, o, &device).unwrap().history.iter().map(|h| h.lr).collect()
+    };
+    let engine_rate = lrs(&o, &multi());
+    o.multi_label_lr = Some(o.engine.lr / 4.0);
+    let own_rate = lrs(&o, &multi());
+    for (a, b) in engine_rate.iter().zip(&own_rate) {
+        assert!((a / 4.0 - b).abs() < 1e-12, "{engine_rate:?} vs {own_rate:?}");
+    }
+    let single_rate = lrs(&o, &single());
+    o.multi_label_lr = None;
+    assert_eq!(single_rate, lrs(&o, &single()), "single-label data keeps the engine's rate");
+    o.multi_label_lr = Some(-1.0);
+    let e = train_bert::<AD>(&base, &multi(), None, &o, &device).err().unwrap().to_string();
+    assert!(e.contains("multi_label_lr") && e.contains("-1"), "{e}");
 }

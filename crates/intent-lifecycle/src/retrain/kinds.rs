@@ -123,7 +123,14 @@ impl TrainPlan {
                 TrainPlan::Svm(o)
             }
             ModelKind::Bert => {
-                let o: BertTrain = options(table, path)?;
+                let mut o: BertTrain = options(table, path)?;
+                // An `lr` of one's own holds for multi-label data too, unless
+                // `multi_label_lr` is given as well.
+                let engine = table.get("engine").and_then(toml::Value::as_table);
+                let lr_given = table.contains_key("lr") || engine.is_some_and(|e| e.contains_key("lr"));
+                if lr_given && !table.contains_key("multi_label_lr") {
+                    o.options.multi_label_lr = None;
+                }
                 if o.base.trim().is_empty() {
                     return Err(err(&"base: required (a Hugging Face folder or a hub repo id)"));
                 }
@@ -405,4 +412,32 @@ fn checkpoint_key(data: &Dataset, o: &BertTrain, base: &Path) -> String {
 /// Removes the checkpoints of a fine-tune (its run has ended).
 pub(super) fn clear_checkpoints(state_dir: &Path) {
     let _ = std::fs::remove_dir_all(state_dir.join(CHECKPOINTS));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bert_plan(toml_text: &str) -> BertOptions {
+        let table: toml::Table = toml::from_str(toml_text).unwrap();
+        match TrainPlan::parse(ModelKind::Bert, &table, Path::new("retrain.toml")).unwrap() {
+            TrainPlan::Bert(t) => t.options,
+            other => panic!("not a BERT plan: {other:?}"),
+        }
+    }
+
+    /// Multi-label data trains at its own default rate unless the config sets `lr` (in
+    /// `[train]` or `[train.engine]`), which then holds for every kind of data.
+    #[test]
+    fn an_lr_of_ones_own_replaces_the_multi_label_default() {
+        let o = bert_plan("base = \"m\"");
+        assert_eq!(o.multi_label_lr, Some(intent_train::bert::MULTI_LABEL_LR));
+        assert_eq!(o.engine.lr, 5e-5);
+        for text in ["base = \"m\"\nlr = 1e-4", "base = \"m\"\n[engine]\nlr = 1e-4"] {
+            let o = bert_plan(text);
+            assert_eq!((o.engine.lr, o.multi_label_lr), (1e-4, None), "{text}");
+        }
+        let o = bert_plan("base = \"m\"\nlr = 1e-4\nmulti_label_lr = 3e-4");
+        assert_eq!((o.engine.lr, o.multi_label_lr), (1e-4, Some(3e-4)));
+    }
 }
