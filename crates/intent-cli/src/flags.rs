@@ -97,14 +97,14 @@ mod tests {
     }
 }
 
-/// `e` and its causes joined by ": " (anyhow's `{:#}`), leaving out a cause whose text the
-/// message already holds: library errors that show their source (`path: os error`) would
-/// otherwise print it twice.
+/// `e` and its causes joined by ": " (anyhow's `{:#}`), leaving out a cause the message already
+/// ends with: library errors that show their source (`path: os error`) would otherwise print it
+/// twice. A cause that merely occurs somewhere in the message is kept.
 pub fn error_text(e: &anyhow::Error) -> String {
     let mut text = String::new();
     for cause in e.chain() {
         let part = cause.to_string();
-        if text.contains(&part) {
+        if !text.is_empty() && text.ends_with(&part) {
             continue;
         }
         if !text.is_empty() {
