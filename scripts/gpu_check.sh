@@ -6,12 +6,15 @@
 #       all-MiniLM-L6-v2 weights as f16 safetensors (half the size), and copies BANKING77,
 #       MovieLens-100k and the PyTorch GPU anchor into DIR (default gpu_pack/, git-ignored; ~60 MB).
 #   scripts/gpu_check.sh run [DIR]    on the GPU machine (no Rust, no network; Python with torch
-#       and transformers), from the repository root with DIR beside it. In under 8 minutes:
-#       BERT fine-tuning on BANKING77, 2 epochs, the anchor's recipe (mean pooling, lr 1e-4,
-#       batch 32, max_len 64, 10 % warm-up, no clipping), twice (cold and warm kernel caches),
-#       PyTorch's hf_finetune_gpu.py on the same GPU, the MLP (5 epochs) and NCF (5 epochs) on the
-#       GPU and on the CPU; prints one table (samples/s, time to first step, kernels compiled,
-#       test accuracy) and writes it to $OUT/gpu_check.md when $OUT is set.
+#       and transformers), from the repository root with DIR beside it. In under 8 minutes
+#       (INTENT_GPU_CHECK_BUDGET, default 500 s; the most important runs first): BERT fine-tuning
+#       on BANKING77, 2 epochs, the anchor's recipe (mean pooling, lr 1e-4, batch 32, max_len 64,
+#       10 % warm-up, no clipping) with cold kernel caches, PyTorch's hf_finetune_gpu.py on the
+#       same GPU, BERT again with warm caches and with --precision bf16, the MLP (5 epochs) and
+#       NCF (5 epochs) on the GPU and on the CPU. Prints one table (samples/s, time to first
+#       step, kernels compiled, test accuracy) and writes it to $OUT/gpu_check.md, with each
+#       run's log under $OUT/logs/ and its metrics.json as $OUT/RUN.json ($OUT: the device
+#       tool's folder; a temporary one when unset).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-}
@@ -63,60 +66,109 @@ pack)
     ;;
 run)
     [ -f "$dir/intent.xz" ] || { echo "no $dir/intent.xz: run 'scripts/gpu_check.sh pack' first" >&2; exit 2; }
+    # INTENT_GPU_CHECK_DEVICE: the device of intent's runs (default cuda:0; `cpu` is a dry run of
+    # this script on a machine without a GPU). INTENT_GPU_CHECK_BUDGET: seconds for everything
+    # (default 500: the device machine's 600 s per call, less start-up); each run gets what is
+    # left, the most important first, so a hung run cannot cost the table.
+    gpu=${INTENT_GPU_CHECK_DEVICE:-cuda:0}
+    budget=${INTENT_GPU_CHECK_BUDGET:-500}
+    start=$SECONDS
     work=$(mktemp -d)
-    xz -dc "$dir/intent.xz" > "$work/intent" && chmod +x "$work/intent"
+    out=${OUT:-$work/out}
+    mkdir -p "$out/logs"
+    # xz(1) may be missing on the GPU machine; Python's lzma reads the same file.
+    xz -dc "$dir/intent.xz" > "$work/intent" 2>/dev/null \
+        || python3 -c 'import lzma,shutil,sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' \
+            "$dir/intent.xz" "$work/intent"
+    chmod +x "$work/intent"
     cp -r "$dir/model" "$work/model"
     widen_or_narrow "$work/model/model.f16.safetensors" "$work/model/model.safetensors" f32
     rm "$work/model/model.f16.safetensors"
     b77="$dir/datasets/banking77"
     export INTENT_KERNEL_CACHE="$work/kernel-cache"
     intent="$work/intent"
-    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
-    log() { echo "== $*" >&2; }
+    { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true; nproc; } \
+        > "$out/logs/machine.txt" 2>&1
+    cat "$out/logs/machine.txt" >&2
+    table="$out/gpu_check.md"
+    echo "| run | steady samples/s | first step (s) | kernels compiled (epoch 1) | fastest epoch (s) | test accuracy / HR@10 |" > "$table"
+    echo "|---|---|---|---|---|---|" >> "$table"
     row() { # NAME METRICS_JSON: samples/s, first step, kernels, accuracy from metrics.json
         python3 - "$1" "$2" <<'PY'
 import json, sys
 name, path = sys.argv[1], sys.argv[2]
 m = json.load(open(path)); t = m.get("timing", {})
-acc = (m.get("test") or {}).get("accuracy") or m.get("hr@10")
-sec = [h["seconds"] for h in m.get("history", [])]
+acc = (m.get("test") or {}).get("accuracy") or (m.get("test") or {}).get("hr@10") or m.get("hr@10")
+sec = [h["seconds"] for h in m.get("history", []) if "seconds" in h]
 print(f"| {name} | {t.get('steady_samples_per_second', 0):.0f} | {t.get('time_to_first_step_s', 0):.1f} | "
       f"{t.get('kernels_first_epoch', '–')} | {min(sec) if sec else 0:.2f} | "
       f"{acc if acc is None else round(acc, 4)} |")
 PY
     }
-    bert() { # OUT
-        timeout 240 "$intent" train bert --base "$work/model" --train "$b77/train.csv" --test "$b77/test.csv" \
-            --out "$1" --epochs 2 --lr 1e-4 --head-lr 1e-4 --pooling mean --max-grad-norm 0 --device cuda:0
+    # step NAME LIMIT_S OUTDIR CMD...: runs CMD with the smaller of LIMIT_S and the time left,
+    # its output in logs/OUTDIR.log, then one row of the table (or why there is none).
+    step() {
+        local name=$1 limit=$2 dirname=$3; shift 3
+        local left=$((budget - (SECONDS - start)))
+        [ "$left" -lt "$limit" ] && limit=$left
+        if [ "$limit" -lt 15 ]; then
+            echo "| $name | skipped: the ${budget} s budget was spent | | | | |" >> "$table"; return
+        fi
+        echo "== $name (≤ ${limit} s)" >&2
+        local t0=$SECONDS rc=0
+        # timeout(1) runs programs, not shell functions: the exported functions run in a bash.
+        timeout "$limit" bash -c '"$@"' _ "$@" > "$out/logs/$dirname.log" 2>&1 || rc=$?
+        if [ "$rc" -eq 0 ] && [ -f "$work/$dirname/metrics.json" ]; then
+            row "$name" "$work/$dirname/metrics.json" >> "$table"
+            cp "$work/$dirname/metrics.json" "$out/$dirname.json"
+        elif [ "$rc" -eq 124 ]; then
+            echo "| $name | timed out after ${limit} s (logs/$dirname.log) | | | | |" >> "$table"
+        else
+            echo "| $name | failed: exit $rc after $((SECONDS - t0)) s (logs/$dirname.log) | | | | |" >> "$table"
+        fi
+        tail -3 "$out/logs/$dirname.log" >&2 || true
     }
-    table="$work/table.md"
-    echo "| run | steady samples/s | first step (s) | kernels compiled (epoch 1) | fastest epoch (s) | test accuracy / HR@10 |" > "$table"
-    echo "|---|---|---|---|---|---|" >> "$table"
-    log "BERT, cold kernel caches"; bert "$work/bert-cold" && row "intent BERT cuda, cold caches" "$work/bert-cold/metrics.json" >> "$table" || echo "| intent BERT cuda, cold | failed (exit $?) | | | | |" >> "$table"
-    log "BERT, warm kernel caches"; bert "$work/bert-warm" && row "intent BERT cuda, warm caches" "$work/bert-warm/metrics.json" >> "$table" || echo "| intent BERT cuda, warm | failed (exit $?) | | | | |" >> "$table"
-    log "PyTorch anchor"
-    py=$(timeout 120 python3 "$dir/anchors/hf_finetune_gpu.py" "$work/model" 2 2>/dev/null | tail -1 || true)
-    echo "| PyTorch hf_finetune_gpu.py (same GPU) | ${py:-failed} | | | | |" >> "$table"
-    for dev in cuda:0 cpu; do
-        log "MLP on $dev"
-        timeout 90 "$intent" train mlp --train "$b77/train.csv" --test "$b77/test.csv" --out "$work/mlp-$dev" \
-            --epochs 5 --no-early-stopping --hidden-layers 4 --dropout 0.45 --device "$dev" >/dev/null \
-            && row "intent MLP $dev (4×512, 5 epochs)" "$work/mlp-$dev/metrics.json" >> "$table" \
-            || echo "| intent MLP $dev | failed | | | | |" >> "$table"
-        log "NCF on $dev"
-        timeout 90 "$intent" train ncf --train "$dir/datasets/ml-100k/u.data" --out "$work/ncf-$dev" --epochs 5 \
-            --device "$dev" >/dev/null \
-            && row "intent NCF $dev (NeuMF, 5 epochs)" "$work/ncf-$dev/metrics.json" >> "$table" \
-            || echo "| intent NCF $dev | failed | | | | |" >> "$table"
-    done
+    bert() { # OUT [FLAGS…]: hf_finetune_gpu.py's recipe
+        local o=$1; shift
+        "$intent" train bert --base "$work/model" --train "$b77/train.csv" --test "$b77/test.csv" \
+            --out "$work/$o" --epochs 2 --lr 1e-4 --head-lr 1e-4 --pooling mean --max-grad-norm 0 \
+            --device "$gpu" "$@"
+    }
+    mlp() { # OUT DEVICE
+        "$intent" train mlp --train "$b77/train.csv" --test "$b77/test.csv" --out "$work/$1" \
+            --epochs 5 --no-early-stopping --hidden-layers 4 --dropout 0.45 --device "$2"
+    }
+    ncf() { # OUT DEVICE
+        "$intent" train ncf --train "$dir/datasets/ml-100k/u.data" --out "$work/$1" --epochs 5 --device "$2"
+    }
+    anchor() {
+        python3 "$dir/anchors/hf_finetune_gpu.py" "$work/model" 2 > "$out/logs/anchor.out" || return $?
+        mkdir -p "$work/anchor" && python3 - "$out/logs/anchor.out" "$work/anchor/metrics.json" <<'PY'
+import json, re, sys
+line = open(sys.argv[1]).read().strip().splitlines()[-1]
+v = dict(re.findall(r"(\w+)=([\d.]+)", line))
+json.dump({"timing": {"steady_samples_per_second": float(v["train_samples_per_s"])},
+           "test": {"accuracy": float(v["test_acc"])}}, open(sys.argv[2], "w"))
+PY
+    }
+    export -f bert mlp ncf anchor
+    export intent work out b77 gpu dir
+    # GPU utilisation beside the runs (a flat 0 % means the GPU waits on the host).
+    (nvidia-smi dmon -s u -d 2 > "$out/logs/dmon.log" 2>&1 &) || true
+    step "intent BERT $gpu, cold caches" 200 bert-cold bert bert-cold
+    step "PyTorch hf_finetune_gpu.py (same GPU)" 120 anchor anchor
+    step "intent BERT $gpu, warm caches" 150 bert-warm bert bert-warm
+    step "intent BERT $gpu, warm, --precision bf16" 150 bert-bf16 bert bert-bf16 --precision bf16
+    step "intent MLP $gpu (4×512, 5 epochs)" 60 mlp-gpu mlp mlp-gpu "$gpu"
+    step "intent NCF $gpu (NeuMF, 5 epochs)" 60 ncf-gpu ncf ncf-gpu "$gpu"
+    step "intent MLP cpu (4×512, 5 epochs)" 40 mlp-cpu mlp mlp-cpu cpu
+    step "intent NCF cpu (NeuMF, 5 epochs)" 40 ncf-cpu ncf ncf-cpu cpu
+    pkill -f "nvidia-smi dmon" 2>/dev/null || true
+    echo "total $((SECONDS - start)) s of a ${budget} s budget" >> "$out/logs/machine.txt"
     cat "$table"
-    if [ -n "${OUT:-}" ]; then
-        cp "$table" "$OUT/gpu_check.md"
-        for d in "$work"/*/; do [ -f "$d/metrics.json" ] && cp "$d/metrics.json" "$OUT/$(basename "$d").json"; done
-    fi
     ;;
 *)
-    sed -n 2,15p "$0" >&2
+    sed -n 2,18p "$0" >&2
     exit 2
     ;;
 esac

@@ -115,3 +115,24 @@ fn padded_batch_equals_sentences_alone() {
         }
     }
 }
+
+/// Mixed precision (`Precision::Bf16`, the layers' products in bf16) stays close to PyTorch's
+/// f32 embeddings, and is not silently f32.
+#[test]
+fn bf16_matrix_products_stay_close_to_pytorch() {
+    let g = golden();
+    let [_, (_, mut enc)] = encoders();
+    enc.model.precision = intent_models::bert::Precision::Bf16;
+    let (mut worst_cos, mut largest) = (1.0f32, 0.0f32);
+    for case in g["cases"].as_array().expect("cases") {
+        let text = case["text"].as_str().expect("text");
+        let want = floats(&case["mean_pooled_normalized"]);
+        let got = &enc.embed(&[text], 1).unwrap()[0];
+        let cos: f32 = got.iter().zip(&want).map(|(a, b)| a * b).sum();
+        worst_cos = worst_cos.min(cos);
+        largest = largest.max(max_diff(got, &want));
+    }
+    eprintln!("bf16: lowest cosine to PyTorch f32 {worst_cos:.5}, max |diff| {largest:.2e}");
+    assert!(worst_cos > 0.9995, "bf16 embeddings drift from f32: cosine {worst_cos}");
+    assert!(largest > 1e-4, "bf16 products should not be f32-exact (max |diff| {largest})");
+}

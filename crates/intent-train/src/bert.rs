@@ -13,7 +13,7 @@ use burn::tensor::backend::AutodiffBackend;
 use intent_data::text::VectorizerConfig;
 use intent_data::{data_hash, Dataset};
 use intent_eval::Report;
-use intent_models::bert::{BertConfig, BertForSequenceClassification, BertTokenizer, HeadPooling};
+use intent_models::bert::{BertConfig, BertForSequenceClassification, BertTokenizer, HeadPooling, Precision};
 use intent_models::folder::{now_unix, ModelConfig, Preprocessing, Versions, CONFIG_FILE, WEIGHTS_FILE};
 use serde::{Deserialize, Serialize};
 
@@ -63,6 +63,10 @@ pub struct BertOptions {
     /// the model trained on the rest is kept. 0: no hold-out (thresholds stay at 0.5).
     #[serde(default)]
     pub threshold_holdout: f64,
+    /// The float type of the encoder's matrix products ([`Precision`]): bf16 mixed precision
+    /// for GPUs' bf16 matrix units; f32 by default.
+    #[serde(default)]
+    pub precision: Precision,
     /// Engine settings.
     pub engine: EngineConfig,
 }
@@ -94,6 +98,7 @@ impl Default for BertOptions {
             multi_label_lr: default_multi_label_lr(),
             pos_weight: PosWeight::Sqrt,
             threshold_holdout: 0.1,
+            precision: Precision::F32,
             engine: EngineConfig {
                 epochs: 3,
                 batch_size: 32,
@@ -527,6 +532,13 @@ pub fn train_bert<B: AutodiffBackend>(
             labels.len()
         );
     }
+    model.bert.precision = opts.precision;
+    if opts.precision == Precision::Bf16 {
+        tracing::info!("mixed precision: the layers' matrix products in bf16, weights and the rest in f32");
+        if crate::engine::is_cpu_backend::<B>(device) {
+            tracing::warn!("--precision bf16 on the CPU is slower than f32 (no bf16 matrix units there)");
+        }
+    }
     if opts.freeze_encoder {
         tracing::info!("encoder frozen: training the head only");
         model.bert.embeddings = model.bert.embeddings.no_grad();
@@ -542,9 +554,11 @@ pub fn train_bert<B: AutodiffBackend>(
         );
     }
     let train_hash = data_hash(train);
-    let options_json =
+    let mut options_json =
         serde_json::to_string(&BertOptions { engine: EngineConfig::default(), ..opts.clone() })
             .expect("serializes");
+    // Checkpoints written before `precision` existed keep their fingerprint (f32 runs).
+    options_json = options_json.replace(r#","precision":"f32""#, "");
     let targets_for_weights = targets.clone();
     let head_factor = opts.head_lr.map_or(HEAD_LR_FACTOR, |h| h / engine.lr);
     tracing::info!(

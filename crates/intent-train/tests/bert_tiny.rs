@@ -327,3 +327,29 @@ fn multi_label_data_trains_at_its_own_rate() {
     let e = train_bert::<AD>(&base, &multi(), None, &o, &device).err().unwrap().to_string();
     assert!(e.contains("multi_label_lr") && e.contains("-1"), "{e}");
 }
+
+#[test]
+fn bf16_mixed_precision_learns_and_keeps_f32_weights() {
+    let (_turn, dir, base) = tiny_bert(0.0);
+    let device = Default::default();
+    let train = single();
+    let mut o = options(25);
+    o.precision = intent_models::bert::Precision::Bf16;
+    let t = train_bert::<AD>(&base, &train, Some(&train), &o, &device).unwrap();
+    let scores: Vec<f64> = t.history.iter().filter_map(|h| h.val_score).collect();
+    assert_eq!(scores.iter().cloned().fold(0.0, f64::max), 1.0, "validation accuracy per epoch: {scores:?}");
+    let losses: Vec<f64> = t.history.iter().map(|h| h.loss).collect();
+    assert!(losses[0] > 1.3 * losses[losses.len() - 1], "{losses:?}");
+    t.save(&dir.path().join("bf16")).unwrap();
+    let bytes = std::fs::read(dir.path().join("bf16/model.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    assert!(st.tensors().iter().all(|(_, v)| v.dtype() == Dtype::F32), "master weights stay f32");
+    // The same run in f32 ends with other weights: the products really were bf16.
+    o.precision = intent_models::bert::Precision::F32;
+    let t32 = train_bert::<AD>(&base, &train, Some(&train), &o, &device).unwrap();
+    t32.save(&dir.path().join("f32")).unwrap();
+    let (a, b) = (weights(&dir.path().join("bf16")), weights(&dir.path().join("f32")));
+    let diff = a.iter().zip(&b).flat_map(|(x, y)| x.1.iter().zip(&y.1)).map(|(p, q)| (p - q).abs());
+    let largest = diff.fold(0.0f32, f32::max);
+    assert!(largest > 1e-5 && largest < 0.05, "bf16 vs f32 weights differ by at most {largest}");
+}

@@ -34,7 +34,7 @@ use burn::tensor::DType;
 pub use classifier::BertClassifier;
 pub use config::{BertConfig, Pooling, PoolingMode};
 pub use host::HostBert;
-pub use model::BertModel;
+pub use model::{BertModel, Precision};
 pub use sequence::{BertForSequenceClassification, HeadPooling};
 pub use tokenizer::{BertTokenizer, TokenBatch};
 

@@ -17,12 +17,45 @@ use burn::tensor::activation::{relu, softmax, tanh};
 use burn::tensor::backend::Backend;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
-use burn::tensor::{Bool, ElementConversion, Int, Tensor};
+use burn::tensor::{Bool, ElementConversion, FloatDType, Int, Tensor};
+use serde::{Deserialize, Serialize};
 
 use std::sync::Arc;
 
 use super::config::{Activation, BertConfig};
 use super::fused::add_layer_norm;
+
+/// The float type of the encoder's matrix products (mixed precision): with [`Precision::Bf16`]
+/// every `Linear` of the layers multiplies in bf16 (the GPU's bf16 matrix units), while the
+/// weights, their gradients, the optimizer's state, attention, LayerNorm, GELU, the head and the
+/// loss stay f32, as under PyTorch's `autocast(dtype=torch.bfloat16)`. bf16 keeps f32's exponent
+/// range, so no loss scaling is needed (f16 would need it and is not offered).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+pub enum Precision {
+    /// Everything in f32.
+    #[default]
+    F32,
+    /// The layers' matrix products in bf16, the rest in f32.
+    Bf16,
+}
+
+/// `l(x)` in `precision`: the product of `x` and the weight in bf16, accumulated back into f32
+/// before the bias (burn's `Linear::forward` when f32).
+pub fn linear_in<B: Backend>(l: &Linear<B>, x: Tensor<B, 2>, precision: Precision) -> Tensor<B, 2> {
+    match precision {
+        Precision::F32 => l.forward(x),
+        Precision::Bf16 => {
+            let y =
+                x.cast(FloatDType::BF16).matmul(l.weight.val().cast(FloatDType::BF16)).cast(FloatDType::F32);
+            match &l.bias {
+                Some(b) => y + b.val().unsqueeze_dim(0),
+                None => y,
+            }
+        }
+    }
+}
 
 /// Word, position and token-type embeddings, summed and normalised.
 #[derive(Module, Debug)]
@@ -122,6 +155,9 @@ pub struct BertModel<B: Backend> {
     pub hidden_dropout: Dropout,
     /// Dropout on the attention probabilities (`attention_probs_dropout_prob`), training only.
     pub attention_dropout: Dropout,
+    /// The float type of the layers' matrix products (f32 unless set for training on a GPU).
+    #[module(skip)]
+    pub precision: Precision,
 }
 
 /// [`Activation`] as a module constant.
@@ -165,6 +201,7 @@ impl BertConfig {
             norm_eps: eps,
             hidden_dropout: DropoutConfig::new(self.dropout_prob("hidden_dropout_prob")).init(),
             attention_dropout: DropoutConfig::new(self.dropout_prob("attention_probs_dropout_prob")).init(),
+            precision: Precision::F32,
         }
     }
 
@@ -200,6 +237,7 @@ struct LayerContext<'a, B: Backend> {
     /// The attention mask `[batch·len]` when the fused training kernels run ([`super::fused`]).
     fused_keep: Option<Arc<Vec<i64>>>,
     norm_eps: f64,
+    precision: Precision,
 }
 
 impl<B: Backend> BertLayer<B> {
@@ -208,7 +246,8 @@ impl<B: Backend> BertLayer<B> {
         let heads = cx.heads;
         let x = x.reshape([b * l, d]);
         let a = &self.attention.self_attn;
-        let (q, k, v) = (a.query.forward(x.clone()), a.key.forward(x.clone()), a.value.forward(x.clone()));
+        let dense = |l: &Linear<B>, x: Tensor<B, 2>| linear_in(l, x, cx.precision);
+        let (q, k, v) = (dense(&a.query, x.clone()), dense(&a.key, x.clone()), dense(&a.value, x.clone()));
         let ctx = if let Some(keep) = &cx.fused_keep {
             super::fused::attention(q, k, v, keep, l, heads, cx.attention.prob)
         } else {
@@ -231,13 +270,13 @@ impl<B: Backend> BertLayer<B> {
         let o = &self.attention.output;
         let x = add_layer_norm(
             x,
-            super::dropout::dropout(cx.hidden, o.dense.forward(ctx)),
+            super::dropout::dropout(cx.hidden, dense(&o.dense, ctx)),
             &o.layer_norm,
             cx.norm_eps,
         );
-        let h = activate(self.intermediate.dense.forward(x.clone()), cx.activation);
+        let h = activate(dense(&self.intermediate.dense, x.clone()), cx.activation);
         let o = &self.output;
-        add_layer_norm(x, super::dropout::dropout(cx.hidden, o.dense.forward(h)), &o.layer_norm, cx.norm_eps)
+        add_layer_norm(x, super::dropout::dropout(cx.hidden, dense(&o.dense, h)), &o.layer_norm, cx.norm_eps)
             .reshape([b, l, d])
     }
 }
@@ -277,6 +316,7 @@ impl<B: Backend> BertModel<B> {
             pad,
             fused_keep,
             norm_eps: self.norm_eps,
+            precision: self.precision,
         };
         for layer in &self.encoder.layer {
             x = layer.forward(x, &cx);
@@ -292,5 +332,72 @@ impl<B: Backend> BertModel<B> {
     /// Longest input.
     pub fn max_positions(&self) -> usize {
         self.embeddings.position_embeddings.weight.dims()[0]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::{Autodiff, Flex};
+    use burn::module::Param;
+    use burn::tensor::{DType, TensorData};
+
+    type AD = Autodiff<Flex>;
+
+    /// x `[2, 3]` and a Linear 3 → 2 with values that bf16 cannot hold exactly.
+    fn case() -> (Tensor<AD, 2>, Linear<AD>) {
+        let d = Default::default();
+        let x = Tensor::<AD, 2>::from_data(
+            TensorData::new(vec![1.001f32, -2.3, 0.7, 3.0625, 0.002, -1.5], [2, 3]),
+            &d,
+        )
+        .require_grad();
+        let mut l = LinearConfig::new(3, 2).init::<AD>(&d);
+        let w = vec![0.1f32, -0.33, 1.2345, 0.0777, -0.9, 2.6189];
+        l.weight = Param::from_tensor(Tensor::from_data(TensorData::new(w, [3, 2]), &d));
+        l.bias = Some(Param::from_tensor(Tensor::from_data(TensorData::new(vec![0.25f32, -0.125], [2]), &d)));
+        (x, l)
+    }
+
+    fn to_bf16(v: f32) -> f32 {
+        half::bf16::from_f32(v).to_f32()
+    }
+
+    #[test]
+    fn bf16_products_round_the_operands_and_keep_the_bias_and_gradients_f32() {
+        let (x, l) = case();
+        let xs = x.to_data().to_vec::<f32>().unwrap();
+        let ws = l.weight.val().to_data().to_vec::<f32>().unwrap();
+        let f32_out = linear_in(&l, x.clone(), Precision::F32).to_data().to_vec::<f32>().unwrap();
+        let out = linear_in(&l, x.clone(), Precision::Bf16);
+        assert_eq!(out.dtype(), DType::F32, "the product comes back as f32");
+        let got = out.to_data().to_vec::<f32>().unwrap();
+        for r in 0..2 {
+            for c in 0..2 {
+                let dot = |round: fn(f32) -> f32| {
+                    (0..3).map(|k| round(xs[r * 3 + k]) * round(ws[k * 2 + c])).sum::<f32>()
+                        + [0.25f32, -0.125][c]
+                };
+                let (want, exact) = (dot(to_bf16), dot(|v| v));
+                // bf16 operands, then at most the rounding of a bf16 result (2⁻⁹ relative).
+                let tol = 0.004 * want.abs().max(1.0);
+                assert!((got[r * 2 + c] - want).abs() <= tol, "{r},{c}: {got:?} vs {want}");
+                assert!((f32_out[r * 2 + c] - exact).abs() < 1e-5);
+            }
+        }
+        assert_ne!(got, f32_out, "bf16 operands change the product");
+        // Gradients reach the f32 weights and input as f32, close to the f32 ones.
+        let grads = out.sum().backward();
+        let gw = l.weight.grad(&grads).unwrap();
+        assert_eq!(gw.dtype(), DType::F32);
+        let gx = x.grad(&grads).unwrap().to_data().to_vec::<f32>().unwrap();
+        let (x32, l32) = case();
+        let g32 = linear_in(&l32, x32.clone(), Precision::F32).sum().backward();
+        let gx32 = x32.grad(&g32).unwrap().to_data().to_vec::<f32>().unwrap();
+        for (a, b) in gx.iter().zip(&gx32) {
+            assert!((a - b).abs() <= 0.01 * b.abs().max(0.1), "input gradient {a} vs {b}");
+        }
+        let gb = l.bias.as_ref().unwrap().grad(&grads).unwrap().to_data().to_vec::<f32>().unwrap();
+        assert_eq!(gb, vec![2.0, 2.0], "the bias gradient is the row count, in f32");
     }
 }
