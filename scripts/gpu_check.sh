@@ -9,12 +9,12 @@
 #       and transformers), from the repository root with DIR beside it. In under 8 minutes
 #       (INTENT_GPU_CHECK_BUDGET, default 500 s; the most important runs first): BERT fine-tuning
 #       on BANKING77, 2 epochs, the anchor's recipe (mean pooling, lr 1e-4, batch 32, max_len 64,
-#       10 % warm-up, no clipping) with cold kernel caches, PyTorch's hf_finetune_gpu.py on the
-#       same GPU, BERT again with warm caches and with --precision bf16, the MLP (5 epochs) and
-#       NCF (5 epochs) on the GPU and on the CPU. Prints one table (samples/s, time to first
-#       step, kernels compiled, test accuracy) and writes it to $OUT/gpu_check.md, with each
-#       run's log under $OUT/logs/ and its metrics.json as $OUT/RUN.json ($OUT: the device
-#       tool's folder; a temporary one when unset).
+#       10 % warm-up, no clipping, batches in random order) with cold kernel caches, PyTorch's
+#       hf_finetune_gpu.py on the same GPU, BERT again with warm caches and with --precision
+#       bf16, the MLP (5 epochs) and NCF (5 epochs) on the GPU and on the CPU. Prints one
+#       table (samples/s, time to first step, kernels compiled, test accuracy) and writes it to
+#       $OUT/gpu_check.md, with each run's log under $OUT/logs/ and its metrics.json as
+#       $OUT/RUN.json ($OUT: the device tool's folder; a temporary one when unset).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-}
@@ -128,11 +128,11 @@ PY
         fi
         tail -3 "$out/logs/$dirname.log" >&2 || true
     }
-    bert() { # OUT [FLAGS…]: hf_finetune_gpu.py's recipe
+    bert() { # OUT [FLAGS…]: hf_finetune_gpu.py's recipe (one rate, batches in random order)
         local o=$1; shift
         "$intent" train bert --base "$work/model" --train "$b77/train.csv" --test "$b77/test.csv" \
             --out "$work/$o" --epochs 2 --lr 1e-4 --head-lr 1e-4 --pooling mean --max-grad-norm 0 \
-            --device "$gpu" "$@"
+            --no-length-buckets --device "$gpu" "$@"
     }
     mlp() { # OUT DEVICE
         "$intent" train mlp --train "$b77/train.csv" --test "$b77/test.csv" --out "$work/$1" \
@@ -168,7 +168,7 @@ PY
     cat "$table"
     ;;
 *)
-    sed -n 2,18p "$0" >&2
+    sed -n 2,17p "$0" >&2
     exit 2
     ;;
 esac

@@ -30,12 +30,13 @@ pub struct NcfArgs {
     /// Passes over the training pairs.
     #[arg(long, default_value_t = 20)]
     pub epochs: usize,
-    /// Samples per step.
-    #[arg(long, default_value_t = 256)]
-    pub batch_size: usize,
-    /// Adam learning rate.
-    #[arg(long, visible_alias = "lr", default_value_t = 1e-3)]
-    pub learning_rate: f64,
+    /// Samples per step [default: 256 on the CPU, 2048 on a GPU].
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Adam learning rate [default: 1e-3; with the GPU's default batch 2.83e-3, scaled by
+    /// √(2048/256)].
+    #[arg(long, visible_alias = "lr")]
+    pub learning_rate: Option<f64>,
     /// GMF factors (predictive factors).
     #[arg(long, visible_alias = "factors", default_value_t = 8)]
     pub embedding_dim: usize,
@@ -116,6 +117,7 @@ pub fn train(a: NcfArgs) -> Result<ExitCode> {
         }
         (_, other) => Some(other),
     };
+    let (batch_size, lr) = intent_train::ncf::BATCH_DEFAULTS.resolve(spec, a.batch_size, a.learning_rate);
     let opts = NcfOptions {
         device,
         kind: a.model,
@@ -123,8 +125,8 @@ pub fn train(a: NcfArgs) -> Result<ExitCode> {
         layers: a.hidden_layers,
         train: NcfTrainConfig {
             epochs: a.epochs,
-            batch_size: a.batch_size,
-            lr: a.learning_rate,
+            batch_size,
+            lr,
             num_neg: a.num_neg,
             seed: a.seed,
             weight_decay: a.weight_decay,

@@ -112,12 +112,13 @@ pub struct MlpFlags {
     /// Maximum epochs.
     #[arg(long, default_value_t = MlpOptions::default().engine.epochs)]
     pub epochs: usize,
-    /// Examples per step.
-    #[arg(long, default_value_t = MlpOptions::default().engine.batch_size)]
-    pub batch_size: usize,
-    /// Peak learning rate (AdamW).
-    #[arg(long, default_value_t = MlpOptions::default().engine.lr)]
-    pub lr: f64,
+    /// Examples per step [default: 64 on the CPU, 256 on a GPU].
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Peak learning rate (AdamW) [default: 3e-3; with the GPU's default batch 6e-3, scaled by
+    /// √(256/64)].
+    #[arg(long)]
+    pub lr: Option<f64>,
     /// AdamW decoupled weight decay.
     #[arg(long, default_value_t = MlpOptions::default().engine.weight_decay)]
     pub weight_decay: f64,
@@ -182,6 +183,7 @@ impl MlpFlags {
     /// The options and device (the trainer checks the values, once).
     pub fn options(&self, features: &FeatureFlags, run: &RunFlags) -> Result<(MlpOptions, DeviceSpec)> {
         let device: DeviceSpec = self.device.parse()?;
+        let (batch_size, lr) = intent_train::mlp::BATCH_DEFAULTS.resolve(device, self.batch_size, self.lr);
         let opts = MlpOptions {
             hidden_size: self.hidden_size,
             hidden_layers: self.hidden_layers,
@@ -189,8 +191,8 @@ impl MlpFlags {
             vectorizer: features.vectorizer(VectorizerConfig::default())?,
             engine: EngineConfig {
                 epochs: self.epochs,
-                batch_size: self.batch_size,
-                lr: self.lr,
+                batch_size,
+                lr,
                 weight_decay: self.weight_decay,
                 schedule: self.lr_schedule,
                 warmup_ratio: self.warmup_ratio,

@@ -134,6 +134,35 @@ impl DeviceSpec {
     }
 }
 
+/// A batch size and learning rate the user may have left unset, and the defaults to fill in.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BatchDefaults {
+    /// The CPU's default batch size.
+    pub cpu_batch: usize,
+    /// The default learning rate at `cpu_batch`.
+    pub lr: f64,
+    /// The default batch size on an accelerator: a GPU's step costs about the same for a few
+    /// rows as for hundreds (kernel launches, not arithmetic), so small models want large ones.
+    pub accelerator_batch: usize,
+}
+
+impl BatchDefaults {
+    /// The batch size and learning rate of a run on `device`: what was given, else on an
+    /// accelerator [`BatchDefaults::accelerator_batch`] with the rate scaled by √(its ratio to
+    /// the CPU batch) when the rate is not given either (the square-root rule for Adam-type
+    /// optimizers: a k× larger batch has √k× less gradient noise), else the CPU's defaults.
+    pub fn resolve(self, device: DeviceSpec, batch: Option<usize>, lr: Option<f64>) -> (usize, f64) {
+        match (batch, device.resolve().is_accelerator()) {
+            (Some(b), _) => (b, lr.unwrap_or(self.lr)),
+            (None, false) => (self.cpu_batch, lr.unwrap_or(self.lr)),
+            (None, true) => {
+                let ratio = self.accelerator_batch as f64 / self.cpu_batch as f64;
+                (self.accelerator_batch, lr.unwrap_or(self.lr * ratio.sqrt()))
+            }
+        }
+    }
+}
+
 /// True when CUDA device `index` can run a kernel. burn panics (in a device thread) when there
 /// is no driver, so the probe runs a tiny op under `catch_unwind` with the panic hook silenced.
 #[cfg(feature = "cuda")]
@@ -169,5 +198,15 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("not compiled into this build"));
+    }
+
+    #[test]
+    fn accelerators_default_to_larger_batches_at_a_square_root_scaled_rate() {
+        let d = BatchDefaults { cpu_batch: 64, lr: 3e-3, accelerator_batch: 256 };
+        assert_eq!(d.resolve(DeviceSpec::Cpu, None, None), (64, 3e-3));
+        assert_eq!(d.resolve(DeviceSpec::Cuda(0), None, None), (256, 6e-3), "√(256/64) = 2");
+        assert_eq!(d.resolve(DeviceSpec::Cuda(0), None, Some(1e-3)), (256, 1e-3), "a given rate holds");
+        assert_eq!(d.resolve(DeviceSpec::Cuda(0), Some(32), None), (32, 3e-3), "a given batch: no scaling");
+        assert_eq!(d.resolve(DeviceSpec::Cpu, Some(128), Some(1e-2)), (128, 1e-2));
     }
 }

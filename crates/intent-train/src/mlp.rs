@@ -60,13 +60,25 @@ impl Default for MlpOptions {
             hidden_layers: 1,
             dropout: 0.3,
             vectorizer: VectorizerConfig::default(),
-            engine: EngineConfig { epochs: 20, ..EngineConfig::default() },
+            engine: EngineConfig {
+                epochs: 20,
+                batch_size: BATCH_DEFAULTS.cpu_batch,
+                lr: BATCH_DEFAULTS.lr,
+                ..EngineConfig::default()
+            },
             oos_label: "oos".into(),
             threshold_holdout: 0.1,
             pos_weight: crate::loss::PosWeight::Sqrt,
         }
     }
 }
+
+/// The MLP's default batch size and learning rate: 64 at 3e-3 on the CPU, 256 at 6e-3 on
+/// accelerators ([`crate::device::BatchDefaults`]). BANKING77, 20 epochs, test accuracy on the
+/// CPU: one hidden layer 0.9045 at 64 / 3e-3, 0.9075 at 256 / 6e-3; four layers with dropout
+/// 0.45, 0.8792 and 0.8870; a quarter of the steps per epoch.
+pub const BATCH_DEFAULTS: crate::device::BatchDefaults =
+    crate::device::BatchDefaults { cpu_batch: 64, lr: 3e-3, accelerator_batch: 256 };
 
 /// A trained MLP plus what happened during training.
 pub struct TrainedMlp<B: Backend> {
