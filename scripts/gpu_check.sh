@@ -9,7 +9,7 @@
 #       and transformers), from the repository root with DIR beside it. In under 8 minutes
 #       (INTENT_GPU_CHECK_BUDGET, default 500 s; the most important runs first): BERT fine-tuning
 #       on BANKING77, 2 epochs, the anchor's recipe (mean pooling, lr 1e-4, batch 32, max_len 64,
-#       10 % warm-up, no clipping, batches in random order) with cold kernel caches, PyTorch's
+#       10 % warm-up, no clipping, random batch order, nn.Linear's head) with cold caches, PyTorch's
 #       hf_finetune_gpu.py on the same GPU, BERT again with warm caches and with --precision
 #       bf16, the MLP (5 epochs) and NCF (5 epochs) on the GPU and on the CPU. Prints one
 #       table (samples/s, time to first step, kernels compiled, test accuracy) and writes it to
@@ -78,8 +78,8 @@ run)
     mkdir -p "$out/logs"
     # xz(1) may be missing on the GPU machine; Python's lzma reads the same file.
     xz -dc "$dir/intent.xz" > "$work/intent" 2>/dev/null \
-        || python3 -c 'import lzma,shutil,sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' \
-            "$dir/intent.xz" "$work/intent"
+        || python3 -c 'import lzma, shutil, sys
+shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' "$dir/intent.xz" "$work/intent"
     chmod +x "$work/intent"
     cp -r "$dir/model" "$work/model"
     widen_or_narrow "$work/model/model.f16.safetensors" "$work/model/model.safetensors" f32
@@ -124,15 +124,16 @@ PY
         elif [ "$rc" -eq 124 ]; then
             echo "| $name | timed out after ${limit} s (logs/$dirname.log) | | | | |" >> "$table"
         else
-            echo "| $name | failed: exit $rc after $((SECONDS - t0)) s (logs/$dirname.log) | | | | |" >> "$table"
+            echo "| $name | failed: exit $rc after $((SECONDS - t0)) s (logs/$dirname.log) | | | | |" \
+                >> "$table"
         fi
         tail -3 "$out/logs/$dirname.log" >&2 || true
     }
-    bert() { # OUT [FLAGS…]: hf_finetune_gpu.py's recipe (one rate, batches in random order)
+    bert() { # OUT [FLAGS…]: hf_finetune_gpu.py's recipe (one rate, random batch order, its head)
         local o=$1; shift
         "$intent" train bert --base "$work/model" --train "$b77/train.csv" --test "$b77/test.csv" \
             --out "$work/$o" --epochs 2 --lr 1e-4 --head-lr 1e-4 --pooling mean --max-grad-norm 0 \
-            --no-length-buckets --device "$gpu" "$@"
+            --no-length-buckets --head-init torch --device "$gpu" "$@"
     }
     mlp() { # OUT DEVICE
         "$intent" train mlp --train "$b77/train.csv" --test "$b77/test.csv" --out "$work/$1" \

@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use intent_data::text::{Analyzer, TokenPattern, VectorizerConfig, Weighting};
 use intent_data::Dataset;
-use intent_models::bert::{HeadPooling, Precision};
+use intent_models::bert::{HeadInit, HeadPooling, Precision};
 use intent_models::svm::{ClassWeight, KernelChoice, SvmParams};
 use intent_train::bert::PosWeight;
 use intent_train::{BertOptions, DeviceSpec, EngineConfig, LrSchedule, MlpOptions, SvmOptions};
@@ -405,6 +405,10 @@ pub struct BertFlags {
     /// thresholds at 0.5.
     #[arg(long, value_name = "SHARE", default_value_t = BertOptions::default().threshold_holdout)]
     pub threshold_holdout: f64,
+    /// How the fresh head starts: hf (N(0, initializer_range), biases 0, as transformers) or
+    /// torch (nn.Linear's U(±1/√hidden), as hf_finetune.py's head).
+    #[arg(long, value_enum, default_value_t = HeadInit::Hf)]
+    pub head_init: HeadInit,
     /// Float type of the encoder's matrix products: f32, or bf16 mixed precision (the layers'
     /// products in bf16 on a GPU's bf16 units; weights, optimizer, LayerNorm and loss in f32).
     #[arg(long, value_enum, default_value_t = Precision::F32)]
@@ -433,6 +437,7 @@ impl BertFlags {
             multi_label_lr: if self.lr.is_some() { None } else { defaults.multi_label_lr },
             pos_weight: self.pos_weight,
             threshold_holdout: self.threshold_holdout,
+            head_init: self.head_init,
             precision: self.precision,
             engine: EngineConfig {
                 min_steps: self.min_steps,

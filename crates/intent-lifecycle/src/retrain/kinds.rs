@@ -441,12 +441,15 @@ mod tests {
         assert_eq!((o.engine.lr, o.multi_label_lr), (1e-4, Some(3e-4)));
     }
 
-    /// `precision` of `intent train bert` in `[train]`; an unknown one is refused by name.
+    /// `precision` and `head_init` of `intent train bert` in `[train]`; an unknown value is
+    /// refused by name.
     #[test]
-    fn precision_is_read_and_checked() {
-        use intent_models::bert::Precision;
+    fn precision_and_head_init_are_read_and_checked() {
+        use intent_models::bert::{HeadInit, Precision};
         assert_eq!(bert_plan("base = \"m\"").precision, Precision::F32);
         assert_eq!(bert_plan("base = \"m\"\nprecision = \"bf16\"").precision, Precision::Bf16);
+        assert_eq!(bert_plan("base = \"m\"").head_init, HeadInit::Hf);
+        assert_eq!(bert_plan("base = \"m\"\nhead_init = \"torch\"").head_init, HeadInit::Torch);
         let table: toml::Table = toml::from_str("base = \"m\"\nprecision = \"fp8\"").unwrap();
         let e = TrainPlan::parse(ModelKind::Bert, &table, Path::new("retrain.toml")).unwrap_err().to_string();
         assert!(e.contains("retrain.toml") && e.contains("fp8") && e.contains("bf16"), "{e}");

@@ -35,7 +35,7 @@ pub use classifier::BertClassifier;
 pub use config::{BertConfig, Pooling, PoolingMode};
 pub use host::HostBert;
 pub use model::{BertModel, Precision};
-pub use sequence::{BertForSequenceClassification, HeadPooling};
+pub use sequence::{BertForSequenceClassification, HeadInit, HeadPooling};
 pub use tokenizer::{BertTokenizer, TokenBatch};
 
 use crate::error::{ModelError, Result};

@@ -44,6 +44,21 @@ pub enum HeadPooling {
     Mean,
 }
 
+/// How a fresh head's layers (classifier, and the pooler when the head has one) start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+pub enum HeadInit {
+    /// Hugging Face's `_init_weights`: weights N(0, `initializer_range`), biases 0 (what
+    /// `transformers`' `BertForSequenceClassification` starts from).
+    #[default]
+    Hf,
+    /// PyTorch's `nn.Linear` default: weights and biases U(±1/√fan_in) (the head of
+    /// `hf_finetune.py` and of most hand-written PyTorch loops; burn's `LinearConfig` default,
+    /// the same Kaiming-uniform rule).
+    Torch,
+}
+
 /// The encoder, dropout and classification head.
 #[derive(Module, Debug)]
 pub struct BertForSequenceClassification<B: Backend> {
@@ -66,22 +81,35 @@ impl BertConfig {
         get("classifier_dropout").or_else(|| get("hidden_dropout_prob")).unwrap_or(0.1)
     }
 
-    /// A classifier of this configuration with `labels` outputs (burn's initialisation; weights
-    /// are then loaded, and the head stays fresh when the checkpoint has none).
+    /// A classifier of this configuration with `labels` outputs and a [`HeadInit::Hf`] head
+    /// (weights are then loaded, and the head stays fresh when the checkpoint has none).
     pub fn init_classifier<B: Backend>(
         &self,
         labels: usize,
         pooling: HeadPooling,
         device: &B::Device,
     ) -> BertForSequenceClassification<B> {
-        // Hugging Face's `_init_weights`: weights ~ N(0, initializer_range), biases 0.
+        self.init_classifier_with(labels, pooling, HeadInit::Hf, device)
+    }
+
+    /// [`BertConfig::init_classifier`] with the head's layers initialised by `init`.
+    pub fn init_classifier_with<B: Backend>(
+        &self,
+        labels: usize,
+        pooling: HeadPooling,
+        init: HeadInit,
+        device: &B::Device,
+    ) -> BertForSequenceClassification<B> {
         let std = self.extra.get("initializer_range").and_then(|v| v.as_f64()).unwrap_or(0.02);
-        let linear = |d_in: usize, d_out: usize| {
-            let mut l = LinearConfig::new(d_in, d_out)
-                .with_initializer(Initializer::Normal { mean: 0.0, std })
-                .init::<B>(device);
-            l.bias = Some(Param::from_tensor(Tensor::zeros([d_out], device)));
-            l
+        let linear = |d_in: usize, d_out: usize| match init {
+            HeadInit::Hf => {
+                let mut l = LinearConfig::new(d_in, d_out)
+                    .with_initializer(Initializer::Normal { mean: 0.0, std })
+                    .init::<B>(device);
+                l.bias = Some(Param::from_tensor(Tensor::zeros([d_out], device)));
+                l
+            }
+            HeadInit::Torch => LinearConfig::new(d_in, d_out).init::<B>(device),
         };
         let mut bert = self.init::<B>(device);
         if pooling == HeadPooling::Pooler {
@@ -195,5 +223,52 @@ impl<B: Backend> BertForSequenceClassification<B> {
             }
             write_json(tmp, INTENT_FILE, &meta)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::Flex;
+
+    fn floats(t: Tensor<Flex, 1>) -> Vec<f32> {
+        t.into_data().to_vec::<f32>().unwrap()
+    }
+
+    fn std_dev(v: &[f32]) -> f32 {
+        let mean = v.iter().sum::<f32>() / v.len() as f32;
+        (v.iter().map(|x| (x - mean).powi(2)).sum::<f32>() / v.len() as f32).sqrt()
+    }
+
+    #[test]
+    fn fresh_heads_start_as_hugging_face_or_pytorch_do() {
+        let config: BertConfig = serde_json::from_value(serde_json::json!({
+            "model_type": "bert", "vocab_size": 10, "hidden_size": 64, "num_hidden_layers": 1,
+            "num_attention_heads": 2, "intermediate_size": 16, "hidden_act": "gelu",
+            "layer_norm_eps": 1e-12, "max_position_embeddings": 8, "type_vocab_size": 2,
+            "pad_token_id": 0, "initializer_range": 0.02
+        }))
+        .unwrap();
+        let device = Default::default();
+        let bound = 1.0 / 64f32.sqrt();
+        // torch.nn.Linear's U(±1/√hidden) for weights and biases.
+        let torch = config.init_classifier_with::<Flex>(40, HeadPooling::Mean, HeadInit::Torch, &device);
+        let w = floats(torch.classifier.weight.val().reshape([-1]));
+        let b = floats(torch.classifier.bias.as_ref().unwrap().val());
+        assert!(w.iter().chain(&b).all(|x| x.abs() <= bound), "inside ±1/√64");
+        let want = bound / 3f32.sqrt(); // the standard deviation of U(−a, a)
+        assert!((std_dev(&w) - want).abs() < 0.1 * want, "std {} vs {want}", std_dev(&w));
+        assert!(b.iter().filter(|x| **x != 0.0).count() == 40, "biases drawn, not zero");
+        // Hugging Face's N(0, initializer_range) and zero biases, for the pooler too.
+        for pooling in [HeadPooling::Mean, HeadPooling::Pooler] {
+            let hf = config.init_classifier::<Flex>(40, pooling, &device);
+            let w = floats(hf.classifier.weight.val().reshape([-1]));
+            assert!((std_dev(&w) - 0.02).abs() < 0.002, "std {}", std_dev(&w));
+            assert!(floats(hf.classifier.bias.as_ref().unwrap().val()).iter().all(|x| *x == 0.0));
+            assert_eq!(hf.bert.pooler.is_some(), pooling == HeadPooling::Pooler);
+        }
+        let torch = config.init_classifier_with::<Flex>(40, HeadPooling::Pooler, HeadInit::Torch, &device);
+        let p = floats(torch.bert.pooler.as_ref().expect("a pooler").dense.weight.val().reshape([-1]));
+        assert!(p.iter().all(|x| x.abs() <= bound) && (std_dev(&p) - want).abs() < 0.1 * want);
     }
 }
