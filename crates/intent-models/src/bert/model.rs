@@ -41,8 +41,8 @@ pub enum Precision {
     Bf16,
 }
 
-/// `l(x)` in `precision`: the product of `x` and the weight in bf16, accumulated back into f32
-/// before the bias (burn's `Linear::forward` when f32).
+/// `l(x)` in `precision`: the product of `x` and the weight in bf16, cast back to f32 before
+/// the f32 bias is added (burn's `Linear::forward` when f32).
 pub fn linear_in<B: Backend>(l: &Linear<B>, x: Tensor<B, 2>, precision: Precision) -> Tensor<B, 2> {
     match precision {
         Precision::F32 => l.forward(x),
