@@ -51,6 +51,10 @@ pack)
     [ -f "$model/model.safetensors" ] || cargo xtask fetch-model minilm
     # INTENT_GPU_CHECK_BINARY: pack that binary instead of building one (a dry run on a CPU).
     bin=${INTENT_GPU_CHECK_BINARY:-target/release/intent}
+    # cudarc binds the CUDA API of the version nvcc reports, and without nvcc (this machine) its
+    # newest (13.4). The lent H200s run driver 580, CUDA 13.0 (/work/.library/device/KINDS.md),
+    # so the check's binary binds 13.0: no call into an API that driver lacks.
+    export CUDARC_CUDA_VERSION=${CUDARC_CUDA_VERSION:-13000}
     [ -n "${INTENT_GPU_CHECK_BINARY:-}" ] || cargo build --release -p intent-cli --features cuda
     rm -rf "$dir" && mkdir -p "$dir/model" "$dir/anchors" "$dir/datasets"
     strip -o "$dir/intent" "$bin" && xz -T0 -6 "$dir/intent"
@@ -65,7 +69,8 @@ pack)
     echo "carry $dir to the GPU machine and run: scripts/gpu_check.sh run $dir"
     ;;
 run)
-    [ -f "$dir/intent.xz" ] || { echo "no $dir/intent.xz: run 'scripts/gpu_check.sh pack' first" >&2; exit 2; }
+    [ -f "$dir/intent.xz" ] \
+        || { echo "no $dir/intent.xz: run 'scripts/gpu_check.sh pack' first" >&2; exit 2; }
     # INTENT_GPU_CHECK_DEVICE: the device of intent's runs (default cuda:0; `cpu` is a dry run of
     # this script on a machine without a GPU). INTENT_GPU_CHECK_BUDGET: seconds for everything
     # (default 500: the device machine's 600 s per call, less start-up); each run gets what is
@@ -87,11 +92,32 @@ shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' "$dir/inten
     b77="$dir/datasets/banking77"
     export INTENT_KERNEL_CACHE="$work/kernel-cache"
     intent="$work/intent"
-    { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true; nproc; } \
-        > "$out/logs/machine.txt" 2>&1
+    # cudarc dlopens libcuda and libnvrtc (LD_LIBRARY_PATH, then ld.so's cache). An image may keep
+    # NVRTC only in the toolkit's folder or in pip's nvidia-* packages: add those folders then.
+    if ! ldconfig -p 2>/dev/null | grep -q 'libnvrtc\.so'; then
+        for d in $(python3 - <<'PY'
+import glob, os, site, sys
+roots = ["/usr/local/cuda", *sorted(glob.glob("/usr/local/cuda-*"))]
+roots += [os.path.join(p, "nvidia") for p in site.getsitepackages()]
+found = []
+for r in roots:
+    for f in sorted(glob.glob(os.path.join(r, "**", "libnvrtc.so*"), recursive=True)):
+        if os.path.dirname(f) not in found:
+            found.append(os.path.dirname(f))
+print(" ".join(found))
+PY
+        ); do LD_LIBRARY_PATH="${LD_LIBRARY_PATH:+$LD_LIBRARY_PATH:}$d"; done
+        export LD_LIBRARY_PATH
+    fi
+    { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true; nproc
+      nvidia-smi 2>/dev/null | grep -o 'CUDA Version: [0-9.]*' || true
+      echo "LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}"
+      ldconfig -p 2>/dev/null | grep -E 'lib(cuda|nvrtc)\.so' || true
+    } > "$out/logs/machine.txt" 2>&1
     cat "$out/logs/machine.txt" >&2
     table="$out/gpu_check.md"
-    echo "| run | steady samples/s | first step (s) | kernels compiled (epoch 1) | fastest epoch (s) | test accuracy / HR@10 |" > "$table"
+    echo "| run | steady samples/s | first step (s) | kernels compiled (epoch 1) | fastest epoch (s)" \
+        "| test accuracy / HR@10 |" > "$table"
     echo "|---|---|---|---|---|---|" >> "$table"
     row() { # NAME METRICS_JSON: samples/s, first step, kernels, accuracy from metrics.json
         python3 - "$1" "$2" <<'PY'

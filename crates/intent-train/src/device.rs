@@ -26,11 +26,13 @@ impl DeviceSpec {
         #[cfg(feature = "cuda")]
         {
             crate::kernels::configure();
-            if cuda_usable(0) {
-                tracing::info!("--device auto: CUDA device 0");
-                return DeviceSpec::Cuda(0);
+            match cuda_probe(0) {
+                Ok(()) => {
+                    tracing::info!("--device auto: CUDA device 0");
+                    return DeviceSpec::Cuda(0);
+                }
+                Err(why) => tracing::info!("--device auto: no usable CUDA device ({why}), the CPU"),
             }
-            tracing::info!("--device auto: no usable CUDA device, training on the CPU");
         }
         DeviceSpec::Cpu
     }
@@ -117,13 +119,9 @@ impl DeviceSpec {
             #[cfg(feature = "cuda")]
             DeviceSpec::Cuda(i) => {
                 crate::kernels::configure();
-                if cuda_usable(i) {
-                    Ok(DeviceSpec::Cuda(i))
-                } else {
-                    Err(TrainError::Device(format!(
-                        "CUDA device {i} is not usable (no driver or no such GPU)"
-                    )))
-                }
+                cuda_probe(i)
+                    .map(|()| DeviceSpec::Cuda(i))
+                    .map_err(|why| TrainError::Device(format!("CUDA device {i} is not usable: {why}")))
             }
             #[allow(unreachable_patterns)]
             other => Err(TrainError::Device(format!(
@@ -163,23 +161,59 @@ impl BatchDefaults {
     }
 }
 
-/// True when CUDA device `index` can run a kernel. burn panics (in a device thread) when there
-/// is no driver, so the probe runs a tiny op under `catch_unwind` with the panic hook silenced.
+/// Whether CUDA device `index` can run a kernel; the error says why not. burn panics (in its
+/// device thread) when there is no driver, no NVRTC library or no such GPU, so the probe runs a
+/// tiny op under `catch_unwind` with a panic hook that keeps the messages instead of printing
+/// them: the first one (e.g. cudarc's "Unable to dynamically load the \"nvrtc\" shared library
+/// … LD_LIBRARY_PATH …") is the cause worth showing.
 #[cfg(feature = "cuda")]
-pub fn cuda_usable(index: usize) -> bool {
+pub fn cuda_probe(index: usize) -> Result<(), String> {
+    use std::sync::{Arc, Mutex};
+
     use burn::backend::{cuda::CudaDevice, Cuda};
     use burn::tensor::Tensor;
     let dev = CudaDevice::new(index);
+    let seen = Arc::new(Mutex::new(Vec::<String>::new()));
+    let sink = Arc::clone(&seen);
     let prev = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
-    let ok = std::panic::catch_unwind(|| Tensor::<Cuda, 1>::zeros([1], &dev).into_data()).is_ok();
+    std::panic::set_hook(Box::new(move |info| {
+        if let Ok(mut seen) = sink.lock() {
+            seen.push(panic_text(info.payload()));
+        }
+    }));
+    let caught = std::panic::catch_unwind(|| Tensor::<Cuda, 1>::zeros([1], &dev).into_data());
     std::panic::set_hook(prev);
-    ok
+    match caught {
+        Ok(_) => Ok(()),
+        Err(payload) => {
+            let first = seen.lock().ok().and_then(|s| s.first().cloned());
+            Err(first.unwrap_or_else(|| panic_text(payload.as_ref())))
+        }
+    }
+}
+
+/// The message of a panic payload (`panic!` makes a `&str` or a `String`).
+#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_string())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn panic_messages_are_read_from_either_payload() {
+        let caught = std::panic::catch_unwind(|| panic!("no {} here", "driver")).unwrap_err();
+        assert_eq!(panic_text(caught.as_ref()), "no driver here");
+        let caught = std::panic::catch_unwind(|| std::panic::panic_any(7_u8)).unwrap_err();
+        assert_eq!(panic_text(caught.as_ref()), "a panic without a message");
+        assert_eq!(panic_text(&"plain"), "plain");
+    }
 
     #[test]
     fn parses_devices() {
