@@ -1,13 +1,18 @@
 //! Fine-tuning BERT classifiers: a base encoder folder (all-MiniLM-L6-v2, any BERT checkpoint)
 //! plus a fresh sequence-classification head, trained end to end through the shared engine
 //! (AdamW, warm-up + linear decay, per-epoch validation, best checkpoint), single-label
-//! (cross-entropy) or multi-label (BCE on logits). Batches are padded to their longest text.
-//! The result saves as a Hugging Face folder ([`TrainedBert::save`]).
+//! (cross-entropy) or multi-label (BCE on logits). Batches are padded to their longest text,
+//! or up to a multiple of 16 tokens with static shapes ([`Padding`]). The result saves as a
+//! Hugging Face folder ([`TrainedBert::save`]).
+
+mod batching;
+mod task;
+
+pub use batching::{batch, Padding, DEFAULT_PAD_TO_MULTIPLE_OF};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use burn::nn::loss::{BinaryCrossEntropyLossConfig, CrossEntropyLossConfig};
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use intent_data::text::VectorizerConfig;
@@ -21,8 +26,10 @@ use serde::{Deserialize, Serialize};
 
 use intent_models::checked::Check;
 
-use crate::batches::Batch;
-use crate::engine::{fit, EngineConfig, EpochLog, TrainTask};
+use batching::{probabilities, tokenize};
+use task::Task;
+
+use crate::engine::{fit, EngineConfig, EpochLog};
 pub use crate::loss::{bce_with_pos_weight, PosWeight};
 use crate::schedule::LrSchedule;
 use crate::TrainError;
@@ -200,22 +207,6 @@ pub fn base_pooling(base: &Path) -> HeadPooling {
     }
 }
 
-/// Token ids of each text (`[CLS] … [SEP]`, cut at the limit).
-fn tokenize(tok: &BertTokenizer, texts: &[&str]) -> Result<Vec<Vec<i64>>, TrainError> {
-    texts.iter().map(|t| Ok(tok.ids(t)?.into_iter().map(i64::from).collect())).collect()
-}
-
-/// Sequence lengths of the batches: padded to the longest text of each, or up to a multiple.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Padding {
-    /// Round lengths up to a multiple of this (`None`: the longest text).
-    pub multiple: Option<usize>,
-    /// The token limit (lengths never exceed it).
-    pub max_len: usize,
-    /// Fill short batches up to the batch size with repeats (one row count for every batch).
-    pub fill: bool,
-}
-
 /// The head's learning rate over the encoder's when [`BertOptions::head_lr`] is not set.
 /// NLU++ banking (multi-label), 414 training texts, mean pooling, √ positive weights, test
 /// micro-F1: 30 epochs at lr 2e-4, 0.770 with the same rate and 0.816 with 10×; 400 steps at
@@ -247,197 +238,6 @@ pub fn default_min_steps(multi_label: bool) -> usize {
         MULTI_LABEL_MIN_STEPS
     } else {
         DEFAULT_MIN_STEPS
-    }
-}
-
-/// Default of [`BertOptions::pad_to_multiple_of`] with static shapes.
-pub const DEFAULT_PAD_TO_MULTIPLE_OF: usize = 16;
-
-impl Padding {
-    /// The padding of `opts` on a device where static shapes are `on` or off.
-    pub fn of(opts: &BertOptions, on: bool) -> Padding {
-        let multiple = match opts.pad_to_multiple_of {
-            Some(m) => Some(m),
-            None if on => Some(DEFAULT_PAD_TO_MULTIPLE_OF),
-            None => None,
-        };
-        Padding { multiple: multiple.filter(|&m| m > 1), max_len: opts.max_len, fill: on }
-    }
-}
-
-/// `[ids, token types, mask]` of the rows `idx`, padded to the longest (or up to a multiple).
-pub fn batch<B: Backend>(
-    rows: &[Vec<i64>],
-    idx: &[usize],
-    pad: i64,
-    padding: &Padding,
-    device: &B::Device,
-) -> [Tensor<B, 2, Int>; 3] {
-    let longest = idx.iter().map(|&i| rows[i].len()).max().unwrap_or(1);
-    let len = crate::batches::padded_len(longest, padding.multiple, padding.max_len);
-    let mut ids = vec![pad; idx.len() * len];
-    let mut mask = vec![0i64; idx.len() * len];
-    for (r, &i) in idx.iter().enumerate() {
-        ids[r * len..r * len + rows[i].len()].copy_from_slice(&rows[i]);
-        mask[r * len..r * len + rows[i].len()].iter_mut().for_each(|m| *m = 1);
-    }
-    let t = |v: Vec<i64>| Tensor::<B, 2, Int>::from_data(TensorData::new(v, [idx.len(), len]), device);
-    [t(ids), t(vec![0; idx.len() * len]), t(mask)]
-}
-
-/// Class probabilities of `rows` (softmax, or sigmoids for multi-label), batches of 64.
-fn probabilities<B: Backend>(
-    model: &BertForSequenceClassification<B>,
-    rows: &[Vec<i64>],
-    pad: i64,
-    multi: bool,
-    padding: &Padding,
-    device: &B::Device,
-) -> Vec<Vec<f32>> {
-    let mut out = Vec::with_capacity(rows.len());
-    for chunk in crate::batches::eval_chunks(rows.len(), 64, padding.fill) {
-        let [ids, types, mask] = batch::<B>(rows, &chunk.idx, pad, padding, device);
-        let z = model.forward(ids, types, mask);
-        let p = if multi {
-            burn::tensor::activation::sigmoid(z)
-        } else {
-            burn::tensor::activation::softmax(z, 1)
-        };
-        let k = p.dims()[1];
-        let v: Vec<f32> = p.into_data().convert::<f32>().into_vec().unwrap_or_default();
-        out.extend(v.chunks(k).take(chunk.real).map(<[f32]>::to_vec));
-    }
-    out
-}
-
-struct Task<B: AutodiffBackend> {
-    rows: Vec<Vec<i64>>,
-    lengths: Vec<usize>,
-    fingerprint: String,
-    targets: Vec<Vec<usize>>,
-    val_rows: Vec<Vec<i64>>,
-    val_targets: Vec<Vec<usize>>,
-    labels: usize,
-    multi: bool,
-    pad: i64,
-    padding: Padding,
-    /// BCE weights of positives, `[1, labels]` (multi-label with [`PosWeight`] on).
-    pos_weight: Option<Tensor<B, 2>>,
-    /// The head's learning rate over the encoder's.
-    head_factor: f64,
-    device: B::Device,
-}
-
-impl<B: AutodiffBackend> Task<B> {
-    /// Loss of `logits` (rows of the examples `idx`) and the number of rows predicted right
-    /// (single-label: argmax = gold; multi-label: the label set at threshold 0.5 = gold), on the
-    /// device.
-    fn loss(&self, logits: Tensor<B, 2>, idx: &[usize]) -> (Tensor<B, 1>, Tensor<B, 1, Int>) {
-        let n = idx.len();
-        if self.multi {
-            let k = self.labels;
-            let mut hot = vec![0i64; n * k];
-            for (r, &i) in idx.iter().enumerate() {
-                self.targets[i].iter().for_each(|&c| hot[r * k + c] = 1);
-            }
-            let t = Tensor::<B, 2, Int>::from_data(TensorData::new(hot, [n, k]), &self.device);
-            let right = logits.clone().greater_elem(0.0).equal(t.clone().equal_elem(1)).int();
-            let correct = right.sum_dim(1).equal_elem(k as i64).int().sum();
-            let loss = match &self.pos_weight {
-                Some(w) => bce_with_pos_weight(logits, t.float(), w.clone()),
-                None => BinaryCrossEntropyLossConfig::new()
-                    .with_logits(true)
-                    .init(&self.device)
-                    .forward(logits, t),
-            };
-            (loss, correct)
-        } else {
-            let gold: Vec<i64> = idx.iter().map(|&i| self.targets[i][0] as i64).collect();
-            let t = Tensor::<B, 1, Int>::from_data(TensorData::new(gold, [n]), &self.device);
-            let correct = logits.clone().argmax(1).reshape([n]).equal(t.clone()).int().sum();
-            (CrossEntropyLossConfig::new().init(&self.device).forward(logits, t), correct)
-        }
-    }
-}
-
-/// Rows whose predicted label set equals the gold one (sorted label indices; single-label:
-/// argmax = gold).
-fn correct(logits: Vec<f32>, k: usize, gold: &[&Vec<usize>], multi: bool) -> usize {
-    logits
-        .chunks(k)
-        .zip(gold)
-        .filter(|(z, g)| {
-            if multi {
-                let pred: Vec<usize> = (0..k).filter(|&c| z[c] > 0.0).collect();
-                pred.as_slice() == g.as_slice()
-            } else {
-                let best = (0..k).max_by(|&a, &b| z[a].total_cmp(&z[b])).unwrap_or(0);
-                g.first() == Some(&best)
-            }
-        })
-        .count()
-}
-
-impl<B: AutodiffBackend> TrainTask<B, BertForSequenceClassification<B>> for Task<B> {
-    fn step(
-        &mut self,
-        model: &BertForSequenceClassification<B>,
-        b: &Batch,
-    ) -> (Tensor<B, 1>, Tensor<B, 1, Int>) {
-        let [ids, types, mask] = batch::<B>(&self.rows, &b.idx, self.pad, &self.padding, &self.device);
-        let mut logits = model.forward(ids, types, mask);
-        if b.is_filled() {
-            // The repeats filling the batch up run through the model (one shape) but not the loss.
-            logits = logits.narrow(0, 0, b.real);
-        }
-        self.loss(logits, b.real_idx())
-    }
-
-    fn validate(&mut self, model: &BertForSequenceClassification<B::InnerBackend>) -> Option<f64> {
-        if self.val_rows.is_empty() {
-            return None;
-        }
-        let (mut ok, k) = (0, self.labels);
-        let mut probs: Vec<f32> = Vec::new();
-        for chunk in crate::batches::eval_chunks(self.val_rows.len(), 64, self.padding.fill) {
-            let [ids, types, mask] =
-                batch::<B::InnerBackend>(&self.val_rows, &chunk.idx, self.pad, &self.padding, &self.device);
-            let z: Vec<f32> =
-                model.forward(ids, types, mask).into_data().convert::<f32>().into_vec().unwrap_or_default();
-            let gold: Vec<&Vec<usize>> = chunk.real_idx().iter().map(|&i| &self.val_targets[i]).collect();
-            if self.multi {
-                probs.extend(z[..chunk.real * k].iter().map(|&x| 1.0 / (1.0 + (-x).exp())));
-            } else {
-                ok += correct(z, k, &gold, false);
-            }
-        }
-        // Multi-label: micro-F1 at the best single threshold (thresholds are tuned after
-        // training; at a fixed 0.5 an early, nearly empty model can look best).
-        Some(if self.multi {
-            intent_eval::best_micro_f1(&probs, &self.val_targets, k).1
-        } else {
-            ok as f64 / self.val_rows.len() as f64
-        })
-    }
-
-    fn lengths(&self) -> Option<&[usize]> {
-        Some(&self.lengths)
-    }
-
-    fn fingerprint(&self) -> Option<String> {
-        Some(self.fingerprint.clone())
-    }
-
-    fn lr_factors(
-        &self,
-        model: &BertForSequenceClassification<B>,
-    ) -> std::collections::HashMap<burn::module::ParamId, f64> {
-        let f = self.head_factor;
-        if f == 1.0 {
-            return Default::default(); // one rate: the plain optimizer step, as before head rates
-        }
-        let head = &model.classifier;
-        std::iter::once(head.weight.id).chain(head.bias.as_ref().map(|b| b.id)).map(|id| (id, f)).collect()
     }
 }
 
