@@ -183,15 +183,17 @@ impl<B: AutodiffBackend> ModuleVisitor<B> for HostGrads<'_, B> {
     }
 }
 
-/// Global gradient-norm clipping for device optimizers: the L2 norm over all gradients (one
-/// read-back), then every gradient scaled by [`clip_factor`] when it exceeds the maximum.
-/// burn's `GradientClippingConfig::Norm` clips each parameter on its own, not the global norm
-/// that `clip_grad_norm_` (and Hugging Face's `max_grad_norm`) uses, hence this function.
+/// Global gradient-norm clipping for device optimizers, as PyTorch's `clip_grad_norm_` does it:
+/// the L2 norm over all gradients, then every gradient times `min(1, max / (norm + 1e-6))`, all
+/// on the device. No value is read back, so a GPU step never waits for the host (a read-back per
+/// step would). Returns the norm (a one-element tensor; `None` without gradients). burn's
+/// `GradientClippingConfig::Norm` clips each parameter on its own, not the global norm that
+/// `clip_grad_norm_` (and Hugging Face's `max_grad_norm`) uses, hence this function.
 pub fn clip_device_grads<B: AutodiffBackend, M: AutodiffModule<B>>(
     model: &M,
     grads: &mut GradientsParams,
     max_grad_norm: Option<f64>,
-) -> f64 {
+) -> Option<Tensor<B::InnerBackend, 1>> {
     struct Norm<'a, B: AutodiffBackend> {
         grads: &'a GradientsParams,
         sum: Option<Tensor<B::InnerBackend, 1>>,
@@ -209,24 +211,24 @@ pub fn clip_device_grads<B: AutodiffBackend, M: AutodiffModule<B>>(
     }
     struct Scale<'a, B: AutodiffBackend> {
         grads: &'a mut GradientsParams,
-        factor: f32,
-        _b: std::marker::PhantomData<B>,
+        factor: Tensor<B::InnerBackend, 1>,
     }
     impl<B: AutodiffBackend> ModuleVisitor<B> for Scale<'_, B> {
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
             if let Some(g) = self.grads.remove::<B::InnerBackend, D>(param.id) {
-                self.grads.register::<B::InnerBackend, D>(param.id, g.mul_scalar(self.factor));
+                let factor = self.factor.clone().reshape([1; D]);
+                self.grads.register::<B::InnerBackend, D>(param.id, g.mul(factor));
             }
         }
     }
     let mut n = Norm::<B> { grads, sum: None };
     model.visit(&mut n);
-    let norm = n.sum.map(|s| s.into_scalar().elem::<f64>().sqrt()).unwrap_or(0.0);
-    let factor = clip_factor(norm, max_grad_norm);
-    if factor < 1.0 {
-        model.visit(&mut Scale::<B> { grads, factor, _b: std::marker::PhantomData });
+    let norm = n.sum?.sqrt();
+    if let Some(max) = max_grad_norm {
+        let factor = norm.clone().add_scalar(1e-6).recip().mul_scalar(max).clamp_max(1.0);
+        model.visit(&mut Scale::<B> { grads, factor });
     }
-    norm
+    Some(norm)
 }
 
 /// Splits `grads` by learning-rate factor: the gradients of parameters without a factor, then
@@ -337,7 +339,7 @@ mod tests {
         let x = Tensor::<AD, 2>::from_data([[3.0f32, 4.0]], &device);
         let loss = lin.forward(x).sum() + lin.bias.as_ref().unwrap().val().sum().mul_scalar(11.0);
         let mut grads = GradientsParams::from_grads(loss.backward(), &lin);
-        let norm = clip_device_grads::<AD, _>(&lin, &mut grads, Some(1.3));
+        let norm = clip_device_grads::<AD, _>(&lin, &mut grads, Some(1.3)).unwrap().into_scalar();
         assert!((norm - 13.0).abs() < 1e-5, "{norm}");
         let gw: Vec<f32> = grads.get::<Flex, 2>(lin.weight.id).unwrap().into_data().to_vec().unwrap();
         let gb: Vec<f32> =
@@ -349,6 +351,13 @@ mod tests {
                 && (gb[0] - 12.0 * f).abs() < 1e-5,
             "{gw:?} {gb:?}"
         );
+        // Below the maximum the gradients stay as they are (the factor is clamped at 1).
+        let loss = lin.forward(Tensor::<AD, 2>::from_data([[3.0f32, 4.0]], &device)).sum()
+            + lin.bias.as_ref().unwrap().val().sum().mul_scalar(11.0);
+        let mut grads = GradientsParams::from_grads(loss.backward(), &lin);
+        clip_device_grads::<AD, _>(&lin, &mut grads, Some(13.5));
+        let gw: Vec<f32> = grads.get::<Flex, 2>(lin.weight.id).unwrap().into_data().to_vec().unwrap();
+        assert_eq!(gw, [3.0, 4.0]);
         // The host optimizer reports the same norm before clipping.
         let loss = lin.forward(Tensor::<AD, 2>::from_data([[3.0f32, 4.0]], &device)).sum()
             + lin.bias.as_ref().unwrap().val().sum().mul_scalar(11.0);
