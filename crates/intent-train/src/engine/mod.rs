@@ -6,7 +6,7 @@
 use std::time::Instant;
 
 use burn::module::AutodiffModule;
-use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
+use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use serde::{Deserialize, Serialize};
@@ -14,12 +14,14 @@ use serde::{Deserialize, Serialize};
 use intent_models::checked::{Check, Checked};
 
 use crate::batches::{epoch_steps, Batch};
-use crate::checkpoint::{self, EngineState, OptimizerState};
-use crate::optim::{AdamWParams, HostAdamW};
+use crate::optim::AdamWParams;
 use crate::progress::EpochBar;
 use crate::schedule::{lr_at, LrSchedule};
 use crate::timing::{StepClock, Timing};
 use crate::TrainError;
+
+mod run;
+use run::Run;
 
 /// Steps between two reads of the loss on accelerator backends (a read waits for the device).
 pub const ACCELERATOR_SYNC_EVERY: usize = 25;
@@ -476,148 +478,6 @@ where
         interrupted,
         timing: clock.timing(),
     })
-}
-
-/// The model, optimizer and position of a run ([`fit`]'s state, checkpointed between epochs).
-struct Run<B: AutodiffBackend, M: AutodiffModule<B>> {
-    model: M,
-    best: Option<M::InnerModule>,
-    host_optim: Option<HostAdamW>,
-    device_optim: Option<burn::optim::adaptor::OptimizerAdaptor<burn::optim::AdamW, M, B>>,
-    state: EngineState,
-    /// Learning-rate factors of some parameters (see [`TrainTask::lr_factors`]).
-    lr_factors: std::collections::HashMap<burn::module::ParamId, f64>,
-}
-
-impl<B: AutodiffBackend, M: AutodiffModule<B>> Run<B, M> {
-    /// A fresh run, or the latest checkpoint's when resuming.
-    fn new(
-        model: M,
-        config: &EngineConfig,
-        device: &B::Device,
-        fingerprint: String,
-    ) -> Result<Self, TrainError> {
-        // CPU backends: the fused host AdamW (same update, one pass); others: burn's AdamW on device.
-        let params = config.adamw_params();
-        let on_cpu = is_cpu_backend::<B>(device);
-        let device_optim = || {
-            AdamWConfig::new()
-                .with_beta_1(params.beta_1)
-                .with_beta_2(params.beta_2)
-                .with_epsilon(params.epsilon)
-                .with_weight_decay(params.weight_decay)
-                .init::<B, M>()
-        };
-        let fresh = EngineState {
-            fingerprint,
-            epochs_done: 0,
-            global_step: 0,
-            history: Vec::new(),
-            best: None,
-            since_best: 0,
-            stopped_early: false,
-            host_optimizer_time: None,
-        };
-        let resume_from = match (&config.checkpoint_dir, config.resume) {
-            (Some(dir), true) => {
-                let found = checkpoint::latest(dir)?;
-                if found.is_none() {
-                    tracing::info!("no checkpoint in {}: starting afresh", dir.display());
-                }
-                found
-            }
-            _ => None,
-        };
-        let Some(ckpt) = resume_from else {
-            return Ok(Run {
-                model,
-                best: None,
-                host_optim: on_cpu.then(|| HostAdamW::new(params)),
-                device_optim: (!on_cpu).then(device_optim),
-                state: fresh,
-                lr_factors: Default::default(),
-            });
-        };
-        let state = checkpoint::read_state(&ckpt, &fresh.fingerprint)?;
-        let (model, best) = checkpoint::load_models::<B, M>(&ckpt, model, device)?;
-        let (host_optim, device_optim) = match (state.host_optimizer_time, on_cpu) {
-            (Some(time), true) => {
-                (Some(checkpoint::load_host_optimizer::<B, M>(&ckpt, params, time, &model)?), None)
-            }
-            (None, false) => {
-                let path = checkpoint::device_optimizer_path(&ckpt);
-                let record =
-                    burn::record::Recorder::<B>::load(&checkpoint::file_recorder(), path.clone(), device)
-                        .map_err(|e| TrainError::Checkpoint {
-                            path: path.with_extension("mpk"),
-                            message: e.to_string(),
-                        })?;
-                (None, Some(device_optim().load_record(record)))
-            }
-            _ => {
-                return Err(TrainError::Checkpoint {
-                    path: ckpt.clone(),
-                    message: "written on another kind of device (CPU and GPU optimizer states differ); \
-                        resume on the same --device"
-                        .into(),
-                })
-            }
-        };
-        tracing::info!(
-            "resuming from {} (epoch {} done, step {})",
-            ckpt.display(),
-            state.epochs_done,
-            state.global_step
-        );
-        Ok(Run { model, best: Some(best), host_optim, device_optim, state, lr_factors: Default::default() })
-    }
-
-    /// One optimizer step (with global gradient-norm clipping when set).
-    fn update(&mut self, lr: f64, mut grads: GradientsParams, max_grad_norm: Option<f64>) {
-        let model = self.model.clone();
-        self.model = match (&mut self.host_optim, &mut self.device_optim) {
-            (Some(o), _) => o.step::<B, M>(lr, model, grads, max_grad_norm).0,
-            (None, Some(o)) => {
-                if max_grad_norm.is_some() {
-                    crate::optim::clip_device_grads::<B, M>(&model, &mut grads, max_grad_norm);
-                }
-                if self.lr_factors.is_empty() {
-                    o.step(lr, model, grads)
-                } else {
-                    // Parameters with their own rate: a second step over their gradients alone.
-                    let (rest, groups) = crate::optim::split_grads::<B, M>(&model, grads, &self.lr_factors);
-                    let mut model = o.step(lr, model, rest);
-                    for (factor, g) in groups {
-                        model = o.step(lr * factor, model, g);
-                    }
-                    model
-                }
-            }
-            (None, None) => unreachable!("one optimizer is always set"),
-        };
-    }
-
-    fn save_checkpoint(&mut self, dir: &std::path::Path) -> Result<(), TrainError> {
-        self.state.host_optimizer_time = self.host_optim.as_ref().map(|o| o.moments().0);
-        let best = self.best.as_ref().expect("set after the first epoch");
-        let optim = match (&self.host_optim, &self.device_optim) {
-            (Some(o), _) => OptimizerState::Host(o),
-            (None, Some(o)) => {
-                let record = o.to_record();
-                OptimizerState::Device(Box::new(move |path: &std::path::Path| {
-                    burn::record::Recorder::<B>::record(
-                        &checkpoint::file_recorder(),
-                        record,
-                        path.to_path_buf(),
-                    )
-                    .map(|_| ())
-                    .map_err(|e| e.to_string())
-                }))
-            }
-            (None, None) => unreachable!("one optimizer is always set"),
-        };
-        checkpoint::save::<B, M>(dir, &self.state, &self.model, best, optim)
-    }
 }
 
 #[cfg(test)]
