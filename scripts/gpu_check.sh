@@ -109,7 +109,26 @@ PY
         ); do LD_LIBRARY_PATH="${LD_LIBRARY_PATH:+$LD_LIBRARY_PATH:}$d"; done
         export LD_LIBRARY_PATH
     fi
+    # cubecl's NVRTC compiles include CUDA's headers: from $CUDA_PATH, else /usr/local/cuda,
+    # /opt/cuda or /usr (with /usr/bin/nvcc). Elsewhere, point CUDA_PATH at a folder with them.
+    if [ -z "${CUDA_PATH:-}" ] && [ ! -d /usr/local/cuda ] && [ ! -d /opt/cuda ] && [ ! -e /usr/bin/nvcc ]
+    then
+        CUDA_PATH=$(python3 - <<'PY'
+import glob, os, shutil, site
+found = []
+nvcc = shutil.which("nvcc")
+if nvcc:
+    found.append(os.path.dirname(os.path.dirname(os.path.realpath(nvcc))))
+found += sorted(glob.glob("/usr/local/cuda-*"))
+for p in site.getsitepackages():
+    found += sorted(glob.glob(os.path.join(p, "nvidia", "cu*")))
+print(next((d for d in found if os.path.isfile(os.path.join(d, "include", "cuda_runtime.h"))), ""))
+PY
+        )
+        [ -n "$CUDA_PATH" ] && export CUDA_PATH
+    fi
     { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true; nproc
+      echo "CUDA_PATH=${CUDA_PATH:-} (cubecl's default: /usr/local/cuda)"
       nvidia-smi 2>/dev/null | grep -o 'CUDA Version: [0-9.]*' || true
       echo "LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}"
       ldconfig -p 2>/dev/null | grep -E 'lib(cuda|nvrtc)\.so' || true
