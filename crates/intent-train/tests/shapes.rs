@@ -4,7 +4,7 @@
 //!
 //! - over an epoch of BANKING77 with the all-MiniLM-L6-v2 tokenizer, BERT's batches have at most
 //!   (number of length buckets + 1) shapes, against dozens with dynamic padding; the MLP's
-//!   sparse input batches have one shape;
+//!   sparse input batches have one shape; evaluation batches have training's shapes;
 //! - filling the short last batch changes nothing the model learns (same weights as without).
 //!
 //! BANKING77 comes from `../shared/datasets/banking77` (`INTENT_BANKING77` overrides) and the
@@ -77,6 +77,14 @@ fn an_epoch_of_banking77_has_few_shapes_with_static_shapes() {
         all_static.extend(s);
     }
     assert!(all_static.len() <= buckets + 1, "over three epochs: {all_static:?}");
+    // Validation batches (the data in its order) come in shapes training has compiled already.
+    let padding = Padding::of(&opts, true);
+    let eval: BTreeSet<[usize; 2]> = intent_train::batches::eval_chunks(rows.len(), padding.eval_rows, true)
+        .iter()
+        .map(|c| batch::<Flex>(&rows, &c.idx, 0, &padding, &device)[0].dims())
+        .collect();
+    assert!(eval.is_subset(&all_static), "evaluation {eval:?}, training {all_static:?}");
+    assert_eq!(Padding::of(&opts, false).eval_rows, intent_train::bert::EVAL_BATCH);
     // What the GPU saw before: a new shape for nearly every length in the data.
     let dynamic = shapes(false, 1);
     eprintln!("BANKING77 epoch shapes: {} static, {} dynamic", all_static.len(), dynamic.len());

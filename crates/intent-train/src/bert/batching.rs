@@ -12,7 +12,8 @@ pub(super) fn tokenize(tok: &BertTokenizer, texts: &[&str]) -> Result<Vec<Vec<i6
     texts.iter().map(|t| Ok(tok.ids(t)?.into_iter().map(i64::from).collect())).collect()
 }
 
-/// Sequence lengths of the batches: padded to the longest text of each, or up to a multiple.
+/// The shapes of the batches: lengths padded to the longest text of each or up to a multiple,
+/// and the rows of evaluation batches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Padding {
     /// Round lengths up to a multiple of this (`None`: the longest text).
@@ -21,7 +22,13 @@ pub struct Padding {
     pub max_len: usize,
     /// Fill short batches up to the batch size with repeats (one row count for every batch).
     pub fill: bool,
+    /// Texts per evaluation batch: with static shapes the training batch size, so validation
+    /// runs in shapes training has compiled and autotuned already; else [`EVAL_BATCH`].
+    pub eval_rows: usize,
 }
+
+/// Texts per evaluation batch without static shapes.
+pub const EVAL_BATCH: usize = 64;
 
 /// Default of [`BertOptions::pad_to_multiple_of`] with static shapes.
 pub const DEFAULT_PAD_TO_MULTIPLE_OF: usize = 16;
@@ -34,7 +41,12 @@ impl Padding {
             None if on => Some(DEFAULT_PAD_TO_MULTIPLE_OF),
             None => None,
         };
-        Padding { multiple: multiple.filter(|&m| m > 1), max_len: opts.max_len, fill: on }
+        Padding {
+            multiple: multiple.filter(|&m| m > 1),
+            max_len: opts.max_len,
+            fill: on,
+            eval_rows: if on { opts.engine.batch_size.max(1) } else { EVAL_BATCH },
+        }
     }
 }
 
@@ -58,7 +70,7 @@ pub fn batch<B: Backend>(
     [t(ids), t(vec![0; idx.len() * len]), t(mask)]
 }
 
-/// Class probabilities of `rows` (softmax, or sigmoids for multi-label), batches of 64.
+/// Class probabilities of `rows` (softmax, or sigmoids for multi-label), in evaluation batches.
 pub(super) fn probabilities<B: Backend>(
     model: &BertForSequenceClassification<B>,
     rows: &[Vec<i64>],
@@ -68,7 +80,7 @@ pub(super) fn probabilities<B: Backend>(
     device: &B::Device,
 ) -> Vec<Vec<f32>> {
     let mut out = Vec::with_capacity(rows.len());
-    for chunk in crate::batches::eval_chunks(rows.len(), 64, padding.fill) {
+    for chunk in crate::batches::eval_chunks(rows.len(), padding.eval_rows, padding.fill) {
         let [ids, types, mask] = batch::<B>(rows, &chunk.idx, pad, padding, device);
         let z = model.forward(ids, types, mask);
         let p = if multi {

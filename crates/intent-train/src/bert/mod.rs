@@ -8,7 +8,7 @@
 mod batching;
 mod task;
 
-pub use batching::{batch, Padding, DEFAULT_PAD_TO_MULTIPLE_OF};
+pub use batching::{batch, Padding, DEFAULT_PAD_TO_MULTIPLE_OF, EVAL_BATCH};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

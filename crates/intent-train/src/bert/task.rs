@@ -101,7 +101,9 @@ impl<B: AutodiffBackend> TrainTask<B, BertForSequenceClassification<B>> for Task
         }
         let (mut ok, k) = (0, self.labels);
         let mut probs: Vec<f32> = Vec::new();
-        for chunk in crate::batches::eval_chunks(self.val_rows.len(), 64, self.padding.fill) {
+        for chunk in
+            crate::batches::eval_chunks(self.val_rows.len(), self.padding.eval_rows, self.padding.fill)
+        {
             let [ids, types, mask] =
                 batch::<B::InnerBackend>(&self.val_rows, &chunk.idx, self.pad, &self.padding, &self.device);
             let z: Vec<f32> =
