@@ -135,7 +135,7 @@ PY
     } > "$out/logs/machine.txt" 2>&1
     cat "$out/logs/machine.txt" >&2
     table="$out/gpu_check.md"
-    echo "| run | steady samples/s | first step (s) | kernels compiled (epoch 1) | fastest epoch (s)" \
+    echo "| run | steady samples/s | first step (s) | kernels compiled (epoch 1 / later) | fastest epoch (s)" \
         "| test accuracy / HR@10 |" > "$table"
     echo "|---|---|---|---|---|---|" >> "$table"
     row() { # NAME METRICS_JSON: samples/s, first step, kernels, accuracy from metrics.json
@@ -145,8 +145,11 @@ name, path = sys.argv[1], sys.argv[2]
 m = json.load(open(path)); t = m.get("timing", {})
 acc = (m.get("test") or {}).get("accuracy") or (m.get("test") or {}).get("hr@10") or m.get("hr@10")
 sec = [h["seconds"] for h in m.get("history", []) if "seconds" in h]
+k1, kall = t.get("kernels_first_epoch"), t.get("kernels_all_epochs")
+later = kall - k1 if k1 is not None and kall is not None else "–"
+k1 = "–" if k1 is None else k1
 print(f"| {name} | {t.get('steady_samples_per_second', 0):.0f} | {t.get('time_to_first_step_s', 0):.1f} | "
-      f"{t.get('kernels_first_epoch', '–')} | {min(sec) if sec else 0:.2f} | "
+      f"{k1} / {later} | {min(sec) if sec else 0:.2f} | "
       f"{acc if acc is None else round(acc, 4)} |")
 PY
     }

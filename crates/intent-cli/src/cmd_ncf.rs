@@ -80,7 +80,8 @@ pub struct NcfArgs {
     /// Learning rate over the run: constant (the paper), linear or cosine (decay to 0).
     #[arg(long, value_enum, default_value_t = intent_train::schedule::LrSchedule::Constant)]
     pub lr_schedule: intent_train::schedule::LrSchedule,
-    /// Compute device: cpu, ndarray (feature `ndarray`), cuda or cuda:N (feature `cuda`).
+    /// Compute device: cpu, ndarray (feature `ndarray`), cuda or cuda:N (feature `cuda`), vulkan or
+    /// vulkan:N (feature `vulkan`).
     #[arg(long, default_value = "cpu")]
     pub device: String,
     /// Training loop: `host` (hand-written forward/backward, the fastest on a CPU; cpu only) or

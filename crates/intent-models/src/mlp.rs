@@ -244,6 +244,11 @@ impl<B: Backend> Mlp<B> {
     }
 }
 
+/// Texts per forward pass when scoring many ([`BowMlp::scores`]), also the trainer's validation
+/// batches: the same rows in the same batches give the same tensor shapes, so on a GPU the final
+/// validation report reuses the kernels validation compiled during training.
+pub const SCORE_BATCH: usize = 1024;
+
 /// A trained bag-of-words MLP with its vectorizer and configuration: what a model folder holds.
 #[derive(Debug)]
 pub struct BowMlp<B: Backend> {
@@ -274,7 +279,7 @@ impl<B: Backend> BowMlp<B> {
     }
 
     /// Class scores of each text: softmax probabilities (single-label) or per-label sigmoid
-    /// probabilities (multi-label). Texts are processed in batches of 256.
+    /// probabilities (multi-label). Texts are processed in batches of [`SCORE_BATCH`].
     pub fn scores(&self, texts: &[&str]) -> Vec<Vec<f32>> {
         let multi = self.config.multi_label;
         self.outputs(texts, |logits| if multi { sigmoid(logits) } else { softmax(logits, 1) })
@@ -285,11 +290,11 @@ impl<B: Backend> BowMlp<B> {
         self.outputs(texts, |logits| logits)
     }
 
-    /// Outputs of the network mapped by `activation`, in batches of 256 texts.
+    /// Outputs of the network mapped by `activation`, in batches of [`SCORE_BATCH`] texts.
     fn outputs(&self, texts: &[&str], activation: impl Fn(Tensor<B, 2>) -> Tensor<B, 2>) -> Vec<Vec<f32>> {
         let mut out = Vec::with_capacity(texts.len());
         let c = self.architecture.num_classes;
-        for chunk in texts.chunks(256) {
+        for chunk in texts.chunks(SCORE_BATCH) {
             let rows: Vec<SparseVec> = chunk.iter().map(|t| self.vectorizer.transform(t)).collect();
             let refs: Vec<&SparseVec> = rows.iter().collect();
             let logits = self.network.forward(SparseBatch::new(&refs, &self.device), None);

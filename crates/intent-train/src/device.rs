@@ -13,6 +13,10 @@ pub enum DeviceSpec {
     Ndarray,
     /// An NVIDIA GPU through burn's CUDA backend (cargo feature `cuda`). `cuda` or `cuda:N`.
     Cuda(usize),
+    /// A GPU through Vulkan (cargo feature `vulkan`: burn's wgpu backend with its SPIR-V
+    /// compiler): `vulkan` for wgpu's default adapter (`CUBECL_WGPU_DEFAULT_DEVICE` picks another,
+    /// e.g. `Cpu` for Mesa's lavapipe), `vulkan:N` for the N-th discrete GPU.
+    Vulkan(Option<usize>),
     /// `auto`: CUDA device 0 when this build has CUDA and the device works, else the CPU.
     Auto,
 }
@@ -39,7 +43,7 @@ impl DeviceSpec {
 
     /// True for devices other than the CPU backends (after [`DeviceSpec::resolve`]).
     pub fn is_accelerator(self) -> bool {
-        matches!(self, DeviceSpec::Cuda(_))
+        matches!(self, DeviceSpec::Cuda(_) | DeviceSpec::Vulkan(_))
     }
 }
 
@@ -62,7 +66,10 @@ impl FromStr for DeviceSpec {
             ("ndarray", None) => Ok(DeviceSpec::Ndarray),
             ("auto", None) => Ok(DeviceSpec::Auto),
             ("cuda", i) => Ok(DeviceSpec::Cuda(i.unwrap_or(0))),
-            _ => Err(bad(format!("unknown device '{s}': expected auto, cpu, ndarray, cuda or cuda:N"))),
+            ("vulkan", i) => Ok(DeviceSpec::Vulkan(i)),
+            _ => Err(bad(format!(
+                "unknown device '{s}': expected auto, cpu, ndarray, cuda, cuda:N, vulkan or vulkan:N"
+            ))),
         }
     }
 }
@@ -73,6 +80,8 @@ impl std::fmt::Display for DeviceSpec {
             DeviceSpec::Cpu => write!(f, "cpu"),
             DeviceSpec::Ndarray => write!(f, "ndarray"),
             DeviceSpec::Cuda(i) => write!(f, "cuda:{i}"),
+            DeviceSpec::Vulkan(None) => write!(f, "vulkan"),
+            DeviceSpec::Vulkan(Some(i)) => write!(f, "vulkan:{i}"),
             DeviceSpec::Auto => write!(f, "auto"),
         }
     }
@@ -90,9 +99,9 @@ pub trait BackendJob {
     ) -> Result<Self::Output, TrainError>;
 }
 
-/// Runs `job` on the backend named by `spec`: flex on the CPU, ndarray and CUDA when compiled
-/// in (features `ndarray`, `cuda`); a CUDA device that cannot run a kernel is an error, not a
-/// panic.
+/// Runs `job` on the backend named by `spec`: flex on the CPU, ndarray, CUDA and Vulkan when
+/// compiled in (features `ndarray`, `cuda`, `vulkan`); a GPU that cannot run a kernel is an
+/// error, not a panic.
 pub fn dispatch<J: BackendJob>(spec: DeviceSpec, job: J) -> Result<J::Output, TrainError> {
     use burn::backend::{Autodiff, Flex};
     let _clock = crate::timing::JobClock::start();
@@ -103,13 +112,15 @@ pub fn dispatch<J: BackendJob>(spec: DeviceSpec, job: J) -> Result<J::Output, Tr
         DeviceSpec::Cuda(i) => {
             job.run::<Autodiff<burn::backend::Cuda>>(burn::backend::cuda::CudaDevice::new(i))
         }
+        #[cfg(feature = "vulkan")]
+        DeviceSpec::Vulkan(i) => job.run::<Autodiff<burn::backend::Vulkan>>(vulkan_device(i)),
         _ => job.run::<Autodiff<Flex>>(Default::default()),
     }
 }
 
 impl DeviceSpec {
     /// The device this spec stands for here ([`DeviceSpec::resolve`]), after checking that it
-    /// can be used: compiled into this build and, for CUDA, able to run a kernel. Trains
+    /// can be used: compiled into this build and, for a GPU, able to run a kernel. Trains
     /// nothing, so a configuration can be checked before any work.
     pub fn check(self) -> Result<DeviceSpec, TrainError> {
         match self.resolve() {
@@ -123,10 +134,21 @@ impl DeviceSpec {
                     .map(|()| DeviceSpec::Cuda(i))
                     .map_err(|why| TrainError::Device(format!("CUDA device {i} is not usable: {why}")))
             }
+            #[cfg(feature = "vulkan")]
+            DeviceSpec::Vulkan(i) => {
+                crate::kernels::configure();
+                probe::<burn::backend::Vulkan>(&vulkan_device(i))
+                    .map(|()| DeviceSpec::Vulkan(i))
+                    .map_err(|why| TrainError::Device(format!("Vulkan device {i:?} is not usable: {why}")))
+            }
             #[allow(unreachable_patterns)]
             other => Err(TrainError::Device(format!(
                 "device '{other}' is not compiled into this build (rebuild with --features {})",
-                if matches!(other, DeviceSpec::Ndarray) { "ndarray" } else { "cuda" }
+                match other {
+                    DeviceSpec::Ndarray => "ndarray",
+                    DeviceSpec::Vulkan(_) => "vulkan",
+                    _ => "cuda",
+                }
             ))),
         }
     }
@@ -161,18 +183,29 @@ impl BatchDefaults {
     }
 }
 
-/// Whether CUDA device `index` can run a kernel; the error says why not. burn panics (in its
-/// device thread) when there is no driver, no NVRTC library or no such GPU, so the probe runs a
-/// tiny op under `catch_unwind` with a panic hook that keeps the messages instead of printing
-/// them: the first one (e.g. cudarc's "Unable to dynamically load the \"nvrtc\" shared library
-/// … LD_LIBRARY_PATH …") is the cause worth showing.
+/// Whether CUDA device `index` can run a kernel; the error says why not (see [`probe`]).
 #[cfg(feature = "cuda")]
 pub fn cuda_probe(index: usize) -> Result<(), String> {
+    probe::<burn::backend::Cuda>(&burn::backend::cuda::CudaDevice::new(index))
+}
+
+/// wgpu's device for `vulkan` (its default adapter) and `vulkan:N` (the N-th discrete GPU).
+#[cfg(feature = "vulkan")]
+fn vulkan_device(index: Option<usize>) -> burn::backend::wgpu::WgpuDevice {
+    use burn::backend::wgpu::WgpuDevice;
+    index.map_or(WgpuDevice::DefaultDevice, WgpuDevice::DiscreteGpu)
+}
+
+/// Whether `dev` of GPU backend `B` can run a kernel; the error says why not. burn panics (in
+/// its device thread) when there is no driver, no NVRTC library or no such GPU, so the probe
+/// runs a tiny op under `catch_unwind` with a panic hook that keeps the messages instead of
+/// printing them: the first one (e.g. cudarc's "Unable to dynamically load the \"nvrtc\" shared
+/// library … LD_LIBRARY_PATH …") is the cause worth showing.
+#[cfg(any(feature = "cuda", feature = "vulkan"))]
+pub fn probe<B: burn::tensor::backend::Backend>(dev: &B::Device) -> Result<(), String> {
     use std::sync::{Arc, Mutex};
 
-    use burn::backend::{cuda::CudaDevice, Cuda};
     use burn::tensor::Tensor;
-    let dev = CudaDevice::new(index);
     let seen = Arc::new(Mutex::new(Vec::<String>::new()));
     let sink = Arc::clone(&seen);
     let prev = std::panic::take_hook();
@@ -181,7 +214,10 @@ pub fn cuda_probe(index: usize) -> Result<(), String> {
             seen.push(panic_text(info.payload()));
         }
     }));
-    let caught = std::panic::catch_unwind(|| Tensor::<Cuda, 1>::zeros([1], &dev).into_data());
+    // The device is only read, and after a panic the probe's error is all that is used.
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        Tensor::<B, 1>::zeros([1], dev).into_data()
+    }));
     std::panic::set_hook(prev);
     match caught {
         Ok(_) => Ok(()),
@@ -193,7 +229,7 @@ pub fn cuda_probe(index: usize) -> Result<(), String> {
 }
 
 /// The message of a panic payload (`panic!` makes a `&str` or a `String`).
-#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+#[cfg_attr(not(any(feature = "cuda", feature = "vulkan")), allow(dead_code))]
 fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
     payload
         .downcast_ref::<&str>()
@@ -221,6 +257,9 @@ mod tests {
         assert_eq!("cuda:1".parse::<DeviceSpec>().unwrap(), DeviceSpec::Cuda(1));
         assert_eq!("cuda".parse::<DeviceSpec>().unwrap(), DeviceSpec::Cuda(0));
         assert_eq!("auto".parse::<DeviceSpec>().unwrap(), DeviceSpec::Auto);
+        assert_eq!("vulkan".parse::<DeviceSpec>().unwrap(), DeviceSpec::Vulkan(None));
+        assert_eq!("vulkan:1".parse::<DeviceSpec>().unwrap().to_string(), "vulkan:1");
+        assert!(DeviceSpec::Vulkan(None).is_accelerator() && !DeviceSpec::Ndarray.is_accelerator());
         #[cfg(not(feature = "cuda"))]
         assert_eq!(DeviceSpec::Auto.resolve(), DeviceSpec::Cpu, "no CUDA in this build: the CPU");
         assert!("gpu".parse::<DeviceSpec>().unwrap_err().to_string().contains("unknown device 'gpu'"));
@@ -232,6 +271,8 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("not compiled into this build"));
+        #[cfg(not(feature = "vulkan"))]
+        assert!(DeviceSpec::Vulkan(None).check().unwrap_err().to_string().contains("--features vulkan"));
     }
 
     #[test]

@@ -90,7 +90,7 @@ pub fn entries_so_far() -> Option<usize> {
     CACHE_DIR.get().cloned().flatten().map(|d| cache_entries(&d))
 }
 
-#[cfg(feature = "cuda")]
+#[cfg(any(feature = "cuda", feature = "vulkan"))]
 fn set_cubecl_caches(dir: &Path) -> bool {
     use burn::cubecl::config::{cache::CacheConfig, CubeClRuntimeConfig, RuntimeConfig};
     let mut config = CubeClRuntimeConfig::default();
@@ -105,7 +105,7 @@ fn set_cubecl_caches(dir: &Path) -> bool {
     ok
 }
 
-#[cfg(not(feature = "cuda"))]
+#[cfg(not(any(feature = "cuda", feature = "vulkan")))]
 fn set_cubecl_caches(_dir: &Path) -> bool {
     false
 }

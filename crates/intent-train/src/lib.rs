@@ -7,7 +7,7 @@
 //! - [`mlp`]: the bag-of-words MLP;
 //! - [`svm`]: linear SVM and kernel SVC (no burn: solvers on the host), calibration;
 //! - [`ncf`]: NCF recommenders (host loop, [`ncf::engine`] on burn, [`ncf::run`] end to end);
-//! - [`device`]: `--device cpu|ndarray|cuda:N` → backend.
+//! - [`device`]: `--device cpu|ndarray|cuda:N|vulkan:N` → backend.
 //!
 //! ```
 //! use intent_data::{Dataset, Example};

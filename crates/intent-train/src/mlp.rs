@@ -310,7 +310,7 @@ impl<B: AutodiffBackend> MlpTask<'_, B> {
 
     fn scores(&self, m: &Mlp<B::InnerBackend>, rows: &[&SparseVec]) -> Vec<f32> {
         let mut out = Vec::with_capacity(rows.len() * self.k);
-        for chunk in rows.chunks(1024) {
+        for chunk in rows.chunks(intent_models::mlp::SCORE_BATCH) {
             let x = SparseBatch::<B::InnerBackend>::new(chunk, &self.device);
             out.extend(m.forward(x, None).into_data().iter::<f32>());
         }

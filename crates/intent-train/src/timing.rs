@@ -26,9 +26,14 @@ pub struct Timing {
     /// kernel caches (CUDA builds with the cache on; `None` elsewhere).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kernels_before_first_step: Option<usize>,
-    /// The same, during the whole first epoch.
+    /// The same, during the whole first epoch, its validation included: on a GPU with static
+    /// shapes, all the run compiles (later epochs reuse its shapes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kernels_first_epoch: Option<usize>,
+    /// The same, during all epochs: more than [`Timing::kernels_first_epoch`] means that later
+    /// epochs met tensor shapes the first did not (each one compiled and autotuned anew).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernels_all_epochs: Option<usize>,
 }
 
 /// Steps left out of the steady-state rate for a run of `total` steps: [`WARMUP_STEPS`], or a
@@ -136,14 +141,24 @@ impl StepClock {
         Some(crate::kernels::entries_so_far()?.saturating_sub(self.kernels_at_start?))
     }
 
-    /// The figures.
+    /// The figures, at the end of the training loop.
     pub(crate) fn timing(&self) -> Timing {
+        let all = self.kernels_since_start();
+        if let (Some(all), Some(first)) = (all, self.kernels_first_epoch) {
+            if all > first {
+                tracing::warn!(
+                    "{} kernels compiled or autotuned after the first epoch: shapes it had not met",
+                    all - first
+                );
+            }
+        }
         Timing {
             time_to_first_step_s: self.first_step.unwrap_or(0.0),
             steady_samples_per_second: self.steady_samples as f64 / self.steady_seconds.max(1e-9),
             warmup_steps: self.warmup,
             kernels_before_first_step: self.kernels_first_step,
             kernels_first_epoch: self.kernels_first_epoch,
+            kernels_all_epochs: all,
         }
     }
 }

@@ -67,7 +67,8 @@ pub struct BertFlags {
     #[arg(long, value_name = "N", requires = "checkpoint_dir")]
     pub stop_after_epochs: Option<usize>,
     /// Compute device: auto (CUDA device 0 when this build has CUDA and a GPU works, else the
-    /// CPU), cpu, ndarray (feature `ndarray`), cuda or cuda:N (feature `cuda`).
+    /// CPU), cpu, ndarray (feature `ndarray`), cuda or cuda:N (feature `cuda`), vulkan or
+    /// vulkan:N (feature `vulkan`).
     #[arg(long, default_value = "auto")]
     pub device: String,
     /// Tensor shapes from a small fixed set (the last batch filled up, lengths padded to

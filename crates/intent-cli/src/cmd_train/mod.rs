@@ -136,7 +136,8 @@ pub struct MlpFlags {
     /// Train all epochs (no early stopping).
     #[arg(long)]
     pub no_early_stopping: bool,
-    /// Compute device: cpu, ndarray (feature `ndarray`), cuda or cuda:N (feature `cuda`), auto
+    /// Compute device: cpu, ndarray (feature `ndarray`), cuda or cuda:N (feature `cuda`), vulkan or
+    /// vulkan:N (feature `vulkan`), auto
     /// (CUDA when there is one). On a GPU this model's steps are tiny: see the README's GPU
     /// section for when the CPU is faster.
     #[arg(long, default_value = "cpu")]

@@ -416,9 +416,9 @@ where
         }
         bar.finish();
         let seconds = start.elapsed().as_secs_f64();
-        clock.first_epoch_done();
         run.model = task.end_of_epoch(run.model);
         let val_score = task.validate(&run.model.valid());
+        clock.first_epoch_done();
         let log = EpochLog {
             epoch,
             loss: loss_sum / seen as f64,

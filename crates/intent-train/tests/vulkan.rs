@@ -1,0 +1,97 @@
+//! The accelerator code path on a real cubecl runtime without a GPU (feature `vulkan`): burn's
+//! wgpu backend on Mesa's lavapipe, a Vulkan driver that runs on the CPU. CI has no GPU; this is
+//! where the GPU path's fusion, JIT-compiled kernels, autotuning, device-side optimizer and
+//! static shapes actually run (`.ci/run` installs `mesa-vulkan-drivers`).
+//!
+//! - the MLP trains on it to an accuracy near the CPU's, with the same options;
+//! - kernels are compiled (and matmuls autotuned) during the first epoch only: the later epochs,
+//!   validation included, reuse them; the final validation report (same batches of
+//!   `SCORE_BATCH`) compiles little more;
+//! - the kernel caches are where `kernels::configure` put them, and the timing counts entries.
+//!
+//! (cubecl's autotune keys round matrix sizes, so on this runtime the MLP would also compile
+//! nothing new after its first epoch with dynamic shapes; what the shapes test guards, the
+//! batchers' shapes, is checked on the CPU in `shapes.rs`.)
+//!
+//! `CUBECL_WGPU_DEFAULT_DEVICE=Cpu` (set here when unset) makes wgpu pick lavapipe even where a
+//! GPU exists. BANKING77 comes from `../shared/datasets/banking77` (`INTENT_BANKING77`).
+#![cfg(feature = "vulkan")]
+
+use std::path::PathBuf;
+use std::sync::{Mutex, MutexGuard, OnceLock};
+
+use intent_data::{Dataset, LoadOptions};
+use intent_train::{kernels, train_mlp_to_dir, DeviceSpec, EngineConfig, MlpOptions};
+
+/// The kernel cache of this process (cubecl reads its configuration once), and a turn at it:
+/// kernel counts are differences of cache entries, so runs must not overlap.
+fn lavapipe() -> (MutexGuard<'static, ()>, &'static std::path::Path) {
+    static CACHE: OnceLock<tempfile::TempDir> = OnceLock::new();
+    static TURN: Mutex<()> = Mutex::new(());
+    let turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    let cache = CACHE.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        // Set under the lock, before any kernel: no other thread reads the environment meanwhile.
+        std::env::set_var(kernels::CACHE_ENV, dir.path());
+        if std::env::var_os("CUBECL_WGPU_DEFAULT_DEVICE").is_none() {
+            std::env::set_var("CUBECL_WGPU_DEFAULT_DEVICE", "Cpu");
+        }
+        DeviceSpec::Vulkan(None)
+            .check()
+            .unwrap_or_else(|e| panic!("{e}: install mesa-vulkan-drivers (lavapipe)"));
+        assert_eq!(
+            kernels::configure().as_deref(),
+            Some(dir.path()),
+            "the caches go where the variable says"
+        );
+        dir
+    });
+    (turn, cache.path())
+}
+
+fn banking77(file: &str, take: usize) -> Dataset {
+    let path = std::env::var_os("INTENT_BANKING77")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/datasets/banking77")
+        })
+        .join(file);
+    assert!(path.is_file(), "{} is missing (the shared datasets sit beside the clone)", path.display());
+    let mut data = intent_data::load_dataset(&path, None, &LoadOptions::default()).expect("loads").data;
+    // Every third example keeps all 77 labels in a smaller, quicker set.
+    data.examples = data.examples.into_iter().step_by(3).take(take).collect();
+    data
+}
+
+#[test]
+fn the_mlp_trains_on_a_cubecl_device_and_compiles_kernels_in_the_first_epoch_only() {
+    let (_turn, _cache) = lavapipe();
+    let device = DeviceSpec::Vulkan(None);
+    let (train, val) = (banking77("train.csv", 3000), banking77("test.csv", 600));
+    let engine =
+        EngineConfig { epochs: 3, batch_size: 128, patience: None, progress: false, ..Default::default() };
+    let opts = MlpOptions { engine, ..Default::default() };
+    let (gpu_out, cpu_out) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let gpu = train_mlp_to_dir(device, &train, Some(&val), &opts, gpu_out.path()).expect("trains on vulkan");
+
+    let timing = &gpu.timing;
+    let first_epoch = timing.kernels_first_epoch.expect("kernels are counted where the cache is ours");
+    assert!(first_epoch > 0, "a cold cache compiles kernels in the first epoch");
+    assert!(timing.kernels_before_first_step.unwrap() <= first_epoch);
+    assert_eq!(
+        timing.kernels_all_epochs,
+        Some(first_epoch),
+        "no kernel compiled or autotuned after the first epoch: epochs 2–3 and their validation reuse its shapes"
+    );
+    // After the loop, the report's softmax is all that may still compile.
+    let after = kernels::entries_so_far().unwrap() - timing.kernels_all_epochs.unwrap();
+    assert!(after < 10, "{after} kernels compiled after training");
+    assert_eq!(gpu.history.len(), 3);
+    assert!(gpu.history[2].loss < gpu.history[0].loss, "{:?}", gpu.history);
+    assert!(timing.time_to_first_step_s > 0.0 && timing.steady_samples_per_second > 0.0, "{timing:?}");
+
+    let cpu = train_mlp_to_dir(DeviceSpec::Cpu, &train, Some(&val), &opts, cpu_out.path()).expect("trains");
+    let (g, c) = (gpu.history[2].val_score.unwrap(), cpu.history[2].val_score.unwrap());
+    assert!(c > 0.6, "CPU validation accuracy {c}");
+    assert!((g - c).abs() < 0.05, "validation accuracy: vulkan {g}, cpu {c}");
+}
