@@ -195,3 +195,69 @@ fn write_tiny(dir: &Path, strict_tokenizer: bool, head: bool, extra: &[String]) 
         .collect();
     std::fs::write(dir.join("model.safetensors"), safetensors::serialize(views, None).unwrap()).unwrap();
 }
+
+/// Deterministic pseudo-random values in (−`scale`, `scale`).
+fn symmetric_values(n: usize, seed: u64, scale: f32) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    (0..n)
+        .map(|_| {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((s >> 33) as f64 / (1u64 << 31) as f64 * 2.0 - 1.0) as f32 * scale
+        })
+        .collect()
+}
+
+/// Writes a tiny BERT base that fine-tuning learns from quickly (hidden 16, feed-forward 32, 2
+/// layers, 2 heads, 32 positions, no pooler or head; weights uniform in ±0.3, layer norms at
+/// identity, `dropout` in the encoder) whose vocabulary holds every word of `texts` (split at
+/// spaces, in order of appearance): config.json, vocab.txt, model.safetensors.
+pub fn write_learnable_tiny_bert(dir: &Path, texts: &[&str], dropout: f64) {
+    const H: usize = 16;
+    const I: usize = 32;
+    const LAYERS: usize = 2;
+    let mut words: Vec<String> =
+        ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"].iter().map(|s| s.to_string()).collect();
+    for w in texts.iter().flat_map(|t| t.split_whitespace()) {
+        if !words.iter().any(|x| x == w) {
+            words.push(w.to_string());
+        }
+    }
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("vocab.txt"), words.join("\n") + "\n").unwrap();
+    let config = serde_json::json!({
+        "model_type": "bert", "vocab_size": words.len(), "hidden_size": H, "num_hidden_layers": LAYERS,
+        "num_attention_heads": 2, "intermediate_size": I, "max_position_embeddings": 32, "type_vocab_size": 2,
+        "hidden_act": "gelu", "layer_norm_eps": 1e-12, "hidden_dropout_prob": dropout,
+        "attention_probs_dropout_prob": dropout, "pad_token_id": 0, "initializer_range": 0.02
+    });
+    std::fs::write(dir.join("config.json"), serde_json::to_string_pretty(&config).unwrap()).unwrap();
+    let shape = TinyBertShape {
+        vocab: words.len(),
+        hidden: H,
+        intermediate: I,
+        positions: 32,
+        layers: LAYERS,
+        pooler: false,
+        classes: None,
+    };
+    let data: Vec<(String, Vec<usize>, Vec<u8>)> = tensor_shapes(&shape)
+        .into_iter()
+        .enumerate()
+        .map(|(i, (name, shape))| {
+            let n: usize = shape.iter().product();
+            let v = if name.ends_with("LayerNorm.weight") {
+                vec![1.0; n]
+            } else if name.ends_with("LayerNorm.bias") {
+                vec![0.0; n]
+            } else {
+                symmetric_values(n, i as u64, 0.3)
+            };
+            (name, shape, v.iter().flat_map(|x| x.to_le_bytes()).collect())
+        })
+        .collect();
+    let views: Vec<(String, TensorView)> = data
+        .iter()
+        .map(|(n, s, b)| (n.clone(), TensorView::new(Dtype::F32, s.clone(), b).unwrap()))
+        .collect();
+    safetensors::serialize_to_file(views, None, &dir.join("model.safetensors")).unwrap();
+}

@@ -8,19 +8,13 @@ use std::path::Path;
 
 use burn::backend::{Autodiff, Flex};
 use intent_data::{Dataset, Example};
-use intent_testkit::bert::{tensor_shapes, TinyBertShape};
 use intent_train::{train_bert, BertOptions};
-use safetensors::tensor::{Dtype, TensorView};
 
 type AD = Autodiff<Flex>;
 
 /// burn's CPU random generator (weight init, dropout) is one per process: runs that must be
 /// reproducible take turns.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-const H: usize = 16;
-const I: usize = 32;
-const LAYERS: usize = 2;
 
 fn single() -> Dataset {
     let rows = [
@@ -58,69 +52,12 @@ fn multi() -> Dataset {
     d
 }
 
-/// Deterministic values in (−scale, scale).
-fn values(n: usize, seed: u64, scale: f32) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-    (0..n)
-        .map(|_| {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            ((s >> 33) as f64 / (1u64 << 31) as f64 * 2.0 - 1.0) as f32 * scale
-        })
-        .collect()
-}
-
 /// Writes a tiny BERT base (no pooler, no head) whose vocabulary holds every word of the data,
 /// with dropout probability `dropout` in the encoder.
 fn write_tiny_bert(dir: &Path, dropout: f64) {
-    let mut words: Vec<String> =
-        ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"].iter().map(|s| s.to_string()).collect();
-    for d in [single(), multi()] {
-        for e in &d.examples {
-            for w in e.text.split_whitespace() {
-                if !words.iter().any(|x| x == w) {
-                    words.push(w.to_string());
-                }
-            }
-        }
-    }
-    std::fs::create_dir_all(dir).unwrap();
-    std::fs::write(dir.join("vocab.txt"), words.join("\n") + "\n").unwrap();
-    let config = serde_json::json!({
-        "model_type": "bert", "vocab_size": words.len(), "hidden_size": H, "num_hidden_layers": LAYERS,
-        "num_attention_heads": 2, "intermediate_size": I, "max_position_embeddings": 32, "type_vocab_size": 2,
-        "hidden_act": "gelu", "layer_norm_eps": 1e-12, "hidden_dropout_prob": dropout, "attention_probs_dropout_prob": dropout,
-        "pad_token_id": 0, "initializer_range": 0.02
-    });
-    std::fs::write(dir.join("config.json"), serde_json::to_string_pretty(&config).unwrap()).unwrap();
-    let t = tensor_shapes(&TinyBertShape {
-        vocab: words.len(),
-        hidden: H,
-        intermediate: I,
-        positions: 32,
-        layers: LAYERS,
-        pooler: false,
-        classes: None,
-    });
-    let data: Vec<(String, Vec<usize>, Vec<u8>)> = t
-        .into_iter()
-        .enumerate()
-        .map(|(i, (name, shape))| {
-            let n: usize = shape.iter().product();
-            let v = if name.ends_with("LayerNorm.weight") {
-                vec![1.0; n]
-            } else if name.ends_with("LayerNorm.bias") {
-                vec![0.0; n]
-            } else {
-                values(n, i as u64, 0.3)
-            };
-            (name, shape, v.iter().flat_map(|x| x.to_le_bytes()).collect())
-        })
-        .collect();
-    let views: Vec<(String, TensorView)> = data
-        .iter()
-        .map(|(n, s, b)| (n.clone(), TensorView::new(Dtype::F32, s.clone(), b).unwrap()))
-        .collect();
-    safetensors::serialize_to_file(views, None, &dir.join("model.safetensors")).unwrap();
+    let (single, multi) = (single(), multi());
+    let texts: Vec<&str> = single.examples.iter().chain(&multi.examples).map(|e| e.text.as_str()).collect();
+    intent_testkit::bert::write_learnable_tiny_bert(dir, &texts, dropout);
 }
 
 /// Takes this file's turn at the random generator and writes a tiny BERT into a fresh folder.
@@ -343,7 +280,10 @@ fn bf16_mixed_precision_learns_and_keeps_f32_weights() {
     t.save(&dir.path().join("bf16")).unwrap();
     let bytes = std::fs::read(dir.path().join("bf16/model.safetensors")).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    assert!(st.tensors().iter().all(|(_, v)| v.dtype() == Dtype::F32), "master weights stay f32");
+    assert!(
+        st.tensors().iter().all(|(_, v)| v.dtype() == safetensors::Dtype::F32),
+        "master weights stay f32"
+    );
     // The same run in f32 ends with other weights: the products really were bf16.
     o.precision = intent_models::bert::Precision::F32;
     let t32 = train_bert::<AD>(&base, &train, Some(&train), &o, &device).unwrap();

@@ -4,6 +4,9 @@
 //! static shapes actually run (`.ci/run` installs `mesa-vulkan-drivers`).
 //!
 //! - the MLP trains on it to an accuracy near the CPU's, with the same options;
+//! - a tiny BERT fine-tunes on it (AdamW and gradient clipping on the device, lengths padded to
+//!   a multiple of 16) as it does on the CPU: it learns its 12 texts (the MLP's run covers the
+//!   filled-up last batch);
 //! - kernels are compiled (and matmuls autotuned) during the first epoch only: the later epochs,
 //!   validation included, reuse them; the final validation report (same batches of
 //!   `SCORE_BATCH`) compiles little more;
@@ -20,8 +23,10 @@
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
-use intent_data::{Dataset, LoadOptions};
-use intent_train::{kernels, train_mlp_to_dir, DeviceSpec, EngineConfig, MlpOptions};
+use intent_data::{Dataset, Example, LoadOptions};
+use intent_train::{
+    kernels, train_bert_to_dir, train_mlp_to_dir, BertOptions, DeviceSpec, EngineConfig, MlpOptions,
+};
 
 /// The kernel cache of this process (cubecl reads its configuration once), and a turn at it:
 /// kernel counts are differences of cache entries, so runs must not overlap.
@@ -94,4 +99,52 @@ fn the_mlp_trains_on_a_cubecl_device_and_compiles_kernels_in_the_first_epoch_onl
     let (g, c) = (gpu.history[2].val_score.unwrap(), cpu.history[2].val_score.unwrap());
     assert!(c > 0.6, "CPU validation accuracy {c}");
     assert!((g - c).abs() < 0.05, "validation accuracy: vulkan {g}, cpu {c}");
+}
+
+#[test]
+fn a_tiny_bert_fine_tunes_on_a_cubecl_device_as_on_the_cpu() {
+    let (_turn, _cache) = lavapipe();
+    let rows = [
+        ("where is my package", "order_status"),
+        ("has my order shipped yet", "order_status"),
+        ("track my parcel please", "order_status"),
+        ("when will my delivery arrive", "order_status"),
+        ("hello there", "greeting"),
+        ("hi good morning", "greeting"),
+        ("hey how are you", "greeting"),
+        ("good evening to you", "greeting"),
+        ("i want to return this jacket", "return_item"),
+        ("how do i send back a product", "return_item"),
+        ("can i get a refund for these shoes", "return_item"),
+        ("return the blender i bought", "return_item"),
+    ];
+    let train = Dataset::new(rows.iter().map(|(t, l)| Example::new(*t, *l)).collect());
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("tiny");
+    intent_testkit::bert::write_learnable_tiny_bert(&base, &rows.map(|r| r.0), 0.0);
+    let mut o = BertOptions { max_len: 16, ..Default::default() };
+    o.engine = EngineConfig {
+        epochs: 25,
+        batch_size: 4,
+        lr: 3e-3,
+        warmup_ratio: 0.0,
+        min_steps: Some(0),
+        patience: None,
+        progress: false,
+        max_grad_norm: Some(1.0), // on the device: scaled there, no read-back
+        ..o.engine
+    };
+    let mut runs = Vec::new();
+    for device in [DeviceSpec::Vulkan(None), DeviceSpec::Cpu] {
+        let out = dir.path().join(device.to_string());
+        let run = train_bert_to_dir(device, &base, &train, Some(&train), &o, &out).expect("fine-tunes");
+        let losses: Vec<f64> = run.history.iter().map(|h| h.loss).collect();
+        assert!(losses[0] > 4.0 * losses.last().unwrap(), "{device}: {losses:?}");
+        assert_eq!(run.val_report.as_ref().unwrap().accuracy, 1.0, "{device}: {losses:?}");
+        runs.push(run);
+    }
+    let t = &runs[0].timing;
+    assert!(runs[0].backend.contains("wgpu"), "{}", runs[0].backend);
+    assert!(t.kernels_first_epoch.unwrap() > 0);
+    assert_eq!(t.kernels_all_epochs, t.kernels_first_epoch, "padded lengths, filled batches: no new shapes");
 }
