@@ -139,7 +139,7 @@ impl DeviceSpec {
                 crate::kernels::configure();
                 probe::<burn::backend::Vulkan>(&vulkan_device(i))
                     .map(|()| DeviceSpec::Vulkan(i))
-                    .map_err(|why| TrainError::Device(format!("Vulkan device {i:?} is not usable: {why}")))
+                    .map_err(|why| TrainError::Device(format!("device '{self}' is not usable: {why}")))
             }
             #[allow(unreachable_patterns)]
             other => Err(TrainError::Device(format!(

@@ -17,7 +17,9 @@
 //! batchers' shapes, is checked on the CPU in `shapes.rs`.)
 //!
 //! `CUBECL_WGPU_DEFAULT_DEVICE=Cpu` (set here when unset) makes wgpu pick lavapipe even where a
-//! GPU exists. BANKING77 comes from `../shared/datasets/banking77` (`INTENT_BANKING77`).
+//! GPU exists. Without a Vulkan driver the tests say so and pass, unless `INTENT_REQUIRE_VULKAN`
+//! is set (`.ci/run` sets it: there they must run). BANKING77 comes from
+//! `../shared/datasets/banking77` (`INTENT_BANKING77`).
 #![cfg(feature = "vulkan")]
 
 use std::path::PathBuf;
@@ -29,9 +31,10 @@ use intent_train::{
 };
 
 /// The kernel cache of this process (cubecl reads its configuration once), and a turn at it:
-/// kernel counts are differences of cache entries, so runs must not overlap.
-fn lavapipe() -> (MutexGuard<'static, ()>, &'static std::path::Path) {
-    static CACHE: OnceLock<tempfile::TempDir> = OnceLock::new();
+/// kernel counts are differences of cache entries, so runs must not overlap. `None` (the test
+/// says so and passes) where no Vulkan driver works, unless `INTENT_REQUIRE_VULKAN` is set (CI).
+fn lavapipe() -> Option<(MutexGuard<'static, ()>, &'static std::path::Path)> {
+    static CACHE: OnceLock<Option<tempfile::TempDir>> = OnceLock::new();
     static TURN: Mutex<()> = Mutex::new(());
     let turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
     let cache = CACHE.get_or_init(|| {
@@ -41,17 +44,20 @@ fn lavapipe() -> (MutexGuard<'static, ()>, &'static std::path::Path) {
         if std::env::var_os("CUBECL_WGPU_DEFAULT_DEVICE").is_none() {
             std::env::set_var("CUBECL_WGPU_DEFAULT_DEVICE", "Cpu");
         }
-        DeviceSpec::Vulkan(None)
-            .check()
-            .unwrap_or_else(|e| panic!("{e}: install mesa-vulkan-drivers (lavapipe)"));
+        if let Err(e) = DeviceSpec::Vulkan(None).check() {
+            let why = format!("{e}: install mesa-vulkan-drivers (lavapipe)");
+            assert!(std::env::var_os("INTENT_REQUIRE_VULKAN").is_none(), "{why}");
+            eprintln!("skipped: {why}");
+            return None;
+        }
         assert_eq!(
             kernels::configure().as_deref(),
             Some(dir.path()),
             "the caches go where the variable says"
         );
-        dir
+        Some(dir)
     });
-    (turn, cache.path())
+    cache.as_ref().map(|c| (turn, c.path()))
 }
 
 fn banking77(file: &str, take: usize) -> Dataset {
@@ -70,13 +76,14 @@ fn banking77(file: &str, take: usize) -> Dataset {
 
 #[test]
 fn the_mlp_trains_on_a_cubecl_device_and_compiles_kernels_in_the_first_epoch_only() {
-    let (_turn, _cache) = lavapipe();
+    let Some((_turn, _cache)) = lavapipe() else { return };
     let device = DeviceSpec::Vulkan(None);
     let (train, val) = (banking77("train.csv", 3000), banking77("test.csv", 600));
     let engine =
         EngineConfig { epochs: 3, batch_size: 128, patience: None, progress: false, ..Default::default() };
     let opts = MlpOptions { engine, ..Default::default() };
     let (gpu_out, cpu_out) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let entries_before = kernels::entries_so_far().unwrap();
     let gpu = train_mlp_to_dir(device, &train, Some(&val), &opts, gpu_out.path()).expect("trains on vulkan");
 
     let timing = &gpu.timing;
@@ -86,10 +93,10 @@ fn the_mlp_trains_on_a_cubecl_device_and_compiles_kernels_in_the_first_epoch_onl
     assert_eq!(
         timing.kernels_all_epochs,
         Some(first_epoch),
-        "no kernel compiled or autotuned after the first epoch: epochs 2–3 and their validation reuse its shapes"
+        "nothing compiled or autotuned after epoch 1: epochs 2–3 and their validation reuse its shapes"
     );
     // After the loop, the report's softmax is all that may still compile.
-    let after = kernels::entries_so_far().unwrap() - timing.kernels_all_epochs.unwrap();
+    let after = kernels::entries_so_far().unwrap() - entries_before - timing.kernels_all_epochs.unwrap();
     assert!(after < 10, "{after} kernels compiled after training");
     assert_eq!(gpu.history.len(), 3);
     assert!(gpu.history[2].loss < gpu.history[0].loss, "{:?}", gpu.history);
@@ -103,7 +110,7 @@ fn the_mlp_trains_on_a_cubecl_device_and_compiles_kernels_in_the_first_epoch_onl
 
 #[test]
 fn a_tiny_bert_fine_tunes_on_a_cubecl_device_as_on_the_cpu() {
-    let (_turn, _cache) = lavapipe();
+    let Some((_turn, _cache)) = lavapipe() else { return };
     let rows = [
         ("where is my package", "order_status"),
         ("has my order shipped yet", "order_status"),
