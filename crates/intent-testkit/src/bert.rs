@@ -196,6 +196,23 @@ fn write_tiny(dir: &Path, strict_tokenizer: bool, head: bool, extra: &[String]) 
     std::fs::write(dir.join("model.safetensors"), safetensors::serialize(views, None).unwrap()).unwrap();
 }
 
+/// Twelve labelled texts of three intents that [`write_learnable_tiny_bert`] learns (the
+/// fine-tuning tests' data set).
+pub const TINY_INTENTS: [(&str, &str); 12] = [
+    ("where is my package", "order_status"),
+    ("has my order shipped yet", "order_status"),
+    ("track my parcel please", "order_status"),
+    ("when will my delivery arrive", "order_status"),
+    ("hello there", "greeting"),
+    ("hi good morning", "greeting"),
+    ("hey how are you", "greeting"),
+    ("good evening to you", "greeting"),
+    ("i want to return this jacket", "return_item"),
+    ("how do i send back a product", "return_item"),
+    ("can i get a refund for these shoes", "return_item"),
+    ("return the blender i bought", "return_item"),
+];
+
 /// Deterministic pseudo-random values in (−`scale`, `scale`).
 fn symmetric_values(n: usize, seed: u64, scale: f32) -> Vec<f32> {
     let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);

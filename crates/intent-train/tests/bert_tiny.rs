@@ -17,20 +17,7 @@ type AD = Autodiff<Flex>;
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn single() -> Dataset {
-    let rows = [
-        ("where is my package", "order_status"),
-        ("has my order shipped yet", "order_status"),
-        ("track my parcel please", "order_status"),
-        ("when will my delivery arrive", "order_status"),
-        ("hello there", "greeting"),
-        ("hi good morning", "greeting"),
-        ("hey how are you", "greeting"),
-        ("good evening to you", "greeting"),
-        ("i want to return this jacket", "return_item"),
-        ("how do i send back a product", "return_item"),
-        ("can i get a refund for these shoes", "return_item"),
-        ("return the blender i bought", "return_item"),
-    ];
+    let rows = intent_testkit::bert::TINY_INTENTS;
     Dataset::new(rows.iter().map(|(t, l)| Example::new(*t, *l)).collect())
 }
 

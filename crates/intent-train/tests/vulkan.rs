@@ -111,20 +111,7 @@ fn the_mlp_trains_on_a_cubecl_device_and_compiles_kernels_in_the_first_epoch_onl
 #[test]
 fn a_tiny_bert_fine_tunes_on_a_cubecl_device_as_on_the_cpu() {
     let Some((_turn, _cache)) = lavapipe() else { return };
-    let rows = [
-        ("where is my package", "order_status"),
-        ("has my order shipped yet", "order_status"),
-        ("track my parcel please", "order_status"),
-        ("when will my delivery arrive", "order_status"),
-        ("hello there", "greeting"),
-        ("hi good morning", "greeting"),
-        ("hey how are you", "greeting"),
-        ("good evening to you", "greeting"),
-        ("i want to return this jacket", "return_item"),
-        ("how do i send back a product", "return_item"),
-        ("can i get a refund for these shoes", "return_item"),
-        ("return the blender i bought", "return_item"),
-    ];
+    let rows = intent_testkit::bert::TINY_INTENTS;
     let train = Dataset::new(rows.iter().map(|(t, l)| Example::new(*t, *l)).collect());
     let dir = tempfile::tempdir().unwrap();
     let base = dir.path().join("tiny");
