@@ -1,4 +1,4 @@
-//! cubecl's kernel caches (CUDA builds): where compiled kernels and autotune results persist
+//! cubecl's kernel caches (CUDA and Vulkan builds): where compiled kernels and autotune results persist
 //! between runs, and how many kernels a run compiled.
 //!
 //! burn's CUDA backend JIT-compiles every kernel (NVRTC) the first time a tensor shape needs it,
@@ -78,7 +78,7 @@ pub fn configure() -> Option<PathBuf> {
                 return None;
             }
             set_cubecl_caches(&dir).then(|| {
-                tracing::info!("kernel caches (compiled PTX, autotune results): {}", dir.display());
+                tracing::info!("kernel caches (compiled kernels, autotune results): {}", dir.display());
                 dir
             })
         })
