@@ -1,5 +1,5 @@
-//! cubecl's kernel caches (CUDA and Vulkan builds): where compiled kernels and autotune results persist
-//! between runs, and how many kernels a run compiled.
+//! cubecl's kernel caches (CUDA and Vulkan builds): where compiled kernels and autotune results
+//! persist between runs, and how many kernels a run compiled.
 //!
 //! burn's CUDA backend JIT-compiles every kernel (NVRTC) the first time a tensor shape needs it,
 //! and autotunes matmuls per shape; 0.1–2 s each. cubecl keeps autotune results on disk by
