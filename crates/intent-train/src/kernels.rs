@@ -12,7 +12,9 @@
 //!    `~/.cache/intent/cubecl`.
 //!
 //! Both caches are append-only JSON-lines files there, so the number of lines added during a run
-//! is the number of kernels it compiled (and of shapes it autotuned).
+//! is the number of kernels it compiled (and of shapes it autotuned). cubecl's environment
+//! variables hold in case 2 as in case 1: `CUBECL_DEBUG_LOG` (compilation and autotune log),
+//! `CUBECL_AUTOTUNE_LEVEL` (`minimal`, `balanced` (the default), `extensive`, `full`).
 
 use std::path::{Path, PathBuf};
 
@@ -93,7 +95,9 @@ pub fn entries_so_far() -> Option<usize> {
 #[cfg(any(feature = "cuda", feature = "vulkan"))]
 fn set_cubecl_caches(dir: &Path) -> bool {
     use burn::cubecl::config::{cache::CacheConfig, CubeClRuntimeConfig, RuntimeConfig};
-    let mut config = CubeClRuntimeConfig::default();
+    // cubecl applies its environment variables (`CUBECL_DEBUG_LOG`, `CUBECL_AUTOTUNE_LEVEL`, …)
+    // only to a configuration it loads itself; one that is `set` must carry them already.
+    let mut config = CubeClRuntimeConfig::default().override_from_env();
     config.compilation.cache = Some(CacheConfig::File(dir.to_path_buf()));
     config.autotune.cache = CacheConfig::File(dir.to_path_buf());
     // `set` panics when cubecl's configuration was already read (a kernel ran before): then the

@@ -44,6 +44,9 @@ fn lavapipe() -> Option<(MutexGuard<'static, ()>, &'static std::path::Path)> {
         if std::env::var_os("CUBECL_WGPU_DEFAULT_DEVICE").is_none() {
             std::env::set_var("CUBECL_WGPU_DEFAULT_DEVICE", "Cpu");
         }
+        // Fewer matmul candidates (still autotuned); and cubecl's variables must survive the
+        // configuration `kernels::configure` sets.
+        std::env::set_var("CUBECL_AUTOTUNE_LEVEL", "minimal");
         if let Err(e) = DeviceSpec::Vulkan(None).check() {
             let why = format!("{e}: install mesa-vulkan-drivers (lavapipe)");
             assert!(std::env::var_os("INTENT_REQUIRE_VULKAN").is_none(), "{why}");
@@ -55,6 +58,10 @@ fn lavapipe() -> Option<(MutexGuard<'static, ()>, &'static std::path::Path)> {
             Some(dir.path()),
             "the caches go where the variable says"
         );
+        use burn::cubecl::config::{autotune::AutotuneLevel, CubeClRuntimeConfig, RuntimeConfig};
+        let config = CubeClRuntimeConfig::get();
+        let level = &config.autotune.level;
+        assert!(matches!(level, AutotuneLevel::Minimal), "CUBECL_AUTOTUNE_LEVEL is ignored: {level:?}");
         Some(dir)
     });
     cache.as_ref().map(|c| (turn, c.path()))
