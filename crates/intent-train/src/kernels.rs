@@ -63,9 +63,10 @@ pub fn cache_entries(dir: &Path) -> usize {
 
 static CACHE_DIR: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
 
-/// Switches cubecl's persistent PTX and autotune caches on (once per process, before the first
-/// CUDA kernel; see the module documentation for where). Returns the folder when this process
-/// chose it, `None` when a cubecl configuration file decides. A no-op without the `cuda` feature.
+/// Switches cubecl's persistent kernel and autotune caches on (once per process, before the
+/// first GPU kernel; see the module documentation for where). Returns the folder when this
+/// process chose it, `None` when a cubecl configuration file decides. A no-op without the `cuda`
+/// or `vulkan` feature.
 pub fn configure() -> Option<PathBuf> {
     CACHE_DIR
         .get_or_init(|| {
