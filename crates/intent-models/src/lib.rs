@@ -47,3 +47,11 @@ pub use svm::{SvmModel, SvmParams};
 
 /// The default CPU backend for inference (pure Rust, multi-threaded, SIMD).
 pub type CpuBackend = burn::backend::Flex;
+
+/// True for burn's CPU backends (flex, ndarray, with or without autodiff); false for the
+/// accelerators (cubecl's CUDA, Vulkan, …). On the CPU a tensor read is a copy; on an
+/// accelerator it waits for every kernel queued before it, so hot loops there never read one.
+pub fn is_cpu_backend<B: burn::tensor::backend::Backend>(device: &B::Device) -> bool {
+    let name = B::name(device);
+    name.contains("flex") || name.contains("ndarray")
+}

@@ -224,6 +224,16 @@ fn activate<B: Backend>(x: Tensor<B, 2>, a: Activation) -> Tensor<B, 2> {
     }
 }
 
+/// Whether attention masks padded keys for `attention_mask` (1 = token, 0 = padding). On the CPU
+/// backends the mask is read: a batch without padding (one text, texts of one length) needs
+/// none. On an accelerator reading it would wait for every kernel queued before it — once per
+/// training step, the GPU then idling while the host prepares the next step (PyTorch's `.item()`
+/// in a loop) — so there the mask is always applied: on a batch without padding it masks nothing.
+fn needs_padding_mask<B: Backend>(attention_mask: &Tensor<B, 2, Int>) -> bool {
+    !crate::is_cpu_backend::<B>(&attention_mask.device())
+        || attention_mask.clone().equal_elem(0).any().into_scalar().elem::<bool>()
+}
+
 /// What every layer of one forward pass shares.
 struct LayerContext<'a, B: Backend> {
     heads: usize,
@@ -290,6 +300,19 @@ impl<B: Backend> BertModel<B> {
         token_type_ids: Tensor<B, 2, Int>,
         attention_mask: Tensor<B, 2, Int>,
     ) -> Tensor<B, 3> {
+        let padded = !super::fused::available::<B>() && needs_padding_mask::<B>(&attention_mask);
+        self.forward_masked(input_ids, token_type_ids, attention_mask, padded)
+    }
+
+    /// [`Self::forward`] with the padded keys masked in attention or not (`padded`; ignored by
+    /// the fused training kernels, which read the mask themselves).
+    fn forward_masked(
+        &self,
+        input_ids: Tensor<B, 2, Int>,
+        token_type_ids: Tensor<B, 2, Int>,
+        attention_mask: Tensor<B, 2, Int>,
+        padded: bool,
+    ) -> Tensor<B, 3> {
         let [b, l] = input_ids.dims();
         let device = input_ids.device();
         let positions = Tensor::<B, 1, Int>::arange(0..l as i64, &device).reshape([1, l]).expand([b, l]);
@@ -304,8 +327,6 @@ impl<B: Backend> BertModel<B> {
                 attention_mask.into_data().convert::<i64>().into_vec().expect("i64 after convert");
             (None, Some(Arc::new(keep)))
         } else {
-            // Without padding (one text, or texts of one length) no mask is needed at all.
-            let padded = attention_mask.clone().equal_elem(0).any().into_scalar().elem::<bool>();
             (padded.then(|| attention_mask.equal_elem(0).reshape([b, 1, 1, l]).expand([b, h, l, l])), None)
         };
         let cx = LayerContext {
@@ -340,7 +361,7 @@ mod tests {
     use super::*;
     use burn::backend::{Autodiff, Flex};
     use burn::module::Param;
-    use burn::tensor::{DType, TensorData};
+    use burn::tensor::{DType, Int, TensorData};
 
     type AD = Autodiff<Flex>;
 
@@ -357,6 +378,45 @@ mod tests {
         l.weight = Param::from_tensor(Tensor::from_data(TensorData::new(w, [3, 2]), &d));
         l.bias = Some(Param::from_tensor(Tensor::from_data(TensorData::new(vec![0.25f32, -0.125], [2]), &d)));
         (x, l)
+    }
+
+    /// Hidden states of the rows `[1 5 6 2]` and `[1 7 2 0]` (the second padded after three
+    /// tokens) through `model`, with padded keys masked or not.
+    fn hidden(model: &BertModel<Flex>, padded: bool) -> Vec<f32> {
+        let d = Default::default();
+        let ids =
+            Tensor::<Flex, 2, Int>::from_data(TensorData::new(vec![1i64, 5, 6, 2, 1, 7, 2, 0], [2, 4]), &d);
+        let mask =
+            Tensor::<Flex, 2, Int>::from_data(TensorData::new(vec![1i64, 1, 1, 1, 1, 1, 1, 0], [2, 4]), &d);
+        model.forward_masked(ids, mask.zeros_like(), mask, padded).into_data().to_vec().unwrap()
+    }
+
+    #[test]
+    fn the_padding_mask_leaves_rows_without_padding_unchanged() {
+        // Accelerators always mask (no read-back per step): a row without padding must come out
+        // the same as without the mask, and a padded row must differ (the mask is not a no-op).
+        let config: BertConfig = serde_json::from_value(serde_json::json!({
+            "vocab_size": 8, "hidden_size": 8, "num_hidden_layers": 2, "num_attention_heads": 2,
+            "intermediate_size": 16, "max_position_embeddings": 8, "type_vocab_size": 2
+        }))
+        .unwrap();
+        let model = config.init::<Flex>(&Default::default());
+        let (masked, plain) = (hidden(&model, true), hidden(&model, false));
+        let row = 4 * 8;
+        for (a, b) in masked[..row].iter().zip(&plain[..row]) {
+            assert!((a - b).abs() < 1e-6, "unpadded row: {a} vs {b}");
+        }
+        let moved =
+            masked[row..].iter().zip(&plain[row..]).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        assert!(moved > 1e-3, "the padded row's keys were not masked ({moved})");
+        assert!(crate::is_cpu_backend::<Flex>(&Default::default()));
+        assert!(crate::is_cpu_backend::<AD>(&Default::default()));
+        // Without padding the CPU's forward skips the mask and reads as masked.
+        let d = Default::default();
+        let mask = Tensor::<Flex, 2, Int>::ones([2, 3], &d);
+        assert!(!needs_padding_mask::<Flex>(&mask));
+        let padded = TensorData::new(vec![1i64, 1, 1, 1, 1, 0], [2, 3]);
+        assert!(needs_padding_mask::<Flex>(&Tensor::from_data(padded, &d)));
     }
 
     fn to_bf16(v: f32) -> f32 {

@@ -263,10 +263,7 @@ pub fn static_shapes<B: burn::tensor::backend::Backend>(config: &EngineConfig, d
 
 /// True for the CPU backends (flex, ndarray, with or without autodiff), where the host-side
 /// optimizer paths are faster than device tensor ops.
-pub fn is_cpu_backend<B: burn::tensor::backend::Backend>(device: &B::Device) -> bool {
-    let name = B::name(device);
-    name.contains("flex") || name.contains("ndarray")
-}
+pub use intent_models::is_cpu_backend;
 
 /// Flushes denormal floats to zero on the calling thread (x86 MXCSR FTZ + DAZ bits; a no-op
 /// elsewhere). Optimizer moments of parameters whose gradient stays zero decay into the
