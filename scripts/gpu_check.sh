@@ -214,6 +214,8 @@ PY
     step "intent NCF cpu (NeuMF, 5 epochs)" 40 ncf-cpu ncf ncf-cpu cpu
     pkill -f "nvidia-smi dmon" 2>/dev/null || true
     echo "total $((SECONDS - start)) s of a ${budget} s budget" >> "$out/logs/machine.txt"
+    # What the warm runs found: cubecl's PTX and autotune caches, the driver's JIT cache (cuda-jit).
+    du -s -k "$INTENT_KERNEL_CACHE"/* >> "$out/logs/machine.txt" 2>&1 || true
     cat "$table"
     ;;
 *)

@@ -109,6 +109,9 @@ fn tune_allocator() {
 }
 
 fn main() -> ExitCode {
+    // Before any thread starts: it sets an environment variable the CUDA driver reads.
+    #[cfg(feature = "cuda")]
+    intent_train::kernels::keep_cuda_jit_cache_with_kernels();
     intent_train::engine::flush_denormals();
     tune_allocator();
     let cli = Cli::parse();

@@ -11,10 +11,17 @@
 //! 2. otherwise `$INTENT_KERNEL_CACHE`, else `$XDG_CACHE_HOME/intent/cubecl`, else
 //!    `~/.cache/intent/cubecl`.
 //!
-//! Both caches are append-only JSON-lines files there, so the number of lines added during a run
-//! is the number of kernels it compiled (and of shapes it autotuned). cubecl's environment
+//! cubecl's two caches are append-only JSON-lines files there, so the number of lines added during
+//! a run is the number of kernels it compiled (and of shapes it autotuned). cubecl's environment
 //! variables hold in case 2 as in case 1: `CUBECL_DEBUG_LOG` (compilation and autotune log),
 //! `CUBECL_AUTOTUNE_LEVEL` (`minimal`, `balanced` (the default), `extensive`, `full`).
+//!
+//! CUDA builds keep a third cache there. cubecl's cache holds PTX, which the CUDA driver still
+//! compiles to machine code (SASS) whenever a process loads it, one kernel at a time; the driver
+//! keeps those results in its own JIT cache, `$CUDA_CACHE_PATH`, by default `~/.nv/ComputeCache`,
+//! which a container or a fresh home folder loses while a kept kernel cache survives.
+//! [`keep_cuda_jit_cache_with_kernels`] points `CUDA_CACHE_PATH` at `cuda-jit/` beside the kernel
+//! cache when the user has not set it, so a warm start is warm for both compilers.
 
 use std::path::{Path, PathBuf};
 
@@ -61,6 +68,32 @@ pub fn cache_entries(dir: &Path) -> usize {
         .sum()
 }
 
+/// The CUDA driver's JIT cache folder variable (NVIDIA's name).
+pub const CUDA_JIT_CACHE_ENV: &str = "CUDA_CACHE_PATH";
+
+/// Where the CUDA driver's JIT cache belongs: `cuda-jit/` in `kernel_cache`, unless the user set
+/// `CUDA_CACHE_PATH` (`user_setting`) or a cubecl configuration file (`config_file`) decides where
+/// kernels are cached (then the driver's default stays too).
+pub fn cuda_jit_cache_dir(
+    user_setting: Option<&std::ffi::OsStr>,
+    config_file: Option<&Path>,
+    kernel_cache: &Path,
+) -> Option<PathBuf> {
+    (user_setting.is_none() && config_file.is_none()).then(|| kernel_cache.join("cuda-jit"))
+}
+
+/// Sets `CUDA_CACHE_PATH` to [`cuda_jit_cache_dir`] for this process (see the module
+/// documentation) and returns it; `None` when it stays as it is. Call it at the start of `main`,
+/// before any thread runs (it changes the environment) and before the first CUDA call (the
+/// driver reads the variable once). The folder itself is made by [`configure`].
+pub fn keep_cuda_jit_cache_with_kernels() -> Option<PathBuf> {
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let user = std::env::var_os(CUDA_JIT_CACHE_ENV);
+    let dir = cuda_jit_cache_dir(user.as_deref(), config_file_above(&cwd).as_deref(), &default_cache_dir())?;
+    std::env::set_var(CUDA_JIT_CACHE_ENV, &dir);
+    Some(dir)
+}
+
 static CACHE_DIR: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
 
 /// Switches cubecl's persistent kernel and autotune caches on (once per process, before the
@@ -79,6 +112,12 @@ pub fn configure() -> Option<PathBuf> {
             if let Err(e) = std::fs::create_dir_all(&dir) {
                 tracing::warn!("kernel cache {}: {e}; kernels are compiled afresh each run", dir.display());
                 return None;
+            }
+            // The driver's JIT cache, when `keep_cuda_jit_cache_with_kernels` put it here.
+            if let Some(jit) = std::env::var_os(CUDA_JIT_CACHE_ENV).map(PathBuf::from) {
+                if jit.starts_with(&dir) {
+                    let _ = std::fs::create_dir_all(&jit);
+                }
             }
             set_cubecl_caches(&dir).then(|| {
                 tracing::info!("kernel caches (compiled kernels, autotune results): {}", dir.display());
@@ -131,5 +170,15 @@ mod tests {
         std::fs::write(deep.join("other.txt"), "x\ny\n").unwrap();
         assert_eq!(cache_entries(&deep), 3);
         assert_eq!(cache_entries(&deep.join("missing")), 0);
+    }
+
+    #[test]
+    fn the_cuda_jit_cache_goes_beside_the_kernels_unless_the_user_or_a_config_file_says() {
+        let cache = Path::new("/data/kernels");
+        let jit = Some(PathBuf::from("/data/kernels/cuda-jit"));
+        assert_eq!(cuda_jit_cache_dir(None, None, cache), jit);
+        let own = std::ffi::OsStr::new("/scratch/nv");
+        assert_eq!(cuda_jit_cache_dir(Some(own), None, cache), None, "the user's setting stays");
+        assert_eq!(cuda_jit_cache_dir(None, Some(Path::new("/p/cubecl.toml")), cache), None);
     }
 }
