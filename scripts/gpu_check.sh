@@ -135,9 +135,9 @@ PY
     } > "$out/logs/machine.txt" 2>&1
     cat "$out/logs/machine.txt" >&2
     table="$out/gpu_check.md"
-    echo "| run | steady samples/s | first step (s) | kernels compiled (epoch 1 / later) | fastest epoch (s)" \
-        "| test accuracy / HR@10 |" > "$table"
-    echo "|---|---|---|---|---|---|" >> "$table"
+    echo "| run | steady samples/s | first step (s) | kernels compiled (epoch 1 / later)" \
+        "| epoch 1 extra (s) | fastest epoch (s) | test accuracy / HR@10 |" > "$table"
+    echo "|---|---|---|---|---|---|---|" >> "$table"
     row() { # NAME METRICS_JSON: samples/s, first step, kernels, accuracy from metrics.json
         python3 - "$1" "$2" <<'PY'
 import json, sys
@@ -148,8 +148,10 @@ sec = [h["seconds"] for h in m.get("history", []) if "seconds" in h]
 k1, kall = t.get("kernels_first_epoch"), t.get("kernels_all_epochs")
 later = kall - k1 if k1 is not None and kall is not None else "–"
 k1 = "–" if k1 is None else k1
+extra = t.get("first_epoch_extra_s")
+extra = "–" if extra is None else f"{extra:.1f}"
 print(f"| {name} | {t.get('steady_samples_per_second', 0):.0f} | {t.get('time_to_first_step_s', 0):.1f} | "
-      f"{k1} / {later} | {min(sec) if sec else 0:.2f} | "
+      f"{k1} / {later} | {extra} | {min(sec) if sec else 0:.2f} | "
       f"{acc if acc is None else round(acc, 4)} |")
 PY
     }
@@ -160,7 +162,7 @@ PY
         local left=$((budget - (SECONDS - start)))
         [ "$left" -lt "$limit" ] && limit=$left
         if [ "$limit" -lt 15 ]; then
-            echo "| $name | skipped: the ${budget} s budget was spent | | | | |" >> "$table"; return
+            echo "| $name | skipped: the ${budget} s budget was spent | | | | | |" >> "$table"; return
         fi
         echo "== $name (≤ ${limit} s)" >&2
         local t0=$SECONDS rc=0
@@ -170,9 +172,9 @@ PY
             row "$name" "$work/$dirname/metrics.json" >> "$table"
             cp "$work/$dirname/metrics.json" "$out/$dirname.json"
         elif [ "$rc" -eq 124 ]; then
-            echo "| $name | timed out after ${limit} s (logs/$dirname.log) | | | | |" >> "$table"
+            echo "| $name | timed out after ${limit} s (logs/$dirname.log) | | | | | |" >> "$table"
         else
-            echo "| $name | failed: exit $rc after $((SECONDS - t0)) s (logs/$dirname.log) | | | | |" \
+            echo "| $name | failed: exit $rc after $((SECONDS - t0)) s (logs/$dirname.log) | | | | | |" \
                 >> "$table"
         fi
         tail -3 "$out/logs/$dirname.log" >&2 || true

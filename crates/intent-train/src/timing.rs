@@ -34,6 +34,25 @@ pub struct Timing {
     /// epochs met tensor shapes the first did not (each one compiled and autotuned anew).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kernels_all_epochs: Option<usize>,
+    /// Seconds the first epoch's training took beyond the median of the later epochs' (runs of
+    /// two or more epochs): on a GPU, what compiling and autotuning kernels cost in it, the
+    /// first step's included (which [`Timing::time_to_first_step_s`] also counts, with set-up).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_epoch_extra_s: Option<f64>,
+}
+
+/// How much longer the first of `epochs` (seconds of training each) took than the median of
+/// the others; `None` for fewer than two epochs.
+pub fn first_epoch_extra(epochs: &[f64]) -> Option<f64> {
+    let (first, later) = epochs.split_first()?;
+    let mut later = later.to_vec();
+    if later.is_empty() {
+        return None;
+    }
+    later.sort_by(f64::total_cmp);
+    let n = later.len();
+    let median = if n % 2 == 1 { later[n / 2] } else { (later[n / 2 - 1] + later[n / 2]) / 2.0 };
+    Some((first - median).max(0.0))
 }
 
 /// Steps left out of the steady-state rate for a run of `total` steps: [`WARMUP_STEPS`], or a
@@ -87,6 +106,7 @@ pub(crate) struct StepClock {
     kernels_at_start: Option<usize>,
     kernels_first_step: Option<usize>,
     kernels_first_epoch: Option<usize>,
+    epoch_seconds: Vec<f64>,
 }
 
 impl StepClock {
@@ -101,6 +121,7 @@ impl StepClock {
             kernels_at_start: crate::kernels::entries_so_far(),
             kernels_first_step: None,
             kernels_first_epoch: None,
+            epoch_seconds: Vec::new(),
         }
     }
 
@@ -127,8 +148,10 @@ impl StepClock {
         }
     }
 
-    /// Marks the end of this invocation's first epoch.
-    pub(crate) fn first_epoch_done(&mut self) {
+    /// Marks the end of an epoch of this invocation whose training steps took `seconds`
+    /// (validation left out); the first call reads the kernels compiled so far.
+    pub(crate) fn epoch_done(&mut self, seconds: f64) {
+        self.epoch_seconds.push(seconds);
         if self.kernels_first_epoch.is_none() {
             self.kernels_first_epoch = self.kernels_since_start();
             if let Some(k) = self.kernels_first_epoch {
@@ -152,6 +175,12 @@ impl StepClock {
                 );
             }
         }
+        let first_epoch_extra_s = first_epoch_extra(&self.epoch_seconds);
+        if let (Some(extra), Some(k)) = (first_epoch_extra_s, self.kernels_first_epoch) {
+            tracing::info!(
+                "first epoch: {extra:.1}s longer than the median later one ({k} kernels compiled in it)"
+            );
+        }
         Timing {
             time_to_first_step_s: self.first_step.unwrap_or(0.0),
             steady_samples_per_second: self.steady_samples as f64 / self.steady_seconds.max(1e-9),
@@ -159,6 +188,7 @@ impl StepClock {
             kernels_before_first_step: self.kernels_first_step,
             kernels_first_epoch: self.kernels_first_epoch,
             kernels_all_epochs: all,
+            first_epoch_extra_s,
         }
     }
 }
@@ -174,6 +204,22 @@ mod tests {
         assert_eq!(warmup_steps(50), 10);
         assert_eq!(warmup_steps(3), 1);
         assert_eq!(warmup_steps(1), 0);
+    }
+
+    #[test]
+    fn the_first_epoch_is_compared_with_the_median_later_one() {
+        assert_eq!(first_epoch_extra(&[5.0]), None);
+        assert_eq!(first_epoch_extra(&[]), None);
+        assert!((first_epoch_extra(&[5.0, 2.0]).unwrap() - 3.0).abs() < 1e-12);
+        // Median of 2.2, 2.0, 9.0 (one slow later epoch does not hide the first's cost): 2.2.
+        assert!((first_epoch_extra(&[5.0, 2.2, 2.0, 9.0]).unwrap() - 2.8).abs() < 1e-12);
+        assert!((first_epoch_extra(&[5.0, 2.0, 2.4, 9.0, 1.0]).unwrap() - 2.8).abs() < 1e-12);
+        assert_eq!(first_epoch_extra(&[1.0, 2.0, 3.0]), Some(0.0), "never negative");
+        let mut c = StepClock::new(10);
+        c.epoch_done(4.0);
+        assert_eq!(c.timing().first_epoch_extra_s, None);
+        c.epoch_done(1.5);
+        assert_eq!(c.timing().first_epoch_extra_s, Some(2.5));
     }
 
     #[test]

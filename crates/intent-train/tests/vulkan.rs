@@ -10,7 +10,8 @@
 //! - kernels are compiled (and matmuls autotuned) during the first epoch only: the later epochs,
 //!   validation included, reuse them; the final validation report (same batches of
 //!   `SCORE_BATCH`) compiles little more;
-//! - the kernel caches are where `kernels::configure` put them, and the timing counts entries.
+//! - the kernel caches are where `kernels::configure` put them, and the timing counts entries and
+//!   how much longer the first epoch took.
 //!
 //! (cubecl's autotune keys round matrix sizes, so on this runtime the MLP would also compile
 //! nothing new after its first epoch with dynamic shapes; what the shapes test guards, the
@@ -108,6 +109,11 @@ fn the_mlp_trains_on_a_cubecl_device_and_compiles_kernels_in_the_first_epoch_onl
     assert_eq!(gpu.history.len(), 3);
     assert!(gpu.history[2].loss < gpu.history[0].loss, "{:?}", gpu.history);
     assert!(timing.time_to_first_step_s > 0.0 && timing.steady_samples_per_second > 0.0, "{timing:?}");
+    // Epoch 1 against the median of epochs 2–3 (of two: their mean): longer by what compiling cost.
+    let s: Vec<f64> = gpu.history.iter().map(|h| h.seconds).collect();
+    let extra = timing.first_epoch_extra_s.expect("three epochs");
+    assert!((extra - (s[0] - (s[1] + s[2]) / 2.0).max(0.0)).abs() < 1e-9, "{extra} {s:?}");
+    assert!(extra > 0.0, "compiling {first_epoch} kernels made epoch 1 longer: {s:?}");
 
     let cpu = train_mlp_to_dir(DeviceSpec::Cpu, &train, Some(&val), &opts, cpu_out.path()).expect("trains");
     let (g, c) = (gpu.history[2].val_score.unwrap(), cpu.history[2].val_score.unwrap());

@@ -415,7 +415,7 @@ where
         let seconds = start.elapsed().as_secs_f64();
         run.model = task.end_of_epoch(run.model);
         let val_score = task.validate(&run.model.valid());
-        clock.first_epoch_done();
+        clock.epoch_done(seconds);
         let log = EpochLog {
             epoch,
             loss: loss_sum / seen as f64,

@@ -425,7 +425,7 @@ pub fn fit_ncf(
         }
         bar.finish();
         let seconds = start.elapsed().as_secs_f64();
-        clock.first_epoch_done();
+        clock.epoch_done(seconds);
         let report = eval.map(|e| e.run(&model));
         let log = NcfEpoch {
             epoch,
