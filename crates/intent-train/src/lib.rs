@@ -34,6 +34,7 @@ pub mod batches;
 pub mod bert;
 pub mod checkpoint;
 pub mod device;
+pub mod device_adamw;
 pub mod engine;
 pub mod kernels;
 pub mod loss;

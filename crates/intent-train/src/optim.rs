@@ -184,31 +184,18 @@ impl<B: AutodiffBackend> ModuleVisitor<B> for HostGrads<'_, B> {
 }
 
 /// Global gradient-norm clipping for device optimizers, as PyTorch's `clip_grad_norm_` does it:
-/// the L2 norm over all gradients, then every gradient times `min(1, max / (norm + 1e-6))`, all
-/// on the device. No value is read back, so a GPU step never waits for the host (a read-back per
-/// step would). Returns the norm (a one-element tensor; `None` without gradients). burn's
-/// `GradientClippingConfig::Norm` clips each parameter on its own, not the global norm that
-/// `clip_grad_norm_` (and Hugging Face's `max_grad_norm`) uses, hence this function.
+/// the L2 norm over all gradients ([`crate::device_adamw::global_grad_norm`]), then every
+/// gradient times `min(1, max / (norm + 1e-6))`, all on the device. No value is read back, so a
+/// GPU step never waits for the host (a read-back per step would). Returns the norm (a
+/// one-element tensor; `None` without gradients). burn's `GradientClippingConfig::Norm` clips
+/// each parameter on its own, not the global norm that `clip_grad_norm_` (and Hugging Face's
+/// `max_grad_norm`) uses, hence this function. The engine's [`crate::device_adamw::DeviceAdamW`]
+/// does the same inside its step, with fewer kernel launches.
 pub fn clip_device_grads<B: AutodiffBackend, M: AutodiffModule<B>>(
     model: &M,
     grads: &mut GradientsParams,
     max_grad_norm: Option<f64>,
 ) -> Option<Tensor<B::InnerBackend, 1>> {
-    struct Norm<'a, B: AutodiffBackend> {
-        grads: &'a GradientsParams,
-        sum: Option<Tensor<B::InnerBackend, 1>>,
-    }
-    impl<B: AutodiffBackend> ModuleVisitor<B> for Norm<'_, B> {
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-            if let Some(g) = self.grads.get::<B::InnerBackend, D>(param.id) {
-                let s = g.square().sum();
-                self.sum = Some(match self.sum.take() {
-                    Some(acc) => acc + s,
-                    None => s,
-                });
-            }
-        }
-    }
     struct Scale<'a, B: AutodiffBackend> {
         grads: &'a mut GradientsParams,
         factor: Tensor<B::InnerBackend, 1>,
@@ -221,11 +208,9 @@ pub fn clip_device_grads<B: AutodiffBackend, M: AutodiffModule<B>>(
             }
         }
     }
-    let mut n = Norm::<B> { grads, sum: None };
-    model.visit(&mut n);
-    let norm = n.sum?.sqrt();
+    let norm = crate::device_adamw::global_grad_norm::<B, M>(model, grads)?;
     if let Some(max) = max_grad_norm {
-        let factor = norm.clone().add_scalar(1e-6).recip().mul_scalar(max).clamp_max(1.0);
+        let factor = crate::device_adamw::clip_factor_on_device(norm.clone(), max);
         model.visit(&mut Scale::<B> { grads, factor });
     }
     Some(norm)

@@ -155,3 +155,25 @@ fn a_tiny_bert_fine_tunes_on_a_cubecl_device_as_on_the_cpu() {
     assert!(t.kernels_first_epoch.unwrap() > 0);
     assert_eq!(t.kernels_all_epochs, t.kernels_first_epoch, "padded lengths, filled batches: no new shapes");
 }
+
+/// The global gradient norm that clipping divides by is exact for a 12-million-value weight on
+/// this runtime, where one `sum` over that many values drops most of them (burn 0.21: `sum` of
+/// a `[120000, 100]` tensor of ones gives 6,553,200); `global_grad_norm` reduces along rows short
+/// enough to be summed whole. ∂/∂W of `Σ (x·W + b)` is `x` in every column, ∂/∂b is 1.
+#[test]
+fn the_global_norm_of_large_gradients_is_exact() {
+    use burn::backend::{Autodiff, Vulkan};
+    use burn::prelude::*;
+    type AD = Autodiff<Vulkan>;
+    let Some((_turn, _cache)) = lavapipe() else { return };
+    let device = Default::default();
+    let (inputs, outputs) = (3_000usize, 4_000usize);
+    let lin = burn::nn::LinearConfig::new(inputs, outputs).init::<AD>(&device);
+    let x: Vec<f32> = (0..inputs).map(|i| ((i % 7) as f32 - 3.0) * 0.01).collect();
+    let xs = Tensor::<AD, 2>::from_data(burn::tensor::TensorData::new(x.clone(), [1, inputs]), &device);
+    let grads = burn::optim::GradientsParams::from_grads(lin.forward(xs).sum().backward(), &lin);
+    let norm: f32 =
+        intent_train::device_adamw::global_grad_norm::<AD, _>(&lin, &grads).unwrap().into_scalar().elem();
+    let expect = (outputs as f64 * (x.iter().map(|&v| (v as f64).powi(2)).sum::<f64>() + 1.0)).sqrt();
+    assert!(((norm as f64) - expect).abs() < 1e-4 * expect, "norm {norm}, by hand {expect}");
+}

@@ -2,11 +2,12 @@
 //! the device elsewhere) and the run's position, saved to and resumed from checkpoints.
 
 use burn::module::AutodiffModule;
-use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
+use burn::optim::GradientsParams;
 use burn::tensor::backend::AutodiffBackend;
 
 use super::{is_cpu_backend, EngineConfig};
 use crate::checkpoint::{self, EngineState, OptimizerState};
+use crate::device_adamw::DeviceAdamW;
 use crate::optim::HostAdamW;
 use crate::TrainError;
 
@@ -15,7 +16,7 @@ pub(super) struct Run<B: AutodiffBackend, M: AutodiffModule<B>> {
     pub(super) model: M,
     pub(super) best: Option<M::InnerModule>,
     pub(super) host_optim: Option<HostAdamW>,
-    pub(super) device_optim: Option<burn::optim::adaptor::OptimizerAdaptor<burn::optim::AdamW, M, B>>,
+    pub(super) device_optim: Option<DeviceAdamW<B, M>>,
     pub(super) state: EngineState,
     /// Learning-rate factors of some parameters (see [`super::TrainTask::lr_factors`]).
     pub(super) lr_factors: std::collections::HashMap<burn::module::ParamId, f64>,
@@ -32,14 +33,7 @@ impl<B: AutodiffBackend, M: AutodiffModule<B>> Run<B, M> {
         // CPU backends: the fused host AdamW (same update, one pass); others: burn's AdamW on device.
         let params = config.adamw_params();
         let on_cpu = is_cpu_backend::<B>(device);
-        let device_optim = || {
-            AdamWConfig::new()
-                .with_beta_1(params.beta_1)
-                .with_beta_2(params.beta_2)
-                .with_epsilon(params.epsilon)
-                .with_weight_decay(params.weight_decay)
-                .init::<B, M>()
-        };
+        let device_optim = || DeviceAdamW::new(params);
         let fresh = EngineState {
             fingerprint,
             epochs_done: 0,
@@ -105,26 +99,11 @@ impl<B: AutodiffBackend, M: AutodiffModule<B>> Run<B, M> {
     }
 
     /// One optimizer step (with global gradient-norm clipping when set).
-    pub(super) fn update(&mut self, lr: f64, mut grads: GradientsParams, max_grad_norm: Option<f64>) {
+    pub(super) fn update(&mut self, lr: f64, grads: GradientsParams, max_grad_norm: Option<f64>) {
         let model = self.model.clone();
         self.model = match (&mut self.host_optim, &mut self.device_optim) {
             (Some(o), _) => o.step::<B, M>(lr, model, grads, max_grad_norm).0,
-            (None, Some(o)) => {
-                if max_grad_norm.is_some() {
-                    crate::optim::clip_device_grads::<B, M>(&model, &mut grads, max_grad_norm);
-                }
-                if self.lr_factors.is_empty() {
-                    o.step(lr, model, grads)
-                } else {
-                    // Parameters with their own rate: a second step over their gradients alone.
-                    let (rest, groups) = crate::optim::split_grads::<B, M>(&model, grads, &self.lr_factors);
-                    let mut model = o.step(lr, model, rest);
-                    for (factor, g) in groups {
-                        model = o.step(lr * factor, model, g);
-                    }
-                    model
-                }
-            }
+            (None, Some(o)) => o.step(lr, model, grads, max_grad_norm, &self.lr_factors),
             (None, None) => unreachable!("one optimizer is always set"),
         };
     }
