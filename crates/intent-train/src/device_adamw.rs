@@ -8,7 +8,7 @@
 //! of the step, multiplies each gradient inside that parameter's AdamW update, where burn-fusion
 //! fuses it with the update's own element-wise ops. Counted on lavapipe (a tiny BERT, 63 steps):
 //! clipping cost ≈ 174 kernel launches per step before (a square, one or two reductions, an add
-//! and a multiply per parameter), ≈ 57 after. No maintained crate clips burn gradients by their
+//! and a multiply per parameter), ≈ 60 after. No maintained crate clips burn gradients by their
 //! global norm (burn's `GradientClipping::Norm` clips each parameter on its own), hence this file.
 
 use std::collections::HashMap;
