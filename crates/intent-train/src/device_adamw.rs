@@ -85,6 +85,73 @@ pub fn clip_factor_on_device<B: Backend>(norm: Tensor<B, 1>, max_grad_norm: f64)
     norm.add_scalar(1e-6).recip().mul_scalar(max_grad_norm).clamp_max(1.0)
 }
 
+/// Global gradient-norm clipping for device optimizers, as PyTorch's `clip_grad_norm_` does it:
+/// the L2 norm over all gradients ([`global_grad_norm`]), then every
+/// gradient times `min(1, max / (norm + 1e-6))`, all on the device. No value is read back, so a
+/// GPU step never waits for the host (a read-back per step would). Returns the norm (a
+/// one-element tensor; `None` without gradients). burn's `GradientClippingConfig::Norm` clips
+/// each parameter on its own, not the global norm that `clip_grad_norm_` (and Hugging Face's
+/// `max_grad_norm`) uses, hence this function. The engine's [`DeviceAdamW`]
+/// does the same inside its step, with fewer kernel launches.
+pub fn clip_device_grads<B: AutodiffBackend, M: AutodiffModule<B>>(
+    model: &M,
+    grads: &mut GradientsParams,
+    max_grad_norm: Option<f64>,
+) -> Option<Tensor<B::InnerBackend, 1>> {
+    struct Scale<'a, B: AutodiffBackend> {
+        grads: &'a mut GradientsParams,
+        factor: Tensor<B::InnerBackend, 1>,
+    }
+    impl<B: AutodiffBackend> ModuleVisitor<B> for Scale<'_, B> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            if let Some(g) = self.grads.remove::<B::InnerBackend, D>(param.id) {
+                let factor = self.factor.clone().reshape([1; D]);
+                self.grads.register::<B::InnerBackend, D>(param.id, g.mul(factor));
+            }
+        }
+    }
+    let norm = global_grad_norm::<B, M>(model, grads)?;
+    if let Some(max) = max_grad_norm {
+        let factor = clip_factor_on_device(norm.clone(), max);
+        model.visit(&mut Scale::<B> { grads, factor });
+    }
+    Some(norm)
+}
+
+/// Splits `grads` by learning-rate factor: the gradients of parameters without a factor, then
+/// one group per distinct factor (for device optimizers, stepped once per group).
+pub fn split_grads<B: AutodiffBackend, M: AutodiffModule<B>>(
+    model: &M,
+    mut grads: GradientsParams,
+    factors: &HashMap<ParamId, f64>,
+) -> (GradientsParams, Vec<(f64, GradientsParams)>) {
+    struct Split<'a, B: AutodiffBackend> {
+        grads: &'a mut GradientsParams,
+        factors: &'a HashMap<ParamId, f64>,
+        groups: Vec<(f64, GradientsParams)>,
+        _b: std::marker::PhantomData<B>,
+    }
+    impl<B: AutodiffBackend> ModuleVisitor<B> for Split<'_, B> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            let Some(&f) = self.factors.get(&param.id) else { return };
+            let Some(g) = self.grads.remove::<B::InnerBackend, D>(param.id) else { return };
+            let group = match self.groups.iter().position(|(x, _)| *x == f) {
+                Some(i) => i,
+                None => {
+                    self.groups.push((f, GradientsParams::new()));
+                    self.groups.len() - 1
+                }
+            };
+            self.groups[group].1.register::<B::InnerBackend, D>(param.id, g);
+        }
+    }
+    let mut split =
+        Split::<B> { grads: &mut grads, factors, groups: Vec::new(), _b: std::marker::PhantomData };
+    model.visit(&mut split);
+    let groups = split.groups;
+    (grads, groups)
+}
+
 /// The factor the next step multiplies every gradient by (`None`: no clipping), shared between
 /// [`DeviceAdamW`] and the [`ScaledAdamW`] inside its adaptor.
 type GradScale<B> = Arc<Mutex<Option<ScaleByRank<B>>>>;
@@ -204,7 +271,7 @@ impl<B: AutodiffBackend, M: AutodiffModule<B>> DeviceAdamW<B, M> {
             self.adaptor.step(lr, model, grads)
         } else {
             // Parameters with their own rate: one more step per factor, over their gradients alone.
-            let (rest, groups) = crate::optim::split_grads::<B, M>(&model, grads, lr_factors);
+            let (rest, groups) = split_grads::<B, M>(&model, grads, lr_factors);
             let mut model = self.adaptor.step(lr, model, rest);
             for (f, g) in groups {
                 model = self.adaptor.step(lr * f, model, g);
@@ -319,7 +386,7 @@ mod tests {
             for s in [s1, s2] {
                 let mut g = grads_scaled(&r, s);
                 if clip {
-                    crate::optim::clip_device_grads::<AD, _>(&r, &mut g, Some(max));
+                    clip_device_grads::<AD, _>(&r, &mut g, Some(max));
                 }
                 r = o.step(lr, r, g);
             }

@@ -6,7 +6,7 @@
 //! does the same update (PyTorch's `torch.optim.AdamW`: decoupled weight decay, bias-corrected
 //! moments, ε outside the square root) in a single multi-threaded loop over host buffers. No
 //! maintained crate offers a fused optimizer step for burn 0.21 tensors, hence this file. GPU
-//! backends keep burn's `AdamW`, which runs on the device.
+//! backends use burn's `AdamW` on the device ([`crate::device_adamw`]).
 
 use std::collections::HashMap;
 
@@ -183,73 +183,6 @@ impl<B: AutodiffBackend> ModuleVisitor<B> for HostGrads<'_, B> {
     }
 }
 
-/// Global gradient-norm clipping for device optimizers, as PyTorch's `clip_grad_norm_` does it:
-/// the L2 norm over all gradients ([`crate::device_adamw::global_grad_norm`]), then every
-/// gradient times `min(1, max / (norm + 1e-6))`, all on the device. No value is read back, so a
-/// GPU step never waits for the host (a read-back per step would). Returns the norm (a
-/// one-element tensor; `None` without gradients). burn's `GradientClippingConfig::Norm` clips
-/// each parameter on its own, not the global norm that `clip_grad_norm_` (and Hugging Face's
-/// `max_grad_norm`) uses, hence this function. The engine's [`crate::device_adamw::DeviceAdamW`]
-/// does the same inside its step, with fewer kernel launches.
-pub fn clip_device_grads<B: AutodiffBackend, M: AutodiffModule<B>>(
-    model: &M,
-    grads: &mut GradientsParams,
-    max_grad_norm: Option<f64>,
-) -> Option<Tensor<B::InnerBackend, 1>> {
-    struct Scale<'a, B: AutodiffBackend> {
-        grads: &'a mut GradientsParams,
-        factor: Tensor<B::InnerBackend, 1>,
-    }
-    impl<B: AutodiffBackend> ModuleVisitor<B> for Scale<'_, B> {
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-            if let Some(g) = self.grads.remove::<B::InnerBackend, D>(param.id) {
-                let factor = self.factor.clone().reshape([1; D]);
-                self.grads.register::<B::InnerBackend, D>(param.id, g.mul(factor));
-            }
-        }
-    }
-    let norm = crate::device_adamw::global_grad_norm::<B, M>(model, grads)?;
-    if let Some(max) = max_grad_norm {
-        let factor = crate::device_adamw::clip_factor_on_device(norm.clone(), max);
-        model.visit(&mut Scale::<B> { grads, factor });
-    }
-    Some(norm)
-}
-
-/// Splits `grads` by learning-rate factor: the gradients of parameters without a factor, then
-/// one group per distinct factor (for device optimizers, stepped once per group).
-pub fn split_grads<B: AutodiffBackend, M: AutodiffModule<B>>(
-    model: &M,
-    mut grads: GradientsParams,
-    factors: &HashMap<ParamId, f64>,
-) -> (GradientsParams, Vec<(f64, GradientsParams)>) {
-    struct Split<'a, B: AutodiffBackend> {
-        grads: &'a mut GradientsParams,
-        factors: &'a HashMap<ParamId, f64>,
-        groups: Vec<(f64, GradientsParams)>,
-        _b: std::marker::PhantomData<B>,
-    }
-    impl<B: AutodiffBackend> ModuleVisitor<B> for Split<'_, B> {
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-            let Some(&f) = self.factors.get(&param.id) else { return };
-            let Some(g) = self.grads.remove::<B::InnerBackend, D>(param.id) else { return };
-            let group = match self.groups.iter().position(|(x, _)| *x == f) {
-                Some(i) => i,
-                None => {
-                    self.groups.push((f, GradientsParams::new()));
-                    self.groups.len() - 1
-                }
-            };
-            self.groups[group].1.register::<B::InnerBackend, D>(param.id, g);
-        }
-    }
-    let mut split =
-        Split::<B> { grads: &mut grads, factors, groups: Vec::new(), _b: std::marker::PhantomData };
-    model.visit(&mut split);
-    let groups = split.groups;
-    (grads, groups)
-}
-
 struct Mapper<'a, B: AutodiffBackend> {
     opt: &'a mut HostAdamW,
     lr: f32,
@@ -288,6 +221,7 @@ impl<B: AutodiffBackend> ModuleMapper<B> for Mapper<'_, B> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::device_adamw::{clip_device_grads, split_grads};
 
     #[test]
     fn matches_pytorch_adamw_by_hand() {
@@ -355,7 +289,7 @@ mod tests {
 
     /// A parameter with a learning-rate factor moves that many times further on its first Adam
     /// step (which moves every weight by lr·sign(g)), on the host optimizer and on burn's device
-    /// optimizer through [`split_grads`].
+    /// optimizer through [`crate::device_adamw::split_grads`].
     #[test]
     fn lr_factors_scale_the_step_of_their_parameters() {
         use burn::backend::{Autodiff, Flex};
