@@ -144,14 +144,13 @@ pub fn train(a: NcfArgs) -> Result<ExitCode> {
     };
     let s = intent_train::train_ncf_to_dir(&data, &source, &opts, &a.out)
         .with_context(|| format!("training into {}", a.out.display()))?;
-    let mut times: Vec<f64> = s.history.iter().map(|h| h.seconds).collect();
-    times.sort_by(f64::total_cmp);
+    let times: Vec<f64> = s.history.iter().map(|h| h.seconds).collect();
     println!(
         "saved {} ({} users, {} items, median {:.3} s/epoch)",
         a.out.display(),
         s.stats.users,
         s.stats.items,
-        times[times.len() / 2]
+        intent_train::timing::median(&times).unwrap_or(0.0)
     );
     if let Some(r) = s.report {
         println!(

@@ -449,10 +449,9 @@ impl crate::device::BackendJob for MlpJob<'_> {
     fn run<B: AutodiffBackend>(self, device: B::Device) -> Result<MlpRunSummary, TrainError> {
         let trained = train_mlp::<B>(self.train, self.val, self.opts, &device)?;
         trained.model.save(self.out, &trained.metrics_json())?;
-        let mut secs: Vec<f64> = trained.history.iter().map(|h| h.seconds).collect();
-        secs.sort_by(f64::total_cmp);
+        let secs: Vec<f64> = trained.history.iter().map(|h| h.seconds).collect();
         Ok(MlpRunSummary {
-            median_epoch_seconds: secs[secs.len() / 2],
+            median_epoch_seconds: crate::timing::median(&secs).unwrap_or(0.0),
             timing: trained.timing,
             history: trained.history,
             best_epoch: trained.best_epoch,

@@ -41,18 +41,24 @@ pub struct Timing {
     pub first_epoch_extra_s: Option<f64>,
 }
 
+/// The median of `values` (of an even count, the mean of the two middle ones); `None` when
+/// there are none.
+pub fn median(values: &[f64]) -> Option<f64> {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(v[n / 2]),
+        _ => Some((v[n / 2 - 1] + v[n / 2]) / 2.0),
+    }
+}
+
 /// How much longer the first of `epochs` (seconds of training each) took than the median of
 /// the others; `None` for fewer than two epochs.
 pub fn first_epoch_extra(epochs: &[f64]) -> Option<f64> {
     let (first, later) = epochs.split_first()?;
-    let mut later = later.to_vec();
-    if later.is_empty() {
-        return None;
-    }
-    later.sort_by(f64::total_cmp);
-    let n = later.len();
-    let median = if n % 2 == 1 { later[n / 2] } else { (later[n / 2 - 1] + later[n / 2]) / 2.0 };
-    Some((first - median).max(0.0))
+    Some((first - median(later)?).max(0.0))
 }
 
 /// Steps left out of the steady-state rate for a run of `total` steps: [`WARMUP_STEPS`], or a
@@ -160,6 +166,14 @@ impl StepClock {
         }
     }
 
+    /// Whether to wait for the device after the `done`-th step of this invocation where it is
+    /// read only every few steps (accelerators): after the first step, so that
+    /// [`Timing::time_to_first_step_s`] ends with it and not with the first block of steps read,
+    /// and after the last warm-up step, so that the steady rate starts there.
+    pub(crate) fn wants_a_sync_after(&self, done: usize) -> bool {
+        self.first_step.is_none() || done == self.warmup
+    }
+
     fn kernels_since_start(&self) -> Option<usize> {
         Some(crate::kernels::entries_so_far()?.saturating_sub(self.kernels_at_start?))
     }
@@ -207,6 +221,15 @@ mod tests {
     }
 
     #[test]
+    fn the_median_of_an_even_count_is_the_mean_of_the_middle_two() {
+        assert_eq!(median(&[]), None);
+        assert_eq!(median(&[3.0]), Some(3.0));
+        assert_eq!(median(&[43.8, 5.6]), Some(24.7), "not the upper one (a first epoch that compiled)");
+        assert_eq!(median(&[9.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), Some(2.5));
+    }
+
+    #[test]
     fn the_first_epoch_is_compared_with_the_median_later_one() {
         assert_eq!(first_epoch_extra(&[5.0]), None);
         assert_eq!(first_epoch_extra(&[]), None);
@@ -220,6 +243,19 @@ mod tests {
         assert_eq!(c.timing().first_epoch_extra_s, None);
         c.epoch_done(1.5);
         assert_eq!(c.timing().first_epoch_extra_s, Some(2.5));
+    }
+
+    #[test]
+    fn the_device_is_awaited_after_the_first_step_and_after_the_warmup() {
+        let mut c = StepClock::new(100);
+        assert_eq!(c.warmup, 20);
+        assert!(c.wants_a_sync_after(1), "the first step ends alone");
+        c.steps(0, &[8], Instant::now());
+        assert!(!c.wants_a_sync_after(2));
+        assert!(!c.wants_a_sync_after(19));
+        assert!(c.wants_a_sync_after(20), "the steady rate starts after the warm-up's last step");
+        assert!(!c.wants_a_sync_after(21));
+        assert!(!c.wants_a_sync_after(45));
     }
 
     #[test]

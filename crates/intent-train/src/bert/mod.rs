@@ -495,11 +495,10 @@ impl crate::device::BackendJob for BertJob<'_> {
         if !trained.interrupted {
             trained.save(self.out)?;
         }
-        let mut rates: Vec<f64> =
+        let rates: Vec<f64> =
             trained.history.iter().map(|h| self.train.len() as f64 / h.seconds.max(1e-9)).collect();
-        rates.sort_by(f64::total_cmp);
         Ok(BertRunSummary {
-            samples_per_second: rates[rates.len() / 2],
+            samples_per_second: crate::timing::median(&rates).unwrap_or(0.0),
             timing: trained.timing,
             history: trained.history,
             best_epoch: trained.best_epoch,

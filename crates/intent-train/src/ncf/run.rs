@@ -214,8 +214,7 @@ pub fn train_ncf_to_dir(
         }
     };
     let report = eval.as_ref().map(|e| e.run(&fit.model));
-    let mut times: Vec<f64> = fit.history.iter().map(|h| h.seconds).collect();
-    times.sort_by(f64::total_cmp);
+    let times: Vec<f64> = fit.history.iter().map(|h| h.seconds).collect();
     let config = NcfConfig {
         kind: intent_models::ModelKind::Ncf,
         format_version: 1,
@@ -224,7 +223,7 @@ pub fn train_ncf_to_dir(
             options: opts.clone(),
             engine: opts.device.map_or("host".to_string(), |d| format!("burn on {d}")),
             pretrained: opts.pretrained.clone().map(|(g, m)| [g, m]),
-            median_epoch_s: times[times.len() / 2],
+            median_epoch_s: crate::timing::median(&times).unwrap_or(0.0),
         })
         .expect("serializes"),
         data: json!({
