@@ -11,7 +11,8 @@
 #       on BANKING77, 2 epochs, the anchor's recipe (mean pooling, lr 1e-4, batch 32, max_len 64,
 #       10 % warm-up, no clipping, random batch order, nn.Linear's head) with cold caches, PyTorch's
 #       hf_finetune_gpu.py on the same GPU, BERT again with warm caches and with --precision
-#       bf16, the MLP (5 epochs) and NCF (5 epochs) on the GPU and on the CPU. Prints one
+#       bf16, the MLP (5 epochs) and NCF (5 epochs) on the GPU and on the CPU, and last BERT
+#       with the CLI's default clipping (--max-grad-norm 1), what it costs. Prints one
 #       table (samples/s, time to first step, kernels compiled, test accuracy) and writes it to
 #       $OUT/gpu_check.md, with each run's log under $OUT/logs/ and its metrics.json as
 #       $OUT/RUN.json ($OUT: the device tool's folder; a temporary one when unset).
@@ -182,9 +183,11 @@ PY
     bert() { # OUT [FLAGS…]: hf_finetune_gpu.py's recipe (one rate, random batch order, its head)
         local o=$1; shift
         "$intent" train bert --base "$work/model" --train "$b77/train.csv" --test "$b77/test.csv" \
-            --out "$work/$o" --epochs 2 --lr 1e-4 --head-lr 1e-4 --pooling mean --max-grad-norm 0 \
-            --no-length-buckets --head-init torch --device "$gpu" "$@"
+            --out "$work/$o" --epochs 2 --lr 1e-4 --head-lr 1e-4 --pooling mean \
+            --max-grad-norm "${CLIP:-0}" --no-length-buckets --head-init torch --device "$gpu" "$@"
     }
+    # The same with the CLI's default clipping (global norm 1.0, as the Trainer's): its cost.
+    bert_clipped() { CLIP=1 bert "$@"; }
     mlp() { # OUT DEVICE
         "$intent" train mlp --train "$b77/train.csv" --test "$b77/test.csv" --out "$work/$1" \
             --epochs 5 --no-early-stopping --hidden-layers 4 --dropout 0.45 --device "$2"
@@ -202,7 +205,7 @@ json.dump({"timing": {"steady_samples_per_second": float(v["train_samples_per_s"
            "test": {"accuracy": float(v["test_acc"])}}, open(sys.argv[2], "w"))
 PY
     }
-    export -f bert mlp ncf anchor
+    export -f bert bert_clipped mlp ncf anchor
     export intent work out b77 gpu dir
     # GPU utilisation beside the runs (a flat 0 % means the GPU waits on the host).
     (nvidia-smi dmon -s u -d 2 > "$out/logs/dmon.log" 2>&1 &) || true
@@ -214,6 +217,7 @@ PY
     step "intent NCF $gpu (NeuMF, 5 epochs)" 60 ncf-gpu ncf ncf-gpu "$gpu"
     step "intent MLP cpu (4×512, 5 epochs)" 40 mlp-cpu mlp mlp-cpu cpu
     step "intent NCF cpu (NeuMF, 5 epochs)" 40 ncf-cpu ncf ncf-cpu cpu
+    step "intent BERT $gpu, warm, --max-grad-norm 1 (the default)" 90 bert-clip bert_clipped bert-clip
     pkill -f "nvidia-smi dmon" 2>/dev/null || true
     echo "total $((SECONDS - start)) s of a ${budget} s budget" >> "$out/logs/machine.txt"
     # What the warm runs found: cubecl's PTX and autotune caches, the driver's JIT cache (cuda-jit).
@@ -221,7 +225,7 @@ PY
     cat "$table"
     ;;
 *)
-    sed -n 2,17p "$0" >&2
+    sed -n 2,18p "$0" >&2
     exit 2
     ;;
 esac
