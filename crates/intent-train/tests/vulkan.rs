@@ -7,6 +7,7 @@
 //! - a tiny BERT fine-tunes on it (AdamW and gradient clipping on the device, lengths padded to
 //!   a multiple of 16) as it does on the CPU: it learns its 12 texts (the MLP's run covers the
 //!   filled-up last batch);
+//! - NeuMF trains on it for 3 epochs, compiling kernels in the first only;
 //! - kernels are compiled (and matmuls autotuned) during the first epoch only: the later epochs,
 //!   validation included, reuse them; the final validation report (same batches of
 //!   `SCORE_BATCH`) compiles little more;
@@ -28,7 +29,8 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use intent_data::{Dataset, Example, LoadOptions};
 use intent_train::{
-    kernels, train_bert_to_dir, train_mlp_to_dir, BertOptions, DeviceSpec, EngineConfig, MlpOptions,
+    kernels, train_bert_to_dir, train_mlp_to_dir, train_ncf_to_dir, BertOptions, DeviceSpec, EngineConfig,
+    MlpOptions, NcfOptions,
 };
 
 /// The kernel cache of this process (cubecl reads its configuration once), and a turn at it:
@@ -154,6 +156,33 @@ fn a_tiny_bert_fine_tunes_on_a_cubecl_device_as_on_the_cpu() {
     assert!(runs[0].backend.contains("wgpu"), "{}", runs[0].backend);
     assert!(t.kernels_first_epoch.unwrap() > 0);
     assert_eq!(t.kernels_all_epochs, t.kernels_first_epoch, "padded lengths, filled batches: no new shapes");
+}
+
+/// NeuMF on the device compiles nothing after its first epoch either. It did before the best
+/// model got buffers of its own: at epoch 2's first step the parameters were still held by the
+/// best model (kept after epoch 1), and burn's fusion gave the one-value output bias's AdamW
+/// update a kernel of its own there (fused with another bias's in every other step).
+#[test]
+fn neumf_compiles_kernels_in_the_first_epoch_only() {
+    let Some((_turn, _cache)) = lavapipe() else { return };
+    let device = DeviceSpec::Vulkan(None);
+    let data = intent_data::recsys::synthetic_interactions(120, 80, 12, 6, 5);
+    let (batch_size, lr) = intent_train::ncf::BATCH_DEFAULTS.resolve(device, Some(512), None);
+    let mut opts = NcfOptions { device: Some(device), test_negatives: 20, ..Default::default() };
+    opts.train = intent_train::ncf::NcfTrainConfig {
+        epochs: 3,
+        batch_size,
+        lr,
+        progress: false,
+        ..Default::default()
+    };
+    let out = tempfile::tempdir().unwrap();
+    let run = train_ncf_to_dir(&data, "synthetic", &opts, out.path()).expect("trains on vulkan");
+    let t = &run.timing;
+    assert!(t.kernels_first_epoch.unwrap() > 0, "a cold cache compiles kernels in the first epoch");
+    assert_eq!(t.kernels_all_epochs, t.kernels_first_epoch, "epochs 2–3 reuse epoch 1's kernels");
+    assert_eq!(run.history.len(), 3);
+    assert!(run.history[2].loss < run.history[0].loss, "{:?}", run.history);
 }
 
 /// The global gradient norm that clipping divides by is exact for a 12-million-value weight on

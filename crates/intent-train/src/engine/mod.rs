@@ -458,7 +458,7 @@ where
         let score = val_score.unwrap_or(epoch as f64); // no validation: keep the last epoch
         if run.state.best.is_none_or(|(b, _)| score > b) {
             run.state.best = Some((score, epoch));
-            run.best = Some(run.model.valid());
+            run.keep_best(&device);
             run.state.since_best = 0;
         } else {
             run.state.since_best += 1;

@@ -1,9 +1,10 @@
 //! [`Run`]: the model, its optimizer (the fused host AdamW on CPU backends, burn's AdamW on
 //! the device elsewhere) and the run's position, saved to and resumed from checkpoints.
 
-use burn::module::AutodiffModule;
+use burn::module::{AutodiffModule, Module, ModuleMapper, Param};
 use burn::optim::GradientsParams;
-use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::Tensor;
 
 use super::{is_cpu_backend, EngineConfig};
 use crate::checkpoint::{self, EngineState, OptimizerState};
@@ -108,6 +109,17 @@ impl<B: AutodiffBackend, M: AutodiffModule<B>> Run<B, M> {
         };
     }
 
+    /// Keeps the model as it is now as the best so far. On accelerators the copy gets buffers of
+    /// its own, through the host (an upload compiles no kernel): parameters still held by the
+    /// best model would be read-only at the next epoch's first step, and burn's fusion groups
+    /// that step's updates differently from every other step's (NeuMF's one-value output bias
+    /// got a fused kernel of its own there, compiled in epoch 2 on every cold run).
+    pub(super) fn keep_best(&mut self, device: &B::Device) {
+        self.best = None; // the old copy goes first: two copies at most, not three
+        let model = self.model.valid();
+        self.best = Some(if is_cpu_backend::<B>(device) { model } else { model.map(&mut OwnBuffers) });
+    }
+
     pub(super) fn save_checkpoint(&mut self, dir: &std::path::Path) -> Result<(), TrainError> {
         self.state.host_optimizer_time = self.host_optim.as_ref().map(|o| o.moments().0);
         let best = self.best.as_ref().expect("set after the first epoch");
@@ -128,5 +140,41 @@ impl<B: AutodiffBackend, M: AutodiffModule<B>> Run<B, M> {
             (None, None) => unreachable!("one optimizer is always set"),
         };
         checkpoint::save::<B, M>(dir, &self.state, &self.model, best, optim)
+    }
+}
+
+/// Gives every float parameter a buffer of its own, with the same values, id and type
+/// ([`Run::keep_best`]).
+struct OwnBuffers;
+
+impl<B: Backend> ModuleMapper<B> for OwnBuffers {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+        param.map(|t| {
+            let device = t.device();
+            let data = t.into_data();
+            let dtype = data.dtype;
+            Tensor::from_data(data, (&device, dtype))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::Flex;
+
+    /// The copy keeps each parameter's id and values (that its buffers are its own shows on a
+    /// device: tests/vulkan.rs, `neumf_compiles_kernels_in_the_first_epoch_only`).
+    #[test]
+    fn own_buffers_copy_values_and_ids() {
+        let device = Default::default();
+        let mut lin = burn::nn::LinearConfig::new(3, 2).init::<Flex>(&device);
+        lin.weight =
+            Param::from_tensor(Tensor::from_data([[0.5f32, -1.0], [2.0, 0.25], [-3.0, 4.0]], &device));
+        let copy = lin.clone().map(&mut OwnBuffers);
+        assert_eq!(copy.weight.id, lin.weight.id);
+        assert_eq!(copy.bias.as_ref().unwrap().id, lin.bias.as_ref().unwrap().id);
+        let values = |l: &burn::nn::Linear<Flex>| l.weight.val().into_data().to_vec::<f32>().unwrap();
+        assert_eq!(values(&copy), vec![0.5, -1.0, 2.0, 0.25, -3.0, 4.0]);
     }
 }
