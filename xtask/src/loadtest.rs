@@ -208,7 +208,10 @@ pub fn run(raw: &[String]) -> Result<()> {
     let args = Arc::new(parse(raw)?);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
-        let http = reqwest::Client::builder().pool_max_idle_per_host(args.clients + 4).timeout(Duration::from_secs(30)).build()?;
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(args.clients + 4)
+            .timeout(Duration::from_secs(30))
+            .build()?;
         let stop = Arc::new(AtomicBool::new(false));
         let attack = Arc::new(Attack::default());
         let addr = args.url.trim_start_matches("http://").split('/').next().unwrap_or_default().to_string();
@@ -222,8 +225,11 @@ pub fn run(raw: &[String]) -> Result<()> {
         }
         let (reload_ok, reload_failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
         let start = Instant::now();
-        let tasks: Vec<_> = (0..args.clients).map(|i| tokio::spawn(client(i, http.clone(), args.clone(), stop.clone()))).collect();
-        let reloads = tokio::spawn(reloader(http.clone(), args.clone(), reload_ok.clone(), reload_failed.clone()));
+        let tasks: Vec<_> = (0..args.clients)
+            .map(|i| tokio::spawn(client(i, http.clone(), args.clone(), stop.clone())))
+            .collect();
+        let reloads =
+            tokio::spawn(reloader(http.clone(), args.clone(), reload_ok.clone(), reload_failed.clone()));
         tokio::time::sleep(Duration::from_secs_f64(args.seconds)).await;
         let attack_open = attack.open.load(Ordering::Relaxed);
         stop.store(true, Ordering::Relaxed);
@@ -247,8 +253,17 @@ pub fn run(raw: &[String]) -> Result<()> {
         println!(
             "clients {} batch {}: {} ok, {} failed in {:.1} s: {:.0} requests/s ({:.0} texts/s), p50 \
                 {:.2} ms, p99 {:.2} ms; reloads {} ok, {} failed",
-            args.clients, args.batch, ok, failures, elapsed, rps, rps * args.batch as f64, p50, p99,
-            reload_ok.load(Ordering::Relaxed), reload_failed.load(Ordering::Relaxed)
+            args.clients,
+            args.batch,
+            ok,
+            failures,
+            elapsed,
+            rps,
+            rps * args.batch as f64,
+            p50,
+            p99,
+            reload_ok.load(Ordering::Relaxed),
+            reload_failed.load(Ordering::Relaxed)
         );
         if args.slowloris > 0 {
             println!(
@@ -263,9 +278,12 @@ pub fn run(raw: &[String]) -> Result<()> {
         if args.json {
             println!(
                 "{}",
-                serde_json::json!({ "clients": args.clients, "batch": args.batch, "ok": ok, "failed": failures, "seconds": elapsed,
-                    "requests_per_s": rps, "p50_ms": p50, "p99_ms": p99,
-                    "reloads_ok": reload_ok.load(Ordering::Relaxed), "reloads_failed": reload_failed.load(Ordering::Relaxed) })
+                serde_json::json!({
+                    "clients": args.clients, "batch": args.batch, "ok": ok, "failed": failures,
+                    "seconds": elapsed, "requests_per_s": rps, "p50_ms": p50, "p99_ms": p99,
+                    "reloads_ok": reload_ok.load(Ordering::Relaxed),
+                    "reloads_failed": reload_failed.load(Ordering::Relaxed)
+                })
             );
         }
         Ok::<_, anyhow::Error>(())

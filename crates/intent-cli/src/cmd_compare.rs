@@ -274,7 +274,8 @@ pub fn run(a: CompareArgs) -> Result<ExitCode> {
     rows.sort_by(|x, y| y.board.score.total_cmp(&x.board.score));
     let metric = if train.multi_label { "micro-F1" } else { "accuracy" };
     let mut md = format!(
-        "| rank | model | {metric} | macro-F1 | ECE | train s | p50 ms | folder MB | gate |\n|---|---|---|---|---|---|---|---|---|\n"
+        "| rank | model | {metric} | macro-F1 | ECE | train s | p50 ms | folder MB | gate |\n\
+         |---|---|---|---|---|---|---|---|---|\n"
     );
     for (i, r) in rows.iter().map(|r| &r.board).enumerate() {
         md.push_str(&format!(
@@ -298,7 +299,10 @@ pub fn run(a: CompareArgs) -> Result<ExitCode> {
         "data": source, "train_examples": train.len(), "test_examples": test.len(), "metric": metric,
         "time_budget_s": a.time_budget.as_secs_f64(),
         "rows": rows.iter().map(Row::to_json).collect::<Vec<_>>(),
-        "skipped": skipped.iter().map(|(k, r)| serde_json::json!({"kind": k, "reason": r})).collect::<Vec<_>>(),
+        "skipped": skipped
+            .iter()
+            .map(|(k, r)| serde_json::json!({"kind": k, "reason": r}))
+            .collect::<Vec<_>>(),
     });
     intent_data::io::atomic_write(
         &a.out.join("leaderboard.json"),

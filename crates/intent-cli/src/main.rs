@@ -71,7 +71,8 @@ enum Command {
     Schedule(cmd_schedule::ScheduleCommand),
     /// Serve a model over HTTP (prediction, metrics, hot-swap, query log, labeling queue).
     Serve(cmd_serve::ServeArgs),
-    /// Print the shell completion script (`intent completions bash > ~/.local/share/bash-completion/completions/intent`).
+    /// Print the shell completion script
+    /// (`intent completions bash > ~/.local/share/bash-completion/completions/intent`).
     Completions {
         /// The shell.
         #[arg(value_enum)]

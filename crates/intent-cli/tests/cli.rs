@@ -173,7 +173,10 @@ fn malformed_inputs_give_file_and_line() {
     // Unknown label at evaluation.
     let mut train = String::new();
     for i in 0..20 {
-        train.push_str(&format!("{{\"text\": \"hello friend {i}\", \"label\": \"greet\"}}\n{{\"text\": \"bye for now {i}\", \"label\": \"bye\"}}\n"));
+        train.push_str(&format!(
+            "{{\"text\": \"hello friend {i}\", \"label\": \"greet\"}}\n\
+             {{\"text\": \"bye for now {i}\", \"label\": \"bye\"}}\n"
+        ));
     }
     std::fs::write(p.join("train.jsonl"), train).unwrap();
     std::fs::write(
@@ -281,7 +284,12 @@ fn zero_shot_folder_then_eval_and_predict() {
     assert_eq!(line["label"], "order_status", "{line}");
     let o = intent(&["predict", "--model", "zs", "hello there"], p);
     assert!(text(&o).0.contains("\"label\":\"greeting\""), "{:?}", text(&o));
-    std::fs::write(p.join("test.jsonl"), "{\"text\": \"can I return this book\", \"label\": \"return_item\"}\n{\"text\": \"thanks so much\", \"label\": \"thanks\"}\n").unwrap();
+    std::fs::write(
+        p.join("test.jsonl"),
+        "{\"text\": \"can I return this book\", \"label\": \"return_item\"}\n\
+         {\"text\": \"thanks so much\", \"label\": \"thanks\"}\n",
+    )
+    .unwrap();
     let o = intent(&["eval", "--model", "zs", "--data", "test.jsonl"], p);
     assert!(o.status.success() && text(&o).0.contains("accuracy"), "{:?}", text(&o));
     // A Hugging Face folder is not an intent model: the error says what to do.

@@ -270,7 +270,8 @@ fn sigkill_of_a_bert_retrain_leaves_current_serving_and_the_next_run_resumes() {
     std::fs::write(
         d.join("retrain.toml"),
         format!(
-            "{common}kind = \"bert\"\n[gate]\nmax_regression = 1.0\n[train]\nbase = \"tiny\"\ndevice = \"cpu\"\nmax_len = 16\nepochs = 300\n\
+            "{common}kind = \"bert\"\n[gate]\nmax_regression = 1.0\n[train]\nbase = \"tiny\"\n\
+             device = \"cpu\"\nmax_len = 16\nepochs = 300\n\
              batch_size = 4\nlr = 0.005\nwarmup_ratio = 0.0\nmin_steps = 1\n"
         ),
     )

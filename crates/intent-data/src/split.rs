@@ -34,9 +34,9 @@ pub struct Split {
 }
 
 /// Splits per label (for multi-label data, per each example's rarest label), so that every label
-/// keeps its share in each part. Per label of n examples: test = round(n·test_fraction), val = max(min_val_per_label,
-/// round(n·(1 − train_fraction − test_fraction))), the rest train (at least one). Deterministic
-/// for a seed; the order inside each part follows the input.
+/// keeps its share in each part. Per label of n examples: test = round(n·test_fraction),
+/// val = max(min_val_per_label, round(n·(1 − train_fraction − test_fraction))), the rest train
+/// (at least one). Deterministic for a seed; the order inside each part follows the input.
 pub fn stratified_split(data: &Dataset, config: SplitConfig) -> Result<Split> {
     let SplitConfig { train_fraction, test_fraction, min_val_per_label, seed } = config;
     if !(train_fraction > 0.0 && train_fraction <= 1.0) {

@@ -165,7 +165,8 @@ pub fn validate_interactions(data: &Interactions, min_per_user: usize) -> Vec<Fi
         findings.push(Finding {
             severity: Severity::Warning,
             message: format!(
-                "{} of {} interactions have no timestamp: for their users the held-out item is the last in file order",
+                "{} of {} interactions have no timestamp: for their users the held-out item is the last \
+                 in file order",
                 rows.len() - timed,
                 rows.len()
             ),

@@ -26,7 +26,12 @@ const SKIP: LoadOptions = LoadOptions { skip_invalid: true };
 #[test]
 fn jsonl_good_round_trip_and_multi_label() {
     let dir = tempfile::tempdir().unwrap();
-    let p = write(&dir, "a.jsonl", b"{\"text\": \"hi\", \"label\": \"greet\", \"confidence\": 0.9}\n\n{\"text\": \"bye\", \"label\": \"bye\", \"timestamp\": 17}\n");
+    let p = write(
+        &dir,
+        "a.jsonl",
+        b"{\"text\": \"hi\", \"label\": \"greet\", \"confidence\": 0.9}\n\n\
+          {\"text\": \"bye\", \"label\": \"bye\", \"timestamp\": 17}\n",
+    );
     let d = load_jsonl(&p, &STRICT).unwrap().data;
     assert_eq!(d.len(), 2);
     assert_eq!(d.examples[0].confidence, Some(0.9));
@@ -78,7 +83,12 @@ fn jsonl_bad_lines_name_file_and_line() {
 #[test]
 fn skip_invalid_keeps_the_rest_and_reports() {
     let dir = tempfile::tempdir().unwrap();
-    let p = write(&dir, "mix.jsonl", b"{\"text\": \"a\", \"label\": \"x\"}\n42\n{\"text\": \"\", \"label\": \"x\"}\n{\"text\": \"b\", \"label\": \"y\"}\n");
+    let p = write(
+        &dir,
+        "mix.jsonl",
+        b"{\"text\": \"a\", \"label\": \"x\"}\n42\n{\"text\": \"\", \"label\": \"x\"}\n\
+          {\"text\": \"b\", \"label\": \"y\"}\n",
+    );
     let loaded = load_jsonl(&p, &SKIP).unwrap();
     assert_eq!(loaded.data.len(), 2);
     let lines: Vec<_> = loaded.skipped.iter().map(|s| s.location.line.unwrap()).collect();
@@ -126,7 +136,12 @@ fn intents_file_list_wrapped_and_folder() {
 #[test]
 fn outcomes_and_template_check() {
     let dir = tempfile::tempdir().unwrap();
-    write(&dir, "o/cancel.json", br#"{"name": "cancel", "examples": ["stop it"], "synonyms": {"order": ["purchase"]}, "templates": ["cancel my {order}"], "teach_hints": ["x"]}"#);
+    write(
+        &dir,
+        "o/cancel.json",
+        br#"{"name": "cancel", "examples": ["stop it"], "synonyms": {"order": ["purchase"]},
+            "templates": ["cancel my {order}"], "teach_hints": ["x"]}"#,
+    );
     let defs = read_outcomes(&dir.path().join("o")).unwrap();
     assert_eq!(defs[0].synonyms["order"], vec!["purchase"]);
     assert_eq!(detect_format(&dir.path().join("o")).unwrap(), Format::Outcomes);
@@ -151,14 +166,25 @@ fn multilabel_round_trip_and_errors() {
     assert!(text.contains("\"num_classes\": 2"));
     assert_eq!(load_multilabel(&p, &STRICT).unwrap().data, d);
     assert_eq!(detect_format(&p).unwrap(), Format::MultiLabel);
-    let p = write(&dir, "bad.json", br#"{"metadata": {"num_samples": 1, "num_classes": 1, "class_distribution": {}}, "samples": [{"text": "", "taxonomy_codes": ["x"]}]}"#);
+    let p = write(
+        &dir,
+        "bad.json",
+        br#"{"metadata": {"num_samples": 1, "num_classes": 1, "class_distribution": {}},
+            "samples": [{"text": "", "taxonomy_codes": ["x"]}]}"#,
+    );
     assert!(load_multilabel(&p, &STRICT).unwrap_err().to_string().contains("$.samples[0]"));
 }
 
 #[test]
 fn interactions_round_trip_with_numeric_ids() {
     let dir = tempfile::tempdir().unwrap();
-    let p = write(&dir, "i.json", br#"{"metadata": {"num_users": 0, "num_items": 0, "num_interactions": 0, "density": 0}, "interactions": [{"user_id": 1, "item_id": "b", "implicit_rating": 1.0}, {"user_id": "2", "item_id": "b", "timestamp": 5, "implicit_rating": 0.5}]}"#);
+    let p = write(
+        &dir,
+        "i.json",
+        br#"{"metadata": {"num_users": 0, "num_items": 0, "num_interactions": 0, "density": 0},
+            "interactions": [{"user_id": 1, "item_id": "b", "implicit_rating": 1.0},
+                             {"user_id": "2", "item_id": "b", "timestamp": 5, "implicit_rating": 0.5}]}"#,
+    );
     let i = load_interactions(&p).unwrap();
     assert_eq!(i.metadata.num_users, 2);
     assert!((i.metadata.density - 1.0).abs() < 1e-12);
@@ -173,7 +199,12 @@ fn interactions_round_trip_with_numeric_ids() {
 #[test]
 fn importers_on_small_copies() {
     let dir = tempfile::tempdir().unwrap();
-    let p = write(&dir, "data_full.json", br#"{"train": [["hi", "greet"]], "val": [], "test": [["yo", "greet"]], "oos_train": [["what", "oos"]], "oos_val": [], "oos_test": []}"#);
+    let p = write(
+        &dir,
+        "data_full.json",
+        br#"{"train": [["hi", "greet"]], "val": [], "test": [["yo", "greet"]],
+            "oos_train": [["what", "oos"]], "oos_val": [], "oos_test": []}"#,
+    );
     let d = import_clinc150(&p, &["train", "oos_train"]).unwrap().data;
     assert_eq!(d.labels(), vec!["greet", "oos"]);
     assert_eq!(detect_format(&p).unwrap(), Format::Clinc150);

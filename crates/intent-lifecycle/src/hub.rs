@@ -228,7 +228,10 @@ pub fn push(folder: &Path, model_card: &str, o: &PushOptions) -> Result<PushRepo
             "transfers": ["basic"],
             "hash_algo": "sha256",
             "ref": { "name": format!("refs/heads/{}", o.revision) },
-            "objects": objects.iter().map(|(oid, b)| json!({ "oid": oid, "size": b.len() })).collect::<Vec<_>>(),
+            "objects": objects
+                .iter()
+                .map(|(oid, b)| json!({ "oid": oid, "size": b.len() }))
+                .collect::<Vec<_>>(),
         });
         let batch = hub
             .agent
@@ -280,9 +283,11 @@ pub fn push(folder: &Path, model_card: &str, o: &PushOptions) -> Result<PushRepo
     for (path, bytes) in &files {
         let line = if lfs(path) {
             let oid = hex::encode(Sha256::digest(bytes));
-            json!({ "key": "lfsFile", "value": { "path": path, "algo": "sha256", "oid": oid, "size": bytes.len() } })
+            let value = json!({ "path": path, "algo": "sha256", "oid": oid, "size": bytes.len() });
+            json!({ "key": "lfsFile", "value": value })
         } else {
-            json!({ "key": "file", "value": { "path": path, "encoding": "base64", "content": b64.encode(bytes) } })
+            let value = json!({ "path": path, "encoding": "base64", "content": b64.encode(bytes) });
+            json!({ "key": "file", "value": value })
         };
         ndjson.push('\n');
         ndjson.push_str(&line.to_string());
@@ -321,8 +326,9 @@ pub fn model_card(folder: &Path, repo_id: &str) -> String {
         meta["labels"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
     let multi = meta["multi_label"].as_bool().unwrap_or(false);
     let mut card = format!(
-        "---\nlibrary_name: intent\npipeline_tag: text-classification\ntags:\n- intent-classification\n- {kind}\n---\n\n\
-         # {repo_id}\n\nAn intent classifier ({kind}{}) trained with [intent](https://crates.io/crates/intent-cli) {}.\n",
+        "---\nlibrary_name: intent\npipeline_tag: text-classification\ntags:\n\
+         - intent-classification\n- {kind}\n---\n\n# {repo_id}\n\n\
+         An intent classifier ({kind}{}) trained with [intent](https://crates.io/crates/intent-cli) {}.\n",
         if multi { ", multi-label" } else { "" },
         meta["versions"]["intent"].as_str().unwrap_or(env!("CARGO_PKG_VERSION")),
     );
@@ -358,8 +364,10 @@ pub fn model_card(folder: &Path, repo_id: &str) -> String {
          The model knows only these labels and the kind of messages it was trained on.\n",
     );
     card.push_str(&format!(
-        "\n## How to use\n\nServe it (Rust; `cargo install intent-cli`):\n\n```sh\nintent serve --model hf://{repo_id}\n\
-         curl -s localhost:8080/v1/predict -H 'content-type: application/json' -d '{{\"text\": \"hello\"}}'\n```\n\n\
+        "\n## How to use\n\nServe it (Rust; `cargo install intent-cli`):\n\n```sh\n\
+         intent serve --model hf://{repo_id}\n\
+         curl -s localhost:8080/v1/predict -H 'content-type: application/json' \
+         -d '{{\"text\": \"hello\"}}'\n```\n\n\
          In a Rust program (`intent-serve`; the folder comes through the hub cache):\n\n```rust\n\
          let model = intent_serve::Classifier::load(std::path::Path::new(\"hf://{repo_id}\"))?;\n\
          let prediction = model.predict(\"hello\")?;\n```\n"
@@ -367,12 +375,15 @@ pub fn model_card(folder: &Path, repo_id: &str) -> String {
     if kind == "bert" {
         card.push_str(&format!(
             "\nFrom Python, as any sequence classifier:\n\n```python\nfrom transformers import pipeline\n\
-             classifier = pipeline(\"text-classification\", model=\"{repo_id}\")\nprint(classifier(\"hello\"))\n```\n"
+             classifier = pipeline(\"text-classification\", model=\"{repo_id}\")\n\
+             print(classifier(\"hello\"))\n```\n"
         ));
     } else {
         card.push_str(
-            "\nFrom Python, over HTTP (the folder is not a `transformers` model):\n\n```python\nimport requests\n\
-             print(requests.post(\"http://localhost:8080/v1/predict\", json={\"text\": \"hello\"}).json())\n```\n",
+            "\nFrom Python, over HTTP (the folder is not a `transformers` model):\n\n```python\n\
+             import requests\n\
+             print(requests.post(\"http://localhost:8080/v1/predict\", json={\"text\": \"hello\"}).json())\n\
+             ```\n",
         );
     }
     card

@@ -9,7 +9,8 @@
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let dir = tempfile::tempdir()?;
 //! let path = dir.path().join("retrain.toml");
-//! std::fs::write(&path, "model = \"faq\"\nkind = \"mlp\"\nbase_data = \"base.jsonl\"\nholdout = \"holdout.jsonl\"\n")?;
+//! let toml = "model = \"faq\"\nkind = \"mlp\"\nbase_data = \"base.jsonl\"\nholdout = \"holdout.jsonl\"\n";
+//! std::fs::write(&path, toml)?;
 //! let config = RetrainConfig::read(&path)?;
 //! assert_eq!(config.model, "faq");
 //! assert_eq!(config.triggers.min_new_samples, 50); // the default

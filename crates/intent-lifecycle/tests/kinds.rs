@@ -36,7 +36,8 @@ fn setup(dir: &Path, body: &str) -> RetrainConfig {
     words.examples.extend(new_examples(40, false).examples);
     intent_testkit::bert::write_tiny_encoder_for(&dir.join("tiny"), &words);
     let toml = format!(
-        "model = \"faq\"\nbase_data = \"base.jsonl\"\nnew_data = [\"new\"]\nholdout = \"holdout.jsonl\"\n{body}"
+        "model = \"faq\"\nbase_data = \"base.jsonl\"\nnew_data = [\"new\"]\n\
+         holdout = \"holdout.jsonl\"\n{body}"
     );
     std::fs::write(dir.join("retrain.toml"), toml).unwrap();
     RetrainConfig::read(&dir.join("retrain.toml")).unwrap()
@@ -178,9 +179,15 @@ fn bad_kind_settings_fail_before_training_and_leave_current() {
         ("kind = \"bert\"\n[train]\nbase = \"tiny\"\nlayers = 3\n", "[train]: unknown option(s) layers"),
         ("kind = \"bert\"\n[train]\nbase = \"tiny\"\nlayers = 3\n", "\"max_len\""),
         ("kind = \"bert\"\n[train]\nmax_len = 16\n", "[train]: base: required"),
-        ("kind = \"bert\"\n[train]\nbase = \"tiny\"\ndevice = \"gpu\"\n", "[train]: device: unknown device 'gpu'"),
+        (
+            "kind = \"bert\"\n[train]\nbase = \"tiny\"\ndevice = \"gpu\"\n",
+            "[train]: device: unknown device 'gpu'",
+        ),
         ("kind = \"bert\"\n[train]\nbase = \"tiny\"\ntime_limit = \"soon\"\n", "time_limit \"soon\""),
-        ("kind = \"bert\"\n[train]\nbase = \"tiny\"\nepochs = 2\n[train.engine]\nepochs = 3\n", "given twice"),
+        (
+            "kind = \"bert\"\n[train]\nbase = \"tiny\"\nepochs = 2\n[train.engine]\nepochs = 3\n",
+            "given twice",
+        ),
         ("kind = \"zero-shot\"\n[train]\nencoder = \"tiny\"\ntemplate = \"x\"\n", "must contain {label}"),
         ("kind = \"zero-shot\"\n[train]\nencoder = \"tiny\"\nlr = 0.1\n", "unknown option(s) lr"),
         (
@@ -188,8 +195,8 @@ fn bad_kind_settings_fail_before_training_and_leave_current() {
             "bootstrap.kind 'zero-shot' is the kind already trained",
         ),
         (
-            "kind = \"zero-shot\"\n[train]\nencoder = \"tiny\"\n[bootstrap]\nkind = \"bert\"\n[bootstrap.train]\nbase \
-                = \"tiny\"\ndropout = 1\n",
+            "kind = \"zero-shot\"\n[train]\nencoder = \"tiny\"\n[bootstrap]\nkind = \"bert\"\n\
+             [bootstrap.train]\nbase = \"tiny\"\ndropout = 1\n",
             "[bootstrap.train]: unknown option(s) dropout",
         ),
         ("kind = \"svm\"\nmerge = \"keep-middle\"\n", "unknown variant `keep-middle`"),

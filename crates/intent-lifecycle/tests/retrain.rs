@@ -190,8 +190,8 @@ fn webhooks_hear_of_deployed_and_rejected_runs_and_a_dead_or_slow_one_fails_noth
     let slow = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let slow_port = slow.local_addr().unwrap().port();
     let notify = format!(
-        "[notify]\nwebhooks = [\"http://127.0.0.1:{port}/hooks/SECRET1\", \"http://127.0.0.1:{dead}/SECRET2\", \
-            \"http://127.0.0.1:{slow_port}/SECRET3\"]\ntimeout_s = 1\n"
+        "[notify]\nwebhooks = [\"http://127.0.0.1:{port}/hooks/SECRET1\", \
+         \"http://127.0.0.1:{dead}/SECRET2\", \"http://127.0.0.1:{slow_port}/SECRET3\"]\ntimeout_s = 1\n"
     );
     let cfg = setup(d, &notify);
     let first = retrain(&cfg, RunOptions::default()).unwrap();
@@ -269,7 +269,8 @@ fn outcome_definitions_join_and_augment_an_mlp_retrain_and_their_change_triggers
     let outcome = |examples: &[&str]| {
         serde_json::json!({
             "name": "card", "examples": examples,
-            "synonyms": {"card": ["plastic", "debit card"]}, "templates": ["where is my {card}", "my {card} broke"]
+            "synonyms": {"card": ["plastic", "debit card"]},
+            "templates": ["where is my {card}", "my {card} broke"]
         })
         .to_string()
     };
@@ -327,7 +328,12 @@ fn quality_server(
 fn the_drift_trigger_reads_the_served_versions_answers() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
-    let window = |n: u64, confidence: f64, fallback: f64, t: i64| serde_json::json!({"queries": n, "mean_confidence": confidence, "fallback_rate": fallback, "from_ms": t, "to_ms": t + 10});
+    let window = |n: u64, confidence: f64, fallback: f64, t: i64| {
+        serde_json::json!({
+            "queries": n, "mean_confidence": confidence, "fallback_rate": fallback,
+            "from_ms": t, "to_ms": t + 10
+        })
+    };
     let answer = std::sync::Arc::new(std::sync::Mutex::new(serde_json::json!({
         "baseline": window(100, 0.9, 0.1, 0), "recent": window(100, 0.89, 0.1, 100)
     })));
@@ -336,7 +342,8 @@ fn the_drift_trigger_reads_the_served_versions_answers() {
     let cfg = setup(
         d,
         &format!(
-            "[triggers.drift]\nwindow = 100\n[server]\nurl = \"http://127.0.0.1:{port}\"\ntoken_file = \"admin.token\"\n"
+            "[triggers.drift]\nwindow = 100\n[server]\nurl = \"http://127.0.0.1:{port}\"\n\
+             token_file = \"admin.token\"\n"
         ),
     );
     // No version yet: nothing to read. Then a steady version: no trigger, the windows in the history.
@@ -360,8 +367,8 @@ fn the_drift_trigger_reads_the_served_versions_answers() {
     assert_eq!(r.status, RunStatus::DryRun, "{r}");
     assert_eq!(
         r.triggers,
-        ["quality drift of version 1: mean confidence 0.900 over its first 100 queries, 0.700 over the latest 100 \
-          (a drop of 0.200 > 0.05)"]
+        ["quality drift of version 1: mean confidence 0.900 over its first 100 queries, \
+          0.700 over the latest 100 (a drop of 0.200 > 0.05)"]
     );
 
     // A server that cannot be reached: noted in the log, no trigger, the run goes on.
@@ -379,7 +386,8 @@ fn the_drift_trigger_reads_the_served_versions_answers() {
     // The trigger needs a server.
     std::fs::write(
         d.join("bad.toml"),
-        "model = \"faq\"\nkind = \"mlp\"\nbase_data = \"b\"\nholdout = \"h\"\n[triggers.drift]\nwindow = 10\n",
+        "model = \"faq\"\nkind = \"mlp\"\nbase_data = \"b\"\nholdout = \"h\"\n\
+         [triggers.drift]\nwindow = 10\n",
     )
     .unwrap();
     let e = RetrainConfig::read(&d.join("bad.toml")).unwrap_err().to_string();
@@ -451,8 +459,12 @@ fn teacher_labels_join_the_data_below_the_peoples() {
     assert!(taught.contains("\"text\":\"my debit card please\",\"label\":\"card\""), "{taught}");
 
     // Teacher labels need a server.
-    std::fs::write(d.join("bad.toml"), "model = \"faq\"\nkind = \"mlp\"\nbase_data = \"b\"\nholdout = \"h\"\n[labels]\nteacher = \"server\"\n")
-        .unwrap();
+    std::fs::write(
+        d.join("bad.toml"),
+        "model = \"faq\"\nkind = \"mlp\"\nbase_data = \"b\"\nholdout = \"h\"\n\
+         [labels]\nteacher = \"server\"\n",
+    )
+    .unwrap();
     let e = RetrainConfig::read(&d.join("bad.toml")).unwrap_err().to_string();
     assert!(e.contains("[labels] reads the server's query log: it needs [server]"), "{e}");
 }

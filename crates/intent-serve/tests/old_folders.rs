@@ -75,7 +75,9 @@ fn old_intent_json(architecture: serde_json::Value) -> String {
     serde_json::json!({
         "kind": "bert", "format_version": 1, "architecture": architecture,
         "labels": LABELS, "multi_label": false,
-        "preprocessing": { "tokenizer": "bert", "vectorizer": vectorizer, "vocab_file": "vocab.txt", "vocab_size": 17 },
+        "preprocessing": {
+            "tokenizer": "bert", "vectorizer": vectorizer, "vocab_file": "vocab.txt", "vocab_size": 17
+        },
         "training": { "options": { "epochs": 3 }, "history": [], "best_epoch": 1, "backend": "flex" },
         "data_hash": "abc", "versions": { "intent": "0.1.0", "burn": "0.21.0" }, "created_unix": 1
     })

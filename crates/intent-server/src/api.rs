@@ -556,7 +556,9 @@ pub(crate) async fn ready(State(state): State<AppState>) -> Response {
 
 /// Prometheus metrics (text format).
 #[utoipa::path(get, path = "/metrics", tag = "operations",
-    responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
+    responses((
+        status = 200, description = "Prometheus text format", body = String, content_type = "text/plain"
+    )))]
 pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
     if let Some(log) = state.query_log() {
         state.metrics().observe_query_log(&log.status());

@@ -304,7 +304,8 @@ pub(crate) async fn tei_embed(
     match vectors {
         Some(v) => Ok(Json(v.map_err(ApiError::from)?).into_response()),
         None => Err(TeiError::validation(format!(
-            "model '{}' (kind '{}') has no sentence encoder; /embed needs an embedding, zero-shot or BERT model",
+            "model '{}' (kind '{}') has no sentence encoder; /embed needs an embedding, zero-shot or \
+             BERT model",
             model.source.name,
             model.served.kind()
         ))),

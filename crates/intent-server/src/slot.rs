@@ -3,7 +3,8 @@
 //! A [`LoadedModel`] is a classifier, a recommender or an embedding model ([`Served`]) plus what
 //! the server reports about it. [`ModelSlot`] holds the current one behind an `ArcSwap`: a
 //! request takes an `Arc` to the model when it starts and finishes on that model even if a swap
-//! happens meanwhile; the old model is freed when its last request ends. Loading and the smoke test run before the swap, so a broken model never serves.
+//! happens meanwhile; the old model is freed when its last request ends. Loading and the smoke
+//! test run before the swap, so a broken model never serves.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -102,9 +102,11 @@ pub fn retrain_setup(dir: &Path, extra: &str) -> PathBuf {
     intent_data::write_dataset(&dir.join("holdout.jsonl"), &Dataset::new(holdout)).unwrap();
     std::fs::create_dir_all(dir.join("new")).unwrap();
     let toml = format!(
-        "model = \"faq\"\nkind = \"mlp\"\nbase_data = \"base.jsonl\"\nnew_data = [\"new\"]\nholdout = \"holdout.jsonl\"\n\
+        "model = \"faq\"\nkind = \"mlp\"\nbase_data = \"base.jsonl\"\nnew_data = [\"new\"]\n\
+         holdout = \"holdout.jsonl\"\n\
          [triggers]\nmin_days = 30\nmin_new_samples = 50\n[gate]\nmin_overall = 0.5\nmax_regression = 0.05\n\
-         [train]\nhidden_size = 16\n[train.engine]\nepochs = 10\nbatch_size = 16\nlr = 0.01\nseed = 3\n{extra}"
+         [train]\nhidden_size = 16\n[train.engine]\nepochs = 10\nbatch_size = 16\nlr = 0.01\nseed = 3\n\
+         {extra}"
     );
     let path = dir.join("retrain.toml");
     std::fs::write(&path, toml).unwrap();

@@ -226,7 +226,8 @@ pub fn train_mlp<B: AutodiffBackend>(
             "train_examples": train.len(),
             "best_epoch": fitted.best_epoch,
             "epochs_run": fitted.history.len(),
-            "thresholds_from": if held_out.is_some() { "holdout" } else if val.is_some() { "validation" } else { "none" },
+            "thresholds_from":
+                if held_out.is_some() { "holdout" } else if val.is_some() { "validation" } else { "none" },
         }),
         data_hash: data_hash(train),
         versions: Versions::default(),

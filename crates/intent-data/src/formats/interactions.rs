@@ -165,7 +165,8 @@ mod tests {
             "interactions": [
                 {"user_id": "user_001", "item_id": "item_042", "timestamp": "2024-01-15T10:30:00",
                  "interaction_type": "purchase", "implicit_rating": 1.0},
-                {"user_id": "user_001", "item_id": "item_007", "timestamp": 1705314600, "implicit_rating": 0.5},
+                {"user_id": "user_001", "item_id": "item_007", "timestamp": 1705314600,
+                 "implicit_rating": 0.5},
                 {"user_id": "user_002", "item_id": "item_042", "timestamp": null}
             ]}"#;
         let dir = tempfile::tempdir().unwrap();

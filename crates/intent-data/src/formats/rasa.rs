@@ -238,7 +238,10 @@ mod tests {
     fn annotations_become_their_text_and_values_become_synonyms() {
         let mut pairs = Vec::new();
         let s = strip_annotations(
-            r#"move [50](amount) from [savings](account:saving) to [my card]{"entity": "account", "value": "credit"}"#,
+            concat!(
+                r#"move [50](amount) from [savings](account:saving) "#,
+                r#"to [my card]{"entity": "account", "value": "credit"}"#
+            ),
             |t, v| pairs.push((t.to_string(), v.to_string())),
         );
         assert_eq!(s, "move 50 from savings to my card");

@@ -359,7 +359,8 @@ mod tests {
         assert_eq!(ix.ids.items, ["5", "7", "40"]);
         assert_eq!((ix.ids.user("10"), ix.ids.item("40"), ix.ids.user("nope")), (Some(2), Some(2), None));
         let s = leave_one_out(&ix);
-        // User "2": 7@1, 5@4, 5@5 → items [7, 5] (5 once), test 5. User "3": one interaction. User "10": 40@2, 5@3, 7@9 → test 7.
+        // User "2": 7@1, 5@4, 5@5 → items [7, 5] (5 once), test 5. User "3": one interaction.
+        // User "10": 40@2, 5@3, 7@9 → test 7.
         assert_eq!(s.test, vec![Some(0), None, Some(1)]);
         assert_eq!(s.train, vec![(0, 1), (1, 2), (2, 2), (2, 0)]);
         // Negatives: never a seen or test item, distinct, the same for the same seed.

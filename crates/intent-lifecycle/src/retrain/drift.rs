@@ -69,8 +69,8 @@ impl Drift {
         if let (Some(then), Some(now)) = (f(b, "mean_confidence"), f(r, "mean_confidence")) {
             if then - now > self.max_confidence_drop {
                 return Some(format!(
-                    "quality drift of version {version}: mean confidence {then:.3} over its first {over} queries, \
-                     {now:.3} over the latest {over} (a drop of {:.3} > {})",
+                    "quality drift of version {version}: mean confidence {then:.3} over its first {over} \
+                     queries, {now:.3} over the latest {over} (a drop of {:.3} > {})",
                     then - now,
                     self.max_confidence_drop
                 ));
@@ -79,8 +79,8 @@ impl Drift {
         if let (Some(then), Some(now)) = (f(b, "fallback_rate"), f(r, "fallback_rate")) {
             if now - then > self.max_fallback_increase {
                 return Some(format!(
-                    "quality drift of version {version}: fallback rate {then:.3} over its first {over} queries, \
-                     {now:.3} over the latest {over} (a rise of {:.3} > {})",
+                    "quality drift of version {version}: fallback rate {then:.3} over its first {over} \
+                     queries, {now:.3} over the latest {over} (a rise of {:.3} > {})",
                     now - then,
                     self.max_fallback_increase
                 ));
@@ -95,7 +95,11 @@ mod tests {
     use super::*;
 
     fn windows(first: (u64, f64, f64, i64), latest: (u64, f64, f64, i64)) -> Value {
-        let w = |(n, c, f, t): (u64, f64, f64, i64)| serde_json::json!({"queries": n, "mean_confidence": c, "fallback_rate": f, "from_ms": t, "to_ms": t + 99});
+        let w = |(n, c, f, t): (u64, f64, f64, i64)| {
+            serde_json::json!({
+                "queries": n, "mean_confidence": c, "fallback_rate": f, "from_ms": t, "to_ms": t + 99
+            })
+        };
         serde_json::json!({"baseline": w(first), "recent": w(latest)})
     }
 

@@ -189,13 +189,19 @@ mod tests {
     /// deployed line with everything) still read.
     #[test]
     fn history_lines_round_trip_and_old_lines_read() {
-        let interrupted = r#"{"retrain_id":"17-3","timestamp_unix":20,"model":"faq","status":"interrupted","reason":"stopped","versions":{"current":1}}"#;
+        let interrupted = r#"{"retrain_id":"17-3","timestamp_unix":20,"model":"faq",
+            "status":"interrupted","reason":"stopped","versions":{"current":1}}"#;
         let o: RetrainOutcome = serde_json::from_str(interrupted).unwrap();
         assert_eq!(
             (o.status, o.versions.current, o.versions.before, o.kind),
             (RunStatus::Interrupted, Some(1), None, None)
         );
-        let deployed = r#"{"retrain_id":"1-2","timestamp_unix":3,"model":"faq","kind":"mlp","status":"deployed","reason":"version 2 is current","triggers":["forced"],"dataset_quality":{"total_entries":96,"new_samples":60,"duplicates":0,"conflicts":0,"holdout_removed":0,"accuracy_improvement":0.01},"versions":{"before":1,"candidate":2,"current":2},"scores":{"candidate":0.9,"current":0.89},"labels_pulled":{"error":"refused"},"durations_s":{"data":0.1,"total":1.5}}"#;
+        let deployed = r#"{"retrain_id":"1-2","timestamp_unix":3,"model":"faq","kind":"mlp",
+            "status":"deployed","reason":"version 2 is current","triggers":["forced"],
+            "dataset_quality":{"total_entries":96,"new_samples":60,"duplicates":0,"conflicts":0,
+                "holdout_removed":0,"accuracy_improvement":0.01},
+            "versions":{"before":1,"candidate":2,"current":2},"scores":{"candidate":0.9,"current":0.89},
+            "labels_pulled":{"error":"refused"},"durations_s":{"data":0.1,"total":1.5}}"#;
         let o: RetrainOutcome = serde_json::from_str(deployed).unwrap();
         assert_eq!(o.labels_pulled, Some(LabelsPulled::Failed { error: "refused".into() }));
         assert_eq!(o.durations_s.total, Some(1.5));

@@ -228,8 +228,8 @@ fn run(
             match fewest {
                 Some((label, &n)) if n >= b.min_per_label && rejected_before.is_some() => {
                     journal.line(&format!(
-                        "bootstrap: every label has ≥ {} examples (fewest: '{label}', {n}), but the fine-tune \
-                            on this data was rejected ({}); waiting for new data",
+                        "bootstrap: every label has ≥ {} examples (fewest: '{label}', {n}), but the \
+                         fine-tune on this data was rejected ({}); waiting for new data",
                         b.min_per_label,
                         rejected_before.map(|h| h.reason).unwrap_or_default()
                     ));

@@ -73,7 +73,10 @@ impl CronAt {
                 let mut days = Vec::new();
                 for part in list.split(',') {
                     let d = part.trim().parse::<u8>().map_err(|_| {
-                        format!("--every {every:?}: expected monthly, weekly, daily or days of the month such as 1,15")
+                        format!(
+                            "--every {every:?}: expected monthly, weekly, daily or days of the month \
+                             such as 1,15"
+                        )
                     })?;
                     days.push(day_ok(d, "--every")?);
                 }
@@ -263,12 +266,14 @@ pub fn cron_status(
     let next = at.as_ref().and_then(|a| a.next_after(now));
     serde_json::json!({
         "last_run": last.map(|l| serde_json::json!({
-            "retrain_id": l.retrain_id, "status": l.status, "timestamp_unix": l.timestamp_unix, "reason": l.reason,
+            "retrain_id": l.retrain_id, "status": l.status, "timestamp_unix": l.timestamp_unix,
+            "reason": l.reason,
         })),
         "schedule": at.as_ref().map(|a| serde_json::json!({ "cron": a.fields(), "describe": a.describe() })),
         "next_run_unix": next.as_ref().map(|t| t.timestamp().as_second()),
         "next_run": next.as_ref().map(|t| t.timestamp().to_string()),
-        "overdue": due.is_some_and(|d| now.timestamp().as_second() - d.timestamp().as_second() > OVERDUE_AFTER_S),
+        "overdue": due
+            .is_some_and(|d| now.timestamp().as_second() - d.timestamp().as_second() > OVERDUE_AFTER_S),
         "written_unix": now.timestamp().as_second(),
     })
 }
@@ -311,7 +316,11 @@ mod tests {
         );
         assert_eq!(
             line,
-            r"0 3 1 * * cd '/srv/it'\''s' && mkdir -p '/srv' && '/usr/bin/intent' retrain --config '/srv/it'\''s/retrain.toml' >> '/srv/log' 2>&1 # intent-retrain /srv/it's/retrain.toml"
+            concat!(
+                r"0 3 1 * * cd '/srv/it'\''s' && mkdir -p '/srv' && '/usr/bin/intent' retrain ",
+                r"--config '/srv/it'\''s/retrain.toml' >> '/srv/log' 2>&1 ",
+                r"# intent-retrain /srv/it's/retrain.toml"
+            )
         );
         assert_eq!(CronAt::parse(&line), Some(at.clone()));
         assert_eq!(entry_config(&line), Some("/srv/it's/retrain.toml"));

@@ -68,8 +68,9 @@ fn teach(
 }
 
 /// Adds the teacher labels, then the pseudo-labels, for texts `data` (the people's labels) and
-/// `held_out` (normalized) do not have. Pseudo-labels: single-label data only, the surest first, at most `max_per_label`
-/// per label and never more than the people's examples. Returns how many of each were added.
+/// `held_out` (normalized) do not have. Pseudo-labels: single-label data only, the surest first,
+/// at most `max_per_label` per label and never more than the people's examples. Returns how many
+/// of each were added.
 pub(super) fn add_below_human(
     cfg: &RetrainConfig,
     data: &mut Dataset,

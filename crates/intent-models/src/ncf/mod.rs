@@ -467,7 +467,8 @@ mod tests {
         m.tower[1].bias = vec![0.5, 0.0];
         m.out.weight = vec![1.0, 1.0, 1.0, 1.0];
         m.out.bias = vec![0.25];
-        // x0 = [1, -1, 0.5, 2] → layer 0: [1, -1 + 0.5, 2] → ReLU [1, 0, 2] → layer 1: [3.5, -1] → ReLU [3.5, 0].
+        // x0 = [1, -1, 0.5, 2] → layer 0: [1, -1 + 0.5, 2] → ReLU [1, 0, 2]
+        //    → layer 1: [3.5, -1] → ReLU [3.5, 0].
         // GMF: [3, -2]. Logit: 3 − 2 + 3.5 + 0 + 0.25 = 4.75.
         assert_eq!(m.score(&[1], &[2]), vec![4.75]);
         let dir = tempfile::tempdir().unwrap();

@@ -352,7 +352,8 @@ pub fn fit_body(
             "the kernel SVC would take about {} on these {} examples, over its limit of \
              {KERNEL_MAX_SECONDS:.0} s: it trains one SVC per pair of classes ({} pairs, the largest with \
              {largest} examples) and each costs the cube of its examples (smartcore's solver keeps no \
-             kernel cache, and each pair's Gram matrix is factored); use --kernel linear, which is as accurate on text and fast at any size",
+             kernel cache, and each pair's Gram matrix is factored); use --kernel linear, which is as \
+             accurate on text and fast at any size",
             human_seconds(estimate),
             rows.len(),
             kernel::n_pairs(k)

@@ -42,8 +42,10 @@ pub struct Quality {
 pub(super) fn window_sql(placeholder: fn(usize) -> String, first: bool) -> String {
     let (model, version, window) = (placeholder(1), placeholder(2), placeholder(3));
     format!(
-        "SELECT COUNT(*), AVG(confidence), AVG(CAST(CASE WHEN fallback THEN 1 ELSE 0 END AS DOUBLE PRECISION)), MIN(ts_ms), MAX(ts_ms) \
-         FROM (SELECT confidence, fallback, ts_ms FROM queries WHERE model = {model} AND model_version = {version} \
+        "SELECT COUNT(*), AVG(confidence), \
+         AVG(CAST(CASE WHEN fallback THEN 1 ELSE 0 END AS DOUBLE PRECISION)), MIN(ts_ms), MAX(ts_ms) \
+         FROM (SELECT confidence, fallback, ts_ms FROM queries \
+         WHERE model = {model} AND model_version = {version} \
          ORDER BY id {} LIMIT {window}) AS w",
         if first { "ASC" } else { "DESC" }
     )
@@ -69,7 +71,8 @@ impl QueryLog {
         for (text, label, confidence, ts) in self.backend.confident(min_confidence)? {
             if seen.insert(intent_data::normalize_text(&text)) {
                 let obj = serde_json::json!({
-                    "text": text, "label": label, "confidence": confidence, "source": "pseudo", "timestamp": ts.to_string()
+                    "text": text, "label": label, "confidence": confidence, "source": "pseudo",
+                    "timestamp": ts.to_string()
                 });
                 out.push_str(&obj.to_string());
                 out.push('\n');
@@ -86,7 +89,9 @@ impl QueryLog {
         // Newest first: the first row of a text is its latest label.
         for (text, label, ts) in self.backend.teacher_labels()? {
             if seen.insert(intent_data::normalize_text(&text)) {
-                let obj = serde_json::json!({ "text": text, "label": label, "source": "teacher", "timestamp": ts.to_string() });
+                let obj = serde_json::json!({
+                    "text": text, "label": label, "source": "teacher", "timestamp": ts.to_string()
+                });
                 out.push_str(&obj.to_string());
                 out.push('\n');
             }

@@ -334,7 +334,8 @@ where
     let epochs = epochs_for(config.epochs, config.min_steps, steps_per_epoch);
     if epochs > config.epochs {
         tracing::info!(
-            "{epochs} epochs instead of {} so that training makes at least {} steps ({steps_per_epoch} per epoch)",
+            "{epochs} epochs instead of {} so that training makes at least {} steps \
+             ({steps_per_epoch} per epoch)",
             config.epochs,
             config.min_steps.unwrap_or(0)
         );
@@ -440,7 +441,8 @@ where
         let rate = seen as f64 / seconds.max(1e-9);
         match val_score {
             Some(v) => tracing::info!(
-                "epoch {epoch}/{epochs}: loss {:.4}  train acc {:.4}  val {:.4}  {:.2}s ({rate:.1} samples/s)",
+                "epoch {epoch}/{epochs}: loss {:.4}  train acc {:.4}  val {:.4}  {:.2}s \
+                 ({rate:.1} samples/s)",
                 log.loss,
                 log.train_accuracy,
                 v,
