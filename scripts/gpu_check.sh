@@ -65,6 +65,11 @@ pack)
     widen_or_narrow "$model/model.safetensors" "$dir/model/model.f16.safetensors" f16
     cp "$shared/anchors/hf_finetune_gpu.py" "$shared/anchors/load.py" "$dir/anchors/"
     cp -r "$shared/datasets/banking77" "$shared/datasets/ml-100k" "$dir/datasets/"
+    # Where the binary came from, so that a later session knows whether the pack is still current.
+    { dirty=$(git diff --quiet HEAD -- crates xtask Cargo.lock || echo ' (with uncommitted changes)')
+      echo "commit $(git rev-parse HEAD)$dirty"
+      echo "packed $(date -u +%Y-%m-%dT%H:%MZ)${INTENT_GPU_CHECK_BINARY:+ from $bin}"
+    } > "$dir/built_from.txt"
     chmod -R u+w "$dir"
     du -sh "$dir"
     echo "carry $dir to the GPU machine and run: scripts/gpu_check.sh run $dir"
@@ -128,7 +133,8 @@ PY
         )
         [ -n "$CUDA_PATH" ] && export CUDA_PATH
     fi
-    { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true; nproc
+    { cat "$dir/built_from.txt" 2>/dev/null || echo "built from: unknown (a pack without built_from.txt)"
+      nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true; nproc
       echo "CUDA_PATH=${CUDA_PATH:-} (cubecl's default: /usr/local/cuda)"
       nvidia-smi 2>/dev/null | grep -o 'CUDA Version: [0-9.]*' || true
       echo "LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}"
@@ -174,6 +180,8 @@ PY
             cp "$work/$dirname/metrics.json" "$out/$dirname.json"
         elif [ "$rc" -eq 124 ]; then
             echo "| $name | timed out after ${limit} s (logs/$dirname.log) | | | | | |" >> "$table"
+        elif [ "$rc" -eq 0 ]; then
+            echo "| $name | exit 0 but no metrics.json (logs/$dirname.log) | | | | | |" >> "$table"
         else
             echo "| $name | failed: exit $rc after $((SECONDS - t0)) s (logs/$dirname.log) | | | | | |" \
                 >> "$table"
