@@ -14,8 +14,8 @@
 #       bf16, the MLP (5 epochs) and NCF (5 epochs) on the GPU and on the CPU, and last BERT
 #       with the CLI's default clipping (--max-grad-norm 1), what it costs. Prints one
 #       table (samples/s, time to first step, kernels compiled, test accuracy) and writes it to
-#       $OUT/gpu_check.md, with each run's log under $OUT/logs/ and its metrics.json as
-#       $OUT/RUN.json ($OUT: the device tool's folder; a temporary one when unset).
+#       $OUT/gpu_check.md, with $OUT/machine.txt and every run's log and metrics.json in
+#       $OUT/gpu_check_logs.tar.gz ($OUT: the device tool's folder; a temporary one when unset).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-}
@@ -86,7 +86,17 @@ run)
     start=$SECONDS
     work=$(mktemp -d)
     out=${OUT:-$work/out}
-    mkdir -p "$out/logs"
+    # The device tool brings back at most 8 files from $OUT, so the runs write to $rep and $OUT
+    # gets three: the table, machine.txt and every log and metrics.json in one archive, also when
+    # the script stops early.
+    rep="$work/report"
+    mkdir -p "$rep/logs" "$out"
+    bring_back() {
+        cp "$rep/gpu_check.md" "$rep/logs/machine.txt" "$out/" 2>/dev/null || true
+        tar -C "$rep" -czf "$out/gpu_check_logs.tar.gz" . 2>/dev/null \
+            || (cd "$rep" && python3 -m tarfile -c "$out/gpu_check_logs.tar.gz" .) || true
+    }
+    trap bring_back EXIT
     # xz(1) may be missing on the GPU machine; Python's lzma reads the same file.
     xz -dc "$dir/intent.xz" > "$work/intent" 2>/dev/null \
         || python3 -c 'import lzma, shutil, sys
@@ -139,9 +149,9 @@ PY
       nvidia-smi 2>/dev/null | grep -o 'CUDA Version: [0-9.]*' || true
       echo "LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}"
       ldconfig -p 2>/dev/null | grep -E 'lib(cuda|nvrtc)\.so' || true
-    } > "$out/logs/machine.txt" 2>&1
-    cat "$out/logs/machine.txt" >&2
-    table="$out/gpu_check.md"
+    } > "$rep/logs/machine.txt" 2>&1
+    cat "$rep/logs/machine.txt" >&2
+    table="$rep/gpu_check.md"
     echo "| run | steady samples/s | first step (s) | kernels compiled (epoch 1 / later)" \
         "| epoch 1 extra (s) | fastest epoch (s) | test accuracy / HR@10 |" > "$table"
     echo "|---|---|---|---|---|---|---|" >> "$table"
@@ -174,10 +184,10 @@ PY
         echo "== $name (≤ ${limit} s)" >&2
         local t0=$SECONDS rc=0
         # timeout(1) runs programs, not shell functions: the exported functions run in a bash.
-        timeout "$limit" bash -c '"$@"' _ "$@" > "$out/logs/$dirname.log" 2>&1 || rc=$?
+        timeout "$limit" bash -c '"$@"' _ "$@" > "$rep/logs/$dirname.log" 2>&1 || rc=$?
         if [ "$rc" -eq 0 ] && [ -f "$work/$dirname/metrics.json" ]; then
             row "$name" "$work/$dirname/metrics.json" >> "$table"
-            cp "$work/$dirname/metrics.json" "$out/$dirname.json"
+            cp "$work/$dirname/metrics.json" "$rep/$dirname.json"
         elif [ "$rc" -eq 124 ]; then
             echo "| $name | timed out after ${limit} s (logs/$dirname.log) | | | | | |" >> "$table"
         elif [ "$rc" -eq 0 ]; then
@@ -186,7 +196,7 @@ PY
             echo "| $name | failed: exit $rc after $((SECONDS - t0)) s (logs/$dirname.log) | | | | | |" \
                 >> "$table"
         fi
-        tail -3 "$out/logs/$dirname.log" >&2 || true
+        tail -3 "$rep/logs/$dirname.log" >&2 || true
     }
     bert() { # OUT [FLAGS…]: hf_finetune_gpu.py's recipe (one rate, random batch order, its head)
         local o=$1; shift
@@ -204,8 +214,8 @@ PY
         "$intent" train ncf --train "$dir/datasets/ml-100k/u.data" --out "$work/$1" --epochs 5 --device "$2"
     }
     anchor() {
-        python3 "$dir/anchors/hf_finetune_gpu.py" "$work/model" 2 > "$out/logs/anchor.out" || return $?
-        mkdir -p "$work/anchor" && python3 - "$out/logs/anchor.out" "$work/anchor/metrics.json" <<'PY'
+        python3 "$dir/anchors/hf_finetune_gpu.py" "$work/model" 2 > "$rep/logs/anchor.out" || return $?
+        mkdir -p "$work/anchor" && python3 - "$rep/logs/anchor.out" "$work/anchor/metrics.json" <<'PY'
 import json, re, sys
 line = open(sys.argv[1]).read().strip().splitlines()[-1]
 v = dict(re.findall(r"(\w+)=([\d.]+)", line))
@@ -214,9 +224,9 @@ json.dump({"timing": {"steady_samples_per_second": float(v["train_samples_per_s"
 PY
     }
     export -f bert bert_clipped mlp ncf anchor
-    export intent work out b77 gpu dir
+    export intent work rep b77 gpu dir
     # GPU utilisation beside the runs (a flat 0 % means the GPU waits on the host).
-    (nvidia-smi dmon -s u -d 2 > "$out/logs/dmon.log" 2>&1 &) || true
+    (nvidia-smi dmon -s u -d 2 > "$rep/logs/dmon.log" 2>&1 &) || true
     step "intent BERT $gpu, cold caches" 200 bert-cold bert bert-cold
     step "PyTorch hf_finetune_gpu.py (same GPU)" 120 anchor anchor
     step "intent BERT $gpu, warm caches" 150 bert-warm bert bert-warm
@@ -227,10 +237,11 @@ PY
     step "intent NCF cpu (NeuMF, 5 epochs)" 40 ncf-cpu ncf ncf-cpu cpu
     step "intent BERT $gpu, warm, --max-grad-norm 1 (the default)" 90 bert-clip bert_clipped bert-clip
     pkill -f "nvidia-smi dmon" 2>/dev/null || true
-    echo "total $((SECONDS - start)) s of a ${budget} s budget" >> "$out/logs/machine.txt"
+    echo "total $((SECONDS - start)) s of a ${budget} s budget" >> "$rep/logs/machine.txt"
     # What the warm runs found: cubecl's PTX and autotune caches, the driver's JIT cache (cuda-jit).
-    du -s -k "$INTENT_KERNEL_CACHE"/* >> "$out/logs/machine.txt" 2>&1 || true
+    du -s -k "$INTENT_KERNEL_CACHE"/* >> "$rep/logs/machine.txt" 2>&1 || true
     cat "$table"
+    [ -n "${OUT:-}" ] || echo "logs and metrics: $out/gpu_check_logs.tar.gz" >&2
     ;;
 *)
     sed -n 2,18p "$0" >&2
