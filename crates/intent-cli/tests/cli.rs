@@ -1,16 +1,11 @@
 //! End-to-end: the `intent` binary on the embedded data and on malformed inputs.
 
+mod common;
+
+use common::intent;
+
 use std::path::Path;
 use std::process::{Command, Output};
-
-fn intent(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_intent"))
-        .args(args)
-        .current_dir(cwd)
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("runs")
-}
 
 fn text(o: &Output) -> (String, String) {
     (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
@@ -553,74 +548,4 @@ fn multi_label_thresholds_are_tuned_saved_and_used() {
         p,
     );
     assert!(!o.status.success());
-}
-
-/// `intent compare` on the embedded data: a leaderboard of the kinds asked for, sorted by score,
-/// written as JSON and Markdown; a kind over the time budget is skipped with the reason; the
-/// best model that passes the gate is registered as the current version.
-#[test]
-fn compare_ranks_models_skips_what_does_not_fit_and_registers_the_best() {
-    let minilm = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/all-MiniLM-L6-v2");
-    assert!(minilm.join("model.safetensors").is_file(), "run `cargo xtask fetch-model minilm` first");
-    let m = minilm.to_string_lossy().into_owned();
-    let dir = tempfile::tempdir().unwrap();
-    let p = dir.path();
-    let args = [
-        "compare",
-        "--models",
-        "svm,mlp,zero-shot,bert",
-        "--base",
-        &m,
-        "--time-budget",
-        "1s",
-        "--out",
-        "cmp",
-        "--register",
-        "best",
-        "--min-overall",
-        "0.5",
-        "--min-class",
-        "0",
-    ];
-    let o = intent(&args, p);
-    let (out, err) = text(&o);
-    assert!(o.status.success(), "{out}\n{err}");
-    let board: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(p.join("cmp/leaderboard.json")).unwrap()).unwrap();
-    let rows = board["rows"].as_array().unwrap();
-    let kinds: Vec<&str> = rows.iter().map(|r| r["kind"].as_str().unwrap()).collect();
-    assert_eq!(kinds.len(), 3, "svm, mlp and zero-shot ran: {kinds:?}");
-    let scores: Vec<f64> = rows.iter().map(|r| r["score"].as_f64().unwrap()).collect();
-    assert!(scores.windows(2).all(|w| w[0] >= w[1]), "sorted by score: {scores:?}");
-    assert!(rows
-        .iter()
-        .all(|r| r["folder_bytes"].as_u64().unwrap() > 0 && r["p50_latency_ms"].as_f64().unwrap() > 0.0));
-    let skipped = board["skipped"].as_array().unwrap();
-    assert_eq!(skipped.len(), 1);
-    assert_eq!(skipped[0]["kind"], "bert");
-    assert!(skipped[0]["reason"].as_str().unwrap().contains("--time-budget"), "{skipped:?}");
-    assert!(std::fs::read_to_string(p.join("cmp/leaderboard.md")).unwrap().contains("| 1 | "));
-    assert!(out.contains(&format!("registered {} as best version 1 (current)", kinds[0])), "{out}");
-    let o = intent(&["models", "list"], p);
-    assert!(text(&o).0.contains("best"), "{:?}", text(&o));
-    let html = std::fs::read_to_string(p.join("cmp/leaderboard.html")).unwrap();
-    assert!(html.contains("<table id=\"leaderboard\"") && html.contains("<li>bert: "), "{html}");
-    assert!(p.join("models/best/versions/1/data/train.jsonl").is_file(), "the version keeps its data");
-    // An unknown kind is refused by name before anything is trained.
-    assert_clean_error(&intent(&["compare", "--models", "svm,gpt", "--out", "c2"], p), "gpt");
-    assert!(!p.join("c2").exists());
-
-    // `intent pipeline --model auto`: the same on the pipeline's own split (no encoder in this
-    // folder: zero-shot and bert are skipped with the reason).
-    let o = intent(&["pipeline", "--model", "auto", "--min-class", "0"], p);
-    let (out, err) = text(&o);
-    assert!(o.status.success(), "{out}\n{err}");
-    assert!(out.contains("zero-shot: skipped (no --base"), "{out}");
-    let board: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(p.join("models/example/compare/leaderboard.json")).unwrap(),
-    )
-    .unwrap();
-    let best = board["rows"][0]["kind"].as_str().unwrap().to_string();
-    assert!(out.contains(&format!("registered {best} as example version 1 (current)")), "{out}");
-    assert!(p.join("models/example/versions/1/data/test.jsonl").is_file());
 }

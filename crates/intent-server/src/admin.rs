@@ -1,6 +1,6 @@
 //! Admin routes (bearer token): model reload and rollback, the labeling queue and its export.
 
-use crate::api::{ApiError, ErrorBody, JsonBody};
+use crate::api_error::{ApiError, ErrorBody, JsonBody};
 use crate::auth;
 use crate::querylog::{LabelChange, LabelOutcome, QueueItem, QueueOrder, QueueQuery};
 use crate::server::AppState;

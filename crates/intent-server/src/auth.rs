@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::api::ApiError;
+use crate::api_error::ApiError;
 use crate::server::AppState;
 
 /// The digest a token is stored and compared as.

@@ -21,7 +21,8 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::api::{check_texts, classifier_of, classify, no_model, ApiError, ErrorBody, JsonBody};
+use crate::api::{check_texts, classifier_of, classify, no_model};
+use crate::api_error::{ApiError, ErrorBody, JsonBody};
 use crate::server::AppState;
 
 /// How many intents Rasa's `intent_ranking` lists (DIETClassifier's `ranking_length`).

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::admin::{do_reload, hide_root};
-use crate::api::{ApiError, ErrorBody, JsonBody};
+use crate::api_error::{ApiError, ErrorBody, JsonBody};
 use crate::querylog::LabelingStats;
 use crate::server::AppState;
 

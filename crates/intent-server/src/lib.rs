@@ -42,6 +42,7 @@ pub mod slot;
 
 mod admin;
 mod api;
+mod api_error;
 mod auth;
 mod compat;
 mod console;

@@ -19,7 +19,7 @@ use intent_models::folder::now_unix;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::api::{ApiError, ErrorBody};
+use crate::api_error::{ApiError, ErrorBody};
 use crate::server::AppState;
 
 /// Finished jobs kept for `GET /admin/retrain/{id}`.

@@ -25,7 +25,8 @@ use axum::Router;
 use tokio::sync::Semaphore;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
-use crate::api::{self, ApiError};
+use crate::api;
+use crate::api_error::ApiError;
 use crate::metrics::Metrics;
 use crate::slot::LoadOptions;
 use crate::{admin, ModelSlot, QueryLog};
