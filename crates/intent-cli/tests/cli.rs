@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::intent;
+use common::{intent, minilm};
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -266,12 +266,11 @@ fn svm_kernel_pipeline_passes_the_gate_then_linear_train_eval_predict() {
 
 #[test]
 fn zero_shot_folder_then_eval_and_predict() {
-    let minilm = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/all-MiniLM-L6-v2");
-    assert!(minilm.join("model.safetensors").is_file(), "run `cargo xtask fetch-model minilm` first");
+    let encoder = std::path::PathBuf::from(minilm());
     let labels = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data/labels.json");
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path();
-    let (m, l) = (minilm.to_string_lossy().into_owned(), labels.to_string_lossy().into_owned());
+    let (m, l) = (encoder.to_string_lossy().into_owned(), labels.to_string_lossy().into_owned());
     let o = intent(&["zero-shot", "--encoder", &m, "--labels", &l, "--out", "zs", "where is my package"], p);
     let (out, err) = text(&o);
     assert!(o.status.success(), "{out}\n{err}");
@@ -307,9 +306,9 @@ fn zero_shot_folder_then_eval_and_predict() {
         "modules.json",
         "1_Pooling/config.json",
     ] {
-        if minilm.join(f).is_file() {
+        if encoder.join(f).is_file() {
             std::fs::create_dir_all(snap.join(f).parent().unwrap()).unwrap();
-            std::os::unix::fs::symlink(minilm.join(f), snap.join(f)).unwrap();
+            std::os::unix::fs::symlink(encoder.join(f), snap.join(f)).unwrap();
         }
     }
     let hub = |repo: &str| {
@@ -329,9 +328,7 @@ fn zero_shot_folder_then_eval_and_predict() {
 
 #[test]
 fn train_bert_writes_a_hugging_face_folder_that_predicts() {
-    let minilm = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/all-MiniLM-L6-v2");
-    assert!(minilm.join("model.safetensors").is_file(), "run `cargo xtask fetch-model minilm` first");
-    let m = minilm.to_string_lossy().into_owned();
+    let m = minilm();
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path();
     let rows = [

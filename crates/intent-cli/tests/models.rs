@@ -145,9 +145,7 @@ fn retrain_status_dry_run_force() {
 /// best model that passes the gate is registered as the current version.
 #[test]
 fn compare_ranks_models_skips_what_does_not_fit_and_registers_the_best() {
-    let minilm = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/all-MiniLM-L6-v2");
-    assert!(minilm.join("model.safetensors").is_file(), "run `cargo xtask fetch-model minilm` first");
-    let m = minilm.to_string_lossy().into_owned();
+    let m = minilm();
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path();
     let args = [

@@ -16,6 +16,13 @@ pub fn intent(args: &[&str], cwd: &Path) -> Output {
         .expect("runs")
 }
 
+/// The all-MiniLM-L6-v2 folder that `cargo xtask fetch-model minilm` writes, as a path argument.
+pub fn minilm() -> String {
+    let folder = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/all-MiniLM-L6-v2");
+    assert!(folder.join("model.safetensors").is_file(), "run `cargo xtask fetch-model minilm` first");
+    folder.to_string_lossy().into_owned()
+}
+
 /// The standard output of a run that must have succeeded.
 pub fn ok(o: &Output) -> String {
     let (out, err) = (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr));
